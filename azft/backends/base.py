@@ -1,0 +1,153 @@
+"""The backend protocol and the one Job handle every backend returns.
+
+A backend turns a Plan into a running job (``submit``) and can find that job again later by its name
+(``get_job``), so ``azft status/wait/logs/cancel`` work in a new process. Modeled on MLflow Projects'
+``SubmittedRun``: one handle, local or remote.
+"""
+
+from __future__ import annotations
+
+import enum
+import importlib
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Iterator
+
+if TYPE_CHECKING:  # pragma: no cover
+    from azft.plan import Plan
+
+
+class JobStatus(str, enum.Enum):
+    NOT_STARTED = "NotStarted"
+    QUEUED = "Queued"
+    PREPARING = "Preparing"
+    PROVISIONING = "Provisioning"
+    STARTING = "Starting"
+    RUNNING = "Running"
+    FINALIZING = "Finalizing"
+    CANCEL_REQUESTED = "CancelRequested"
+    COMPLETED = "Completed"
+    FAILED = "Failed"
+    CANCELED = "Canceled"
+    NOT_RESPONDING = "NotResponding"
+    PAUSED = "Paused"
+    UNKNOWN = "Unknown"
+
+    @property
+    def terminal(self) -> bool:
+        return self in (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELED)
+
+    @classmethod
+    def parse(cls, value: str | None) -> "JobStatus":
+        for s in cls:
+            if value and s.value.lower() == str(value).lower():
+                return s
+        return cls.UNKNOWN
+
+
+@dataclass
+class JobInfo:
+    """A snapshot of a job, the same shape for every backend (what `azft status --output json` prints)."""
+
+    name: str
+    backend: str
+    status: JobStatus
+    created: str | None = None
+    studio_url: str | None = None
+    error: str | None = None
+    error_code: str | None = None
+    outputs: dict[str, str] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+    mlflow_run_id: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dict(self.__dict__)
+        d["status"] = self.status.value
+        return d
+
+
+class Job(ABC):
+    """Handle to a submitted job. Every backend returns a subclass of this."""
+
+    backend: str
+    name: str
+
+    @abstractmethod
+    def info(self) -> JobInfo:
+        """Fetch the current state (one round trip for remote backends)."""
+
+    def status(self) -> JobStatus:
+        return self.info().status
+
+    @abstractmethod
+    def cancel(self) -> None: ...
+
+    @abstractmethod
+    def logs(self, follow: bool = False) -> Iterator[str]:
+        """Yield log lines; with follow, keep yielding until the job ends."""
+
+    def metrics_history(self) -> dict[str, list[tuple[int, float]]]:
+        """Per-step metrics when the backend knows them: {"loss": [(step, value), ...]}."""
+        return {}
+
+    def wait(
+        self,
+        timeout: float | None = None,
+        poll_interval: float = 5.0,
+        on_update: Callable[[JobInfo], None] | None = None,
+    ) -> JobInfo:
+        """Poll until the job ends or ``timeout`` seconds pass. Safe to interrupt and call again."""
+        from azft.errors import JobCancelledError
+
+        deadline = None if timeout is None else time.monotonic() + timeout
+        last = None
+        while True:
+            info = self.info()
+            if on_update and (last is None or info.status != last):
+                on_update(info)
+            last = info.status
+            if info.status.terminal:
+                return info
+            if deadline is not None and time.monotonic() >= deadline:
+                raise JobCancelledError(
+                    f"timed out after {timeout:g}s waiting for job {self.name} (still {info.status.value})",
+                    hint=f"the job keeps running; `azft wait {self.name}` resumes watching it",
+                )
+            time.sleep(poll_interval if deadline is None else max(0.0, min(poll_interval, deadline - time.monotonic())))
+
+
+class Backend(ABC):
+    """A place jobs run. A new backend is one module plus one line in BACKENDS."""
+
+    name: str
+
+    @abstractmethod
+    def submit(self, plan: "Plan", *, force: bool = False) -> Job:
+        """Run the plan. Idempotent: an identical plan finds the existing job unless ``force``."""
+
+    @abstractmethod
+    def get_job(self, name: str) -> Job: ...
+
+    @abstractmethod
+    def list_jobs(self, limit: int = 50) -> list[JobInfo]: ...
+
+
+BACKENDS: dict[str, str] = {
+    "local": "azft.backends.local:LocalBackend",
+    "maas": "azft.backends.maas:MaasBackend",
+    "maap": "azft.backends.maap:MaapBackend",
+    "mock": "azft.backends.mock:MockBackend",
+}
+
+
+def get_backend(name: str, **kwargs: Any) -> Backend:
+    from azft.errors import UsageError
+
+    try:
+        target = BACKENDS[name]
+    except KeyError:
+        raise UsageError(f"unknown backend {name!r}", hint=f"choose one of: {', '.join(BACKENDS)}") from None
+    module, _, attr = target.partition(":")
+    return getattr(importlib.import_module(module), attr)(**kwargs)
