@@ -1,0 +1,154 @@
+"""The public Python API; the CLI is a thin layer over these functions."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from azft.backends.base import Job, JobInfo, get_backend
+from azft.errors import IncompatibleError, Problem, UsageError
+from azft.plan import Plan, make_plan
+from azft.spec import JobSpec, load_spec
+from azft.state import lookup_submission, record_submission
+
+
+def load_prices(path: Optional[str]) -> tuple[dict, Optional[str]]:
+    if not path:
+        return {}, None
+    import yaml
+
+    p = Path(path)
+    if not p.is_file():
+        raise UsageError(f"--prices: {path} does not exist")
+    try:
+        data = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        raise UsageError(f"--prices: {path}{':' + str(mark.line + 1) if mark else ''}: invalid YAML") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"--prices: {path} must be a mapping")
+    unknown = set(data) - {"maas_price_per_1k_tokens", "skus"}
+    if unknown:
+        raise UsageError(f"--prices: {path}: unknown keys {', '.join(sorted(unknown))}",
+                         hint="use maas_price_per_1k_tokens: {model: price} and skus: {size: {price_per_hour: x}}")
+    return data, str(p)
+
+
+def plan(spec: JobSpec | str | Path, backend: str = "local", *, prices: Optional[str] = None,
+         force: bool = False, check_data: bool = True) -> Plan:
+    """Build the dry-run plan for a spec on a backend (no network)."""
+    if not isinstance(spec, JobSpec):
+        spec = load_spec(spec)
+    table, source = load_prices(prices)
+    suffix = secrets.token_hex(3) if force else None
+    return make_plan(spec, backend, prices=table, prices_source=source, check_data=check_data, force_suffix=suffix)
+
+
+def _refuse(plan: Plan) -> IncompatibleError:
+    problems = [Problem(r, file=str(plan.spec.source) if plan.spec.source else None) for r in plan.verdict.reasons]
+    alts = "; ".join(plan.verdict.alternatives)
+    return IncompatibleError(
+        f"cannot run {plan.spec.name} on {plan.backend}: " + "; ".join(plan.verdict.reasons),
+        hint=f"what works instead: {alts}" if alts else None,
+        problems=problems,
+    )
+
+
+def submit(plan: Plan, *, force: bool = False, track: bool = True, backend_options: Optional[dict] = None,
+           on_event: Optional[Callable[[str], None]] = None) -> Job:
+    """Submit a plan. Nothing is uploaded or submitted unless every check passed.
+
+    Idempotent: the same spec and data give the same job name, and a second submit returns the existing job.
+    """
+    if not plan.ok:
+        raise _refuse(plan)
+    say = on_event or (lambda msg: None)
+    backend = get_backend(plan.backend, **(backend_options or {}))
+    tracker = None
+    run_id = None
+    if track:
+        from azft.tracking import Tracker
+
+        tracker = Tracker(plan.tracking_uri, plan.spec.experiment)
+        run_id = tracker.find_run_for_job(plan.job_name)
+        if run_id is None:
+            run_id = tracker.start_submission(
+                spec=plan.spec.canonical(),
+                plan=plan.to_dict(),
+                data_report=plan.data_report() or None,
+                backend=plan.backend,
+                job_name=plan.job_name,
+                studio_url=None,
+                tags=dict(plan.spec.tags),
+            )
+        plan.tracking_run_id = run_id
+        plan.tracking_uri = tracker.tracking_uri
+    try:
+        job = backend.submit(plan, force=force)
+    except BaseException:
+        if tracker and run_id:
+            try:
+                tracker.log_final(run_id, {}, status="FAILED")
+            except Exception:  # the submit error matters more than the tracking one
+                pass
+        raise
+    info = None
+    try:
+        info = job.info()
+    except Exception:
+        pass
+    if tracker and run_id and info is not None and info.studio_url:
+        tracker.set_tags(run_id, {"azft.studio_url": info.studio_url})
+    record_submission(
+        job.name,
+        backend=plan.backend,
+        target=plan.target,
+        spec=str(plan.spec.source) if plan.spec.source else None,
+        experiment=plan.spec.experiment,
+        tracking_uri=plan.tracking_uri,
+        mlflow_run_id=run_id,
+        azure=plan.spec.azure.model_dump(exclude_none=True) or None,
+        mock={"target": plan.spec.mock.target} if plan.backend == "mock" else None,
+    )
+    say(f"submitted {job.name} to {plan.backend}")
+    return job
+
+
+def get_job(name: str, backend: Optional[str] = None, **backend_options: Any) -> Job:
+    """Find a job by name: the local submission index says which backend it went to, or pass `backend`."""
+    rec = lookup_submission(name) or {}
+    backend = backend or rec.get("backend")
+    if not backend:
+        raise UsageError(f"no job named {name!r} was submitted from here",
+                         hint="pass --backend maas|maap|local|mock (and the workspace) to look it up remotely; "
+                              "`azft list` shows known jobs")
+    if backend in ("maas", "maap") and rec.get("azure") and "workspace" not in backend_options:
+        backend_options["workspace"] = rec["azure"]
+    if backend == "mock" and rec.get("mock") and "target" not in backend_options:
+        backend_options["target"] = rec["mock"]["target"]
+    return get_backend(backend, **backend_options).get_job(name)
+
+
+def list_jobs(backend: Optional[str] = None, limit: int = 50, **backend_options: Any) -> list[JobInfo]:
+    names = [backend] if backend else ["local", "mock"]
+    out: list[JobInfo] = []
+    for b in names:
+        out.extend(get_backend(b, **backend_options).list_jobs(limit=limit))
+    return out[:limit] if backend else out
+
+
+def finish_tracking(job: Job, info: JobInfo) -> None:
+    """Copy a finished job's metrics into its MLflow run and close it (idempotent)."""
+    rec = lookup_submission(job.name) or {}
+    run_id = rec.get("mlflow_run_id")
+    if not run_id:
+        return
+    from azft.tracking import Tracker
+
+    tracker = Tracker(rec.get("tracking_uri"), rec.get("experiment") or "azft")
+    history = job.metrics_history()
+    if history:
+        tracker.log_metrics(run_id, history)
+    status = {"Completed": "FINISHED", "Failed": "FAILED", "Canceled": "KILLED"}.get(info.status.value, "FINISHED")
+    tracker.log_final(run_id, info.metrics or {}, status=status)

@@ -1,0 +1,561 @@
+"""spec → Plan: what a backend would do, whether it can, what it would cost. This is the dry-run.
+
+No network I/O: it reads the spec's local data files (hash, checks, token counts) and the catalog, nothing else.
+The same Plan object is what `backend.submit()` executes, so the dry-run and the real run share one path.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from azft.catalog import Catalog, ModelInfo, get_model, load_catalog
+from azft.errors import Verdict
+from azft.spec import JobSpec, is_uri, was_set
+
+GENERIC_DEFAULTS = {"learning_rate": 2.0e-4, "batch_size": 4, "max_seq_length": 2048}
+MAAS_EXPOSED = ("epochs", "batch_size", "learning_rate")
+
+
+@dataclass
+class DataFile:
+    role: str  # train | validation
+    ref: str  # as written in the spec
+    path: Optional[str]  # absolute local path, or None for a remote URI
+    uri: Optional[str]  # remote URI when given
+    size: Optional[int] = None
+    sha256: Optional[str] = None
+    report: Optional[dict] = None
+
+    @property
+    def local(self) -> bool:
+        return self.path is not None
+
+
+@dataclass
+class Plan:
+    spec: JobSpec
+    backend: str
+    target: str  # the Azure path a backend drives: maas | maap | local (mock → its target)
+    job_name: str
+    spec_hash: str
+    model: ModelInfo
+    hyperparameters: dict
+    component_inputs: dict
+    data: list[DataFile]
+    verdict: Verdict
+    estimate: dict
+    request: Any = None  # what would be sent: job YAML dict (maas/maap) or command line (local)
+    tracking_uri: Optional[str] = None
+    tracking_run_id: Optional[str] = None
+    prices_source: Optional[str] = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.verdict.ok
+
+    def data_file(self, role: str) -> Optional[DataFile]:
+        return next((d for d in self.data if d.role == role), None)
+
+    def data_report(self) -> dict:
+        return {d.role: d.report for d in self.data if d.report is not None}
+
+    def to_dict(self) -> dict:
+        return {
+            "backend": self.backend,
+            "target": self.target,
+            "job_name": self.job_name,
+            "spec_hash": self.spec_hash,
+            "verdict": {
+                "ok": self.verdict.ok,
+                "reasons": self.verdict.reasons,
+                "alternatives": self.verdict.alternatives,
+                "warnings": self.verdict.warnings,
+            },
+            "model": {
+                "ref": self.spec.model,
+                "id": self.model.id,
+                "registry_asset": self.model.registry_asset,
+                "hf_id": self.model.hf_id,
+                "local_path": self.model.local_path,
+                "context_length": self.model.context_length,
+                "maas_status": self.model.maas.status,
+            },
+            "task": self.spec.task,
+            "method": self.spec.method,
+            "hyperparameters": self.hyperparameters,
+            "data": [
+                {k: v for k, v in {
+                    "role": d.role, "ref": d.ref, "path": d.path, "uri": d.uri, "size": d.size, "sha256": d.sha256,
+                    "ok": None if d.report is None else d.report.get("ok"),
+                    "errors": None if d.report is None else d.report.get("error_count"),
+                }.items() if v is not None}
+                for d in self.data
+            ],
+            "estimate": self.estimate,
+            "request": self.request,
+            "tracking": {"experiment": self.spec.experiment, "tracking_uri": self.tracking_uri},
+            "notes": self.notes,
+        }
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Public entry point
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def make_plan(
+    spec: JobSpec,
+    backend: str,
+    *,
+    prices: Optional[dict] = None,
+    prices_source: Optional[str] = None,
+    check_data: bool = True,
+    force_suffix: Optional[str] = None,
+    today: Optional[_dt.date] = None,
+    render: bool = True,
+) -> Plan:
+    from azft.errors import UsageError
+
+    if backend not in ("local", "maas", "maap", "mock"):
+        raise UsageError(f"unknown backend {backend!r}", hint="choose one of: local, maas, maap, mock")
+    cat = load_catalog()
+    model = get_model(spec.model, base_dir=spec.base_dir)
+    target = spec.mock.target if backend == "mock" else backend
+    hp = resolve_hyperparameters(spec, model)
+    data = _data_files(spec)
+    for d in data:
+        if d.local and Path(d.path).is_file():
+            d.size = Path(d.path).stat().st_size
+            d.sha256 = file_sha256(d.path)
+    data_hashes = ",".join(f"{d.role}={d.sha256 or d.uri}" for d in data)
+    spec_hash = spec.content_hash(extra=f"|{backend}|{target}|{data_hashes}")
+    job_name = f"{spec.name}-{spec_hash[:10]}"
+    if force_suffix:
+        job_name = f"{job_name}-{force_suffix}"
+
+    verdict = Verdict(ok=True)
+    check_compatibility(spec, model, backend, target, hp, cat, verdict, today=today)
+    if check_data:
+        _check_data(spec, model, target, data, hp, verdict)
+
+    plan = Plan(
+        spec=spec,
+        backend=backend,
+        target=target,
+        job_name=job_name,
+        spec_hash=spec_hash,
+        model=model,
+        hyperparameters=hp,
+        component_inputs=component_inputs(spec, model, hp, data),
+        data=data,
+        verdict=verdict,
+        estimate={},
+        tracking_uri=spec.tracking.tracking_uri,
+        prices_source=prices_source,
+    )
+    plan.estimate = estimate(plan, cat, prices or {}, prices_source)
+    if render and verdict.ok:
+        plan.request = render_request(plan)
+    return plan
+
+
+def file_sha256(path: str, chunk: int = 4 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while True:
+            b = f.read(chunk)
+            if not b:
+                break
+            h.update(b)
+    return h.hexdigest()
+
+
+def resolve_hyperparameters(spec: JobSpec, model: ModelInfo) -> dict:
+    """Spec values win; unset ones take the model's registry defaults, then generic defaults."""
+    hp = spec.hyperparameters.model_dump()
+    defaults = model.defaults
+    for key in ("learning_rate", "batch_size", "max_seq_length"):
+        if hp.get(key) is None:
+            hp[key] = defaults.get(key, GENERIC_DEFAULTS[key])
+    if not was_set(spec, "hyperparameters", "epochs") and "epochs" in defaults:
+        hp["epochs"] = defaults["epochs"]
+    if model.context_length and not was_set(spec, "hyperparameters", "max_seq_length"):
+        hp["max_seq_length"] = min(hp["max_seq_length"], model.context_length)
+    return hp
+
+
+def _data_files(spec: JobSpec) -> list[DataFile]:
+    out = []
+    for role in ("train", "validation"):
+        ref = getattr(spec.data, role)
+        if not ref:
+            continue
+        if is_uri(ref):
+            out.append(DataFile(role=role, ref=ref, path=None, uri=ref))
+        else:
+            out.append(DataFile(role=role, ref=ref, path=spec.resolve_path(ref), uri=None))
+    return out
+
+
+def component_inputs(spec: JobSpec, model: ModelInfo, hp: dict, data: list[DataFile]) -> dict:
+    """Values for components/finetune/component.yml, named as its inputs (see ARCHITECTURE.md)."""
+    if model.local_path:
+        model_ref = model.local_path
+    elif model.id == "tiny-phi3":
+        model_ref = "tiny-phi3"
+    else:
+        model_ref = model.hf_id or model.registry_asset or spec.model
+    inputs: dict[str, Any] = {
+        "model": model_ref,
+        "task": spec.task,
+        "method": spec.method,
+        "epochs": hp["epochs"],
+        "max_steps": hp["max_steps"] or -1,
+        "learning_rate": hp["learning_rate"],
+        "batch_size": hp["batch_size"],
+        "gradient_accumulation_steps": hp["gradient_accumulation_steps"],
+        "max_seq_length": hp["max_seq_length"],
+        "warmup_ratio": hp["warmup_ratio"],
+        "lr_scheduler": hp["lr_scheduler"],
+        "weight_decay": hp["weight_decay"],
+        "seed": hp["seed"],
+        "packing": hp["packing"],
+        "precision": hp["precision"],
+        "gradient_checkpointing": hp["gradient_checkpointing"],
+        "lora_r": spec.lora.r,
+        "lora_alpha": spec.lora.alpha,
+        "lora_dropout": spec.lora.dropout,
+        "lora_target_modules": ",".join(spec.lora.target_modules),
+        "deepspeed_stage": spec.compute.deepspeed.stage,
+        "deepspeed_offload": spec.compute.deepspeed.offload,
+        "save_steps": hp["save_steps"],
+        "logging_steps": hp["logging_steps"],
+        "validation_split": spec.data.validation_split or 0.0,
+    }
+    for d in data:
+        key = "train_data" if d.role == "train" else "validation_data"
+        inputs[key] = d.path or d.uri
+    return inputs
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Compatibility: the catalog's rules applied to one spec on one backend
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _fmt_date(iso: Optional[str]) -> str:
+    if not iso:
+        return "an unknown date"
+    return _dt.date.fromisoformat(iso).strftime("%Y-%m-%d")
+
+
+def maas_models(cat: Catalog, today: Optional[_dt.date] = None) -> list[str]:
+    return [m.id for m in cat.models.values() if m.maas.available_on(today)]
+
+
+def check_compatibility(
+    spec: JobSpec,
+    model: ModelInfo,
+    backend: str,
+    target: str,
+    hp: dict,
+    cat: Catalog,
+    v: Verdict,
+    today: Optional[_dt.date] = None,
+) -> None:
+    def refuse(reason: str, *alternatives: str) -> None:
+        v.ok = False
+        v.reasons.append(reason)
+        for a in alternatives:
+            if a not in v.alternatives:
+                v.alternatives.append(a)
+
+    method = cat.methods[spec.method]
+    ctx = model.context_length
+    if ctx and hp["max_seq_length"] > ctx:
+        refuse(f"max_seq_length {hp['max_seq_length']} exceeds {model.display_name}'s context length of {ctx} tokens",
+               f"set hyperparameters.max_seq_length <= {ctx}")
+    if spec.method == "qlora" and spec.compute.deepspeed.stage == 3:
+        v.warnings.append("QLoRA with ZeRO-3 needs bitsandbytes quant storage matching the compute dtype; "
+                          "ZeRO-2 is the safer choice")
+    if target not in method["backends"] and not (backend == "mock" and target in method["backends"]):
+        pass  # handled per target below
+
+    if target == "maas":
+        _check_maas(spec, model, hp, cat, refuse, v, today)
+    elif target == "maap":
+        _check_maap(spec, model, cat, refuse, v, backend)
+    elif target == "local":
+        _check_local(spec, model, refuse, v)
+
+
+def _check_maas(spec, model: ModelInfo, hp, cat: Catalog, refuse, v: Verdict, today) -> None:
+    working = maas_models(cat, today)
+    phi4 = ", ".join(m for m in working) or "none listed"
+    override = spec.maas.allow_unavailable
+    name = model.display_name
+    problem = None
+    alts: list[str] = []
+    maap_alt = ("--backend maap: fine-tune it on your own Azure ML GPU cluster "
+                f"({', '.join(model.allowed_skus[:2])}{', ...' if len(model.allowed_skus) > 2 else ''})"
+                if model.allowed_skus else None)
+    if not model.in_catalog:
+        problem = (f"{spec.model} is not an Azure catalog model; serverless fine-tuning takes only the models Azure "
+                   "offers it for")
+        alts = [a for a in (f"--backend maap or --backend local for {spec.model}",
+                            f"model: one of {phi4} on maas") if a]
+    elif model.maas.status == "retired":
+        problem = (f"serverless (MaaS) fine-tuning of {name} was retired by Azure on "
+                   f"{_fmt_date(model.maas.retirement_date)} (deprecated {_fmt_date(model.maas.deprecation_date)})")
+        alts = [a for a in (maap_alt, f"model: {phi4} — serverless fine-tuning that works today") if a]
+    elif model.maas.status == "never":
+        why = model.maas.note or "no serverless fine-tuning offer exists for it"
+        problem = f"{name} never had serverless (MaaS) fine-tuning: {why}"
+        alts = [a for a in (maap_alt, "--backend local" if model.local else None,
+                            f"model: {phi4} on maas") if a]
+    elif model.maas.status == "unlisted":
+        problem = f"{name} has no serverless fine-tuning offer today ({model.maas.note})"
+        alts = [a for a in (maap_alt, f"model: {phi4} on maas") if a]
+    elif not model.maas.available_on(today):
+        problem = f"serverless fine-tuning of {name} ended on {_fmt_date(model.maas.retirement_date)}"
+        alts = [a for a in (maap_alt, f"model: {phi4} on maas") if a]
+    if problem:
+        if override and model.in_catalog:
+            v.warnings.append(problem + " — submitting anyway because maas.allow_unavailable is true")
+        else:
+            hint = " (if your workspace still allows it, set `maas: {allow_unavailable: true}`)" if model.in_catalog else ""
+            refuse(problem + hint, *alts)
+    region = spec.azure.region
+    if region and model.maas.regions and region.lower().replace(" ", "") not in model.maas.regions and not problem:
+        msg = (f"serverless fine-tuning of {name} is offered in {', '.join(model.maas.regions)}, "
+               f"not in {region}")
+        if override:
+            v.warnings.append(msg + " — submitting anyway because maas.allow_unavailable is true")
+        else:
+            refuse(msg, f"use a workspace in {model.maas.regions[0]}", "--backend maap in your region")
+    if spec.task != "chat-completion":
+        refuse(f"serverless fine-tuning of Phi models supports the chat-completion task only, not {spec.task}",
+               "--backend maap or --backend local for other tasks")
+    if spec.method != "lora":
+        refuse(f"serverless fine-tuning chooses its own adapter method (LoRA); method {spec.method!r} is not offered",
+               f"--backend maap or --backend local for {spec.method}")
+    ignored = [f"hyperparameters.{k}" for k in spec.hyperparameters.model_fields
+               if k not in MAAS_EXPOSED and was_set(spec, "hyperparameters", k)]
+    ignored += [f"lora.{k}" for k in spec.lora.model_fields if was_set(spec, "lora", k)]
+    ignored += [f"compute.{k}" for k in spec.compute.model_fields if was_set(spec, "compute", k)]
+    if ignored:
+        v.warnings.append("the serverless service exposes only epochs, batch_size and learning_rate; ignored on maas: "
+                          + ", ".join(ignored))
+    bounds = model.defaults.get("learning_rate_bounds")
+    if bounds and not (bounds[0] <= hp["learning_rate"] <= bounds[1]):
+        v.warnings.append(f"learning_rate {hp['learning_rate']:g} is outside the registry's range "
+                          f"{bounds[0]:g}..{bounds[1]:g} for {name}")
+
+
+def _check_maap(spec, model: ModelInfo, cat: Catalog, refuse, v: Verdict, backend: str) -> None:
+    c = spec.compute
+    if model.local and not model.local_path:
+        refuse(f"{model.display_name} exists only on this machine; maap trains on an Azure ML cluster",
+               "--backend local", "model: phi-3-mini-4k-instruct (or another catalog model) on maap")
+    if not c.cluster and backend != "mock":
+        refuse("maap needs a compute cluster: set compute.cluster (and compute.instance_type with "
+               "compute.create_cluster: true to create it)", "compute: {cluster: gpu-a100, instance_type: "
+               f"{(model.allowed_skus or ['Standard_NC24ads_A100_v4'])[0]}, create_cluster: true}}")
+    if c.create_cluster and not c.instance_type:
+        refuse("compute.create_cluster needs compute.instance_type (the VM size of the new cluster)",
+               f"compute.instance_type: {(model.allowed_skus or ['Standard_NC24ads_A100_v4'])[0]}")
+    sku = c.instance_type
+    if sku:
+        if sku in cat.denied_skus:
+            refuse(f"{sku} (K80) is denied for fine-tuning", f"an A100 size such as {(model.allowed_skus or ['Standard_NC24ads_A100_v4'])[0]}")
+        elif model.allowed_skus and sku not in model.allowed_skus:
+            refuse(f"{sku} is not in {model.display_name}'s fine-tuning compute allow list",
+                   "compute.instance_type: one of " + ", ".join(model.allowed_skus))
+        info = cat.skus.get(sku)
+        if info and c.gpus_per_node and c.gpus_per_node > info["gpus"]:
+            refuse(f"gpus_per_node {c.gpus_per_node} exceeds the {info['gpus']} GPUs of {sku}",
+                   f"compute.gpus_per_node <= {info['gpus']}")
+    elif c.cluster:
+        v.warnings.append(f"compute.instance_type is not set: the cluster {c.cluster}'s VM size is checked against "
+                          "the model's allow list at submit")
+    if c.pipeline == "registry":
+        if spec.method not in ("lora", "full"):
+            refuse(f"Azure's registry chat_completion_pipeline has no {spec.method.upper()}: it offers LoRA or full "
+                   "fine-tuning", "compute.pipeline: azft (azft's own component supports qlora and dora)")
+        if c.deepspeed.stage == 1:
+            refuse("Azure's registry chat_completion_pipeline supports DeepSpeed ZeRO stage 2 or 3 only",
+                   "compute.deepspeed.stage: 2", "compute.pipeline: azft for ZeRO-1")
+        if not model.registry_asset:
+            refuse(f"the registry pipeline fine-tunes Azure registry models; {spec.model} is not one",
+                   "compute.pipeline: azft")
+        if spec.task != "chat-completion":
+            refuse("the registry chat_completion_pipeline is for the chat-completion task",
+                   "compute.pipeline: azft")
+
+
+def _check_local(spec, model: ModelInfo, refuse, v: Verdict) -> None:
+    c = spec.compute
+    has_gpu = shutil.which("nvidia-smi") is not None
+    if spec.method == "qlora" and (spec.local.device == "cpu" or not has_gpu):
+        refuse("QLoRA needs a CUDA GPU (bitsandbytes 4-bit weights); this machine has none",
+               "method: lora or dora on this machine", "method: qlora with --backend maap (A100 cluster)")
+    if c.instance_count > 1:
+        refuse("the local backend runs on one machine; compute.instance_count must be 1",
+               "--backend maap for multi-node training", "local.num_processes for several processes here")
+    if model.registry_asset and not model.hf_id and not model.local_path:
+        refuse(f"{spec.model} is an Azure registry asset; the local backend needs a Hugging Face id or a local "
+               "model directory", "model: <local directory with config.json>")
+    if model.parameters_b and model.parameters_b >= 3 and not has_gpu:
+        v.warnings.append(f"{model.display_name} has {model.parameters_b:g}B parameters: training it on CPU is very "
+                          "slow; the bundled tiny-phi3 is meant for local dry-runs")
+
+
+def _check_data(spec: JobSpec, model: ModelInfo, target: str, data: list[DataFile], hp: dict, v: Verdict) -> None:
+    for d in data:
+        if not d.local:
+            continue
+        p = Path(d.path)
+        if not p.exists():
+            v.ok = False
+            v.reasons.append(f"data.{d.role}: {d.ref} does not exist (resolved to {d.path})")
+            continue
+        try:
+            from azft.data import check_file
+        except ImportError:  # data checks not installed in this build
+            continue
+        report = check_file(
+            d.path, spec.task, model=model.id if model.in_catalog else None,
+            backend="maas" if target == "maas" else None, epochs=hp["epochs"],
+            max_tokens=hp["max_seq_length"],
+        )
+        d.report = report.to_dict()
+        if not report.ok:
+            v.ok = False
+            n = len(report.errors)
+            first = report.errors[0].render() if report.errors else ""
+            v.reasons.append(f"data.{d.role}: {d.ref} has {d.report.get('error_count', n)} error(s); first: {first}"
+                             f" (run `azft data check {d.ref} --task {spec.task}` for all)")
+        for w in report.warnings[:3]:
+            v.warnings.append(f"data.{d.role}: {w.render()}")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Estimates
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _train_tokens(plan: Plan) -> tuple[Optional[int], str]:
+    d = plan.data_file("train")
+    if d is None:
+        return None, "unknown"
+    rep = d.report or {}
+    stats = rep.get("stats") or {}
+    for key in ("billing_tokens_per_epoch", "total_tokens", "tokens"):
+        val = stats.get(key)
+        if isinstance(val, (int, float)):
+            exact = bool(stats.get("token_count_exact"))
+            return int(val), "exact (model tokenizer)" if exact else "estimated"
+    if d.size:
+        return d.size // 4, "estimated from file size (~4 bytes per token)"
+    return None, "unknown (remote data)"
+
+
+def estimate(plan: Plan, cat: Catalog, prices: dict, prices_source: Optional[str]) -> dict:
+    spec, hp, model = plan.spec, plan.hyperparameters, plan.model
+    tokens, how = _train_tokens(plan)
+    epochs = hp["epochs"]
+    out: dict[str, Any] = {"label": "ESTIMATE", "training_tokens_per_epoch": tokens, "token_count": how,
+                           "epochs": epochs}
+    billed = tokens * epochs if tokens is not None else None
+    out["training_tokens_total"] = billed
+    if plan.target == "maas":
+        table = {**cat.raw.get("maas_price_per_1k_tokens", {}), **(prices.get("maas_price_per_1k_tokens") or {})}
+        price = table.get(model.id)
+        out["price_per_1k_tokens"] = price
+        out["price_source"] = prices_source if price is not None and prices_source else (
+            "catalog" if price is not None else None)
+        if price is not None and billed is not None:
+            out["cost_usd"] = round(billed / 1000 * float(price), 2)
+        else:
+            out["cost_usd"] = None
+            out["cost_note"] = ("Azure publishes Phi fine-tuning prices only in the portal; pass --prices prices.yaml "
+                                "(see examples/prices.yaml) for a cost")
+        out["formula"] = "training tokens × epochs × price per token (no charge for queue time or failed jobs)"
+        out["after_training"] = ("a deployed fine-tuned model bills hourly whether called or not, and is deleted after "
+                                 "15 idle days")
+    elif plan.target == "maap":
+        c = spec.compute
+        skus = {**cat.skus, **(prices.get("skus") or {})}
+        sku = skus.get(c.instance_type or "", {})
+        gpus_per_node = c.gpus_per_node or sku.get("gpus") or 1
+        gpus = gpus_per_node * c.instance_count
+        per_gpu = cat.throughput_per_gpu(model.parameters_b) * (0.6 if spec.method == "full" else 1.0)
+        out.update({"instance_type": c.instance_type, "instance_count": c.instance_count, "gpus": gpus,
+                    "assumed_tokens_per_second_per_gpu": per_gpu})
+        if billed is not None:
+            hours = billed / (per_gpu * gpus) / 3600 + 0.25  # + provisioning and image pull
+            out["hours"] = round(hours, 2)
+            price = sku.get("price_per_hour")
+            out["price_per_node_hour"] = price
+            out["price_source"] = prices_source or "catalog list price (eastus, pay-as-you-go; assumed)"
+            out["cost_usd"] = round(hours * c.instance_count * price, 2) if price else None
+            out["formula"] = "instance-hours × hourly price; hours = tokens × epochs ÷ (GPUs × tokens/s) + 0.25 h start-up"
+        out["idle_cost"] = "nothing while the cluster is scaled to 0 nodes"
+        mem = memory_estimate(plan, cat)
+        if mem:
+            out["memory_gb_per_gpu"] = mem
+            gpu_mem = sku.get("gpu_memory_gb")
+            if gpu_mem and mem["total"] > gpu_mem:
+                plan.verdict.warnings.append(
+                    f"estimated {mem['total']:.0f} GB per GPU exceeds {c.instance_type}'s {gpu_mem} GB: "
+                    "consider qlora, ZeRO-3, optimizer offload or a larger size")
+    else:
+        out["cost_usd"] = 0.0
+        out["note"] = "runs on this machine"
+    return out
+
+
+def memory_estimate(plan: Plan, cat: Catalog) -> Optional[dict]:
+    model, spec = plan.model, plan.spec
+    if not model.parameters_b:
+        return None
+    n = model.parameters_b * 1e9
+    m = cat.methods[spec.method]
+    stage = spec.compute.deepspeed.stage
+    offload = spec.compute.deepspeed.offload
+    sku = cat.skus.get(spec.compute.instance_type or "", {})
+    world = (spec.compute.gpus_per_node or sku.get("gpus") or 1) * spec.compute.instance_count
+    trainable = n * m["trainable_fraction"]
+    weights = n * m["weight_bytes"] / (world if stage == 3 and offload not in ("parameters", "all") else 1)
+    if offload in ("parameters", "all"):
+        weights = 0.0
+    grads = trainable * 2 / (world if stage >= 2 else 1)
+    optim = 0.0 if offload in ("optimizer", "all") else trainable * 12 / (world if stage >= 1 else 1)
+    act = 1.5e9 * plan.hyperparameters["batch_size"] * plan.hyperparameters["max_seq_length"] / 2048 * (
+        0.3 if plan.hyperparameters["gradient_checkpointing"] else 1.0) * max(1.0, model.parameters_b / 3.8)
+    gb = 1024 ** 3
+    return {k: round(v / gb, 1) for k, v in
+            {"weights": weights, "gradients": grads, "optimizer": optim, "activations": act,
+             "total": weights + grads + optim + act}.items()}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Rendering what would be sent
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def render_request(plan: Plan) -> Any:
+    """The request body (maas/maap: the Azure ML job as YAML-able dict) or the command line (local)."""
+    if plan.target == "local":
+        from azft.backends.local import build_command
+
+        return {"command": build_command(plan)}
+    from azft.azure import jobs
+
+    return jobs.render(plan)
