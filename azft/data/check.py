@@ -1,0 +1,274 @@
+"""``check_file``: every problem in a training data file, with line numbers, before anything is uploaded."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from azft.data.report import DataProblem, DataReport, DataStats, TokenStats
+from azft.data.scan import BOM, Partial, ScanConfig, scan_range, scan_worker
+from azft.data.tasks import detect_task, normalize_task
+from azft.data.tokens import TokenizerLoad, TokenizerSpec, load_tokenizer, resolve_model, spec_from_object
+from azft.errors import DataError, Problem, UsageError
+
+MAAS_MAX_FILE_BYTES = 512 * 1024 * 1024  # serverless fine-tuning: each file under 512 MB
+MIN_ROWS_WARNING = 10
+PARALLEL_MIN_BYTES = 24 << 20  # below this, worker start-up costs more than it saves
+PARALLEL_MIN_BYTES_EXACT = 4 << 20
+_SNIFF = 8192
+
+
+def _default_workers() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def open_data_file(path: str | os.PathLike) -> Path:
+    """The file as a Path, or a DataError that says what is wrong with the path."""
+    p = Path(path)
+    if not p.exists():
+        raise DataError(f"{p}: no such file", problems=[Problem("no such file", file=str(p))],
+                        hint="check the path (relative paths are relative to the current directory)")
+    if p.is_dir():
+        raise DataError(f"{p} is a directory, not a data file", problems=[Problem("is a directory", file=str(p))],
+                        hint="name the .jsonl file inside it")
+    if not os.access(p, os.R_OK):
+        raise DataError(f"{p}: permission denied", problems=[Problem("permission denied", file=str(p))])
+    return p
+
+
+def _line_ranges(path: Path, size: int, parts: int) -> list[tuple[int, int]]:
+    """Cut [0, size) into ``parts`` ranges that each start right after a newline."""
+    cuts = [0]
+    with open(path, "rb") as f:
+        for i in range(1, parts):
+            pos = size * i // parts
+            if pos <= cuts[-1]:
+                continue
+            f.seek(pos - 1)
+            f.readline()  # finish the line that pos-1 is in
+            nxt = f.tell()
+            if nxt >= size:
+                break
+            if nxt > cuts[-1]:
+                cuts.append(nxt)
+    cuts.append(size)
+    return list(zip(cuts, cuts[1:]))
+
+
+def _resolve_tokenizer(tokenizer: Any, model_hub_id: str | None) -> TokenizerLoad:
+    if tokenizer is None and model_hub_id is None:
+        return load_tokenizer(None)
+    if tokenizer is None:
+        return load_tokenizer(model_hub_id)
+    if isinstance(tokenizer, TokenizerSpec):
+        return TokenizerLoad(tokenizer, f"tokenizer {tokenizer.name}")
+    if isinstance(tokenizer, (str, os.PathLike)):
+        return load_tokenizer(tokenizer)
+    spec = spec_from_object(tokenizer)
+    return TokenizerLoad(spec, f"tokenizer {spec.name}")
+
+
+def _sniff_task(path: Path) -> str | None:
+    import orjson
+
+    with open(path, "rb") as f:
+        for i, line in enumerate(f):
+            if i >= 50:
+                break
+            if i == 0 and line.startswith(BOM):
+                line = line[3:]
+            try:
+                task = detect_task(orjson.loads(line))
+            except orjson.JSONDecodeError:
+                continue
+            if task:
+                return task
+    return None
+
+
+def check_file(
+    path: str | os.PathLike,
+    task: str | None = "chat-completion",
+    *,
+    model: str | None = None,
+    backend: str | None = None,
+    tokenizer: Any = None,
+    epochs: int = 1,
+    max_tokens: int | None = None,
+    workers: int | None = None,
+    cap: int = 50,
+) -> DataReport:
+    """Check one JSONL data file for ``task`` and gather its statistics.
+
+    ``model`` (a catalog id) gives the context length and the tokenizer to look for; ``tokenizer`` (a local
+    directory, hub id, ``tiny-phi3``, a fast tokenizer object or a TokenizerSpec) overrides the latter and
+    ``max_tokens`` the former. ``backend="maas"`` adds the serverless 512 MB file limit. ``task=None`` guesses the
+    task from the first rows. Raises :class:`DataError` when the path is missing or a directory and
+    :class:`UsageError` for an unknown task or model; every problem inside the file is in the report.
+    """
+    started = time.perf_counter()
+    p = open_data_file(path)
+    fname = str(path)
+    if epochs < 1:
+        raise UsageError(f"epochs must be at least 1, got {epochs}")
+    if max_tokens is not None and max_tokens < 1:
+        raise UsageError(f"the context length must be positive, got {max_tokens}")
+    info = resolve_model(model, max_tokens)
+    context_length = info.context_length if info else max_tokens
+    size = p.stat().st_size
+    if task is None:
+        task = (_sniff_task(p) if size else None) or "chat-completion"
+    task = normalize_task(task)
+
+    report = DataReport(path=fname, task=task)
+    stats = DataStats(task=task, size_bytes=size, context_length=context_length, epochs=epochs)
+    report.stats = stats
+
+    def file_problem(kind: str, message: str, hint: str | None = None, severity: str = "error") -> None:
+        report.add(DataProblem(message, file=fname, hint=hint, severity=severity, kind=kind))
+
+    if backend == "maas" and size >= MAAS_MAX_FILE_BYTES:
+        file_problem("file-too-large", f"{size / 2**20:.0f} MB is over the 512 MB limit of serverless fine-tuning",
+                     "split the data, or train on a compute cluster (backend maap)")
+    if size == 0:
+        file_problem("empty-file", "the file is empty", "a training file needs at least one row")
+        stats.elapsed_s = time.perf_counter() - started
+        return report
+    with open(p, "rb") as f:
+        head = f.read(_SNIFF)
+    stats.has_bom = head.startswith(BOM)
+    if b"\x00" in head:
+        nul = head.index(b"\x00")
+        file_problem("binary-file", f"binary data (a NUL byte at offset {nul}), not a JSONL text file",
+                     "the file may be compressed (.gz, .zip) or in another format (parquet, arrow): export it as "
+                     "JSON Lines, one object per line")
+        stats.elapsed_s = time.perf_counter() - started
+        return report
+
+    tok = _resolve_tokenizer(tokenizer, info.hub_id if info else None)
+    stats.tokenizer = tok.note
+    if tok.spec is not None and tok.spec.chat_template is None and task == "chat-completion":
+        stats.tokenizer += " (no chat template in the tokenizer: Phi-3's template is applied)"
+    cfg = ScanConfig(path=str(p), task=task, tokenizer=tok.spec, context_length=context_length, cap=cap)
+
+    n = _default_workers() if workers is None else max(1, workers)
+    threshold = PARALLEL_MIN_BYTES_EXACT if tok.spec is not None else PARALLEL_MIN_BYTES
+    if size < threshold:
+        n = 1
+    ranges = _line_ranges(p, size, n) if n > 1 else [(0, size)]
+    stats.workers = len(ranges)
+    if len(ranges) == 1:
+        parts = [scan_range(cfg, 0, size)]
+    else:
+        parts = _scan_parallel(cfg, ranges)
+    _merge(report, stats, parts, fname, cap)
+    if stats.rows and stats.rows < MIN_ROWS_WARNING:
+        file_problem("few-rows", f"only {stats.rows} rows", "fine-tuning usually needs at least 10 examples, "
+                     "and far more for a noticeable effect", "warning")
+    stats.elapsed_s = round(time.perf_counter() - started, 4)
+    return report
+
+
+def _scan_parallel(cfg: ScanConfig, ranges: list[tuple[int, int]]) -> list[Partial]:
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
+    ctx = multiprocessing.get_context("spawn")  # no fork: the caller may hold threads or a tokenizer thread pool
+    try:
+        with ProcessPoolExecutor(max_workers=len(ranges), mp_context=ctx) as pool:
+            futures = [pool.submit(scan_worker, cfg, a, b) for a, b in ranges]
+            return [f.result() for f in futures]
+    except BrokenProcessPool as exc:
+        raise DataError(f"{cfg.path}: a data-check worker process died ({exc})",
+                        hint="rerun with --workers 1; if memory ran out, the file has an extremely long line") from None
+
+
+def _merge(report: DataReport, stats: DataStats, parts: list[Partial], fname: str, cap: int) -> None:
+    tokens: Counter = Counter()
+    out_tokens: Counter = Counter()
+    messages: Counter = Counter()
+    labels: Counter = Counter()
+    problems: dict[tuple[str, str], list[DataProblem]] = {}
+    counts: dict[tuple[str, str], int] = {}
+    offset = 0
+    exact = bool(parts) and all(pt.exact for pt in parts)
+    for pt in parts:
+        stats.rows += pt.rows
+        stats.valid_rows += pt.valid_rows
+        stats.blank_lines += pt.blank_lines
+        stats.over_context_rows += pt.over_context
+        stats.labels_truncated |= pt.labels_truncated
+        tokens.update(pt.tokens)
+        out_tokens.update(pt.output_tokens)
+        messages.update(pt.messages)
+        labels.update(pt.labels)
+        for key, items in pt.problems.items():
+            kept = problems.setdefault(key, [])
+            for line, fld, message, hint in items:
+                kept.append(DataProblem(message, file=fname, line=line + offset, field=fld, hint=hint,
+                                        severity=key[0], kind=key[1]))
+        for key, c in pt.counts.items():
+            counts[key] = counts.get(key, 0) + c
+        offset += pt.lines
+    stats.lines = offset
+
+    dup_key = ("warning", "duplicate-row")
+    dup_count, dup_examples = _duplicates(parts)
+    if dup_count:
+        counts[dup_key] = dup_count
+        problems[dup_key] = [DataProblem(f"same as line {first}", file=fname, line=line, severity="warning",
+                                         hint="duplicates weigh those examples more; remove them unless intended",
+                                         kind="duplicate-row")
+                             for line, first in dup_examples]
+    stats.duplicate_rows = dup_count
+
+    for key in counts:
+        problems.setdefault(key, [])
+    for (severity, kind), items in sorted(problems.items(), key=lambda kv: min((p.line or 0 for p in kv[1]), default=0)):
+        items.sort(key=lambda p: p.line or 0)
+        report.extend(kind, severity, items[:cap], counts[(severity, kind)])
+
+    stats.token_count_exact = exact
+    stats.tokens = TokenStats.from_counts(tokens)
+    stats.output_tokens = TokenStats.from_counts(out_tokens)
+    stats.messages_per_row = dict(sorted(messages.items()))
+    stats.billing_tokens_estimate = stats.tokens.total * stats.epochs
+    if stats.task == "text-classification":
+        stats.labels = dict(labels.most_common())
+        if len(labels) == 1 and stats.valid_rows > 1:
+            only = next(iter(labels))
+            report.add(DataProblem(f"every row has the label {only!r}", file=fname, severity="warning",
+                                   hint="a classifier needs at least two classes", kind="single-label"))
+
+
+def _duplicates(parts: list[Partial]) -> tuple[int, list[tuple[int, int]]]:
+    """(number of rows identical to an earlier row, first 50 (line, earlier line) pairs)."""
+    import numpy as np
+
+    hs = [np.frombuffer(pt.hashes, dtype=np.uint64) for pt in parts if len(pt.hashes)]
+    if not hs:
+        return 0, []
+    offsets = []
+    off = 0
+    for pt in parts:
+        offsets.append(off)
+        off += pt.lines
+    ls = [np.frombuffer(pt.hash_lines, dtype=np.uint64) + np.uint64(o)
+          for pt, o in zip(parts, offsets) if len(pt.hashes)]
+    h = np.concatenate(hs)
+    lines = np.concatenate(ls)
+    _, first_idx, inverse = np.unique(h, return_index=True, return_inverse=True)
+    first_of = first_idx[inverse]
+    dup = first_of != np.arange(len(h))
+    count = int(dup.sum())
+    if not count:
+        return 0, []
+    where = np.nonzero(dup)[0][:50]
+    return count, [(int(lines[i]), int(lines[first_of[i]])) for i in where]

@@ -1,0 +1,261 @@
+"""The streaming scanner: one byte range of a JSONL file → problems and statistics for that range.
+
+A file is read in large binary chunks and split at newlines; each line is parsed once with orjson and checked once.
+Memory is bounded by the chunk size (plus the longest line), per-kind problem caps, one length histogram per
+statistic, and 12 bytes per row for duplicate detection. Large files are cut into byte ranges at newlines and
+scanned by worker processes; each range reports line numbers relative to its start and the parent shifts them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from array import array
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from azft.data.tasks import CHECKERS, Row
+from azft.data.tokens import TokenCounter, TokenizerSpec
+
+BOM = b"\xef\xbb\xbf"
+CHUNK_SIZE = 8 << 20
+TOKEN_BATCH_CHARS = 1 << 20  # encode about this much text per batch
+MAX_LABELS = 1000
+
+
+@dataclass
+class ScanConfig:
+    path: str
+    task: str
+    tokenizer: TokenizerSpec | None = None
+    context_length: int | None = None
+    cap: int = 50  # problems kept per (severity, kind)
+    chunk_size: int = CHUNK_SIZE
+    parallel_tokenizer: bool = True  # let the Rust tokenizer use all cores (off inside worker processes)
+
+
+@dataclass
+class Partial:
+    """What one byte range found. Line numbers are 1-based within the range."""
+
+    lines: int = 0
+    rows: int = 0
+    valid_rows: int = 0
+    blank_lines: int = 0
+    problems: dict[tuple[str, str], list[tuple]] = field(default_factory=dict)  # (severity, kind) -> [(line, ...)]
+    counts: dict[tuple[str, str], int] = field(default_factory=dict)
+    tokens: Counter = field(default_factory=Counter)
+    output_tokens: Counter = field(default_factory=Counter)
+    messages: Counter = field(default_factory=Counter)
+    labels: Counter = field(default_factory=Counter)
+    labels_truncated: bool = False
+    over_context: int = 0
+    hashes: array = field(default_factory=lambda: array("Q"))
+    hash_lines: array = field(default_factory=lambda: array("Q"))
+    exact: bool = False
+
+
+class _Collector:
+    """Receives problems for the current line; keeps the first ``cap`` of each kind and counts the rest."""
+
+    __slots__ = ("line", "problems", "counts", "cap", "row_errors")
+
+    def __init__(self, part: Partial, cap: int):
+        self.line = 0
+        self.problems = part.problems
+        self.counts = part.counts
+        self.cap = cap
+        self.row_errors = 0
+
+    def emit(self, kind: str, fld: str | None, message: str, hint: str | None, severity: str) -> None:
+        key = (severity, kind)
+        n = self.counts.get(key, 0)
+        self.counts[key] = n + 1
+        if severity == "error":
+            self.row_errors += 1
+        if n < self.cap:
+            self.problems.setdefault(key, []).append((self.line, fld, message, hint))
+
+
+def _json_error(line: bytes, exc: Exception) -> tuple[str, str, str | None]:
+    """(kind, message, hint) for a line orjson rejected."""
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError as ue:
+        return ("invalid-utf8", f"invalid UTF-8 byte 0x{line[ue.start]:02x} at byte {ue.start + 1} of the line",
+                "save the file as UTF-8")
+    if text.startswith("\ufeff"):
+        return ("invalid-json", "byte-order mark in the middle of the file",
+                "only the first line may start with a byte-order mark; the file was probably concatenated")
+    msg = str(exc)
+    # orjson and json disagree on a few edge cases (e.g. lone surrogates); trust the standard library's verdict.
+    try:
+        json.loads(text, parse_constant=_reject_constant)
+    except ValueError as je:
+        msg = f"{je.msg} at column {je.colno}" if isinstance(je, json.JSONDecodeError) else str(je)
+    except RecursionError:
+        msg = "JSON nested too deeply"
+    else:
+        msg = msg.split(": line ")[0]
+    return ("invalid-json", f"not valid JSON: {msg}"[:300], "each line must hold exactly one JSON object")
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _fallback_loads(line: bytes) -> Any:
+    """Parse what orjson refuses but JSON allows (integers beyond 64 bits, deep nesting); raise if invalid."""
+    return json.loads(line.decode("utf-8"), parse_constant=_reject_constant)
+
+
+def scan_range(cfg: ScanConfig, start: int, end: int) -> Partial:
+    part = Partial()
+    col = _Collector(part, cfg.cap)
+    emit = col.emit
+    checker = CHECKERS[cfg.task]
+    chat = cfg.task == "chat-completion"
+    classify = cfg.task == "text-classification"
+    counter = None
+    if cfg.tokenizer is not None:
+        if not cfg.parallel_tokenizer:
+            import os
+
+            os.environ["TOKENIZERS_PARALLELISM"] = "false"
+        counter = TokenCounter(cfg.tokenizer)
+        part.exact = True
+    ctx = cfg.context_length
+    loads = orjson.loads
+    JSONDecodeError = orjson.JSONDecodeError
+    blake = hashlib.blake2b
+    from_bytes = int.from_bytes
+    hashes_append = part.hashes.append
+    hash_lines_append = part.hash_lines.append
+    tokens = part.tokens
+    out_tokens = part.output_tokens
+    msg_counts = part.messages
+    labels = part.labels
+    pending: list[tuple[int, Row]] = []
+    pending_chars = 0
+
+    def add_counts(line: int, total: int, out: int) -> None:
+        tokens[total] += 1
+        out_tokens[out] += 1
+        if ctx is not None and total > ctx:
+            part.over_context += 1
+            col.line = line
+            about = "" if part.exact else "about "
+            emit("too-long", None, f"{about}{total} tokens, over the model's context length of {ctx}",
+                 "training truncates the row (or drops it); shorten or split it", "warning")
+
+    def flush() -> None:
+        nonlocal pending_chars
+        if not pending:
+            return
+        if chat:
+            results = counter.count_chat([r.chat for _, r in pending])
+        else:
+            results = counter.count_fields([(r.inputs, r.outputs) for _, r in pending])
+        for (line, row), res in zip(pending, results):
+            if isinstance(res, str):
+                col.line = line
+                emit("template-error", "messages", res, "fix the conversation so the model's chat template accepts it",
+                     "error")
+                part.valid_rows -= 1
+                continue
+            add_counts(line, res[0], res[1])
+        pending.clear()
+        pending_chars = 0
+
+    lineno = 0
+    with open(cfg.path, "rb") as f:
+        f.seek(start)
+        remaining = end - start
+        carry = b""
+        first = start == 0
+        while remaining > 0 or carry:
+            buf = f.read(min(cfg.chunk_size, remaining)) if remaining > 0 else b""
+            remaining -= len(buf)
+            if not buf:
+                remaining = 0
+            data = carry + buf if carry else buf
+            if remaining > 0:
+                cut = data.rfind(b"\n")
+                if cut < 0:
+                    carry = data
+                    continue
+                carry = data[cut + 1:]
+                data = data[:cut]
+            else:
+                carry = b""
+                if data.endswith(b"\n"):
+                    data = data[:-1]
+                elif not data:
+                    break
+            if first:
+                first = False
+                if data.startswith(BOM):
+                    data = data[3:]
+            for line in data.split(b"\n"):
+                lineno += 1
+                if not line or line.isspace():
+                    part.blank_lines += 1
+                    col.line = lineno
+                    emit("blank-line", None, "blank line", "delete it: every line must hold one JSON object", "error")
+                    continue
+                part.rows += 1
+                try:
+                    obj = loads(line)
+                except JSONDecodeError as exc:
+                    try:
+                        obj = _fallback_loads(line)
+                    except (ValueError, RecursionError):
+                        kind, message, hint = _json_error(line, exc)
+                        col.line = lineno
+                        emit(kind, None, message, hint, "error")
+                        continue
+                col.line = lineno
+                if type(obj) is not dict:
+                    emit("not-an-object", None, "the line holds a JSON " + (
+                        "array" if type(obj) is list else "string" if type(obj) is str else "value") +
+                         ", not an object", "each line must be one JSON object {...}", "error")
+                    continue
+                hashes_append(from_bytes(blake(line.strip(), digest_size=8).digest(), "little"))
+                hash_lines_append(lineno)
+                col.row_errors = 0
+                try:
+                    row = checker(obj, emit)
+                except RecursionError:
+                    emit("invalid-json", None, "JSON nested too deeply", None, "error")
+                    row = None
+                if row is None or col.row_errors:
+                    continue
+                part.valid_rows += 1
+                if chat:
+                    msg_counts[row.n_messages] += 1
+                elif classify:
+                    label = row.label if type(row.label) is str else str(row.label)
+                    if label in labels or len(labels) < MAX_LABELS:
+                        labels[label] += 1
+                    else:
+                        part.labels_truncated = True
+                if counter is None:
+                    add_counts(lineno, row.est_total, row.est_output)
+                else:
+                    pending.append((lineno, row))
+                    pending_chars += len(line)
+                    if pending_chars >= TOKEN_BATCH_CHARS:
+                        flush()
+            if counter is not None:
+                flush()
+    part.lines = lineno
+    return part
+
+
+def scan_worker(cfg: ScanConfig, start: int, end: int) -> Partial:
+    """Entry point in a worker process: one Rust tokenizer thread per process, since the processes fill the cores."""
+    cfg.parallel_tokenizer = False
+    return scan_range(cfg, start, end)
