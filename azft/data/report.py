@@ -102,6 +102,7 @@ class DataStats:
         d["tokens"] = self.tokens.to_dict()
         d["output_tokens"] = self.output_tokens.to_dict()
         d["messages_per_row"] = {str(k): v for k, v in sorted(self.messages_per_row.items())}
+        d["billing_tokens_per_epoch"] = self.tokens.total
         return d
 
 

@@ -77,6 +77,10 @@ def resolve_model(model_id: str | None, context_length: int | None = None) -> Mo
             if getattr(m, attr, None):
                 hub_id = getattr(m, attr)
                 break
+        if hub_id is None and getattr(m, "local_path", None):
+            hub_id = m.local_path
+    if model_id.lower() == "tiny-phi3":
+        hub_id = "tiny-phi3"
     if hub_id is None:
         hub_id = _HUB_IDS.get(model_id.lower()) or (model_id if "/" in model_id else None)
     return ModelInfo(model_id, ctx, hub_id)

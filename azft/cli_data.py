@@ -1,0 +1,233 @@
+"""``azft data check|stats|split``: find every data error before anything is uploaded."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from typing import Any, Callable
+
+import click
+
+from azft.data.tasks import TASKS
+from azft.errors import EXIT_INVALID, EXIT_OK, AzftError
+
+
+def _handle_errors(fn: Callable) -> Callable:
+    """AzftError → one message (and hint) on stderr and its exit code; never a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except AzftError as exc:
+            click.echo(f"error: {exc.message}", err=True)
+            if exc.hint:
+                click.echo(f"hint: {exc.hint}", err=True)
+            sys.exit(exc.exit_code)
+
+    return wrapper
+
+
+def _check_options(fn: Callable) -> Callable:
+    options = [
+        click.argument("file", type=click.Path(dir_okay=True, path_type=str)),
+        click.option("--task", "-t", type=click.Choice(("auto",) + TASKS), default="auto", show_default=True,
+                     help="Data format to check; auto guesses it from the first rows."),
+        click.option("--model", "-m", default=None,
+                     help="Catalog model id: its context length, and its tokenizer when cached locally."),
+        click.option("--tokenizer", default=None,
+                     help="Tokenizer directory, Hugging Face hub id (local cache only) or tiny-phi3; overrides the "
+                          "model's."),
+        click.option("--context-length", type=click.IntRange(min=1), default=None,
+                     help="Context length in tokens (overrides the model's)."),
+        click.option("--backend", type=click.Choice(("maas", "maap", "local", "mock")), default=None,
+                     help="Add the backend's limits (maas: 512 MB per file)."),
+        click.option("--epochs", type=click.IntRange(min=1), default=1, show_default=True,
+                     help="Epochs, for the billing-token estimate."),
+        click.option("--workers", type=click.IntRange(min=1), default=None,
+                     help="Worker processes for large files (default: one per core)."),
+        click.option("--output", "-o", type=click.Choice(("table", "json")), default="table", show_default=True),
+    ]
+    for opt in reversed(options):
+        fn = opt(fn)
+    return fn
+
+
+def _run_check(file: str, task: str, model, tokenizer, context_length, backend, epochs, workers):
+    from azft.data import check_file
+
+    return check_file(file, None if task == "auto" else task, model=model, tokenizer=tokenizer,
+                      max_tokens=context_length, backend=backend, epochs=epochs, workers=workers)
+
+
+def _console():
+    from rich.console import Console
+
+    return Console(highlight=False, soft_wrap=False)
+
+
+@click.group("data")
+def data() -> None:
+    """Check, summarize and split JSONL training data."""
+
+
+@data.command("check")
+@_check_options
+@click.option("--show", type=click.IntRange(min=0), default=10, show_default=True,
+              help="Problems listed per kind (the JSON output keeps up to 50 per kind).")
+@_handle_errors
+def check_cmd(file, task, model, tokenizer, context_length, backend, epochs, workers, output, show):
+    """Report every problem in FILE with its line and field. Exit 2 when there are errors."""
+    report = _run_check(file, task, model, tokenizer, context_length, backend, epochs, workers)
+    if output == "json":
+        click.echo(json.dumps(report.to_dict(), ensure_ascii=False, indent=2))
+    else:
+        _print_problems(report, show)
+        _print_summary(report)
+    sys.exit(EXIT_OK if report.ok else EXIT_INVALID)
+
+
+@data.command("stats")
+@_check_options
+@_handle_errors
+def stats_cmd(file, task, model, tokenizer, context_length, backend, epochs, workers, output):
+    """Rows, messages, token distribution, over-length rows, duplicates and billing tokens of FILE."""
+    report = _run_check(file, task, model, tokenizer, context_length, backend, epochs, workers)
+    if output == "json":
+        click.echo(json.dumps({"path": report.path, "task": report.task, "ok": report.ok,
+                               "error_count": report.error_total, "warning_count": report.warning_total,
+                               "stats": report.stats.to_dict()}, ensure_ascii=False, indent=2))
+        return
+    _print_stats(report)
+    _print_summary(report)
+
+
+@data.command("split")
+@click.argument("file", type=click.Path(dir_okay=True, path_type=str))
+@click.option("--validation", "-v", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.1,
+              show_default=True, help="Fraction of rows for the validation file.")
+@click.option("--seed", type=int, default=42, show_default=True)
+@click.option("--out-dir", type=click.Path(file_okay=False, path_type=str), default=None,
+              help="Where to write <name>.train.jsonl and <name>.validation.jsonl (default: beside FILE).")
+@click.option("--output", "-o", type=click.Choice(("table", "json")), default="table", show_default=True)
+@_handle_errors
+def split_cmd(file, validation, seed, out_dir, output):
+    """Split FILE into train and validation files, the same way every time for the same seed."""
+    from azft.data import split_file
+
+    train, val = split_file(file, validation, seed, out_dir=out_dir)
+    n_train, n_val = _count_lines(train), _count_lines(val)
+    if output == "json":
+        click.echo(json.dumps({"train": str(train), "validation": str(val), "train_rows": n_train,
+                               "validation_rows": n_val, "seed": seed}))
+    else:
+        click.echo(f"train:      {train} ({n_train} rows)")
+        click.echo(f"validation: {val} ({n_val} rows)")
+
+
+def _count_lines(path) -> int:
+    n = 0
+    with open(path, "rb") as f:
+        while chunk := f.read(8 << 20):
+            n += chunk.count(b"\n")
+    return n
+
+
+# ------------------------------------------------------------------------------------------------ rendering
+
+
+def _print_problems(report, show: int) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    con = _console()
+    for severity, counts, problems in (("error", report.error_counts, report.errors),
+                                       ("warning", report.warning_counts, report.warnings)):
+        if not counts:
+            continue
+        grouped = report.grouped(severity)
+        style = "red" if severity == "error" else "yellow"
+        table = Table(title=f"{sum(counts.values())} {severity}{'s' if sum(counts.values()) != 1 else ''} in "
+                            f"{escape(report.path)}", title_justify="left", title_style=f"bold {style}")
+        table.add_column("kind", style=style, no_wrap=True)
+        table.add_column("count", justify="right")
+        table.add_column("first lines")
+        for kind, n in counts.items():
+            lines = [str(p.line) for p in grouped.get(kind, []) if p.line][:8]
+            more = " …" if n > len(lines) and lines else ""
+            table.add_row(kind, str(n), ", ".join(lines) + more)
+        con.print(table)
+        for kind, items in grouped.items():
+            for p in items[:show]:
+                con.print(f"  [{style}]{escape(kind)}[/] {escape(p.render())}", soft_wrap=True)
+            hidden = counts.get(kind, 0) - min(len(items), show)
+            if hidden > 0:
+                con.print(f"  [dim]… {hidden} more {escape(kind)} (--show N, or --output json)[/]")
+
+
+def _print_summary(report) -> None:
+    s = report.stats
+    con = _console()
+    exact = "exact" if s.token_count_exact else "estimated"
+    verdict = "[green]OK[/]" if report.ok else f"[red]{report.error_total} error(s)[/]"
+    con.print(f"{verdict}, {report.warning_total} warning(s) · task {report.task} · {s.rows} rows "
+              f"({s.valid_rows} valid) · {s.tokens.total:,} tokens ({exact}) · {s.size_bytes / 2**20:.1f} MB in "
+              f"{s.elapsed_s:.2f}s", soft_wrap=True)
+
+
+def _print_stats(report) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    s = report.stats
+    con = _console()
+    exact = s.token_count_exact
+    t = Table(title=f"{escape(report.path)} ({report.task})", title_justify="left", show_header=False)
+    t.add_column("", style="bold")
+    t.add_column("")
+    t.add_row("rows", f"{s.rows:,} ({s.valid_rows:,} valid, {s.blank_lines} blank lines)")
+    if s.messages_per_row:
+        mp = s.messages_per_row
+        n = sum(mp.values())
+        mean = sum(k * v for k, v in mp.items()) / n if n else 0
+        t.add_row("messages per row", f"min {min(mp)}, mean {mean:.1f}, max {max(mp)}")
+    t.add_row("token counts", ("exact: " if exact else "[yellow]ESTIMATE[/]: ") + escape(s.tokenizer))
+    t.add_row("tokens", f"{s.tokens.total:,}" + ("" if exact else " (estimate)"))
+    out_name = "assistant tokens" if report.task == "chat-completion" else "output tokens"
+    if report.task not in ("text-classification", "token-classification"):
+        t.add_row(out_name, f"{s.output_tokens.total:,}")
+    ctx = f"{s.over_context_rows:,} over {s.context_length:,} tokens" if s.context_length else \
+        "unknown context length (--model or --context-length)"
+    t.add_row("over context", ctx)
+    t.add_row("duplicate rows", f"{s.duplicate_rows:,}")
+    t.add_row("billing tokens", f"{s.billing_tokens_estimate:,} (tokens × {s.epochs} epoch{'s' if s.epochs > 1 else ''}"
+                                ", an estimate)")
+    con.print(t)
+
+    for title, ts in (("tokens per row", s.tokens), (f"{out_name} per row", s.output_tokens)):
+        if not ts.rows or (title != "tokens per row" and report.task in ("text-classification",
+                                                                          "token-classification")):
+            continue
+        d = Table(title=title + ("" if exact else " (estimate)"), title_justify="left")
+        for col in ("min", "mean", *ts.percentiles, "max"):
+            d.add_column(col, justify="right")
+        d.add_row(str(ts.min), f"{ts.mean:,.1f}", *(f"{v:,}" for v in ts.percentiles.values()), f"{ts.max:,}")
+        con.print(d)
+        h = Table(show_header=True, box=None, padding=(0, 1))
+        h.add_column("tokens", justify="right")
+        h.add_column("rows", justify="right")
+        h.add_column("")
+        peak = max(n for _, _, n in ts.histogram) or 1
+        for lo, hi, n in ts.histogram:
+            h.add_row(f"{lo:,}" if hi - 1 == lo else f"{lo:,}–{hi - 1:,}", f"{n:,}", "█" * max(1 if n else 0, round(30 * n / peak)))
+        con.print(h)
+    if s.labels:
+        lt = Table(title="labels" + (" (first 1000 distinct)" if s.labels_truncated else ""), title_justify="left")
+        lt.add_column("label")
+        lt.add_column("rows", justify="right")
+        for label, n in list(s.labels.items())[:30]:
+            lt.add_row(escape(str(label)), f"{n:,}")
+        if len(s.labels) > 30:
+            lt.add_row(f"… {len(s.labels) - 30} more", "")
+        con.print(lt)
