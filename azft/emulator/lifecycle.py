@@ -1,0 +1,185 @@
+"""Job lifecycle on a controllable clock, scripted outcomes, simulated metrics and logs.
+
+A job's status is a pure function of the clock: it is computed when asked, so a test can move the clock
+(`ManualClock.advance`) and read the new state without background threads. The standalone emulator uses a real
+clock instead.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import threading
+import time
+import zlib
+from dataclasses import dataclass, field
+from typing import Any
+
+#: The path a job takes when nothing goes wrong.
+LIFECYCLE: tuple[str, ...] = ("NotStarted", "Queued", "Preparing", "Running", "Finalizing", "Completed")
+TERMINAL = frozenset({"Completed", "Failed", "Canceled"})
+
+#: Error codes the emulator knows a sensible message for; any other code works too with a given message.
+KNOWN_ERRORS: dict[str, str] = {
+    "QuotaExceeded": "Not enough quota available for the requested VM size in this region.",
+    "Unauthorized": "The identity running the job is not authorized to access the training data.",
+    "ModelNotAvailableInRegion": "Fine-tuning of this model is not available in the workspace's region.",
+    "OutOfMemory": "CUDA out of memory while running the training step.",
+    "UserError": "The job failed because of a problem with its inputs.",
+}
+
+
+class Clock:
+    """Seconds as a float; the real clock runs on its own."""
+
+    def now(self) -> float:
+        return time.monotonic()
+
+    def advance(self, seconds: float) -> None:
+        raise TypeError("a real clock cannot be advanced; create the emulator with clock='manual'")
+
+
+class ManualClock(Clock):
+    """A clock that only moves when told to: lifecycles become deterministic."""
+
+    def __init__(self, start: float = 0.0):
+        self._t = float(start)
+        self._lock = threading.Lock()
+
+    def now(self) -> float:
+        with self._lock:
+            return self._t
+
+    def advance(self, seconds: float) -> None:
+        if seconds < 0:
+            raise ValueError("the clock only moves forward")
+        with self._lock:
+            self._t += float(seconds)
+
+
+@dataclass
+class Outcome:
+    """How a job ends. ``kind`` is "complete", "fail" or "cancel"; ``at`` is the state in which it happens."""
+
+    kind: str = "complete"
+    at: str = "Running"
+    error_code: str | None = None
+    message: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("complete", "fail", "cancel"):
+            raise ValueError(f"outcome kind must be complete, fail or cancel, not {self.kind!r}")
+        if self.at not in LIFECYCLE[:-1]:
+            raise ValueError(f"outcome state must be one of {', '.join(LIFECYCLE[:-1])}, not {self.at!r}")
+        if self.kind == "fail":
+            self.error_code = self.error_code or "UserError"
+            self.message = self.message or KNOWN_ERRORS.get(self.error_code, f"The job failed: {self.error_code}.")
+
+
+@dataclass
+class EmulatedJob:
+    name: str
+    body: dict[str, Any]
+    created_at: float
+    created_wall: float
+    outcome: Outcome = field(default_factory=Outcome)
+    state_seconds: dict[str, float] = field(default_factory=dict)
+    cancel_requested_at: float | None = None
+    total_steps: int = 50
+    api_version: str | None = None
+
+    # -- timeline -------------------------------------------------------------------------------------------
+    def _timeline(self) -> list[tuple[str, float]]:
+        """[(state, start time)] up to and including the terminal state (without user cancellation)."""
+        t = self.created_at
+        out: list[tuple[str, float]] = []
+        for state in LIFECYCLE[:-1]:
+            out.append((state, t))
+            t += self.state_seconds[state]
+            if self.outcome.kind != "complete" and state == self.outcome.at:
+                if self.outcome.kind == "fail":
+                    out.append(("Failed", t))
+                else:
+                    out.append(("CancelRequested", t))
+                    out.append(("Canceled", t + self.state_seconds["CancelRequested"]))
+                return out
+        out.append(("Completed", t))
+        return out
+
+    def timeline(self) -> list[tuple[str, float]]:
+        tl = self._timeline()
+        c = self.cancel_requested_at
+        if c is None:
+            return tl
+        # A user cancellation cuts the natural timeline unless the job had already ended.
+        kept = [(s, t) for s, t in tl if t <= c]
+        if kept and kept[-1][0] in TERMINAL:
+            return kept
+        kept = [(s, t) for s, t in kept if s != "CancelRequested"]
+        return kept + [("CancelRequested", c), ("Canceled", c + self.state_seconds["CancelRequested"])]
+
+    def status(self, now: float) -> str:
+        current = "NotStarted"
+        for state, start in self.timeline():
+            if start <= now:
+                current = state
+        return current
+
+    def failed(self, now: float) -> bool:
+        return self.status(now) == "Failed"
+
+    def error(self, now: float) -> dict[str, str] | None:
+        if self.status(now) == "Failed":
+            return {"code": self.outcome.error_code or "UserError", "message": self.outcome.message or ""}
+        return None
+
+    # -- metrics ----------------------------------------------------------------------------------------------
+    def steps_done(self, now: float) -> int:
+        """Training steps logged so far: they accrue while the job is Running, all of them once it completes."""
+        tl = self.timeline()
+        start = next((t for s, t in tl if s == "Running"), None)
+        if start is None or now < start:
+            return 0
+        if any(s == "Completed" and t <= now for s, t in tl):
+            return self.total_steps
+        end = next((t for s, t in tl if t > start), math.inf)
+        duration = self.state_seconds["Running"]
+        if duration <= 0:
+            return self.total_steps
+        return int(self.total_steps * min(1.0, (min(now, end) - start) / duration))
+
+    def metrics(self, now: float) -> dict[str, list[tuple[int, float]]]:
+        """A decaying training loss every step and an evaluation loss every tenth step, deterministic per name."""
+        n = self.steps_done(now)
+        rng = random.Random(zlib.crc32(self.name.encode()))
+        tau = max(1.0, self.total_steps / 4)
+        loss: list[tuple[int, float]] = []
+        eval_loss: list[tuple[int, float]] = []
+        for step in range(1, n + 1):
+            base = 0.45 + 2.1 * math.exp(-step / tau)
+            loss.append((step, round(base + rng.gauss(0.0, 0.03), 5)))
+            if step % 10 == 0 or step == self.total_steps:
+                eval_loss.append((step, round(base + 0.08 + rng.gauss(0.0, 0.01), 5)))
+        out: dict[str, list[tuple[int, float]]] = {"loss": loss}
+        if eval_loss:
+            out["eval_loss"] = eval_loss
+        return out
+
+    def logs(self, now: float) -> list[str]:
+        lines: list[str] = []
+        metrics = self.metrics(now)
+        by_step = dict(metrics["loss"])
+        for state, start in self.timeline():
+            if start > now:
+                break
+            lines.append(f"[{start - self.created_at:8.1f}s] status: {state}")
+            if state == "Running":
+                for step in range(1, self.steps_done(now) + 1):
+                    if step % 5 == 0 or step == 1:
+                        lines.append(f"step {step}/{self.total_steps} loss={by_step[step]:.4f}")
+            if state == "Failed":
+                err = self.error(now) or {}
+                lines.append(f"error: {err.get('code')}: {err.get('message')}")
+            if state == "Canceled":
+                lines.append("the job was canceled")
+        return lines
