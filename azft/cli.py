@@ -1,0 +1,650 @@
+"""The `azft` command line: a thin layer over azft.api. Heavy libraries are imported only inside commands."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Any, Optional
+
+import click
+
+from azft.errors import EXIT_CANCELLED, EXIT_INVALID, EXIT_JOB_FAILED, EXIT_OK, AzftError
+
+BACKENDS = ("local", "maas", "maap", "mock")
+OUTPUTS = ("table", "yaml", "json")
+EXIT_CODES_HELP = "Exit codes: 0 success, 1 job failed, 2 invalid spec/data/usage, 3 cancelled or timed out, 4 Azure/auth/transport error."
+
+
+def _console(stderr: bool = False):
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False, soft_wrap=True)
+
+
+def _emit(data: Any, output: str) -> None:
+    if output == "json":
+        click.echo(json.dumps(data, indent=2, default=str))
+    elif output == "yaml":
+        import yaml
+
+        click.echo(yaml.safe_dump(json.loads(json.dumps(data, default=str)), sort_keys=False, allow_unicode=True))
+
+
+class LazyGroup(click.Group):
+    """Sub-command groups that live in their own modules, imported only when used."""
+
+    def __init__(self, *args, lazy: Optional[dict[str, tuple[str, str]]] = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.lazy = lazy or {}
+
+    def list_commands(self, ctx):
+        return sorted(set(super().list_commands(ctx)) | set(self.lazy))
+
+    def get_command(self, ctx, name):
+        if name in self.lazy:
+            import importlib
+
+            target, _ = self.lazy[name]
+            module, _, attr = target.partition(":")
+            try:
+                return getattr(importlib.import_module(module), attr)
+            except (ImportError, AttributeError):
+                return None
+        return super().get_command(ctx, name)
+
+    def format_commands(self, ctx, formatter):
+        rows = []
+        for name in self.list_commands(ctx):
+            if name in self.lazy:
+                rows.append((name, self.lazy[name][1]))
+            else:
+                cmd = super().get_command(ctx, name)
+                if cmd is not None and not cmd.hidden:
+                    rows.append((name, cmd.get_short_help_str(limit=70)))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
+@click.group(
+    cls=LazyGroup,
+    lazy={
+        "data": ("azft.cli_data:data", "Check, describe and split data files (line-numbered, streaming)."),
+        "runs": ("azft.cli_runs:runs", "List, show and compare tracked MLflow runs."),
+        "results": ("azft.cli_runs:results", "Final metrics of a job and where its model/adapter is."),
+    },
+    epilog=EXIT_CODES_HELP,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+@click.version_option(package_name="azft", message="azft %(version)s")
+@click.option("--debug", is_flag=True, help="Show full tracebacks for unexpected errors.")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
+    """azft: one job spec for fine-tuning Phi models on Azure ML — serverless (maas), your cluster (maap), this machine
+    (local) or an emulator (mock), tracked in MLflow."""
+    ctx.ensure_object(dict)
+    ctx.obj["debug"] = debug
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Error presentation
+# ------------------------------------------------------------------------------------------------------------------
+
+
+def report_error(err: AzftError, output: str = "table") -> int:
+    if output == "json":
+        click.echo(json.dumps({"ok": False, "error": err.message, "hint": err.hint, "exit_code": err.exit_code,
+                               "problems": [p.to_dict() for p in err.problems]}, indent=2))
+        return err.exit_code
+    con = _console(stderr=True)
+    if err.problems:
+        con.print(f"[bold red]error:[/] {err.message}")
+        for p in err.problems:
+            con.print(f"  [red]✗[/] {_esc(p.render())}")
+    else:
+        con.print(f"[bold red]error:[/] {_esc(err.message)}")
+    if err.hint:
+        con.print(f"  [cyan]hint:[/] {_esc(err.hint)}")
+    return err.exit_code
+
+
+def _esc(s: str) -> str:
+    from rich.markup import escape
+
+    return escape(s)
+
+
+def main(argv: Optional[list[str]] = None) -> None:
+    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    output = "table"
+    args = argv if argv is not None else sys.argv[1:]
+    if "--output" in args:
+        i = args.index("--output")
+        if i + 1 < len(args):
+            output = args[i + 1]
+    for a in args:
+        if a.startswith("--output="):
+            output = a.split("=", 1)[1]
+    try:
+        rv = cli.main(args=argv, prog_name="azft", standalone_mode=False)
+        sys.exit(rv if isinstance(rv, int) else EXIT_OK)
+    except AzftError as e:
+        if debug:
+            raise
+        sys.exit(report_error(e, output))
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(EXIT_CANCELLED)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(EXIT_INVALID)
+    except click.exceptions.Exit as e:
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(EXIT_CANCELLED)
+    except Exception as e:  # never a traceback without --debug
+        if debug:
+            raise
+        mapped = _map_foreign(e)
+        if mapped is not None:
+            sys.exit(report_error(mapped, output))
+        msg = str(e).splitlines()[0][:300] if str(e) else ""
+        click.echo(f"error: unexpected {type(e).__name__}: {msg}", err=True)
+        click.echo("  hint: rerun with --debug for the full traceback, and report it if it is a bug", err=True)
+        sys.exit(EXIT_INVALID if isinstance(e, (ValueError, TypeError)) else 4)
+
+
+def _map_foreign(e: Exception) -> Optional[AzftError]:
+    """Azure SDK errors that escaped a backend become AzureError (exit 4) with a short message."""
+    from azft.errors import AzureError
+
+    mod = type(e).__module__
+    if mod.startswith(("azure.", "msal", "requests", "urllib3")):
+        first = (str(e).splitlines() or [""])[0][:300]
+        hint = None
+        if "Authentication" in type(e).__name__ or "credential" in first.lower():
+            hint = "sign in with `az login`, or set AZURE_CLIENT_ID/AZURE_TENANT_ID (OIDC) in CI"
+        return AzureError(f"Azure request failed: {type(e).__name__}: {first}", hint=hint)
+    return None
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# validate / plan / schema / catalog / init
+# ------------------------------------------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("spec_file", type=click.Path(dir_okay=True))
+@click.option("--backend", "-b", type=click.Choice(BACKENDS), default=None,
+              help="Also apply this backend's compatibility rules.")
+@click.option("--no-data", is_flag=True, help="Skip the data-file checks.")
+@click.option("--output", "-o", type=click.Choice(OUTPUTS), default="table")
+def validate(spec_file: str, backend: Optional[str], no_data: bool, output: str) -> int:
+    """Check a spec (and its local data files): every problem at once, with file, line and field."""
+    from azft.catalog import get_model
+    from azft.errors import Problem, SpecError
+    from azft.spec import load_spec
+
+    spec = load_spec(spec_file)
+    model = get_model(spec.model, base_dir=spec.base_dir)
+    problems: list[Problem] = []
+    warnings: list[str] = []
+    if backend:
+        from azft.plan import make_plan
+
+        plan = make_plan(spec, backend, check_data=not no_data, render=False)
+        problems += [Problem(r, file=spec_file) for r in plan.verdict.reasons]
+        warnings += plan.verdict.warnings
+        if not plan.ok and plan.verdict.alternatives:
+            problems[-1].hint = "what works instead: " + "; ".join(plan.verdict.alternatives)
+    elif not no_data:
+        problems += _data_problems(spec, model, spec_file)
+    if problems:
+        raise SpecError(f"{spec_file}: {len(problems)} problem{'s' if len(problems) != 1 else ''} found",
+                        problems=problems)
+    summary = (f"{spec_file}: valid — {spec.name}: {model.id}, {spec.task}, {spec.method}, "
+               f"{spec.hyperparameters.epochs} epoch{'s' if spec.hyperparameters.epochs != 1 else ''}")
+    if output == "table":
+        con = _console()
+        con.print(f"[green]✓[/] {_esc(summary)}")
+        for w in warnings:
+            con.print(f"  [yellow]![/] {_esc(w)}")
+    else:
+        _emit({"ok": True, "summary": summary, "name": spec.name, "model": model.id, "warnings": warnings}, output)
+    return EXIT_OK
+
+
+def _data_problems(spec, model, spec_file: str):
+    from pathlib import Path
+
+    from azft.errors import Problem
+    from azft.spec import is_uri, line_of
+
+    out = []
+    for role in ("train", "validation"):
+        ref = getattr(spec.data, role)
+        if not ref or is_uri(ref):
+            continue
+        path = spec.resolve_path(ref)
+        if not Path(path).exists():
+            out.append(Problem(f"{ref} does not exist (resolved to {path})", file=spec_file,
+                               line=line_of(spec, "data", role), field=f"data.{role}"))
+            continue
+        try:
+            from azft.data import check_file
+        except ImportError:
+            continue
+        report = check_file(path, spec.task, model=model.id if model.in_catalog else None,
+                            max_tokens=spec.hyperparameters.max_seq_length)
+        if not report.ok:
+            first = report.errors[0].render() if report.errors else ""
+            out.append(Problem(f"{ref} has {len(report.errors)} data error(s); first: {first}", file=spec_file,
+                               line=line_of(spec, "data", role), field=f"data.{role}",
+                               hint=f"`azft data check {ref} --task {spec.task}` lists them all"))
+    return out
+
+
+@cli.command()
+@click.argument("spec_file", type=click.Path())
+@click.option("--backend", "-b", type=click.Choice(BACKENDS), default="local", show_default=True)
+@click.option("--output", "-o", type=click.Choice(OUTPUTS), default="table")
+@click.option("--prices", type=click.Path(), help="YAML price table overriding the catalog's (see examples/prices.yaml).")
+def plan(spec_file: str, backend: str, output: str, prices: Optional[str]) -> int:
+    """Dry-run: what would be sent, the compatibility verdict and a cost/time estimate. Nothing is sent."""
+    from azft import api
+
+    p = api.plan(spec_file, backend, prices=prices)
+    data = p.to_dict()
+    if output == "yaml":
+        import yaml
+
+        if p.request is not None and p.target in ("maas", "maap"):
+            # the Azure ML job exactly as it would be sent, loadable by `az ml job create -f`
+            click.echo(yaml.safe_dump(p.request, sort_keys=False))
+            click.echo("# " + "\n# ".join(_plan_summary_lines(data)), err=True)
+        else:
+            _emit(data, "yaml")
+    elif output == "json":
+        _emit(data, "json")
+    else:
+        _print_plan(data)
+    return EXIT_OK if p.ok else EXIT_INVALID
+
+
+def _plan_summary_lines(d: dict) -> list[str]:
+    v = d["verdict"]
+    lines = [f"backend: {d['backend']} · job: {d['job_name']} · verdict: {'OK' if v['ok'] else 'REFUSED'}"]
+    lines += [f"refused: {r}" for r in v["reasons"]]
+    lines += [f"instead: {a}" for a in v["alternatives"]]
+    lines += [f"warning: {w}" for w in v["warnings"]]
+    return lines
+
+
+def _print_plan(d: dict) -> None:
+    from rich.panel import Panel
+    from rich.table import Table
+
+    con = _console()
+    v = d["verdict"]
+    head = Table.grid(padding=(0, 2))
+    head.add_row("backend", d["backend"] + (f" (target {d['target']})" if d["target"] != d["backend"] else ""))
+    head.add_row("job name", d["job_name"])
+    m = d["model"]
+    head.add_row("model", f"{m['id']}" + (f" ({m['registry_asset'] or m['hf_id'] or m['local_path']})"))
+    head.add_row("task / method", f"{d['task']} / {d['method']}")
+    hp = d["hyperparameters"]
+    head.add_row("hyperparameters", ", ".join(f"{k}={hp[k]}" for k in
+                                              ("epochs", "learning_rate", "batch_size", "max_seq_length")))
+    for f in d["data"]:
+        state = "" if f.get("ok") is None else (" ✓ checked" if f["ok"] else f" ✗ {f.get('errors')} errors")
+        head.add_row(f"data.{f['role']}", f"{f.get('path') or f.get('uri')}{state}")
+    con.print(Panel(head, title="azft plan", expand=False))
+    if v["ok"]:
+        con.print("[bold green]verdict: can run[/]")
+    else:
+        con.print("[bold red]verdict: cannot run on this backend[/]")
+        for r in v["reasons"]:
+            con.print(f"  [red]✗[/] {_esc(r)}")
+        if v["alternatives"]:
+            con.print("  [cyan]what works instead:[/]")
+            for a in v["alternatives"]:
+                con.print(f"    → {_esc(a)}")
+    for w in v["warnings"]:
+        con.print(f"  [yellow]![/] {_esc(w)}")
+    e = d["estimate"]
+    t = Table(title="estimate (not a quote)", show_header=False, expand=False)
+    for k, val in e.items():
+        if k == "label":
+            continue
+        t.add_row(k.replace("_", " "), _esc(json.dumps(val) if isinstance(val, (dict, list)) else str(val)))
+    con.print(t)
+    if d.get("request") is not None:
+        import yaml
+
+        con.print("[bold]would send:[/]" if d["target"] in ("maas", "maap") else "[bold]would run:[/]")
+        con.print(_esc(yaml.safe_dump(d["request"], sort_keys=False, width=120)))
+
+
+@cli.command()
+@click.option("--out", "out", type=click.Path(), help="Write the schema to a file instead of stdout.")
+def schema(out: Optional[str]) -> int:
+    """The JSON Schema of the job spec (for editors: `# yaml-language-server: $schema=<file>`)."""
+    from azft.spec import json_schema
+
+    text = json.dumps(json_schema(), indent=2)
+    if out:
+        with open(out, "w", encoding="utf-8") as f:
+            f.write(text + "\n")
+        click.echo(f"wrote {out}")
+    else:
+        click.echo(text)
+    return EXIT_OK
+
+
+@cli.command()
+@click.option("--output", "-o", type=click.Choice(OUTPUTS), default="table")
+@click.option("--refresh", is_flag=True, help="Read the live Azure ML registry's model tags and update ~/.azft/catalog.yaml.")
+def catalog(output: str, refresh: bool) -> int:
+    """The models azft knows and what each backend can do with them."""
+    from azft.catalog import load_catalog
+
+    if refresh:
+        from azft.azure.registry import refresh_catalog
+
+        path, changed = refresh_catalog()
+        click.echo(f"updated {path} ({changed} model entries)", err=True)
+        from azft.catalog import _load
+
+        _load.cache_clear()
+    cat = load_catalog()
+    if output != "table":
+        _emit({"checked": cat.raw.get("checked"), "models": {k: m.to_dict() for k, m in cat.models.items()}}, output)
+        return EXIT_OK
+    from rich.table import Table
+
+    t = Table(title=f"azft catalog (Azure facts checked {cat.raw.get('checked')})")
+    for col in ("model", "context", "params", "maas (serverless)", "maap (cluster) sizes", "local"):
+        t.add_column(col)
+    for m in cat.models.values():
+        s = m.maas
+        if s.status == "available":
+            maas = f"[green]available[/] in {', '.join(s.regions)}"
+        elif s.status == "retired":
+            maas = f"[red]retired {s.retirement_date}[/] (deprecated {s.deprecation_date})"
+        elif s.status == "never":
+            maas = "[red]never offered[/]"
+        else:
+            maas = "[yellow]not offered today[/]"
+        skus = ", ".join(x.replace("Standard_", "") for x in m.allowed_skus) or "—"
+        ctx = f"{m.context_length // 1024}k" if m.context_length and m.context_length >= 1024 else str(m.context_length)
+        t.add_row(m.id, ctx, f"{m.parameters_b:g}B" if m.parameters_b else "?", maas, skus, "yes")
+    _console().print(t)
+    return EXIT_OK
+
+
+INIT_SPEC = """\
+# yaml-language-server: $schema={schema}
+name: {name}
+model: {model}
+task: chat-completion
+data:
+  train: {train}
+  validation_split: 0.1
+method: lora
+hyperparameters:
+  epochs: 1
+  max_seq_length: 256
+lora: {{r: 8, alpha: 16, target_modules: [qkv_proj, o_proj]}}
+tracking:
+  experiment: {name}
+"""
+
+
+@cli.command()
+@click.argument("path", type=click.Path(), default="azft.yaml")
+@click.option("--name", default="my-finetune", show_default=True)
+@click.option("--model", default="tiny-phi3", show_default=True)
+@click.option("--train", default="data/train.jsonl", show_default=True)
+@click.option("--force", is_flag=True, help="Overwrite an existing file.")
+def init(path: str, name: str, model: str, train: str, force: bool) -> int:
+    """Write a starting spec (with the schema hooked up for editors)."""
+    from pathlib import Path
+
+    from azft.errors import UsageError
+
+    p = Path(path)
+    if p.exists() and not force:
+        raise UsageError(f"{path} already exists", hint="pass --force to overwrite it")
+    schema_path = p.parent / ".azft-schema.json"
+    from azft.spec import json_schema
+
+    schema_path.write_text(json.dumps(json_schema(), indent=2) + "\n")
+    p.write_text(INIT_SPEC.format(schema=schema_path.name, name=name, model=model, train=train))
+    click.echo(f"wrote {path} (and {schema_path}); next: azft validate {path}")
+    return EXIT_OK
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# submit / status / wait / logs / cancel / list
+# ------------------------------------------------------------------------------------------------------------------
+
+
+def _exit_for(info) -> int:
+    from azft.backends.base import JobStatus
+
+    return {JobStatus.COMPLETED: EXIT_OK, JobStatus.FAILED: EXIT_JOB_FAILED,
+            JobStatus.CANCELED: EXIT_CANCELLED}.get(info.status, EXIT_OK)
+
+
+def _info_line(info) -> str:
+    s = f"{info.name}: {info.status.value}"
+    if info.error:
+        s += f" — {info.error_code + ': ' if info.error_code else ''}{info.error}"
+    return s
+
+
+def _follow(job, *, timeout: Optional[float], poll: float, output: str, cancel_on_interrupt: bool,
+            stream_logs: bool) -> int:
+    """Watch a job to its end; Ctrl-C leaves it running (or cancels it with --cancel-on-interrupt)."""
+    import threading
+
+    from azft import api
+
+    con = _console(stderr=True)
+    stop = threading.Event()
+    if stream_logs and output == "table":
+        def pump():
+            try:
+                for line in job.logs(follow=True):
+                    if stop.is_set():
+                        break
+                    con.print(_esc(line.rstrip("\n")))
+            except Exception as e:  # logs are a convenience; the status poll decides the outcome
+                con.print(f"[yellow]logs unavailable: {_esc(str(e))}[/]")
+
+        threading.Thread(target=pump, daemon=True).start()
+
+    def update(info):
+        if output == "table":
+            con.print(f"[bold]{info.name}[/] → {info.status.value}")
+
+    try:
+        info = job.wait(timeout=timeout, poll_interval=poll, on_update=update)
+    except KeyboardInterrupt:
+        stop.set()
+        if cancel_on_interrupt:
+            job.cancel()
+            con.print(f"interrupted: cancel requested for {job.name}")
+        else:
+            con.print(f"interrupted: {job.name} keeps running; `azft wait {job.name}` resumes watching")
+        return EXIT_CANCELLED
+    finally:
+        stop.set()
+    try:
+        api.finish_tracking(job, info)
+    except Exception as e:
+        con.print(f"[yellow]warning: could not record the final metrics in MLflow: {_esc(str(e))}[/]")
+    if output == "table":
+        style = {"Completed": "green", "Failed": "red"}.get(info.status.value, "yellow")
+        _console().print(f"[{style}]{_esc(_info_line(info))}[/]")
+        for k, val in (info.metrics or {}).items():
+            _console().print(f"  {k}: {val:.4g}" if isinstance(val, float) else f"  {k}: {val}")
+        for k, val in (info.outputs or {}).items():
+            _console().print(f"  {k}: {val}")
+    else:
+        _emit(info.to_dict(), output)
+    return _exit_for(info)
+
+
+@cli.command()
+@click.argument("spec_file", type=click.Path())
+@click.option("--backend", "-b", type=click.Choice(BACKENDS), default="local", show_default=True)
+@click.option("--wait", "wait_", is_flag=True, help="Follow the job to its end; the exit code reflects the outcome.")
+@click.option("--timeout", type=float, default=None, help="With --wait: give up waiting after this many seconds (exit 3).")
+@click.option("--poll", type=float, default=None, help="Seconds between status checks.")
+@click.option("--force", is_flag=True, help="Submit a new job even if an identical one exists.")
+@click.option("--prices", type=click.Path(), help="YAML price table for the estimate.")
+@click.option("--tracking-uri", default=None, help="MLflow tracking URI (overrides the spec and MLFLOW_TRACKING_URI).")
+@click.option("--mock-target", type=click.Choice(["maas", "maap"]), default=None, help="mock: which Azure path to emulate.")
+@click.option("--cancel-on-interrupt", is_flag=True, help="With --wait: Ctrl-C also cancels the job.")
+@click.option("--output", "-o", type=click.Choice(OUTPUTS), default="table")
+def submit(spec_file: str, backend: str, wait_: bool, timeout: Optional[float], poll: Optional[float], force: bool,
+           prices: Optional[str], tracking_uri: Optional[str], mock_target: Optional[str],
+           cancel_on_interrupt: bool, output: str) -> int:
+    """Validate, upload and submit a spec. Re-running the same submit finds the existing job."""
+    from azft import api
+    from azft.spec import load_spec
+
+    spec = load_spec(spec_file)
+    if tracking_uri:
+        spec.tracking.tracking_uri = tracking_uri
+    elif not spec.tracking.tracking_uri and os.environ.get("MLFLOW_TRACKING_URI"):
+        spec.tracking.tracking_uri = os.environ["MLFLOW_TRACKING_URI"]
+    if mock_target:
+        spec.mock.target = mock_target
+    p = api.plan(spec, backend, prices=prices, force=force)
+    con = _console(stderr=True)
+    if output == "table":
+        for w in p.verdict.warnings:
+            con.print(f"[yellow]![/] {_esc(w)}")
+    job = api.submit(p, force=force, on_event=lambda m: con.print(_esc(m)) if output == "table" else None)
+    info = job.info()
+    if output == "table":
+        _console().print(f"[bold]{job.name}[/] submitted to {backend}: {info.status.value}")
+        if info.studio_url:
+            _console().print(f"  studio: {info.studio_url}")
+        if p.tracking_run_id:
+            _console().print(f"  mlflow run: {p.tracking_run_id} (experiment {spec.experiment})")
+    if not wait_:
+        if output != "table":
+            _emit({"job_name": job.name, "backend": backend, "status": info.status.value,
+                   "studio_url": info.studio_url, "mlflow_run_id": p.tracking_run_id}, output)
+        return EXIT_OK
+    return _follow(job, timeout=timeout, poll=poll or (1.0 if backend in ("local", "mock") else 15.0), output=output,
+                   cancel_on_interrupt=cancel_on_interrupt, stream_logs=backend == "local")
+
+
+def _job_options(f):
+    f = click.option("--backend", "-b", type=click.Choice(BACKENDS), default=None,
+                     help="Backend of the job (default: the one it was submitted to from here).")(f)
+    return f
+
+
+@cli.command()
+@click.argument("job_name")
+@_job_options
+@click.option("--output", "-o", type=click.Choice(OUTPUTS), default="table")
+def status(job_name: str, backend: Optional[str], output: str) -> int:
+    """Show a job's state."""
+    from azft import api
+
+    info = api.get_job(job_name, backend).info()
+    if output == "table":
+        _console().print(_esc(_info_line(info)))
+        if info.studio_url:
+            _console().print(f"  studio: {info.studio_url}")
+    else:
+        _emit(info.to_dict(), output)
+    return EXIT_OK
+
+
+@cli.command()
+@click.argument("job_name")
+@_job_options
+@click.option("--timeout", type=float, default=None, help="Give up after this many seconds (exit 3; the job keeps running).")
+@click.option("--poll", type=float, default=None, help="Seconds between status checks.")
+@click.option("--cancel-on-interrupt", is_flag=True, help="Ctrl-C (or a cancelled CI run) also cancels the job.")
+@click.option("--output", "-o", type=click.Choice(OUTPUTS), default="table")
+def wait(job_name: str, backend: Optional[str], timeout: Optional[float], poll: Optional[float],
+         cancel_on_interrupt: bool, output: str) -> int:
+    """Wait for a job to end. Exit 0 completed, 1 failed, 3 cancelled or timed out. Safe to interrupt and rerun."""
+    import signal
+
+    from azft import api
+
+    job = api.get_job(job_name, backend)
+    if cancel_on_interrupt:
+        # CI runners stop a cancelled job with SIGTERM: treat it like Ctrl-C
+        signal.signal(signal.SIGTERM, lambda *a: (_ for _ in ()).throw(KeyboardInterrupt()))
+    return _follow(job, timeout=timeout, poll=poll or (1.0 if job.backend in ("local", "mock") else 15.0),
+                   output=output, cancel_on_interrupt=cancel_on_interrupt, stream_logs=False)
+
+
+@cli.command()
+@click.argument("job_name")
+@_job_options
+@click.option("--follow", "-f", is_flag=True, help="Keep printing until the job ends.")
+def logs(job_name: str, backend: Optional[str], follow: bool) -> int:
+    """Print a job's log."""
+    from azft import api
+
+    for line in api.get_job(job_name, backend).logs(follow=follow):
+        click.echo(line.rstrip("\n"))
+    return EXIT_OK
+
+
+@cli.command()
+@click.argument("job_name")
+@_job_options
+@click.option("--output", "-o", type=click.Choice(OUTPUTS), default="table")
+def cancel(job_name: str, backend: Optional[str], output: str) -> int:
+    """Cancel a job."""
+    from azft import api
+
+    job = api.get_job(job_name, backend)
+    job.cancel()
+    info = job.info()
+    if output == "table":
+        _console().print(f"cancel requested: {_esc(_info_line(info))}")
+    else:
+        _emit(info.to_dict(), output)
+    return EXIT_OK
+
+
+@cli.command(name="list")
+@click.option("--backend", "-b", type=click.Choice(BACKENDS), default=None, help="Only this backend (maas/maap list the workspace's jobs).")
+@click.option("--limit", type=int, default=50, show_default=True)
+@click.option("--output", "-o", type=click.Choice(OUTPUTS), default="table")
+def list_(backend: Optional[str], limit: int, output: str) -> int:
+    """List jobs (local and mock by default; --backend maas|maap for the workspace)."""
+    from azft import api
+
+    infos = api.list_jobs(backend, limit=limit)
+    if output != "table":
+        _emit([i.to_dict() for i in infos], output)
+        return EXIT_OK
+    from rich.table import Table
+
+    t = Table(title="jobs")
+    for col in ("name", "backend", "status", "created", "error"):
+        t.add_column(col)
+    for i in infos:
+        t.add_row(i.name, i.backend, i.status.value, i.created or "", (i.error or "")[:60])
+    _console().print(t)
+    return EXIT_OK
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
