@@ -11,7 +11,7 @@ from typing import Any
 from azft.data.report import DataProblem, DataReport, DataStats, TokenStats
 from azft.data.scan import BOM, Partial, ScanConfig, scan_range, scan_worker
 from azft.data.tasks import detect_task, normalize_task
-from azft.data.tokens import TokenizerLoad, TokenizerSpec, load_tokenizer, resolve_model, spec_from_object
+from azft.data.tokens import TokenizerLoad, TokenizerSpec, load_tokenizer, resolve_model, spec_from_object, verified
 from azft.errors import DataError, Problem, UsageError
 
 MAAS_MAX_FILE_BYTES = 512 * 1024 * 1024  # serverless fine-tuning: each file under 512 MB
@@ -67,11 +67,11 @@ def _resolve_tokenizer(tokenizer: Any, model_hub_id: str | None) -> TokenizerLoa
     if tokenizer is None:
         return load_tokenizer(model_hub_id)
     if isinstance(tokenizer, TokenizerSpec):
-        return TokenizerLoad(tokenizer, f"tokenizer {tokenizer.name}")
+        return verified(TokenizerLoad(tokenizer, f"tokenizer {tokenizer.name}"), tokenizer.name)
     if isinstance(tokenizer, (str, os.PathLike)):
         return load_tokenizer(tokenizer)
     spec = spec_from_object(tokenizer)
-    return TokenizerLoad(spec, f"tokenizer {spec.name}")
+    return verified(TokenizerLoad(spec, f"tokenizer {spec.name}"), spec.name)
 
 
 def _sniff_task(path: Path) -> str | None:

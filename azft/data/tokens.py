@@ -162,6 +162,22 @@ def spec_from_object(tok: Any, name: str | None = None) -> TokenizerSpec:
 
 def load_tokenizer(ref: str | os.PathLike | None) -> TokenizerLoad:
     """Load a tokenizer from a local directory, ``tiny-phi3`` or the local Hugging Face cache; never raises."""
+    return verified(_load_tokenizer(ref), ref)
+
+
+def verified(load: TokenizerLoad, ref: Any) -> TokenizerLoad:
+    """The load itself if its tokenizer and chat template can be built, else an estimate with the reason."""
+    if load.spec is None:
+        return load
+    try:
+        TokenCounter(load.spec)
+    except Exception as exc:
+        return TokenizerLoad(None, f"tokenizer {str(ref)!r} cannot be used ({type(exc).__name__}: "
+                                   f"{str(exc)[:200]}): token counts are estimates")
+    return load
+
+
+def _load_tokenizer(ref: str | os.PathLike | None) -> TokenizerLoad:
     if ref is None:
         return TokenizerLoad(None, "no tokenizer given: token counts are estimates (~4 characters per token)")
     ref_s = str(ref)
