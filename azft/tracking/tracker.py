@@ -635,6 +635,7 @@ class Tracker:
 
     def find_run_for_job(self, job_name: str) -> str | None:
         """The run recorded for an azft job name (a ``pending-...`` id when still buffered), or None."""
+        self.flush()
         for op in self._pending_submissions():
             if op["tags"].get(TAG_JOB) == job_name:
                 return self.journal.resolve(op["run"]) or op["run"]
