@@ -151,9 +151,14 @@ def main(argv: Optional[list[str]] = None) -> None:
         if mapped is not None:
             sys.exit(report_error(mapped, output))
         msg = str(e).splitlines()[0][:300] if str(e) else ""
+        code = EXIT_INVALID if isinstance(e, (ValueError, TypeError)) else 4
+        if output == "json":
+            click.echo(json.dumps({"ok": False, "error": f"unexpected {type(e).__name__}: {msg}", "exit_code": code,
+                                   "hint": "rerun with --debug for the full traceback"}, indent=2))
+            sys.exit(code)
         click.echo(f"error: unexpected {type(e).__name__}: {msg}", err=True)
         click.echo("  hint: rerun with --debug for the full traceback, and report it if it is a bug", err=True)
-        sys.exit(EXIT_INVALID if isinstance(e, (ValueError, TypeError)) else 4)
+        sys.exit(code)
 
 
 def _map_foreign(e: Exception) -> Optional[AzftError]:

@@ -553,9 +553,16 @@ def memory_estimate(plan: Plan, cat: Catalog) -> Optional[dict]:
 def render_request(plan: Plan) -> Any:
     """The request body (maas/maap: the Azure ML job as YAML-able dict) or the command line (local)."""
     if plan.target == "local":
-        from azft.backends.local import build_command
+        import shlex
 
-        return {"command": build_command(plan)}
+        from azft.backends.local import LocalBackend
+        from azft.state import state_dir
+
+        out_root = Path(plan.spec.local.output_dir).expanduser().resolve() if plan.spec.local.output_dir else (
+            state_dir() / "jobs" / plan.job_name / "outputs")
+        outputs = {"model_output": str(out_root / "model"), "metrics": str(out_root / "metrics")}
+        argv, nproc, stage = LocalBackend().build_command(plan, outputs)
+        return {"command": shlex.join(argv), "processes": nproc, "zero_stage": stage, "outputs": outputs}
     from azft.azure import jobs
 
     return jobs.render(plan)
