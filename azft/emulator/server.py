@@ -64,7 +64,8 @@ def azure_error(code: str, message: str, details: list | None = None) -> dict[st
 
 @dataclass
 class RecordedRequest:
-    """One request as the emulator saw it. ``headers`` never holds ``Authorization``."""
+    """One request as the emulator saw it. ``headers`` never holds ``Authorization``; other credential headers
+    (``x-azureml-token``) are kept with the value ``[redacted]``."""
 
     method: str
     path: str
@@ -320,6 +321,11 @@ class Emulator:
                 pass
         if self._thread:
             self._thread.join(timeout=5)
+        if self._own_ca and self._ca is not None:  # a CA made for this instance goes with it
+            import shutil
+
+            shutil.rmtree(self._ca.directory, ignore_errors=True)
+            self._ca = None
 
     def __enter__(self) -> "Emulator":
         return self.start()
@@ -1092,6 +1098,11 @@ def _comparable(body: dict) -> dict:
     return b
 
 
+#: Headers that carry credentials besides Authorization: recorded as present, never with their value.
+_SECRET_HEADERS = frozenset({"x-azureml-token", "x-ms-authorization-auxiliary", "ocp-apim-subscription-key",
+                             "api-key"})
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "azft-emulator/1"
@@ -1127,7 +1138,8 @@ class _Handler(BaseHTTPRequestHandler):
                 body = json.loads(raw)
             except ValueError:
                 body = raw.decode("utf-8", "replace")
-        headers = {k: v for k, v in self.headers.items() if k.lower() != "authorization"}
+        headers = {k: ("[redacted]" if k.lower() in _SECRET_HEADERS else v)
+                   for k, v in self.headers.items() if k.lower() != "authorization"}
         rec = RecordedRequest(self.command, path, query, headers, body)
         result = self.emulator._dispatch(rec, self.headers.get("Authorization"))
         if result is _DROP:
