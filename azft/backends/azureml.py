@@ -1,0 +1,607 @@
+"""What the maas and maap backends share: submit (idempotent), the job handle, uploads, error mapping.
+
+Submit, in order, with nothing uploaded or created until every check passed:
+
+1. ``GET jobs/<name>`` — the name comes from the spec's content hash, so a CI retry finds its job and stops here
+   (no upload, no PUT). ``force`` submits a new job under a suffixed name instead.
+2. The workspace's region (``GET workspace``) against the catalog's serverless regions (maas).
+3. Target preparation: the marketplace subscription of a third-party model (maas); the cluster exists with an
+   allowed VM size, or is created with min 0 nodes (maap).
+4. Local data files go to the default datastore under ``azft/data/<sha256>/<name>``; a blob already there is
+   skipped, so a re-submit uploads zero bytes.
+5. ``PUT jobs/<name>`` with the entity from ``azft.azure.jobs``.
+
+Transient failures (429 with Retry-After, 5xx, connection resets) are retried by azure-core's ``RetryPolicy``
+configured on the ``MLClient``; what still fails becomes ``azft.errors.AzureError`` (exit 4) with a message that
+says what to do.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import shutil
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional
+
+from azft.backends.base import Backend, Job, JobInfo, JobStatus
+from azft.errors import AzftError, AzureError, IncompatibleError, UsageError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from azft.plan import DataFile, Plan
+
+#: What a person can do about the errors a fine-tuning job commonly fails with.
+JOB_ERROR_HINTS: dict[str, str] = {
+    "QuotaExceeded": "request more quota for this VM family in the Azure portal (Quotas), pick another size or "
+                     "region, or lower compute.instance_count",
+    "Unauthorized": "give the job's identity (the workspace's managed identity) Storage Blob Data Reader on the "
+                    "data's storage account, or check the marketplace subscription of the model",
+    "ModelNotAvailableInRegion": "use a workspace in a region where fine-tuning of this model is offered "
+                                 "(`azft catalog MODEL` lists them), or --backend maap",
+    "OutOfMemory": "lower hyperparameters.batch_size or max_seq_length, turn on gradient_checkpointing, use a "
+                   "higher ZeRO stage or offload, or a larger instance_type",
+    "UserError": "check the job's inputs: run `azft data check` on the data files and `azft plan` on the spec",
+}
+
+
+@dataclass
+class UploadResult:
+    uris: dict[str, str] = field(default_factory=dict)  # local path → azureml:// URI
+    bytes_uploaded: int = 0
+    files_uploaded: int = 0
+    files_skipped: int = 0
+
+
+def parse_status(value: Any) -> JobStatus:
+    """The SDK hands back its own enum (``JobStatus.NOT_STARTED``) or a string; both map to ours."""
+    return JobStatus.parse(getattr(value, "value", value))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Error mapping
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def azure_error(exc: BaseException, doing: str) -> AzftError:
+    """An azure-core / SDK exception → AzureError with actionable text (never a token or key)."""
+    from azft.tracking.redact import redact_text
+
+    if isinstance(exc, AzftError):
+        return exc
+    try:
+        from azure.core.exceptions import (
+            ClientAuthenticationError,
+            HttpResponseError,
+            ResourceExistsError,
+            ResourceNotFoundError,
+            ServiceRequestError,
+            ServiceResponseError,
+        )
+    except ImportError:  # pragma: no cover - azure-core is a dependency
+        return AzureError(f"{doing} failed: {redact_text(str(exc))}")
+    status = getattr(exc, "status_code", None)
+    code = None
+    err = getattr(exc, "error", None)
+    if err is not None:
+        code = getattr(err, "code", None)
+    message = getattr(exc, "message", None) or str(exc)
+    message = redact_text(message.splitlines()[0] if message else type(exc).__name__)
+    detail = f" ({code})" if code else ""
+    if isinstance(exc, ClientAuthenticationError) or status == 401:
+        return AzureError(f"{doing} failed: not authenticated{detail}: {message}",
+                          hint="sign in with `az login`, or set AZURE_CLIENT_ID/AZURE_TENANT_ID with a federated "
+                               "credential (GitHub OIDC) or AZURE_CLIENT_SECRET")
+    if status == 403:
+        return AzureError(f"{doing} failed: permission denied{detail}: {message}",
+                          hint="your identity needs the AzureML Data Scientist role (or Contributor) on the "
+                               "workspace")
+    if isinstance(exc, ResourceNotFoundError) or status == 404:
+        return AzureError(f"{doing} failed: not found{detail}: {message}",
+                          hint="check azure.subscription_id, azure.resource_group and azure.workspace in the spec "
+                               "(or AZURE_* / config.json)")
+    if isinstance(exc, ResourceExistsError) or status == 409:
+        return AzureError(f"{doing} failed: conflict{detail}: {message}",
+                          hint="a different job already uses this name; rerun with --force for a new one")
+    if status == 429:
+        return AzureError(f"{doing} failed: Azure kept throttling requests (HTTP 429) after retries: {message}",
+                          hint="wait a minute and rerun the same command; it resumes where it stopped")
+    if isinstance(exc, (ServiceRequestError, ServiceResponseError)):
+        return AzureError(f"{doing} failed: could not reach Azure after retries: {message}",
+                          hint="check the network or proxy, then rerun: the same command finds what was already "
+                               "created")
+    if isinstance(exc, HttpResponseError):
+        if status and status >= 500:
+            return AzureError(f"{doing} failed: Azure answered HTTP {status}{detail} after retries: {message}",
+                              hint="a service-side error: rerun the same command later (nothing is created twice)")
+        return AzureError(f"{doing} failed: HTTP {status}{detail}: {message}")
+    return AzureError(f"{doing} failed: {type(exc).__name__}: {message}")
+
+
+def call(doing: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Run one SDK call, mapping its failure to AzureError (retries already happened inside azure-core)."""
+    try:
+        return fn(*args, **kwargs)
+    except AzftError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - every SDK failure becomes a readable AzureError
+        from azure.core.exceptions import AzureError as CoreAzureError
+
+        from azft.tracking.redact import redact_text
+
+        if isinstance(exc, CoreAzureError):
+            raise azure_error(exc, doing) from None
+        if type(exc).__module__.startswith(("azure.ai.ml", "marshmallow")):
+            raise AzureError(f"{doing} failed: {redact_text(str(exc).splitlines()[0] if str(exc) else repr(exc))}")\
+                from None
+        raise
+
+
+def is_not_found(exc: BaseException) -> bool:
+    from azure.core.exceptions import ResourceNotFoundError
+
+    return isinstance(exc, ResourceNotFoundError) or getattr(exc, "status_code", None) == 404
+
+
+def quiet_sdk():
+    """Silence the SDK's 'experimental class' warnings and progress output while a call runs."""
+    import contextlib
+    import logging
+    import warnings
+
+    @contextlib.contextmanager
+    def _ctx():
+        loggers = [logging.getLogger(n) for n in ("azure.ai.ml", "azure.core.pipeline.policies.http_logging_policy")]
+        levels = [lg.level for lg in loggers]
+        for lg in loggers:
+            lg.setLevel(logging.ERROR)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                yield
+        finally:
+            for lg, lv in zip(loggers, levels):
+                lg.setLevel(lv)
+
+    return _ctx()
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Data upload
+# ----------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Datastore:
+    """The workspace's default datastore, as read from Azure (`GET datastores/workspaceblobstore`)."""
+
+    name: str
+    account: str
+    container: str
+    endpoint: str  # storage suffix, e.g. core.windows.net
+
+    @property
+    def blob_url(self) -> str:
+        return f"https://{self.account}.blob.{self.endpoint}"
+
+
+class Uploader:
+    """Puts local data files at their content-addressed paths; skips what is already there."""
+
+    def upload(self, files: list["DataFile"], datastore: Datastore) -> UploadResult:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+class BlobUploader(Uploader):
+    """Uploads through azure-storage-blob with the workspace credential (resumable, progress bar)."""
+
+    def __init__(self, credential: Any = None, blob_endpoint: Optional[str] = None, progress: bool = True,
+                 connection_verify: Any = None):
+        self.credential = credential
+        self.blob_endpoint = blob_endpoint
+        self.progress = progress
+        self.connection_verify = connection_verify
+
+    def upload(self, files: list["DataFile"], datastore: Datastore) -> UploadResult:
+        import os
+
+        from azft.azure import jobs
+        from azft.azure import upload as up
+
+        local = [d for d in files if d.local]
+        if not local:
+            return UploadResult()
+        endpoint = self.blob_endpoint or os.environ.get("AZFT_BLOB_ENDPOINT") or datastore.blob_url
+        kwargs: dict[str, Any] = {}
+        if self.connection_verify:
+            kwargs["connection_verify"] = self.connection_verify
+        try:
+            report = up.upload_files(
+                [d.path for d in local], account_url=endpoint, container=datastore.container,
+                credential=self.credential, progress=self.progress, datastore=datastore.name, **kwargs,
+            )
+        except AzftError:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            raise azure_error(exc, "uploading the data files") from None
+        result = UploadResult(
+            uris={d.path: jobs.datastore_uri(d.sha256, Path(d.path).name, datastore.name) for d in local},
+            bytes_uploaded=int(getattr(report, "bytes_uploaded", 0)),
+            files_uploaded=int(getattr(report, "files_uploaded", len(local))),
+            files_skipped=int(getattr(report, "files_skipped", 0)),
+        )
+        return result
+
+
+class DirectoryUploader(Uploader):
+    """A local directory standing in for the datastore (the mock backend without Azurite)."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+
+    def upload(self, files: list["DataFile"], datastore: Datastore) -> UploadResult:
+        from azft.azure import jobs
+
+        result = UploadResult()
+        for d in files:
+            if not d.local:
+                continue
+            name = Path(d.path).name
+            target = self.root / datastore.container / jobs.blob_path(d.sha256, name)
+            result.uris[d.path] = jobs.datastore_uri(d.sha256, name, datastore.name)
+            if target.is_file() and target.stat().st_size == d.size:
+                result.files_skipped += 1
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_name(target.name + ".part")
+            shutil.copyfile(d.path, tmp)
+            tmp.replace(target)
+            result.bytes_uploaded += target.stat().st_size
+            result.files_uploaded += 1
+        return result
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The job handle
+# ----------------------------------------------------------------------------------------------------------------
+
+
+class AzureJob(Job):
+    """A job in an Azure ML workspace (or the emulator standing in for one)."""
+
+    def __init__(self, backend: "AzureBackend", name: str, *, upload: Optional[UploadResult] = None,
+                 existed: bool = False):
+        self._backend = backend
+        self.backend = backend.name
+        self.name = name
+        self.upload = upload
+        self.existed = existed
+
+    # -- state --------------------------------------------------------------------------------------------------
+    def _entity(self):
+        with quiet_sdk():
+            return call(f"reading job {self.name}", self._backend.ml_client.jobs.get, self.name)
+
+    def info(self) -> JobInfo:
+        job = self._entity()
+        status = parse_status(getattr(job, "status", None))
+        created = None
+        ctx = getattr(job, "creation_context", None)
+        if ctx is not None and getattr(ctx, "created_at", None):
+            created = str(ctx.created_at)
+        outputs: dict[str, str] = {}
+        for key, out in (getattr(job, "outputs", None) or {}).items():
+            name = getattr(out, "name", None) or getattr(out, "path", None)
+            if name:
+                outputs[key] = str(name)
+        tags = dict(getattr(job, "tags", None) or {})
+        info = JobInfo(
+            name=self.name,
+            backend=self.backend,
+            status=status,
+            created=created,
+            studio_url=getattr(job, "studio_url", None),
+            outputs=outputs,
+            mlflow_run_id=tags.get("azft.mlflow_run_id"),
+            extra={"target": self._backend.target, "job_type": getattr(job, "type", None)},
+        )
+        if self.upload is not None:
+            info.extra["bytes_uploaded"] = self.upload.bytes_uploaded
+        if self.existed:
+            info.extra["existing"] = True
+        if status == JobStatus.FAILED:
+            code, message = self._backend.job_error(self.name)
+            info.error_code = code
+            hint = JOB_ERROR_HINTS.get(code or "")
+            info.error = (message or "the job failed; see `azft logs " + self.name + "`") + (
+                f" — {hint}" if hint else "")
+        if status == JobStatus.COMPLETED:
+            info.metrics = {k: v[-1][1] for k, v in self.metrics_history().items() if v}
+        self._backend.decorate_info(info)
+        return info
+
+    def cancel(self) -> None:
+        with quiet_sdk():
+            poller = call(f"cancelling job {self.name}", self._backend.ml_client.jobs.begin_cancel, self.name)
+            if poller is not None and hasattr(poller, "result"):
+                call(f"cancelling job {self.name}", poller.result)
+        self._backend.after_command()
+
+    def logs(self, follow: bool = False) -> Iterator[str]:
+        seen = 0
+        while True:
+            lines = self._backend.job_logs(self.name)
+            for line in lines[seen:]:
+                yield line
+            seen = max(seen, len(lines))
+            if not follow:
+                return
+            if self.info().status.terminal:
+                for line in self._backend.job_logs(self.name)[seen:]:
+                    yield line
+                return
+            time.sleep(self._backend.poll_interval)
+
+    def metrics_history(self) -> dict[str, list[tuple[int, float]]]:
+        return self._backend.job_metrics(self.name)
+
+    def artifacts(self) -> list[Path]:
+        return self._backend.job_artifacts(self.name)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The backend
+# ----------------------------------------------------------------------------------------------------------------
+
+
+class AzureBackend(Backend):
+    """Shared by MaasBackend and MaapBackend; subclasses set ``name``/``target`` and ``prepare()``."""
+
+    name = "azure"
+    target = "maas"
+    poll_interval = 5.0
+
+    def __init__(
+        self,
+        workspace: Optional[dict] = None,
+        credential: Any = None,
+        ml_client: Any = None,
+        uploader: Optional[Uploader] = None,
+        on_event: Optional[Callable[[str], None]] = None,
+        retry_total: Optional[int] = None,
+        progress: bool = True,
+        **options: Any,
+    ):
+        self.workspace = dict(workspace or {})
+        self.credential = credential
+        self._ml_client = ml_client
+        self._uploader = uploader
+        self.on_event = on_event or (lambda msg: None)
+        self.retry_total = retry_total
+        self.progress = progress
+        self.options = options
+        self._region: Optional[str] = None
+        #: Called after the existence check, right before the job is created (the mock scripts outcomes here).
+        self.before_create: Optional[Callable[["Plan", str], None]] = None
+
+    # -- clients ------------------------------------------------------------------------------------------------
+    @property
+    def ml_client(self):
+        if self._ml_client is None:
+            from azft.azure import workspace as wsmod
+
+            ws = wsmod.resolve_workspace(**{k: v for k, v in self.workspace.items()
+                                            if k in ("subscription_id", "resource_group", "workspace", "region")})
+            kwargs: dict[str, Any] = {}
+            if self.retry_total is not None:
+                kwargs["retry_total"] = self.retry_total
+            self._ml_client = wsmod.make_ml_client(ws, credential=self.credential, **kwargs)
+            self._region = getattr(ws, "region", None) or self.workspace.get("region")
+            if self.credential is None:
+                self.credential = getattr(self._ml_client, "_credential", None)
+        return self._ml_client
+
+    @property
+    def uploader(self) -> Uploader:
+        if self._uploader is None:
+            verify = None
+            import os
+
+            verify = os.environ.get("AZFT_AZURE_CA_BUNDLE") or None
+            self._uploader = BlobUploader(credential=self.credential or getattr(self.ml_client, "_credential", None),
+                                          progress=self.progress, connection_verify=verify)
+        return self._uploader
+
+    # -- hooks for subclasses and the mock ------------------------------------------------------------------------
+    def prepare(self, plan: "Plan") -> None:
+        """Target-specific steps before data upload (marketplace subscription, cluster)."""
+
+    def decorate_info(self, info: JobInfo) -> None:
+        """Add backend-specific fields to a JobInfo (the mock adds its requests file)."""
+
+    def after_command(self) -> None:
+        """Called after a command that changed remote state (the mock saves its emulator here)."""
+
+    def job_artifacts(self, name: str) -> list[Path]:
+        return []
+
+    # -- submit -------------------------------------------------------------------------------------------------
+    def _exists(self, name: str) -> bool:
+        try:
+            with quiet_sdk():
+                self.ml_client.jobs.get(name)
+            return True
+        except Exception as exc:  # noqa: BLE001
+            if is_not_found(exc):
+                return False
+            raise azure_error(exc, f"looking up job {name}") from None
+
+    def _check_target(self, plan: "Plan") -> None:
+        if plan.target != self.target:
+            raise UsageError(f"this plan targets {plan.target}, not {self.target}",
+                             hint=f"make the plan with --backend {self.target}")
+        if not plan.ok:
+            raise IncompatibleError(f"cannot run {plan.spec.name} on {plan.backend}: " + "; ".join(plan.verdict.reasons),
+                                    hint=("what works instead: " + "; ".join(plan.verdict.alternatives))
+                                    if plan.verdict.alternatives else None)
+
+    def workspace_region(self) -> Optional[str]:
+        """The workspace's Azure region, from the spec or from Azure (one GET, cached)."""
+        if self._region:
+            return self._region
+        try:
+            with quiet_sdk():
+                ws = self.ml_client.workspaces.get(self.ml_client.workspace_name)
+            self._region = getattr(ws, "location", None)
+        except Exception as exc:  # noqa: BLE001
+            raise azure_error(exc, "reading the workspace") from None
+        return self._region
+
+    def default_datastore(self) -> Datastore:
+        with quiet_sdk():
+            ds = call("reading the workspace's default datastore", self.ml_client.datastores.get_default)
+        return Datastore(name=getattr(ds, "name", "workspaceblobstore"),
+                         account=getattr(ds, "account_name", "") or "",
+                         container=getattr(ds, "container_name", "") or "",
+                         endpoint=getattr(ds, "endpoint", None) or "core.windows.net")
+
+    def upload_data(self, plan: "Plan") -> UploadResult:
+        local = [d for d in plan.data if d.local]
+        if not local:
+            return UploadResult()
+        from azft.azure import jobs
+
+        datastore = self.default_datastore()
+        if datastore.name != jobs.DATASTORE:
+            raise AzureError(f"the workspace's default datastore is {datastore.name}, not {jobs.DATASTORE}",
+                             hint="azft uploads data to workspaceblobstore; restore it as the default datastore")
+        result = self.uploader.upload(local, datastore)
+        if result.bytes_uploaded:
+            self.on_event(f"uploaded {result.files_uploaded} file(s), {result.bytes_uploaded} bytes")
+        elif result.files_skipped:
+            self.on_event("data already uploaded (content-addressed); nothing to upload")
+        return result
+
+    def submit(self, plan: "Plan", *, force: bool = False) -> AzureJob:
+        self._check_target(plan)
+        name = plan.job_name
+        if self._exists(name):
+            if not force:
+                self.on_event(f"job {name} already exists; not submitting it again (use --force for a new one)")
+                return AzureJob(self, name, existed=True)
+            name = f"{plan.job_name}-{secrets.token_hex(3)}"
+            plan.job_name = name
+        self.check_region(plan)
+        self.prepare(plan)
+        upload = self.upload_data(plan)
+        from azft.azure import jobs
+
+        job = jobs.build_job(plan)
+        if self.before_create:
+            self.before_create(plan, name)
+        with quiet_sdk():
+            created = call(f"submitting job {name}", self.ml_client.jobs.create_or_update, job)
+        self.on_event(f"submitted {getattr(created, 'name', name)}")
+        self.after_command()
+        return AzureJob(self, name, upload=upload)
+
+    def check_region(self, plan: "Plan") -> None:
+        """Serverless regions are enforced before any upload; maap trains wherever the cluster is."""
+
+    # -- lookup -------------------------------------------------------------------------------------------------
+    def get_job(self, name: str) -> AzureJob:
+        if not self._exists(name):
+            raise UsageError(f"no job named {name!r} in workspace {self.ml_client.workspace_name}",
+                             hint="`azft list --backend " + self.name + "` shows the workspace's jobs")
+        return AzureJob(self, name)
+
+    def list_jobs(self, limit: int = 50) -> list[JobInfo]:
+        out: list[JobInfo] = []
+        try:
+            with quiet_sdk():
+                for job in self.ml_client.jobs.list():
+                    tags = dict(getattr(job, "tags", None) or {})
+                    if "azft.spec_hash" not in tags:
+                        continue
+                    out.append(JobInfo(name=job.name, backend=self.name, status=parse_status(job.status),
+                                       created=str(getattr(getattr(job, "creation_context", None), "created_at", "")
+                                                   or "") or None,
+                                       studio_url=getattr(job, "studio_url", None),
+                                       mlflow_run_id=tags.get("azft.mlflow_run_id")))
+                    if len(out) >= limit:
+                        break
+        except AzftError:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            raise azure_error(exc, "listing jobs") from None
+        return out
+
+    # -- errors, logs and metrics of a job ---------------------------------------------------------------------
+    def job_error(self, name: str) -> tuple[Optional[str], Optional[str]]:
+        """The Azure error of a failed job, from run history."""
+        try:
+            with quiet_sdk():
+                run = self.ml_client.jobs._runs_operations.get_run(name)
+        except Exception:  # noqa: BLE001 - the status is known already; the detail is a bonus
+            return None, None
+        err = getattr(run, "error", None)
+        inner = getattr(err, "error", None) or err
+        code = getattr(inner, "code", None)
+        message = getattr(inner, "message", None)
+        return code, message
+
+    def job_logs(self, name: str) -> list[str]:
+        """The job's user logs from run history (std_log files), or a line saying why there are none."""
+        try:
+            with quiet_sdk():
+                details = self.ml_client.jobs._runs_operations.get_run_details(name)
+            files = dict(getattr(details, "log_files", None) or {})
+        except Exception as exc:  # noqa: BLE001
+            return [f"(logs are not available: run history could not be read: {azure_error(exc, 'reading logs')})"]
+        lines: list[str] = []
+        for fname, url in sorted(files.items()):
+            if "std_log" not in fname and "user_logs" not in fname:
+                continue
+            try:
+                with urllib.request.urlopen(url, timeout=30) as resp:  # noqa: S310 - a SAS URL from run history
+                    lines.extend(resp.read().decode("utf-8", "replace").splitlines())
+            except OSError as exc:
+                lines.append(f"({fname} could not be downloaded: {type(exc).__name__})")
+        if not lines:
+            lines.append("(no user logs yet: the job has not started running)")
+        return lines
+
+    def job_metrics(self, name: str) -> dict[str, list[tuple[int, float]]]:
+        """Per-step metrics from the job's MLflow run in the workspace (needs the azureml-mlflow package)."""
+        try:
+            import azureml.mlflow  # noqa: F401
+        except ImportError:
+            self.on_event("per-step metrics need the azureml-mlflow package; only final metrics are shown")
+            return {}
+        try:
+            from mlflow.tracking import MlflowClient
+
+            with quiet_sdk():
+                ws = self.ml_client.workspaces.get(self.ml_client.workspace_name)
+            client = MlflowClient(tracking_uri=ws.mlflow_tracking_uri)
+            run = client.get_run(name)
+            return {k: [(m.step, m.value) for m in client.get_metric_history(name, k)] for k in run.data.metrics}
+        except Exception as exc:  # noqa: BLE001
+            self.on_event(f"metrics could not be read from the workspace's MLflow: {type(exc).__name__}")
+            return {}
+
+
+def requests_to_json(records: list[Any]) -> list[dict]:
+    """Recorded emulator requests as JSON-able dicts with every secret redacted."""
+    from azft.tracking.redact import redact
+
+    out = []
+    for r in records:
+        d = r.to_dict() if hasattr(r, "to_dict") else dict(r)
+        d["headers"] = {k: v for k, v in (d.get("headers") or {}).items()
+                        if k.lower() not in ("x-ms-client-request-id", "date", "host", "content-length",
+                                             "user-agent", "accept-encoding", "connection")}
+        out.append(redact(d))
+    return json.loads(json.dumps(out, default=str))

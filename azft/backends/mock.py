@@ -1,0 +1,449 @@
+"""The `mock` backend: the real maas/maap code against an Azure ML emulator started in this process.
+
+``azft submit spec.yaml --backend mock`` runs exactly what ``--backend maas`` (or ``maap``, from ``mock.target``)
+runs — the same job builders, the same ``MLClient`` calls over HTTPS — but the workspace is
+``azft.emulator.Emulator``. Jobs move through NotStarted → Queued → Preparing → Running → Finalizing → Completed on
+a wall clock (``mock.seconds_per_state`` seconds each), simulated loss curves are served as the job's metrics, and
+every request that would have gone to Azure is saved, secrets redacted, in ``.azft/mock/jobs/<job>/requests.json``
+(``JobInfo.extra["requests_file"]``, ``job.artifacts()``) for the orchestrator to log as an MLflow artifact.
+
+Commands run in separate processes (``azft submit`` then ``azft status JOB``), so the emulated workspace lives on
+disk in ``.azft/mock/state.json``: jobs with their creation times and scripted outcomes, clusters, subscriptions and
+the faults still pending. Each command starts a fresh emulator, loads that state (under a file lock), works, and
+saves it; a job's state is a function of the clock, so every process gives the same answer. Data files are
+"uploaded" into ``.azft/mock/datastore/`` (content-addressed like the real datastore) unless a blob endpoint is
+configured (``blob_endpoint=`` or ``AZFT_MOCK_BLOB_ENDPOINT``, e.g. Azurite).
+
+Faults (``mock.faults`` in the spec, or ``faults=`` from flags), and what a CI sees:
+
+=====================  ==========================================================================  =========
+kind                   what happens                                                                exit code
+=====================  ==========================================================================  =========
+job_error              the job fails at ``state`` with ``error`` (QuotaExceeded, Unauthorized,     1
+                       ModelNotAvailableInRegion, OutOfMemory, UserError for invalid_data)
+cancel                 the job is cancelled at ``state``                                           3
+http_error 429/5xx     ``times`` requests on ``route`` answer ``status`` (with ``retry_after``);   0
+                       azure-core retries them (more than 4 in a row exhaust the retries: 4)
+http_error 4xx         the request fails for good (401 unauthorized, 403, 404, 409...)             4
+drop_connection        ``times`` connections are reset; retried like 5xx                           0
+slow_response          ``times`` answers come ``delay`` seconds late                               0
+=====================  ==========================================================================  =========
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator, Optional
+
+from azft.backends.azureml import (
+    AzureBackend,
+    AzureJob,
+    BlobUploader,
+    DirectoryUploader,
+    requests_to_json,
+)
+from azft.backends.base import Backend, JobInfo
+from azft.errors import UsageError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from azft.plan import Plan
+
+STATE_VERSION = 1
+MOCK_RETRY_TOTAL = 4
+MOCK_RETRY_BACKOFF = 0.05
+#: Fault error names (spec) → the Azure error codes a failed job reports.
+JOB_ERROR_CODES = {
+    "quota_exceeded": ("QuotaExceeded", None),
+    "unauthorized": ("Unauthorized", None),
+    "model_not_available_in_region": ("ModelNotAvailableInRegion", None),
+    "out_of_memory": ("OutOfMemory", None),
+    "invalid_data": ("UserError", "Invalid training data: line 1 of the training file is not a valid chat example "
+                                  "(expected {\"messages\": [...]})."),
+}
+
+
+def mock_dir() -> Path:
+    from azft.state import state_dir
+
+    return state_dir() / "mock"
+
+
+def _wall_clock():
+    from azft.emulator.lifecycle import Clock
+
+    class WallClock(Clock):
+        """Seconds since the epoch: the same clock in every process, so saved jobs keep their timelines."""
+
+        def now(self) -> float:
+            return time.time()
+
+    return WallClock()
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    import fcntl
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+class MockWorkspace:
+    """An emulator whose workspace state is kept in a directory between processes."""
+
+    def __init__(self, root: Optional[Path] = None, seconds_per_state: float = 1.0):
+        self.root = Path(root) if root else mock_dir()
+        self.seconds_per_state = seconds_per_state
+        self._emulator = None
+        self._depth = 0
+
+    @property
+    def state_file(self) -> Path:
+        return self.root / "state.json"
+
+    @property
+    def emulator(self):
+        if self._emulator is None:
+            from azft.emulator.server import Emulator
+
+            self._emulator = Emulator(clock=_wall_clock(), seconds_per_state=self.seconds_per_state,
+                                      ca=self._ca(), lro_retry_after=0.01)
+            self._emulator.start()
+            self._load()
+        return self._emulator
+
+    def _ca(self):
+        from azft.emulator.tls import TestCA, make_test_ca
+
+        d = self.root / "ca"
+        paths = (d / "ca.pem", d / "cert.pem", d / "key.pem")
+        if all(p.is_file() for p in paths):
+            return TestCA(directory=d, ca_pem_path=paths[0], cert_pem_path=paths[1], key_pem_path=paths[2])
+        return make_test_ca(d)
+
+    def stop(self) -> None:
+        if self._emulator is not None:
+            self._emulator.stop()
+            self._emulator = None
+
+    @contextlib.contextmanager
+    def session(self) -> Iterator[Any]:
+        """Load the saved workspace, run one command against it, save it; one process at a time.
+
+        Re-entrant: a nested session (a status that reads metrics) joins the one already open.
+        """
+        if self._depth:
+            self._depth += 1
+            try:
+                yield self.emulator
+            finally:
+                self._depth -= 1
+            return
+        with _locked(self.root / "lock"):
+            em = self.emulator
+            self._load()
+            em.requests.clear()
+            self._depth = 1
+            try:
+                yield em
+            finally:
+                self._depth = 0
+                self._save()
+
+    # -- persistence ---------------------------------------------------------------------------------------------
+    def _load(self) -> None:
+        from azft.emulator.lifecycle import EmulatedJob, Outcome
+        from azft.emulator.server import Fault
+
+        em = self._emulator
+        if not self.state_file.is_file():
+            return
+        try:
+            state = json.loads(self.state_file.read_text())
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"{self.state_file}: the mock workspace state is unreadable ({exc})",
+                             hint=f"delete {self.root} to start a fresh mock workspace") from None
+        em.jobs.clear()
+        for j in state.get("jobs", []):
+            em.jobs[j["name"]] = EmulatedJob(
+                name=j["name"], body=j["body"], created_at=j["created_at"], created_wall=j["created_wall"],
+                outcome=Outcome(**j["outcome"]), state_seconds=j["state_seconds"],
+                cancel_requested_at=j.get("cancel_requested_at"), total_steps=j.get("total_steps", 50),
+                api_version=j.get("api_version"),
+            )
+        for attr in ("computes", "marketplace_subscriptions", "serverless_endpoints"):
+            store = getattr(em, attr)
+            store.clear()
+            store.update(state.get(attr, {}))
+        for attr in ("components", "codes"):
+            store = getattr(em, attr)
+            store.clear()
+            for key, value in state.get(attr, {}).items():
+                name, _, version = key.rpartition("|")
+                store[(name, version)] = value
+        em.faults.clear()
+        for f in state.get("faults", []):
+            fault = Fault(**{k: v for k, v in f.items() if k != "hits"})
+            fault.hits = f.get("hits", 0)
+            em.faults.append(fault)
+
+    def _save(self) -> None:
+        from dataclasses import asdict
+
+        em = self._emulator
+        if em is None:
+            return
+        state = {
+            "version": STATE_VERSION,
+            "jobs": [
+                {"name": j.name, "body": j.body, "created_at": j.created_at, "created_wall": j.created_wall,
+                 "outcome": asdict(j.outcome), "state_seconds": j.state_seconds,
+                 "cancel_requested_at": j.cancel_requested_at, "total_steps": j.total_steps,
+                 "api_version": j.api_version}
+                for j in em.jobs.values()
+            ],
+            "computes": em.computes,
+            "marketplace_subscriptions": em.marketplace_subscriptions,
+            "serverless_endpoints": em.serverless_endpoints,
+            "components": {f"{n}|{v}": body for (n, v), body in em.components.items()},
+            "codes": {f"{n}|{v}": body for (n, v), body in em.codes.items()},
+            "faults": [f.to_dict() for f in em.faults if f.times is None or f.hits < f.times],
+        }
+        self.root.mkdir(parents=True, exist_ok=True)
+        tmp = self.state_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(state, default=str))
+        os.replace(tmp, self.state_file)
+
+    # -- per-job request logs -----------------------------------------------------------------------------------
+    def requests_file(self, job: str) -> Path:
+        return self.root / "jobs" / job / "requests.json"
+
+    def record(self, job: str, command: str, records: list[Any]) -> Path:
+        """Append a command's requests (secrets redacted) to the job's requests.json."""
+        path = self.requests_file(job)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        existing = []
+        if path.is_file():
+            try:
+                existing = json.loads(path.read_text())
+            except ValueError:
+                existing = []
+        for r in requests_to_json(records):
+            r["command"] = command
+            existing.append(r)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(existing, indent=1))
+        os.replace(tmp, path)
+        return path
+
+
+def _inner_class(target: str):
+    if target == "maas":
+        from azft.backends.maas import MaasBackend
+
+        return MaasBackend
+    if target == "maap":
+        from azft.backends.maap import MaapBackend
+
+        return MaapBackend
+    raise UsageError(f"mock.target must be maas or maap, not {target!r}")
+
+
+class MockJob(AzureJob):
+    """An AzureJob whose every call runs inside a mock workspace session (load state, call, save, record)."""
+
+    def __init__(self, mock: "MockBackend", inner: AzureBackend, name: str, **kwargs: Any):
+        super().__init__(inner, name, **kwargs)
+        self._mock = mock
+        self.backend = "mock"
+
+    def info(self) -> JobInfo:
+        with self._mock._command(self.name, "status"):
+            info = super().info()
+        info.backend = "mock"
+        info.extra["requests_file"] = str(self._mock.workspace.requests_file(self.name))
+        return info
+
+    def cancel(self) -> None:
+        with self._mock._command(self.name, "cancel"):
+            super().cancel()
+
+    def logs(self, follow: bool = False) -> Iterator[str]:
+        return super().logs(follow=follow)
+
+    def metrics_history(self) -> dict[str, list[tuple[int, float]]]:
+        with self._mock._command(self.name, None):
+            return self._backend.job_metrics(self.name)
+
+    def artifacts(self) -> list[Path]:
+        p = self._mock.workspace.requests_file(self.name)
+        return [p] if p.is_file() else []
+
+
+class MockBackend(Backend):
+    name = "mock"
+
+    def __init__(
+        self,
+        target: Optional[str] = None,
+        seconds_per_state: Optional[float] = None,
+        faults: Optional[list] = None,
+        state_dir: Optional[str] = None,
+        blob_endpoint: Optional[str] = None,
+        retry_total: int = MOCK_RETRY_TOTAL,
+        on_event: Any = None,
+        **options: Any,
+    ):
+        self.target = target
+        self.seconds_per_state = seconds_per_state
+        self.extra_faults = list(faults or [])
+        self.workspace = MockWorkspace(Path(state_dir) if state_dir else None,
+                                       seconds_per_state if seconds_per_state is not None else 1.0)
+        self.blob_endpoint = blob_endpoint or os.environ.get("AZFT_MOCK_BLOB_ENDPOINT")
+        self.retry_total = retry_total
+        self.on_event = on_event
+        self.options = options
+        self._inner: dict[str, AzureBackend] = {}
+
+    # -- the real backend, aimed at the emulator -------------------------------------------------------------
+    def inner(self, target: str) -> AzureBackend:
+        if target not in self._inner:
+            em = self.workspace.emulator
+            client = em.make_ml_client(retry_total=self.retry_total, retry_backoff_factor=MOCK_RETRY_BACKOFF)
+            if self.blob_endpoint:
+                uploader = BlobUploader(credential=em.make_credential(), blob_endpoint=self.blob_endpoint,
+                                        progress=False, connection_verify=em.ca_pem_path)
+            else:
+                uploader = DirectoryUploader(self.workspace.root / "datastore")
+            cls = _inner_class(target)
+            kwargs: dict[str, Any] = {"ml_client": client, "uploader": uploader, "on_event": self.on_event}
+            if target == "maap":
+                kwargs["create_missing_cluster"] = True
+            backend = cls(**kwargs)
+            backend.name = "mock"
+            backend.poll_interval = 1.0
+            inner = self
+
+            def job_error(name: str, _b=backend) -> tuple[Optional[str], Optional[str]]:
+                err = inner.workspace.emulator.job_error(name) if name in inner.workspace.emulator.jobs else None
+                return (err or {}).get("code"), (err or {}).get("message")
+
+            def job_logs(name: str) -> list[str]:
+                with inner._command(name, None):
+                    return inner.workspace.emulator.logs(name)
+
+            def job_metrics(name: str) -> dict[str, list[tuple[int, float]]]:
+                return inner.workspace.emulator.metrics(name)
+
+            backend.job_error = job_error  # type: ignore[method-assign]
+            backend.job_logs = job_logs  # type: ignore[method-assign]
+            backend.job_metrics = job_metrics  # type: ignore[method-assign]
+            self._inner[target] = backend
+        return self._inner[target]
+
+    @contextlib.contextmanager
+    def _command(self, job: Optional[str], command: Optional[str]) -> Iterator[Any]:
+        with self.workspace.session() as em:
+            try:
+                yield em
+            finally:
+                if job and command and em.requests:
+                    self.workspace.record(job, command, list(em.requests))
+
+    def _target_of(self, name: str) -> str:
+        if self.target:
+            return self.target
+        job = self.workspace.emulator.jobs.get(name)
+        if job is not None:
+            jt = job.body.get("properties", {}).get("jobType")
+            return "maas" if jt == "FineTuning" else "maap"
+        return "maas"
+
+    # -- faults -------------------------------------------------------------------------------------------------
+    def _apply_http_faults(self, em: Any, faults: list) -> None:
+        for f in faults:
+            f = _fault_dict(f)
+            kind = f.get("kind")
+            if kind == "http_error":
+                em.inject(f.get("route", "jobs"), method=f.get("method"), status=f.get("status", 503),
+                          retry_after=f.get("retry_after"), times=f.get("times", 1))
+            elif kind == "drop_connection":
+                em.inject(f.get("route", "jobs"), method=f.get("method"), drop_connection=True,
+                          times=f.get("times", 1))
+            elif kind == "slow_response":
+                em.inject(f.get("route", "jobs"), method=f.get("method"), delay=f.get("delay", 2.0),
+                          times=f.get("times", 1))
+
+    def _script_outcome(self, em: Any, faults: list, name: str) -> None:
+        for f in faults:
+            f = _fault_dict(f)
+            if f.get("kind") == "job_error":
+                code, message = JOB_ERROR_CODES[f.get("error", "out_of_memory")]
+                em.script_job(name, "fail", f.get("state", "Running"), code, message)
+            elif f.get("kind") == "cancel":
+                em.script_job(name, "cancel", f.get("state", "Running"))
+
+    # -- Backend protocol ---------------------------------------------------------------------------------------
+    def submit(self, plan: "Plan", *, force: bool = False) -> MockJob:
+        target = self.target or plan.target
+        if target not in ("maas", "maap"):
+            target = plan.spec.mock.target
+        if plan.target != target:
+            raise UsageError(f"this plan targets {plan.target}, but the mock backend was asked for {target}",
+                             hint="set mock.target in the spec")
+        seconds = self.seconds_per_state if self.seconds_per_state is not None else plan.spec.mock.seconds_per_state
+        faults = [*plan.spec.mock.faults, *self.extra_faults]
+        backend = self.inner(target)
+        recorded_name = plan.job_name
+        with self._command(None, None) as em:
+            for state in list(em.state_seconds):
+                em.state_seconds[state] = float(seconds)
+            self._apply_http_faults(em, faults)
+            backend.before_create = lambda p, name: self._script_outcome(em, faults, name)
+            try:
+                job = backend.submit(plan, force=force)
+                recorded_name = job.name
+            finally:
+                backend.before_create = None
+                if em.requests:
+                    self.workspace.record(plan.job_name if recorded_name is None else recorded_name, "submit",
+                                          list(em.requests))
+        return MockJob(self, backend, job.name, upload=job.upload, existed=job.existed)
+
+    def get_job(self, name: str) -> MockJob:
+        with self._command(name, None):
+            target = self._target_of(name)
+            if name not in self.workspace.emulator.jobs:
+                raise UsageError(f"no mock job named {name!r} in {self.workspace.root}",
+                                 hint="`azft list --backend mock` shows the mock workspace's jobs")
+        return MockJob(self, self.inner(target), name)
+
+    def list_jobs(self, limit: int = 50) -> list[JobInfo]:
+        if not self.workspace.state_file.is_file():
+            return []
+        backend = self.inner(self.target or "maas")
+        with self._command(None, None):
+            infos = backend.list_jobs(limit=limit)
+        for i in infos:
+            i.backend = "mock"
+        return infos
+
+    def close(self) -> None:
+        self.workspace.stop()
+
+
+def _fault_dict(f: Any) -> dict:
+    if hasattr(f, "model_dump"):
+        return f.model_dump()
+    if isinstance(f, dict):
+        return f
+    raise UsageError(f"a mock fault must be a mapping, got {type(f).__name__}")
