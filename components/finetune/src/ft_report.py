@@ -164,7 +164,8 @@ class MlflowLogger:
     def log_metrics(self, metrics: dict[str, float], step: int) -> None:
         clean = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and math.isfinite(v)}
         if clean:
-            self._call("log_metrics", lambda m: m.log_metrics(clean, step=step))
+            # asynchronous: a slow tracking store must not slow the training steps down
+            self._call("log_metrics", lambda m: m.log_metrics(clean, step=step, synchronous=False))
 
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
         p = Path(path)
@@ -181,6 +182,7 @@ class MlflowLogger:
     def end(self, status: str = "FINISHED") -> None:
         if self.enabled and self._started and self._mlflow is not None:
             try:
+                self._mlflow.flush_async_logging()
                 self._mlflow.end_run(status=status)
             except Exception as e:  # noqa: BLE001
                 self._warn("end_run", e)

@@ -266,6 +266,17 @@ def apply_method(model, args: argparse.Namespace):
 # ----------------------------------------------------------------------------------------------------- trainer
 
 
+def checkpointing_args(enabled: bool) -> dict:
+    """Activation (gradient) checkpointing arguments under the name this transformers version uses."""
+    import dataclasses
+
+    from transformers import TrainingArguments
+
+    names = {f.name for f in dataclasses.fields(TrainingArguments)}
+    prefix = "activation_checkpointing" if "activation_checkpointing" in names else "gradient_checkpointing"
+    return {prefix: enabled, f"{prefix}_kwargs": {"use_reentrant": False} if enabled else None}
+
+
 def make_trainer_class():
     import torch
     from transformers import Trainer
@@ -436,8 +447,7 @@ def run(args: argparse.Namespace) -> int:
         bf16=precision == "bf16",
         fp16=precision == "fp16",
         use_cpu=not cuda,
-        gradient_checkpointing=args.gradient_checkpointing,
-        gradient_checkpointing_kwargs={"use_reentrant": False} if args.gradient_checkpointing else None,
+        **checkpointing_args(args.gradient_checkpointing),
         logging_strategy="steps",
         logging_steps=args.logging_steps,
         save_strategy="steps",
@@ -570,6 +580,12 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
     args = build_parser().parse_args(argv)
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # the recipe prints its own progress lines
+    except ImportError:
+        pass
     try:
         return run(args)
     except (RecipeError, DataFormatError) as e:

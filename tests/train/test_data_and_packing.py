@@ -1,0 +1,146 @@
+"""Loss masks (which tokens the model learns) and packing (examples stay independent)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+IGNORE = -100
+
+
+def trained_text(tokenizer, enc) -> str:
+    ids = [i for i, lab in zip(enc.input_ids, enc.labels) if lab != IGNORE]
+    return tokenizer.decode(ids, skip_special_tokens=False)
+
+
+def test_labels_cover_exactly_every_assistant_reply_and_its_end_token(recipe, tokenizer):
+    messages = [
+        {"role": "system", "content": "Answer briefly."},
+        {"role": "user", "content": "What is the capital of France?"},
+        {"role": "assistant", "content": "Paris."},
+        {"role": "user", "content": "And why is the sky blue?"},
+        {"role": "assistant", "content": "Blue light scatters more."},
+    ]
+    msgs = recipe.data.row_to_messages({"messages": messages}, "chat-completion", "f.jsonl", 1)
+    enc = recipe.data.encode_messages(tokenizer, msgs, max_seq_length=512)
+
+    # the whole text is the Phi-3 chat format, as the tokenizer's own chat template renders it
+    assert tokenizer.decode(enc.input_ids) == tokenizer.apply_chat_template(messages, tokenize=False)
+    # trained tokens: both replies and their <|end|>, the final turn included; nothing else
+    assert trained_text(tokenizer, enc) == "Paris.<|end|>Blue light scatters more.<|end|>"
+    end_id = tokenizer.convert_tokens_to_ids("<|end|>")
+    ends = [i for i, t in enumerate(enc.input_ids) if t == end_id]
+    assert len(ends) == 5  # system, user, assistant, user, assistant
+    trained_ends = [i for i in ends if enc.labels[i] != IGNORE]
+    assert trained_ends == [ends[2], ends[4]]  # the replies' ends, the final turn's included
+    # where a label is set it is the token itself (the model shifts internally)
+    assert all(lab in (IGNORE, tok) for tok, lab in zip(enc.input_ids, enc.labels))
+    # the final eos and the newline after the last <|end|> are context, not targets
+    assert enc.labels[-1] == IGNORE and enc.labels[-2] == IGNORE
+
+
+def test_weight_zero_replies_are_not_trained(recipe, tokenizer):
+    row = {"messages": [
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": "Bad answer.", "weight": 0},
+        {"role": "user", "content": "Again"},
+        {"role": "assistant", "content": "Good answer."},
+    ]}
+    enc = recipe.data.encode_messages(
+        tokenizer, recipe.data.row_to_messages(row, "chat-completion", "f", 1), 512)
+    assert trained_text(tokenizer, enc) == "Good answer.<|end|>"
+
+
+@pytest.mark.parametrize(
+    "task,row,answer",
+    [
+        ("text-generation", {"prompt": "Write a word:", "completion": "water"}, "water"),
+        ("text-classification", {"text": "great screen", "label": "positive"}, "positive"),
+        ("translation", {"source": "good morning", "target": "bonjour", "target_lang": "French"}, "bonjour"),
+        ("summarization", {"document": "a long text about the sea", "summary": "the sea"}, "the sea"),
+        ("question-answering", {"question": "Where?", "context": "In Paris.", "answers": {"text": ["Paris"]}},
+         "Paris"),
+        ("token-classification", {"tokens": ["Paris", "is"], "tags": ["B-LOC", "O"]}, "Paris\tB-LOC\nis\tO"),
+    ],
+)
+def test_other_tasks_become_prompts_with_loss_on_the_answer_only(recipe, tokenizer, task, row, answer):
+    enc = recipe.data.encode_messages(tokenizer, recipe.data.row_to_messages(row, task, "f", 1), 512)
+    assert trained_text(tokenizer, enc) == answer + "<|end|>"
+
+
+def test_bad_rows_name_file_line_and_field(recipe, tokenizer, tmp_path):
+    p = tmp_path / "bad.jsonl"
+    p.write_text(json.dumps({"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "x"}]})
+                 + "\n" + json.dumps({"messages": [{"role": "robot", "content": "hi"}]}) + "\n")
+    with pytest.raises(recipe.data.DataFormatError) as e:
+        recipe.data.encode_file(p, "chat-completion", tokenizer, 128)
+    assert f"{p}:2" in str(e.value) and "messages[0].role" in str(e.value)
+
+
+def test_truncation_keeps_masks_consistent(recipe, tokenizer):
+    msgs = recipe.data.row_to_messages(
+        {"messages": [{"role": "user", "content": "word " * 50}, {"role": "assistant", "content": "reply " * 50}]},
+        "chat-completion", "f", 1)
+    enc = recipe.data.encode_messages(tokenizer, msgs, max_seq_length=80)
+    assert enc.truncated and len(enc.input_ids) == len(enc.labels) == 80
+
+
+def test_pack_rows_balances_and_respects_capacity(recipe):
+    lengths = [120, 30, 200, 90, 17, 64, 250, 5]
+    rows = recipe.data.pack_rows(lengths, 256)
+    assert sorted(i for r in rows for i in r) == list(range(len(lengths)))
+    fills = [sum(lengths[i] for i in r) for r in rows]
+    assert max(fills) <= 256
+    assert len(rows) == -(-sum(lengths) // 256)  # as few rows as the tokens need
+
+
+def test_packed_batch_gives_the_same_per_example_loss_as_unpacked_examples(recipe, tokenizer, tiny_model,
+                                                                            data_dir):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model, attn_implementation="sdpa").eval()
+    model.config.use_cache = False  # as in training: packed position ids are honoured only without a KV cache
+    examples = recipe.data.encode_file(data_dir / "train.jsonl", "chat-completion", tokenizer, 256).examples[:6]
+
+    def example_losses(logits, labels, spans):
+        out = []
+        for row, start, n in spans:
+            lg = logits[row, start : start + n - 1]
+            lb = labels[row, start + 1 : start + n]
+            out.append(torch.nn.functional.cross_entropy(lg, lb, ignore_index=IGNORE, reduction="sum").item())
+        return out
+
+    with torch.no_grad():
+        alone = []
+        for ex in examples:
+            ids = torch.tensor([ex["input_ids"]])
+            logits = model(input_ids=ids).logits
+            alone += example_losses(logits, torch.tensor([ex["labels"]]), [(0, 0, ids.shape[1])])
+
+        batch = recipe.data.PackingCollator(tokenizer.pad_token_id, 256)(examples)
+        assert batch["input_ids"].shape[0] < len(examples)  # several examples share a row
+        assert "attention_mask" not in batch
+        logits = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"]).logits
+        spans = []
+        for r in range(batch["position_ids"].shape[0]):
+            pos = batch["position_ids"][r].tolist()
+            starts = [i for i, p in enumerate(pos) if p == 0] + [len(pos)]
+            for a, b in zip(starts, starts[1:]):
+                spans.append((r, a, b - a))
+        packed = {}
+        for (r, a, n), loss in zip(spans, example_losses(logits, batch["labels"], spans)):
+            key = tuple(batch["input_ids"][r, a : a + n].tolist())
+            packed[key] = loss
+    for ex, loss in zip(examples, alone):
+        assert packed[tuple(ex["input_ids"])] == pytest.approx(loss, rel=1e-4, abs=1e-4)
+
+    # and the batch-level loss is the unpadded mean over reply tokens
+    pad = recipe.data.PaddingCollator(tokenizer.pad_token_id)(examples)
+    with torch.no_grad():
+        padded_loss = model(**{k: v for k, v in pad.items() if k != "real_tokens"}).loss.item()
+        packed_loss = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"],
+                            labels=batch["labels"]).loss.item()
+    assert packed_loss == pytest.approx(padded_loss, rel=1e-4)
+    assert int(batch["real_tokens"]) == int(pad["attention_mask"].sum())
