@@ -59,18 +59,22 @@ class ManualClock(Clock):
 
 @dataclass
 class Outcome:
-    """How a job ends. ``kind`` is "complete", "fail" or "cancel"; ``at`` is the state in which it happens."""
+    """How a job ends. ``kind`` is "complete", "fail" or "cancel"; ``at`` is the state in which it happens, ``after``
+    the fraction of that state's duration that passes first (a job failing in Running has logged part of its steps)."""
 
     kind: str = "complete"
     at: str = "Running"
     error_code: str | None = None
     message: str | None = None
+    after: float = 0.5  # fraction of the state ``at`` that passes before the job fails or is canceled
 
     def __post_init__(self) -> None:
         if self.kind not in ("complete", "fail", "cancel"):
             raise ValueError(f"outcome kind must be complete, fail or cancel, not {self.kind!r}")
         if self.at not in LIFECYCLE[:-1]:
             raise ValueError(f"outcome state must be one of {', '.join(LIFECYCLE[:-1])}, not {self.at!r}")
+        if not 0.0 <= self.after <= 1.0:
+            raise ValueError(f"outcome 'after' is a fraction of the state's duration (0..1), not {self.after!r}")
         if self.kind == "fail":
             self.error_code = self.error_code or "UserError"
             self.message = self.message or KNOWN_ERRORS.get(self.error_code, f"The job failed: {self.error_code}.")
@@ -95,8 +99,9 @@ class EmulatedJob:
         out: list[tuple[str, float]] = []
         for state in LIFECYCLE[:-1]:
             out.append((state, t))
-            t += self.state_seconds[state]
-            if self.outcome.kind != "complete" and state == self.outcome.at:
+            ends_here = self.outcome.kind != "complete" and state == self.outcome.at
+            t += self.state_seconds[state] * (self.outcome.after if ends_here else 1.0)
+            if ends_here:
                 if self.outcome.kind == "fail":
                     out.append(("Failed", t))
                 else:

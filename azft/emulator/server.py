@@ -443,12 +443,13 @@ class Emulator:
         at: str = "Running",
         error_code: str | None = None,
         message: str | None = None,
+        after: float = 0.5,
     ) -> Outcome:
         """Decide how a job ends: ``kind`` fail/cancel/complete at state ``at``.
 
         With ``name`` the outcome applies to that job (existing or future); without, to the next job created.
         """
-        outcome = Outcome(kind=kind, at=at, error_code=error_code, message=message)
+        outcome = Outcome(kind=kind, at=at, error_code=error_code, message=message, after=after)
         with self._lock:
             if name is None:
                 self._pending_outcomes.append(outcome)
@@ -1058,7 +1059,7 @@ class Emulator:
         body = rec.body if isinstance(rec.body, dict) else {}
         try:
             o = self.script_job(body.get("job"), body.get("kind", "fail"), body.get("at", "Running"),
-                                body.get("error_code"), body.get("message"))
+                                body.get("error_code"), body.get("message"), float(body.get("after", 0.5)))
         except (TypeError, ValueError) as e:
             raise _HttpError(400, "BadRequest", str(e)) from None
         return Response(201, asdict(o))
