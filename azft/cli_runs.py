@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -120,7 +121,10 @@ def _fmt(value: Any) -> str:
 def _console():
     from rich.console import Console
 
-    return Console(highlight=False, soft_wrap=False)
+    console = Console(highlight=False, soft_wrap=False)
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console = Console(highlight=False, soft_wrap=False, width=160)  # pipes and CI logs: do not fold at 80
+    return console
 
 
 def _echo_json(obj: Any) -> None:
@@ -172,13 +176,14 @@ def list_runs(experiment: str | None, limit: int, tracking_uri: str | None, outp
 
     table = Table(title=f"azft runs at {tracker.display_uri}", title_justify="left")
     for col in ("run", "job", "backend", "model", "method", "status", "epochs", "lr", "loss", "eval_loss"):
-        table.add_column(col, overflow="fold", justify="right" if col in ("epochs", "lr", "loss", "eval_loss") else "left")
+        table.add_column(col, overflow="fold", no_wrap=col in ("run", "job", "status"),
+                         justify="right" if col in ("epochs", "lr", "loss", "eval_loss") else "left")
     for s in summaries:
         table.add_row(
             s["run_id"][:12],
             _fmt(s["job_name"]),
             _fmt(s["backend"]),
-            _fmt(s["model"]),
+            _fmt((s["model"] or "").rsplit("/", 1)[-1] or None),
             _fmt(s["method"]),
             s["status"],
             _fmt(s["params"].get("epochs")),
@@ -262,8 +267,9 @@ def compare_runs(run_refs: tuple[str, ...], out: Path, metric: str, log_artifact
     rows: list[tuple[str, list[Any]]] = [
         ("backend", [s["backend"] for s in summaries]),
         ("status", [s["status"] for s in summaries]),
+        ("model", [s["model"] for s in summaries]),
     ]
-    for name in KEY_PARAMS:
+    for name in KEY_PARAMS[1:]:
         rows.append((name, [s["params"].get(name) for s in summaries]))
     metric_names = sorted({k for s in summaries for k in s["metrics"]})
     for name in metric_names:

@@ -288,7 +288,8 @@ class Tracker:
         if exp is None:
             location = None
             if self.is_default_store:
-                root = azft_dir() / "mlartifacts"
+                safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name) or "experiment"
+                root = azft_dir() / "mlartifacts" / safe
                 root.mkdir(parents=True, exist_ok=True)
                 location = root.as_uri()
             try:
