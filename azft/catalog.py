@@ -1,4 +1,4 @@
-"""The model catalog: `catalog.yaml` (shipped) overlaid by `~/.azft/catalog.yaml` (written by `azft catalog --refresh`).
+"""The model catalog: `catalog.yaml` (shipped) overlaid by `~/.azft/catalog.yaml` (a user's local corrections).
 
 Pure data access; no network. A model reference in a spec may be a catalog id, a registry asset name or URI, a
 Hugging Face hub id, or a local model directory.

@@ -350,19 +350,10 @@ def schema(out: Optional[str]) -> int:
 
 @cli.command()
 @click.option("--output", "-o", type=click.Choice(OUTPUTS), default="table")
-@click.option("--refresh", is_flag=True, help="Read the live Azure ML registry's model tags and update ~/.azft/catalog.yaml.")
-def catalog(output: str, refresh: bool) -> int:
-    """The models azft knows and what each backend can do with them."""
+def catalog(output: str) -> int:
+    """The models azft knows and what each backend can do with them (overlay your own in ~/.azft/catalog.yaml)."""
     from azft.catalog import load_catalog
 
-    if refresh:
-        from azft.azure.registry import refresh_catalog
-
-        path, changed = refresh_catalog()
-        click.echo(f"updated {path} ({changed} model entries)", err=True)
-        from azft.catalog import _load
-
-        _load.cache_clear()
     cat = load_catalog()
     if output != "table":
         _emit({"checked": cat.raw.get("checked"), "models": {k: m.to_dict() for k, m in cat.models.items()}}, output)

@@ -20,7 +20,8 @@ def workdir(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def spec_with(workdir: Path, model: str, extra: str = "", method: str = "lora", name: str = "spec.yaml") -> str:
+def spec_with(workdir: Path, model: str, extra: str = "", method: str = "lora", name: str = "spec.yaml",
+              hp: str = "epochs: 2, batch_size: 4") -> str:
     text = textwrap.dedent(f"""\
         name: t
         model: {model}
@@ -29,7 +30,7 @@ def spec_with(workdir: Path, model: str, extra: str = "", method: str = "lora", 
           train: data/chat_train.jsonl
           validation: data/chat_val.jsonl
         method: {method}
-        hyperparameters: {{epochs: 2, batch_size: 4}}
+        hyperparameters: {{{hp}}}
         """) + textwrap.dedent(extra)
     p = workdir / name
     p.write_text(text)
@@ -142,9 +143,8 @@ def test_tiny_phi3_is_local_only(run_cli, workdir):
 
 
 def test_max_seq_length_over_context(run_cli, workdir):
-    r, d = plan_json(run_cli, spec_with(workdir, "phi-3-mini-4k-instruct",
-                                        "compute: {cluster: gpu}\n").replace("batch_size: 4", "batch_size: 4, max_seq_length: 8192"),
-                     "-b", "maap")
+    r, d = plan_json(run_cli, spec_with(workdir, "phi-3-mini-4k-instruct", "compute: {cluster: gpu}\n",
+                                        hp="epochs: 2, max_seq_length: 8192"), "-b", "maap")
     assert r.code == 2 and "4096" in d["verdict"]["reasons"][0]
 
 
@@ -219,3 +219,16 @@ def test_fast_commands_do_not_import_heavy_libraries(tmp_path):
                  ["data", "check", str(EXAMPLES / "data" / "chat_val.jsonl"), "--task", "chat-completion"]):
         out = subprocess.run([sys.executable, "-c", probe, *args], capture_output=True, text=True, cwd=tmp_path)
         assert "HEAVY=\n" in out.stderr or out.stderr.rstrip().endswith("HEAVY="), (args, out.stderr[-500:])
+
+
+def test_user_catalog_overlay(run_cli, workdir, _azft_home):
+    """A user whose Azure facts differ overlays ~/.azft/catalog.yaml; azft plans with it."""
+    from azft.catalog import _load
+
+    cfg = _azft_home / "config"
+    cfg.mkdir(parents=True, exist_ok=True)
+    (cfg / "catalog.yaml").write_text("models:\n  phi-4-mini-instruct:\n    maas: {regions: [westeurope]}\n")
+    _load.cache_clear()
+    r, d = plan_json(run_cli, spec_with(workdir, "phi-4-mini-instruct", "azure: {region: westeurope}\n"), "-b", "maas")
+    assert d["verdict"]["ok"] is True, d["verdict"]
+    _load.cache_clear()
