@@ -594,9 +594,10 @@ class Emulator:
             }
         return out
 
-    def _build_routes(self) -> list[tuple[str, re.Pattern[str], str, Callable[..., Any], bool]]:
-        """(method, path regex, route name, handler, needs auth)."""
-        r: list[tuple[str, str, str, Callable[..., Any], bool]] = [
+    def _build_routes(self) -> list[tuple[str, re.Pattern[str], str, Callable[..., Any], Any]]:
+        """(method, path regex, route name, handler, auth): auth True = ARM (bearer + api-version), "token" = bearer
+        only (data plane), False = none (discovery and control endpoints)."""
+        r: list[tuple[str, str, str, Callable[..., Any], Any]] = [
             ("GET", _WS + r"$", "workspaces.get", self._h_workspace, True),
             ("GET", _WS + r"/datastores$", "datastores.list", self._h_datastores_list, True),
             ("GET", _WS + r"/datastores/(?P<name>[^/]+)$", "datastores.get", self._h_datastore_get, True),
@@ -633,7 +634,7 @@ class Emulator:
             ("GET", _OPS + r"/mfeOperationResults/(?P<op>[^/]+)$", "operations.result", self._h_op_result, True),
             ("GET", r"^/discovery$", "discovery", self._h_discovery, False),
             ("GET", r"^/history/v1\.0" + _WS[1:] + r"/runs/(?P<name>[^/]+)$", "history.run", self._h_history_run,
-             True),
+             "token"),
             ("GET", r"^/_emulator/health$", "control.health", lambda q, m: Response(200, {"ok": True}), False),
             ("GET", r"^/_emulator/requests$", "control.requests", self._c_requests, False),
             ("GET", r"^/_emulator/jobs$", "control.jobs", self._c_jobs, False),
@@ -683,7 +684,7 @@ class Emulator:
                 return Response(401, azure_error(
                     "AuthenticationFailed", "Authentication failed. The 'Authorization' header is missing or is not "
                     "a bearer token."), {"WWW-Authenticate": 'Bearer authorization_uri="https://login.microsoftonline.com/"'})
-            if needs_auth:
+            if needs_auth is True:  # ARM routes: api-version checked too (data-plane routes have none)
                 av = rec.api_version
                 if av not in self.api_versions:
                     return Response(400, azure_error(
