@@ -197,21 +197,22 @@ class JobSpec(_Section):
     """An azft job spec: one file, any backend."""
 
     name: str = Field(description="Job name: lowercase letters, digits and hyphens.")
-    description: Optional[str] = None
+    description: Optional[str] = Field(None, description="Free text, kept with the run in MLflow.")
     model: str = Field(description="Catalog id (see `azft catalog`), registry asset id, local model directory or hub id.")
-    task: Task = "chat-completion"
-    data: DataSpec
-    method: Literal["lora", "qlora", "dora", "full"] = "lora"
-    hyperparameters: Hyperparameters = Field(default_factory=Hyperparameters)
-    lora: LoraSpec = Field(default_factory=LoraSpec)
-    compute: ComputeSpec = Field(default_factory=ComputeSpec)
-    tracking: TrackingSpec = Field(default_factory=TrackingSpec)
-    output: OutputSpec = Field(default_factory=OutputSpec)
-    tags: Dict[str, str] = Field(default_factory=dict)
-    azure: AzureSpec = Field(default_factory=AzureSpec)
-    maas: MaasSpec = Field(default_factory=MaasSpec)
-    local: LocalSpec = Field(default_factory=LocalSpec)
-    mock: MockSpec = Field(default_factory=MockSpec)
+    task: Task = Field("chat-completion", description="What the model learns; decides the data format (`ner` = token-classification).")
+    data: DataSpec = Field(description="Training and validation data.")
+    method: Literal["lora", "qlora", "dora", "full"] = Field(
+        "lora", description="lora/dora: small adapters; qlora: adapters on 4-bit weights (CUDA only); full: all weights.")
+    hyperparameters: Hyperparameters = Field(default_factory=Hyperparameters, description="Training hyperparameters.")
+    lora: LoraSpec = Field(default_factory=LoraSpec, description="Adapter settings for lora/qlora/dora.")
+    compute: ComputeSpec = Field(default_factory=ComputeSpec, description="Cluster and DeepSpeed settings (maap, local).")
+    tracking: TrackingSpec = Field(default_factory=TrackingSpec, description="MLflow experiment and tracking URI.")
+    output: OutputSpec = Field(default_factory=OutputSpec, description="The registered model.")
+    tags: Dict[str, str] = Field(default_factory=dict, description="Tags for the Azure job and the MLflow run.")
+    azure: AzureSpec = Field(default_factory=AzureSpec, description="The Azure ML workspace (maas, maap).")
+    maas: MaasSpec = Field(default_factory=MaasSpec, description="Serverless backend settings.")
+    local: LocalSpec = Field(default_factory=LocalSpec, description="Local backend settings.")
+    mock: MockSpec = Field(default_factory=MockSpec, description="Mock backend settings: emulated path, clock, faults.")
 
     # Where the spec came from and the line of every key; not part of the schema.
     _source: Optional[Path] = None

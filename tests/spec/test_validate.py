@@ -212,3 +212,13 @@ def test_unexpected_errors_are_one_line_with_debug_hint(run_cli, workdir, monkey
     assert r.code != 0
     assert "Traceback" not in r.text
     assert "--debug" in r.err
+
+
+def test_spec_reference_is_current():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("gen", EXAMPLES.parent / "scripts" / "gen_spec_reference.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    current = (EXAMPLES.parent / "docs" / "spec-reference.md").read_text()
+    assert current == mod.render(), "docs/spec-reference.md is stale: run `python scripts/gen_spec_reference.py`"
