@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable, Iterable
-from urllib.parse import parse_qs, quote, urlencode
+from urllib.parse import parse_qs, quote, unquote, urlencode
 
 from azft.emulator.credential import FakeCredential
 from azft.emulator.lifecycle import LIFECYCLE, TERMINAL, Clock, EmulatedJob, ManualClock, Outcome
@@ -50,6 +50,8 @@ _WS = (
     r"^/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)/providers/Microsoft\.MachineLearningServices"
     r"/workspaces/(?P<ws>[^/]+)"
 )
+_ASSET_KINDS = ("components", "codes", "environments", "models", "data")
+_ASSET = r"/(?P<kind>components|codes|environments|models|data)/(?P<name>[^/]+)"
 _OPS = r"^/subscriptions/(?P<sub>[^/]+)/providers/Microsoft\.MachineLearningServices/locations/(?P<loc>[^/]+)"
 _DROP = object()  # a handler result meaning "close the connection without answering"
 
@@ -218,8 +220,11 @@ class Emulator:
         self.requests: list[RecordedRequest] = []
         self.jobs: dict[str, EmulatedJob] = {}
         self.computes: dict[str, dict[str, Any]] = {}
-        self.components: dict[tuple[str, str], dict[str, Any]] = {}
-        self.codes: dict[tuple[str, str], dict[str, Any]] = {}
+        #: Versioned assets by kind ("components", "codes", "environments", "models", "data"): {(name, version): body}
+        self.assets: dict[str, dict[tuple[str, str], dict[str, Any]]] = {k: {} for k in _ASSET_KINDS}
+        self.components = self.assets["components"]
+        self.codes = self.assets["codes"]
+        self.environments = self.assets["environments"]
         self.marketplace_subscriptions: dict[str, dict[str, Any]] = {}
         self.serverless_endpoints: dict[str, dict[str, Any]] = {}
         self.faults: list[Fault] = []
@@ -339,8 +344,8 @@ class Emulator:
             self.requests.clear()
             self.jobs.clear()
             self.computes.clear()
-            self.components.clear()
-            self.codes.clear()
+            for store in self.assets.values():
+                store.clear()
             self.marketplace_subscriptions.clear()
             self.serverless_endpoints.clear()
             self.faults.clear()
@@ -499,6 +504,16 @@ class Emulator:
             self.computes[name] = self._arm_resource("computes", name, body, provisioning="Succeeded")
             return self.computes[name]
 
+    def add_asset(self, kind: str, name: str, version: str, properties: dict[str, Any] | None = None) -> dict:
+        """Pre-create a versioned asset (e.g. ``add_asset("environments", "azft-train", "3", {"image": ...})``)."""
+        kind = _asset_kind(kind)
+        with self._lock:
+            resource = self._arm_resource(f"{kind}/{name}", name, {"properties": dict(properties or {})},
+                                          provisioning="Succeeded", version=version)
+            resource["id"] = self._arm_id(kind, name, version)
+            self.assets[kind][(name, version)] = resource
+            return resource
+
     def requests_to(self, pattern: str, method: str | None = None) -> list[RecordedRequest]:
         rx = re.compile(pattern, re.IGNORECASE)
         with self._lock:
@@ -609,16 +624,10 @@ class Emulator:
             ("GET", _WS + r"/computes/(?P<name>[^/]+)$", "computes.get", self._h_compute_get, True),
             ("DELETE", _WS + r"/computes/(?P<name>[^/]+)$", "computes.delete", self._h_compute_delete, True),
             ("GET", _WS + r"/computes$", "computes.list", self._h_computes_list, True),
-            ("PUT", _WS + r"/components/(?P<name>[^/]+)/versions/(?P<version>[^/]+)$", "components.put",
-             self._h_component_put, True),
-            ("GET", _WS + r"/components/(?P<name>[^/]+)/versions/(?P<version>[^/]+)$", "components.get",
-             self._h_component_get, True),
-            ("GET", _WS + r"/components/(?P<name>[^/]+)/versions$", "components.versions",
-             self._h_component_versions, True),
-            ("GET", _WS + r"/components/(?P<name>[^/]+)$", "components.container", self._h_component_container, True),
-            ("PUT", _WS + r"/codes/(?P<name>[^/]+)/versions/(?P<version>[^/]+)$", "codes.put", self._h_code_put, True),
-            ("GET", _WS + r"/codes/(?P<name>[^/]+)/versions/(?P<version>[^/]+)$", "codes.get", self._h_code_get, True),
-            ("GET", _WS + r"/codes/(?P<name>[^/]+)/versions$", "codes.versions", self._h_code_versions, True),
+            ("PUT", _WS + _ASSET + r"/versions/(?P<version>[^/]+)$", "assets.put", self._h_asset_put, True),
+            ("GET", _WS + _ASSET + r"/versions/(?P<version>[^/]+)$", "assets.get", self._h_asset_get, True),
+            ("GET", _WS + _ASSET + r"/versions$", "assets.versions", self._h_asset_versions, True),
+            ("GET", _WS + _ASSET + r"$", "assets.container", self._h_asset_container, True),
             ("PUT", _WS + r"/marketplaceSubscriptions/(?P<name>[^/]+)$", "marketplace.put", self._h_mkt_put, True),
             ("GET", _WS + r"/marketplaceSubscriptions/(?P<name>[^/]+)$", "marketplace.get", self._h_mkt_get, True),
             ("DELETE", _WS + r"/marketplaceSubscriptions/(?P<name>[^/]+)$", "marketplace.delete",
@@ -876,52 +885,45 @@ class Emulator:
     def _h_computes_list(self, rec: RecordedRequest, m: re.Match) -> Response:
         return self._page(rec, list(self.computes.values()))
 
-    # components and codes
-    def _versioned_put(self, store: dict, kind: str, rec: RecordedRequest, m: re.Match) -> Response:
-        key = (m["name"], m["version"])
+    # versioned assets: components (incl. anonymous), codes, environments, models, data
+    def _h_asset_put(self, rec: RecordedRequest, m: re.Match) -> Response:
+        kind, key = _asset_kind(m["kind"]), (m["name"], m["version"])
+        store = self.assets[kind]
         body = rec.body if isinstance(rec.body, dict) else {}
         created = key not in store
         resource = self._arm_resource(f"{kind}/{m['name']}", m["name"], body, provisioning="Succeeded",
                                       version=m["version"])
         resource["id"] = self._arm_id(kind, m["name"], m["version"])
-        store[key] = resource
+        store.pop(key, None)
+        store[key] = resource  # insertion order = creation order ("latest" is the last one)
         return Response(201 if created else 200, resource)
 
-    def _versioned_get(self, store: dict, what: str, m: re.Match) -> Response:
-        key = (m["name"], m["version"])
-        if key not in store:
-            raise _HttpError(404, "UserError", f"{what} {m['name']}:{m['version']} was not found.")
-        return Response(200, store[key])
+    def _h_asset_get(self, rec: RecordedRequest, m: re.Match) -> Response:
+        kind, key = _asset_kind(m["kind"]), (m["name"], m["version"])
+        if key not in self.assets[kind]:
+            raise _HttpError(404, "UserError", f"{kind} {m['name']}:{m['version']} was not found.")
+        return Response(200, self.assets[kind][key])
 
-    def _h_component_put(self, rec: RecordedRequest, m: re.Match) -> Response:
-        return self._versioned_put(self.components, "components", rec, m)
-
-    def _h_component_get(self, rec: RecordedRequest, m: re.Match) -> Response:
-        return self._versioned_get(self.components, "Component", m)
-
-    def _h_component_versions(self, rec: RecordedRequest, m: re.Match) -> Response:
-        return self._page(rec, [v for (n, _), v in self.components.items() if n == m["name"]])
-
-    def _h_component_container(self, rec: RecordedRequest, m: re.Match) -> Response:
-        versions = [ver for (n, ver) in self.components if n == m["name"]]
-        if not versions:
-            raise _HttpError(404, "UserError", f"Component {m['name']} was not found.")
-        return Response(200, self._arm_resource("components", m["name"], {
-            "properties": {"latestVersion": versions[-1], "description": "", "tags": {}, "properties": {}}}))
-
-    def _h_code_put(self, rec: RecordedRequest, m: re.Match) -> Response:
-        return self._versioned_put(self.codes, "codes", rec, m)
-
-    def _h_code_get(self, rec: RecordedRequest, m: re.Match) -> Response:
-        return self._versioned_get(self.codes, "Code", m)
-
-    def _h_code_versions(self, rec: RecordedRequest, m: re.Match) -> Response:
-        items = [v for (n, _), v in self.codes.items() if n == m["name"]]
+    def _h_asset_versions(self, rec: RecordedRequest, m: re.Match) -> Response:
+        kind = _asset_kind(m["kind"])
+        items = [v for (n, _), v in self.assets[kind].items() if n == m["name"]]
+        items.reverse()  # newest first, as `$orderBy=createdtime desc` asks
         wanted = rec.query.get("hash")
         if wanted:
             items = [v for v in items if (v.get("properties", {}).get("properties") or {}).get("hash_sha256") == wanted
                      or v.get("properties", {}).get("contentHash") == wanted]
+        top = rec.query.get("$top")
+        if top and top.isdigit():
+            items = items[: int(top)]
         return self._page(rec, items)
+
+    def _h_asset_container(self, rec: RecordedRequest, m: re.Match) -> Response:
+        kind = _asset_kind(m["kind"])
+        versions = [ver for (n, ver) in self.assets[kind] if n == m["name"]]
+        if not versions:
+            raise _HttpError(404, "UserError", f"{kind} {m['name']} was not found.")
+        return Response(200, self._arm_resource(kind, m["name"], {
+            "properties": {"latestVersion": versions[-1], "description": "", "tags": {}, "properties": {}}}))
 
     # marketplace subscriptions and serverless endpoints
     def _h_mkt_put(self, rec: RecordedRequest, m: re.Match) -> Response:
@@ -1070,6 +1072,10 @@ class Emulator:
         return Response(200, {"ok": True})
 
 
+def _asset_kind(kind: str) -> str:
+    return next(k for k in _ASSET_KINDS if k.lower() == kind.lower())
+
+
 class _HttpError(Exception):
     def __init__(self, status: int, code: str, message: str):
         super().__init__(message)
@@ -1106,6 +1112,7 @@ _SECRET_HEADERS = frozenset({"x-azureml-token", "x-ms-authorization-auxiliary", 
 
 
 class _Handler(BaseHTTPRequestHandler):
+    disable_nagle_algorithm = True  # headers and body go out as separate writes: avoid 40 ms delayed-ACK stalls
     protocol_version = "HTTP/1.1"
     server_version = "azft-emulator/1"
     emulator: Emulator  # set on the bound subclass
@@ -1132,6 +1139,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _handle(self) -> None:
         path, _, qs = self.path.partition("?")
+        path = unquote(path)
         query = {k: v[-1] for k, v in parse_qs(qs, keep_blank_values=True).items()}
         raw = self._read_body()
         body: Any = None

@@ -222,7 +222,16 @@ def test_missing_job_is_resource_not_found(emulator, ml_client):
 
 def test_unknown_route_is_an_azure_shaped_404_and_recorded(emulator, ml_client):
     with pytest.raises(HttpResponseError) as e:
-        ml_client.environments.get("sklearn-env", version="1")
-    assert e.value.status_code in (400, 404)
+        ml_client.online_endpoints.get("chat-endpoint")
+    assert e.value.status_code == 404
     gaps = emulator.unmatched
-    assert gaps and gaps[0].path.endswith("/environments/sklearn-env/versions/1")
+    assert gaps and gaps[0].path.endswith("/onlineEndpoints/chat-endpoint")
+
+
+def test_environment_label_latest_resolves_to_the_newest_version(emulator, ml_client):
+    emulator.add_asset("environments", "azft-train", "1", {"image": "mcr.microsoft.com/azureml/curated/acft:1"})
+    emulator.add_asset("environments", "azft-train", "2", {"image": "mcr.microsoft.com/azureml/curated/acft:2"})
+    job = command(name="env-latest", command="python train.py", environment="azft-train@latest", compute="gpu")
+    ml_client.jobs.create_or_update(job)
+    put = emulator.requests_to(r"/jobs/env-latest$", "PUT")[0]
+    assert put.body["properties"]["environmentId"].endswith("/environments/azft-train/versions/2")
