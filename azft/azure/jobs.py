@@ -339,6 +339,23 @@ def _training_step(job) -> Optional[tuple[str, Any]]:
     return None
 
 
+def _is_binding(value: Any) -> bool:
+    return isinstance(value, str) and value.strip().startswith("${{")
+
+
+def _drop_input(job, names: tuple[str, ...]) -> None:
+    """Remove an optional data input and every step binding to it (a pipeline cannot declare optional data)."""
+    for name in names:
+        if job.inputs and name in job.inputs:
+            del job.inputs[name]
+        ref = f"parent.inputs.{name}"
+        for step in (job.jobs or {}).values():
+            for key in list((step.inputs or {}).keys()):
+                data = getattr(step.inputs[key], "_data", None)
+                if isinstance(data, str) and ref in data.replace(" ", ""):
+                    del step.inputs[key]
+
+
 def build_maap_job(plan: "Plan"):
     """The pipeline job: the spec's values bound to the pipeline's inputs, the training step on the named cluster."""
     from azure.ai.ml import Input, PyTorchDistribution, load_job
@@ -348,33 +365,31 @@ def build_maap_job(plan: "Plan"):
     job = _quiet(lambda: load_job(source=str(path)))
     registry = plan.spec.compute.pipeline == "registry"
     values = _registry_inputs(plan) if registry else _finetune_inputs(plan)
-    declared = dict(job.inputs or {})
-    for name in declared:
-        if name not in values:
-            continue
-        value = values[name]
-        current = declared[name]
-        ctype = getattr(current, "type", None)
-        if isinstance(value, Input) or not isinstance(current, Input) or ctype in (None, "string", "integer",
-                                                                                    "number", "boolean"):
-            job.inputs[name] = value
-        else:  # a data input declared with a type: keep its declared type
-            job.inputs[name] = Input(type=ctype, path=str(value))
+    # booleans go as "true"/"false": the SDK's YAML dump turns a bool literal into 1/0
+    values = {k: (("true" if v else "false") if isinstance(v, bool) else v) for k, v in values.items()}
+    for name in list(job.inputs or {}):
+        if name in values:
+            # attribute assignment keeps the SDK's PipelineInput wrapper (item assignment would drop it)
+            setattr(job.inputs, name, values[name])
+    if not any(d.role == "validation" for d in plan.data):
+        _drop_input(job, ("validation_file_path",) if registry else ("validation_data",))
     job.name = plan.job_name
     job.display_name = plan.spec.name
     job.experiment_name = plan.spec.experiment
     if plan.spec.description:
         job.description = plan.spec.description
     job.tags = {**(job.tags or {}), **job_tags(plan)}
-    cluster = cluster_name(plan)
-    job.settings.default_compute = cluster
-    c = plan.spec.compute
+    job.settings.default_compute = cluster_name(plan)
     step = _training_step(job)
     if step is not None and not registry:
         _, node = step
-        node.compute = cluster
-        node.resources = JobResourceConfiguration(instance_count=c.instance_count)
-        node.distribution = PyTorchDistribution(process_count_per_instance=gpus_per_node(plan))
+        # The pipeline binds these to its inputs; set them on the step too when it has literal values.
+        resources = getattr(node, "resources", None)
+        if resources is None or not _is_binding(getattr(resources, "instance_count", None)):
+            node.resources = JobResourceConfiguration(instance_count=plan.spec.compute.instance_count)
+        dist = getattr(node, "distribution", None)
+        if dist is None or not _is_binding(getattr(dist, "process_count_per_instance", None)):
+            node.distribution = PyTorchDistribution(process_count_per_instance=gpus_per_node(plan))
     return job
 
 
