@@ -2,40 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # runner.py
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # asset_runner.py, asset_data.py
 
 REPO = Path(__file__).resolve().parents[2]
 
-PHI3_CHAT_TEMPLATE = (
-    "{% for message in messages %}<|{{ message['role'] }}|>\n{{ message['content'] }}<|end|>\n{% endfor %}"
-    "{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
-)
-SPECIAL = ["<unk>", "<s>", "</s>", "<|endoftext|>", "<|system|>", "<|user|>", "<|assistant|>", "<|end|>"]
-
-CHAT_ROWS = [
-    {"messages": [{"role": "system", "content": "You answer briefly."},
-                  {"role": "user", "content": "What is the capital of France?"},
-                  {"role": "assistant", "content": "Paris."}]},
-    {"messages": [{"role": "user", "content": "Add two and three."},
-                  {"role": "assistant", "content": "Five."}]},
-    {"messages": [{"role": "user", "content": "Name a colour of the sky."},
-                  {"role": "assistant", "content": "Blue."},
-                  {"role": "user", "content": "And at night?"},
-                  {"role": "assistant", "content": "Black, with stars."}]},
-    {"messages": [{"role": "user", "content": "Say hello in French."},
-                  {"role": "assistant", "content": "Bonjour."}]},
-]
-
-
-def write_jsonl(path: Path, rows: list) -> Path:
-    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
-    return path
+from asset_data import CHAT_ROWS, PHI3_CHAT_TEMPLATE, SPECIAL, write_jsonl  # noqa: E402
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from runner import REPO
+from asset_runner import REPO
 
 COMPONENTS = sorted(p for p in (REPO / "components").glob("*/component.yml"))
 PIPELINES = [REPO / "pipelines" / "finetune.yml", REPO / "pipelines" / "registry_chat_completion.yml"]
@@ -54,7 +54,7 @@ def test_component_environment_is_pinned(aml, name):
 
 def test_validate_data_snapshot_carries_azft_checks(aml, tmp_path):
     """The step runs azft's own checks: the code Azure ML uploads contains the azft package, without caches."""
-    from runner import build_snapshot
+    from asset_runner import build_snapshot
 
     component = aml.load_component(source=str(REPO / "components" / "validate_data" / "component.yml"))
     snap = build_snapshot(component, tmp_path / "snap")
