@@ -176,18 +176,29 @@ def check_file(
 
 
 def _scan_parallel(cfg: ScanConfig, ranges: list[tuple[int, int]]) -> list[Partial]:
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-    from concurrent.futures.process import BrokenProcessPool
+    """Scan each range in its own worker process (see azft.data._worker) and return the parts in file order."""
+    import pickle
+    import subprocess
+    import sys
+    from concurrent.futures import ThreadPoolExecutor
 
-    ctx = multiprocessing.get_context("spawn")  # no fork: the caller may hold threads or a tokenizer thread pool
-    try:
-        with ProcessPoolExecutor(max_workers=len(ranges), mp_context=ctx) as pool:
-            futures = [pool.submit(scan_worker, cfg, a, b) for a, b in ranges]
-            return [f.result() for f in futures]
-    except BrokenProcessPool as exc:
-        raise DataError(f"{cfg.path}: a data-check worker process died ({exc})",
-                        hint="rerun with --workers 1; if memory ran out, the file has an extremely long line") from None
+    env = dict(os.environ)
+    root = str(Path(__file__).resolve().parent.parent.parent)
+    env["PYTHONHASHSEED"] = "0"  # duplicate detection compares line hashes across workers
+    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+
+    def run(rng: tuple[int, int]) -> Partial:
+        payload = pickle.dumps((cfg, rng[0], rng[1]), protocol=pickle.HIGHEST_PROTOCOL)
+        proc = subprocess.run([sys.executable, "-m", "azft.data._worker"], input=payload, capture_output=True,
+                              env=env, check=False)
+        if proc.returncode != 0:
+            tail = proc.stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or ["no message"]
+            raise DataError(f"{cfg.path}: a data-check worker process failed (exit {proc.returncode}): {tail[0]}",
+                            hint="rerun with --workers 1")
+        return pickle.loads(proc.stdout)
+
+    with ThreadPoolExecutor(max_workers=len(ranges)) as pool:
+        return list(pool.map(run, ranges))
 
 
 def _merge(report: DataReport, stats: DataStats, parts: list[Partial], fname: str, cap: int) -> None:

@@ -269,6 +269,7 @@ class TokenCounter:
         self.spec = spec
         self.tokenizer = Tokenizer.from_str(spec.tokenizer_json)
         self._encode = getattr(self.tokenizer, "encode_batch_fast", self.tokenizer.encode_batch)
+        self._encode_offsets = self.tokenizer.encode_batch
         template = spec.chat_template or PHI3_CHAT_TEMPLATE
         self.template_is_default = spec.chat_template is None
         self._template = compile_chat_template(template)
@@ -286,29 +287,53 @@ class TokenCounter:
         return [len(e.ids) for e in self._encode(texts, add_special_tokens=False)]
 
     def count_chat(self, rows: Iterable[list]) -> list[tuple[int, int] | str]:
-        """(total, assistant) token counts per conversation; a string when the template rejects the row."""
+        """(total, assistant) token counts per conversation; a string when the template rejects the row.
+
+        The total is the length of the rendered conversation, encoded once. Assistant tokens are the tokens of
+        that same encoding that cover an assistant message's content (found through the encoding's offsets), so
+        no text is encoded twice; a row whose template rewrites the content (so it cannot be found in the
+        rendered text) has its assistant contents encoded on their own instead.
+        """
         texts: list[str] = []
-        plan: list[tuple[int, int] | str] = []
+        spans: list[list[tuple[int, int]] | None] = []
+        extra: list[str] = []
+        plan: list[tuple[int, int, int] | str] = []  # (text index, first extra, end extra) or an error
         for messages in rows:
             try:
                 rendered = self.render(messages)
             except Exception as exc:  # jinja TemplateError from raise_exception, or a template bug
                 plan.append(f"the chat template rejects this conversation: {str(exc)[:300]}")
                 continue
-            start = len(texts)
+            row_spans: list[tuple[int, int]] | None = []
+            pos = 0
+            assistant = [m["content"] for m in messages if m.get("role") == "assistant" and m.get("weight", 1) != 0]
+            for content in assistant:
+                at = rendered.find(content, pos)
+                if at < 0:
+                    row_spans = None
+                    break
+                row_spans.append((at, at + len(content)))
+                pos = at + len(content)
+            a = len(extra)
+            if row_spans is None:
+                extra.extend(assistant)
+            plan.append((len(texts), a, len(extra)))
             texts.append(rendered)
-            for m in messages:
-                if m.get("role") == "assistant" and m.get("weight", 1) != 0:
-                    texts.append(m["content"])
-            plan.append((start, len(texts)))
-        lens = self.lengths(texts)
+            spans.append(row_spans)
+        encodings = self._encode_offsets(texts, add_special_tokens=False) if texts else []
+        extra_lens = self.lengths(extra)
         out: list[tuple[int, int] | str] = []
         for p in plan:
             if isinstance(p, str):
                 out.append(p)
-            else:
-                a, b = p
-                out.append((lens[a], sum(lens[a + 1:b])))
+                continue
+            i, a, b = p
+            enc = encodings[i]
+            row_spans = spans[i]
+            if row_spans is None:
+                out.append((len(enc.ids), sum(extra_lens[a:b])))
+                continue
+            out.append((len(enc.ids), sum(_tokens_in_span(enc, s, e) for s, e in row_spans)))
         return out
 
     def count_fields(self, rows: Iterable[tuple[tuple, tuple]]) -> list[tuple[int, int]]:
@@ -323,3 +348,23 @@ class TokenCounter:
             spans.append((a, b, len(texts)))
         lens = self.lengths(texts)
         return [(sum(lens[a:c]), sum(lens[b:c])) for a, b, c in spans]
+
+
+def _tokens_in_span(enc: Any, start: int, end: int) -> int:
+    """Number of tokens of ``enc`` that cover characters in [start, end)."""
+    if end <= start:
+        return 0
+    first = None
+    for p in range(start, end):  # positions inside a token's trimmed whitespace map to no token
+        first = enc.char_to_token(p)
+        if first is not None:
+            break
+    if first is None:
+        return 0
+    last = first
+    for p in range(end - 1, start - 1, -1):
+        t = enc.char_to_token(p)
+        if t is not None:
+            last = t
+            break
+    return last - first + 1
