@@ -164,8 +164,13 @@ def list_runs(experiment: str | None, limit: int, tracking_uri: str | None, outp
     tracker = _tracker(tracking_uri, experiment)
     summaries = [run_summary(r) for r in tracker.search(experiment, max_results=limit)]
     pending = [
-        {"run_id": op["run"], "job_name": op["tags"].get("azft.job_name"), "backend": op["tags"].get("azft.backend"),
-         "status": "BUFFERED", "experiment": op["experiment"]}
+        {
+            "run_id": op["run"],
+            "job_name": op["tags"].get("azft.job_name"),
+            "backend": op["tags"].get("azft.backend"),
+            "status": "BUFFERED",
+            "experiment": op["experiment"],
+        }
         for op in tracker._pending_submissions()
         if experiment in (None, op["experiment"])
     ]
@@ -176,8 +181,12 @@ def list_runs(experiment: str | None, limit: int, tracking_uri: str | None, outp
 
     table = Table(title=f"azft runs at {tracker.display_uri}", title_justify="left")
     for col in ("run", "job", "backend", "model", "method", "status", "epochs", "lr", "loss", "eval_loss"):
-        table.add_column(col, overflow="fold", no_wrap=col in ("run", "job", "status"),
-                         justify="right" if col in ("epochs", "lr", "loss", "eval_loss") else "left")
+        table.add_column(
+            col,
+            overflow="fold",
+            no_wrap=col in ("run", "job", "status"),
+            justify="right" if col in ("epochs", "lr", "loss", "eval_loss") else "left",
+        )
     for s in summaries:
         table.add_row(
             s["run_id"][:12],
@@ -192,10 +201,11 @@ def list_runs(experiment: str | None, limit: int, tracking_uri: str | None, outp
             _fmt(_first(s["metrics"], EVAL_KEYS)),
         )
     for p in pending:
-        table.add_row(p["run_id"][:16], _fmt(p["job_name"]), _fmt(p["backend"]), "-", "-", "BUFFERED", "-", "-", "-", "-")
+        table.add_row(p["run_id"][:16], _fmt(p["job_name"]), _fmt(p["backend"]), "-", "-", "BUFFERED", *(["-"] * 4))
     console = _console()
     if not summaries and not pending:
-        console.print(f"no azft runs at {tracker.display_uri}" + (f" in experiment {experiment!r}" if experiment else ""))
+        where = f" in experiment {experiment!r}" if experiment else ""
+        console.print(f"no azft runs at {tracker.display_uri}{where}")
         return
     console.print(table)
 
@@ -218,12 +228,24 @@ def show_run(run: str, tracking_uri: str | None, output: str) -> None:
 
     console = _console()
     console.print(f"[bold]{summary['run_name'] or summary['run_id']}[/bold]  {summary['run_id']}  {summary['status']}")
-    for label in ("job_name", "backend", "model", "method", "spec_hash", "studio_url", "start_time", "end_time",
-                  "artifact_uri"):
+    for label in (
+        "job_name",
+        "backend",
+        "model",
+        "method",
+        "spec_hash",
+        "studio_url",
+        "start_time",
+        "end_time",
+        "artifact_uri",
+    ):
         if summary.get(label):
             console.print(f"  {label}: {summary[label]}")
-    for title, data in (("params", summary["all_params"]), ("final metrics", summary["metrics"]),
-                        ("outputs", summary["outputs"])):
+    for title, data in (
+        ("params", summary["all_params"]),
+        ("final metrics", summary["metrics"]),
+        ("outputs", summary["outputs"]),
+    ):
         if data:
             table = Table(title=title, title_justify="left", show_header=False)
             table.add_column("name")
@@ -235,15 +257,27 @@ def show_run(run: str, tracking_uri: str | None, output: str) -> None:
 
 @runs.command("compare")
 @click.argument("run_refs", metavar="RUN...", nargs=-1, required=True)
-@click.option("--out", "out", type=click.Path(dir_okay=False, path_type=Path), default=Path("compare.png"),
-              show_default=True, help="PNG file for the loss curves.")
+@click.option(
+    "--out",
+    "out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("compare.png"),
+    show_default=True,
+    help="PNG file for the loss curves.",
+)
 @click.option("--metric", default="loss", show_default=True, help="Metric to plot (eval_<metric> is added).")
-@click.option("--log/--no-log", "log_artifact", default=True, show_default=True,
-              help="Also log the PNG into each compared run (artifact folder comparisons/).")
+@click.option(
+    "--log/--no-log",
+    "log_artifact",
+    default=True,
+    show_default=True,
+    help="Also log the PNG into each compared run (artifact folder comparisons/).",
+)
 @_tracking_uri
 @_output
-def compare_runs(run_refs: tuple[str, ...], out: Path, metric: str, log_artifact: bool, tracking_uri: str | None,
-                 output: str) -> None:
+def compare_runs(
+    run_refs: tuple[str, ...], out: Path, metric: str, log_artifact: bool, tracking_uri: str | None, output: str
+) -> None:
     """Key params and final metrics side by side, and a PNG of the loss curves."""
     tracker = _tracker(tracking_uri)
     found = [_resolve_run(tracker, ref) for ref in run_refs]

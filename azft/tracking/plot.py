@@ -77,9 +77,10 @@ def compare_plot(
             points = s[idx]
             if not points:
                 continue
-            steps, values = zip(*points)
-            ax.plot(steps, values, color=cmap(i % cmap.N), linewidth=2,
-                    marker="o" if len(points) == 1 else None, label=s[1])
+            steps, values = zip(*points, strict=True)
+            ax.plot(
+                steps, values, color=cmap(i % cmap.N), linewidth=2, marker="o" if len(points) == 1 else None, label=s[1]
+            )
             curves.append({"run": s[0], "kind": title.split()[0], "metric": s[key_idx], "points": len(points)})
         ax.set_title(title)
         ax.set_xlabel("step")

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 from azft.errors import AzureError, UsageError
-from azft.tracking.buffer import Journal, is_placeholder, new_placeholder
+from azft.tracking.buffer import Journal, new_placeholder
 from azft.tracking.params import flatten, select_params
 from azft.tracking.redact import redact, redact_text
 
@@ -233,7 +233,8 @@ class Tracker:
                     raise
                 raise UsageError(
                     f"cannot use MLflow tracking URI {self.display_uri}: {_short(exc)}",
-                    hint="pass --tracking-uri or set MLFLOW_TRACKING_URI to an http(s)://, sqlite:/// or azureml:// URI",
+                    hint="pass --tracking-uri or set MLFLOW_TRACKING_URI to an http(s)://, sqlite:/// or "
+                    "azureml:// URI",
                 ) from None
         return self._client_obj
 
@@ -326,9 +327,7 @@ class Tracker:
             return
         client = self._client()
         exp_id = self._experiment_id(op["experiment"])
-        found = client.search_runs(
-            [exp_id], filter_string=f"tags.`{TAG_SUBMISSION}` = '{placeholder}'", max_results=1
-        )
+        found = client.search_runs([exp_id], filter_string=f"tags.`{TAG_SUBMISSION}` = '{placeholder}'", max_results=1)
         if found:
             run_id = found[0].info.run_id
         else:
@@ -415,6 +414,7 @@ class Tracker:
 
     # -- the buffer ----------------------------------------------------------------------------------------------
     def _reject(self, op: dict[str, Any], exc: BaseException) -> None:
+        self.journal.dir.mkdir(parents=True, exist_ok=True)
         with open(self.journal.dir / "rejected.jsonl", "a", encoding="utf-8") as fh:
             fh.write(json.dumps({"op": {k: v for k, v in op.items() if k != "text"}, "error": _short(exc)}) + "\n")
         if not self.quiet:
@@ -457,8 +457,13 @@ class Tracker:
             self.journal.compact()
         if sent and not self.quiet:
             runs = self.journal.load_state()["runs"]
-            mapped = sorted({f"{op['run']} -> {runs[op['run']]}" for op in ops[:sent] if op["op"] == "create_run"
-                             and op["run"] in runs})
+            mapped = sorted(
+                {
+                    f"{op['run']} -> {runs[op['run']]}"
+                    for op in ops[:sent]
+                    if op["op"] == "create_run" and op["run"] in runs
+                }
+            )
             extra = f"; runs created: {', '.join(mapped)}" if mapped else ""
             left = f"; {remaining} still pending" if remaining else ""
             _notify(f"sent {sent} buffered MLflow write(s) to {self.display_uri}{extra}{left}")
@@ -560,7 +565,7 @@ class Tracker:
         return self.journal.resolve(placeholder) or placeholder
 
     def log_metrics(self, run_id: str, history: Mapping[str, list[tuple[int, float]]]) -> None:
-        """Add per-step metrics; points whose (key, step) the run already has are skipped, so copying twice is harmless."""
+        """Add per-step metrics; points at a (key, step) the run already has are skipped: copying twice is harmless."""
         ts = _now_ms()
         clean: dict[str, list[list[Any]]] = {}
         for key, points in history.items():
@@ -606,8 +611,15 @@ class Tracker:
                 parts = [p for p in (artifact_path, src.name, rel.as_posix() if str(rel) != "." else None) if p]
                 sub = "/".join(parts)
             if f.suffix.lower() in _TEXT_SUFFIXES and f.stat().st_size <= _MAX_REDACT_BYTES:
-                ops.append({"op": "artifact", "run": run_id, "name": f.name, "text": _redacted_file_text(f),
-                            "artifact_path": sub})
+                ops.append(
+                    {
+                        "op": "artifact",
+                        "run": run_id,
+                        "name": f.name,
+                        "text": _redacted_file_text(f),
+                        "artifact_path": sub,
+                    }
+                )
             else:
                 ops.append({"op": "artifact", "run": run_id, "src": str(f.resolve()), "artifact_path": sub})
         if ops:
@@ -647,7 +659,9 @@ class Tracker:
                 return None
             safe = job_name.replace("\\", "\\\\").replace("'", "\\'")
             runs = client.search_runs(
-                exp_ids, filter_string=f"tags.`{TAG_JOB}` = '{safe}'", order_by=["attributes.start_time DESC"],
+                exp_ids,
+                filter_string=f"tags.`{TAG_JOB}` = '{safe}'",
+                order_by=["attributes.start_time DESC"],
                 max_results=1,
             )
         return runs[0].info.run_id if runs else None
@@ -692,8 +706,9 @@ class Tracker:
                     raise UsageError(f"no MLflow experiment named {experiment!r} at {self.display_uri}")
                 exp_ids = [exp.experiment_id]
             else:
-                exp_ids = [e.experiment_id for e in client.search_experiments(view_type=ViewType.ACTIVE_ONLY,
-                                                                               max_results=1000)]
+                exp_ids = [
+                    e.experiment_id for e in client.search_experiments(view_type=ViewType.ACTIVE_ONLY, max_results=1000)
+                ]
             if not exp_ids:
                 return []
             return client.search_runs(
@@ -725,4 +740,3 @@ def _redacted_file_text(path: Path) -> str:
                 lines.append(redact_text(line))
         return "\n".join(lines) + "\n"
     return redact_text(text)
-

@@ -27,10 +27,22 @@ def three_runs(mlflow_server, tmp_path_factory):
         ("cmp-mock", "mock", 1e-4, 1.2, False),
         ("cmp-maas", "maas", 5e-5, 0.8, False),
     ):
-        spec = {"experiment": EXPERIMENT, "model": {"name": "microsoft/Phi-3-mini-4k-instruct"}, "method": "lora",
-                "task": "chat", "training": {"epochs": 1, "learning_rate": lr, "batch_size": 2}}
-        run_id = tracker.start_submission(spec=spec, plan={"backend": backend}, data_report=None, backend=backend,
-                                          job_name=job, studio_url=None, tags={})
+        spec = {
+            "experiment": EXPERIMENT,
+            "model": {"name": "microsoft/Phi-3-mini-4k-instruct"},
+            "method": "lora",
+            "task": "chat",
+            "training": {"epochs": 1, "learning_rate": lr, "batch_size": 2},
+        }
+        run_id = tracker.start_submission(
+            spec=spec,
+            plan={"backend": backend},
+            data_report=None,
+            backend=backend,
+            job_name=job,
+            studio_url=None,
+            tags={},
+        )
         history = {"loss": [(s, scale * 2.0 / (1 + 0.3 * s)) for s in range(20)]}
         if with_eval:
             history["eval_loss"] = [(s, scale * 2.2 / (1 + 0.3 * s)) for s in (5, 10, 15, 19)]
@@ -99,8 +111,7 @@ def test_runs_compare_writes_a_png_with_one_curve_per_run(mlflow_server, three_r
 
 
 def test_compare_names_the_metrics_runs_have_when_the_metric_is_missing(mlflow_server, three_runs, tmp_path):
-    res = _run(runs, ["compare", "cmp-mock", "--metric", "accuracy", "--out", str(tmp_path / "x.png")],
-               mlflow_server)
+    res = _run(runs, ["compare", "cmp-mock", "--metric", "accuracy", "--out", str(tmp_path / "x.png")], mlflow_server)
     assert isinstance(res.exception, UsageError)
     assert "train_loss" in res.exception.hint
     assert not (tmp_path / "x.png").exists()
@@ -118,8 +129,15 @@ def test_results_prints_final_metrics_and_the_model_location(mlflow_server, thre
 
 def test_default_local_store_needs_no_server(workdir: Path):
     tracker = Tracker(None, "offline")
-    run_id = tracker.start_submission(spec={"model": "tiny-phi3", "method": "lora"}, plan={}, data_report=None,
-                                      backend="local", job_name="offline-1", studio_url=None, tags={})
+    run_id = tracker.start_submission(
+        spec={"model": "tiny-phi3", "method": "lora"},
+        plan={},
+        data_report=None,
+        backend="local",
+        job_name="offline-1",
+        studio_url=None,
+        tags={},
+    )
     tracker.log_metrics(run_id, {"loss": [(1, 1.0), (2, 0.5)]})
     tracker.log_final(run_id, {"train_loss": 0.5}, "Completed", outputs={"adapter": str(workdir / "out")})
     res = CliRunner().invoke(results, ["offline-1"])
@@ -140,8 +158,9 @@ def test_flush_command_reports_a_server_that_is_still_down(workdir: Path):
         s.bind(("127.0.0.1", 0))
         uri = f"http://127.0.0.1:{s.getsockname()[1]}"
     tracker = Tracker(uri, "down", probe_timeout=0.5)
-    tracker.start_submission(spec={"model": "m"}, plan={}, data_report=None, backend="mock", job_name="down-1",
-                             studio_url=None, tags={})
+    tracker.start_submission(
+        spec={"model": "m"}, plan={}, data_report=None, backend="mock", job_name="down-1", studio_url=None, tags={}
+    )
     res = CliRunner().invoke(runs, ["flush", "--tracking-uri", uri])
     assert "still pending" in res.output
     assert res.exception is not None and res.exception.exit_code == 4

@@ -14,10 +14,24 @@ from azft.tracking.params import flatten, select_params
 
 
 def test_flatten_nests_with_dots_and_keeps_lists_readable():
-    flat = flatten({"training": {"lr": 0.1, "sched": {"name": "cosine"}}, "mods": ["q", "v"], "flag": True,
-                    "none": None, "rows": [{"a": 1}, {"a": 2}]})
-    assert flat == {"training.lr": "0.1", "training.sched.name": "cosine", "mods": '["q", "v"]', "flag": "true",
-                    "none": "null", "rows.0.a": "1", "rows.1.a": "2"}
+    flat = flatten(
+        {
+            "training": {"lr": 0.1, "sched": {"name": "cosine"}},
+            "mods": ["q", "v"],
+            "flag": True,
+            "none": None,
+            "rows": [{"a": 1}, {"a": 2}],
+        }
+    )
+    assert flat == {
+        "training.lr": "0.1",
+        "training.sched.name": "cosine",
+        "mods": '["q", "v"]',
+        "flag": "true",
+        "none": "null",
+        "rows.0.a": "1",
+        "rows.1.a": "2",
+    }
 
 
 def test_important_params_survive_a_spec_with_hundreds_of_fields():
@@ -34,13 +48,20 @@ def test_important_params_survive_a_spec_with_hundreds_of_fields():
 
 
 def test_default_store_is_sqlite_under_dot_azft(workdir: Path, make_spec):
-    spec = make_spec(extras={f"knob_{i:03d}": i for i in range(300)},
-                     prompt={"system": "You are a helpful assistant. " * 40})
+    (workdir / ".azft" / "mlflow.db").unlink()  # start from nothing: azft creates the store itself
+    spec = make_spec(
+        extras={f"knob_{i:03d}": i for i in range(300)}, prompt={"system": "You are a helpful assistant. " * 40}
+    )
     tracker = Tracker(None, "limits")
     assert tracker.tracking_uri.startswith("sqlite:///") and tracker.tracking_uri.endswith("/.azft/mlflow.db")
     run_id = tracker.start_submission(
-        spec=spec, plan={"backend": "mock", "estimates": {"minutes": 3}}, data_report={"rows": 120, "tokens": 5000},
-        backend="mock", job_name="job-limits", studio_url="https://ml.azure.com/runs/job-limits", tags={},
+        spec=spec,
+        plan={"backend": "mock", "estimates": {"minutes": 3}},
+        data_report={"rows": 120, "tokens": 5000},
+        backend="mock",
+        job_name="job-limits",
+        studio_url="https://ml.azure.com/runs/job-limits",
+        tags={},
     )
     run = tracker.get_run(run_id)
 
@@ -76,8 +97,9 @@ def test_default_store_is_sqlite_under_dot_azft(workdir: Path, make_spec):
 
 def test_final_status_ends_the_run_and_records_outputs(workdir: Path, make_spec):
     tracker = Tracker(None, "final")
-    run_id = tracker.start_submission(spec=make_spec(), plan={}, data_report=None, backend="local",
-                                      job_name="job-final", studio_url=None, tags={})
+    run_id = tracker.start_submission(
+        spec=make_spec(), plan={}, data_report=None, backend="local", job_name="job-final", studio_url=None, tags={}
+    )
     tracker.log_metrics(run_id, {"loss": [(1, 2.0), (2, 1.0)]})
     tracker.log_final(run_id, {"train_loss": 1.5, "loss": 1.0}, "Failed", outputs={"model_output": "/data/out"})
     run = tracker.get_run(run_id)
@@ -89,3 +111,38 @@ def test_final_status_ends_the_run_and_records_outputs(workdir: Path, make_spec)
     assert tracker.find_run_for_job("no-such-job") is None
     with pytest.raises(UsageError, match="unknown final status"):
         tracker.log_final(run_id, {}, "Exploded")
+
+
+def test_azureml_uri_without_the_plugin_is_a_clear_usage_error(workdir: Path, make_spec):
+    import importlib.util
+
+    if importlib.util.find_spec("azureml") is not None and importlib.util.find_spec("azureml.mlflow") is not None:
+        pytest.skip("azureml-mlflow is installed here")
+    tracker = Tracker(
+        "azureml://eastus2.api.azureml.ms/mlflow/v1.0/subscriptions/s/resourceGroups/g/providers/"
+        "Microsoft.MachineLearningServices/workspaces/w",
+        "ws",
+    )
+    with pytest.raises(UsageError) as err:
+        tracker.start_submission(
+            spec=make_spec(), plan={}, data_report=None, backend="maas", job_name="j", studio_url=None, tags={}
+        )
+    assert "azureml-mlflow" in err.value.hint
+
+
+def test_importing_the_cli_module_does_not_import_mlflow():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, azft.cli_runs, azft.tracking; "
+        "print(sorted(m for m in ('mlflow', 'matplotlib') if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    assert out.stdout.strip() == "[]"

@@ -22,23 +22,42 @@ SHAPED = [SAS_URL, CONN, f"Bearer {JWT}", JWT, f"token in text {HF_TOKEN} here",
 
 
 def test_secret_key_names_are_recognised_but_token_counts_are_not():
-    for key in ("api_key", "client_secret", "hfToken", "HF_TOKEN", "storage.sas", "password",
-                "AZURE_STORAGE_CONNECTION_STRING", "connectionString", "credential"):
+    for key in (
+        "api_key",
+        "client_secret",
+        "hfToken",
+        "HF_TOKEN",
+        "storage.sas",
+        "password",
+        "AZURE_STORAGE_CONNECTION_STRING",
+        "connectionString",
+        "credential",
+    ):
         assert is_secret_key(key), key
-    for key in ("max_tokens", "total_tokens", "tokenizer", "eos_token", "pad_token", "learning_rate", "monkey",
-                "tokens_per_example"):
+    for key in (
+        "max_tokens",
+        "total_tokens",
+        "tokenizer",
+        "eos_token",
+        "pad_token",
+        "learning_rate",
+        "monkey",
+        "tokens_per_example",
+    ):
         assert not is_secret_key(key), key
 
 
 def test_values_that_look_secret_are_scrubbed_in_place():
-    out = redact({
-        "train": SAS_URL,
-        "conn": CONN,
-        "header": f"Bearer {JWT}",
-        "note": f"use {HF_TOKEN} for the hub",
-        "count": 12,
-        "use_auth_token": False,
-    })
+    out = redact(
+        {
+            "train": SAS_URL,
+            "conn": CONN,
+            "header": f"Bearer {JWT}",
+            "note": f"use {HF_TOKEN} for the hub",
+            "count": 12,
+            "use_auth_token": False,
+        }
+    )
     assert out["train"].startswith("https://acct.blob.core.windows.net/data/train.jsonl?sv=2022-11-02")
     assert "sig=***" in out["train"] and "AbCd" not in out["train"]
     assert "AccountName=acct" in out["conn"] and ACCOUNT_KEY not in out["conn"]
@@ -73,14 +92,24 @@ def test_no_secret_survives_anywhere_in_a_nested_document(doc):
 def test_secrets_never_reach_params_tags_or_artifacts(workdir: Path, make_spec):
     spec = make_spec(
         data={"train": SAS_URL, "validation": None},
-        azure={"subscription_id": "00000000-0000-0000-0000-000000000000", "client_secret": "hunter2-password",
-               "storage_connection_string": CONN},
+        azure={
+            "subscription_id": "00000000-0000-0000-0000-000000000000",
+            "client_secret": "hunter2-password",
+            "storage_connection_string": CONN,
+        },
         tags={"owner": "team-a", "ci_token": JWT},
     )
     plan = {"backend": "mock", "env": {"HF_TOKEN": HF_TOKEN, "AUTH": f"Bearer {JWT}"}}
     tracker = Tracker(None, "secrets")
-    run_id = tracker.start_submission(spec=spec, plan=plan, data_report={"source": SAS_URL}, backend="mock",
-                                      job_name="job-secret", studio_url=None, tags={"requested_by": CONN})
+    run_id = tracker.start_submission(
+        spec=spec,
+        plan=plan,
+        data_report={"source": SAS_URL},
+        backend="mock",
+        job_name="job-secret",
+        studio_url=None,
+        tags={"requested_by": CONN},
+    )
     log = workdir / "train.log"
     log.write_text(f"loading {SAS_URL}\npassword=hunter2-password\n")
     tracker.log_artifact(run_id, log)

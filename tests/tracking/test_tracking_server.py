@@ -31,8 +31,13 @@ def _history_rows(tracker: Tracker, run_id: str, key: str) -> list[tuple[int, fl
 def test_local_submission_training_logs_into_the_run_itself(mlflow_server, workdir: Path, make_spec):
     tracker = Tracker(mlflow_server, "server-local")
     run_id = tracker.start_submission(
-        spec=make_spec(), plan={"backend": "local", "device": "cpu"}, data_report={"rows": 64},
-        backend="local", job_name="local-job-1", studio_url=None, tags={"ci": "true"},
+        spec=make_spec(),
+        plan={"backend": "local", "device": "cpu"},
+        data_report={"rows": 64},
+        backend="local",
+        job_name="local-job-1",
+        studio_url=None,
+        tags={"ci": "true"},
     )
     env = tracker.run_env(run_id)
     assert env == {"MLFLOW_TRACKING_URI": mlflow_server, "MLFLOW_RUN_ID": run_id}
@@ -51,8 +56,12 @@ def test_local_submission_training_logs_into_the_run_itself(mlflow_server, workd
 
     # the orchestrator copies Job.metrics_history() as well (the server-down path): nothing is doubled
     tracker.log_metrics(run_id, {"loss": LOSS, "eval_loss": EVAL})
-    tracker.log_final(run_id, {"train_loss": 1.1, "eval_loss": 0.9}, "Completed",
-                      outputs={"model_output": str(workdir / "outputs" / "adapter")})
+    tracker.log_final(
+        run_id,
+        {"train_loss": 1.1, "eval_loss": 0.9},
+        "Completed",
+        outputs={"model_output": str(workdir / "outputs" / "adapter")},
+    )
 
     run = tracker.get_run(run_id)
     assert run.info.status == "FINISHED"
@@ -70,8 +79,13 @@ def test_mock_submission_records_the_simulated_curves(mlflow_server, workdir: Pa
     history = {"loss": [(s, 3.0 / (1 + s)) for s in range(0, 50)], "learning_rate": [(s, 2e-4) for s in range(50)]}
     tracker = Tracker(mlflow_server, "server-mock")
     run_id = tracker.start_submission(
-        spec=make_spec(), plan={"backend": "mock"}, data_report=None, backend="mock", job_name="mock-job-1",
-        studio_url="https://ml.azure.com/runs/mock-job-1?wsid=/subscriptions/x", tags={},
+        spec=make_spec(),
+        plan={"backend": "mock"},
+        data_report=None,
+        backend="mock",
+        job_name="mock-job-1",
+        studio_url="https://ml.azure.com/runs/mock-job-1?wsid=/subscriptions/x",
+        tags={},
     )
     tracker.log_metrics(run_id, history)
     tracker.log_final(run_id, {"train_loss": history["loss"][-1][1]}, "FINISHED")
@@ -86,8 +100,13 @@ def test_mock_submission_records_the_simulated_curves(mlflow_server, workdir: Pa
 def test_server_down_mid_run_loses_nothing(mlflow_server, workdir: Path, make_spec, capsys):
     tracker = Tracker(mlflow_server, "server-outage", probe_timeout=1.0)
     run_id = tracker.start_submission(
-        spec=make_spec(), plan={"backend": "mock"}, data_report={"rows": 10}, backend="mock",
-        job_name="outage-job-1", studio_url=None, tags={},
+        spec=make_spec(),
+        plan={"backend": "mock"},
+        data_report={"rows": 10},
+        backend="mock",
+        job_name="outage-job-1",
+        studio_url=None,
+        tags={},
     )
     tracker.log_metrics(run_id, {"loss": LOSS[:4]})
 
@@ -100,8 +119,13 @@ def test_server_down_mid_run_loses_nothing(mlflow_server, workdir: Path, make_sp
     report.unlink()  # the buffered artifact survives its source being removed
     tracker.log_final(run_id, {"train_loss": 1.0}, "Completed")
     second = tracker.start_submission(
-        spec=make_spec(), plan={"backend": "mock"}, data_report=None, backend="mock", job_name="outage-job-2",
-        studio_url=None, tags={},
+        spec=make_spec(),
+        plan={"backend": "mock"},
+        data_report=None,
+        backend="mock",
+        job_name="outage-job-2",
+        studio_url=None,
+        tags={},
     )
     tracker.log_metrics(second, {"loss": LOSS})
     tracker.log_final(second, {"train_loss": 0.5}, "Failed")
@@ -175,13 +199,24 @@ def black_hole():
 def test_a_hanging_server_never_blocks_a_submit(black_hole, workdir: Path, make_spec, capsys):
     tracker = Tracker(black_hole, "slow", probe_timeout=0.5, request_timeout=1)
     run_id = tracker.start_submission(
-        spec=make_spec(), plan={}, data_report=None, backend="mock", job_name="slow-job", studio_url=None, tags={},
+        spec=make_spec(),
+        plan={},
+        data_report=None,
+        backend="mock",
+        job_name="slow-job",
+        studio_url=None,
+        tags={},
     )
     tracker.log_final(run_id, {"train_loss": 1.0}, "Completed")
     assert run_id.startswith("pending-")
     assert tracker.run_env(run_id) == {}  # training does not try to log into a run that does not exist yet
     kept = [(op["op"], op.get("name")) for op in tracker.journal.pending()]
-    assert kept == [("create_run", None), ("params", None), ("artifact", "spec.json"), ("artifact", "plan.json"),
-                    ("final", None)]
+    assert kept == [
+        ("create_run", None),
+        ("params", None),
+        ("artifact", "spec.json"),
+        ("artifact", "plan.json"),
+        ("final", None),
+    ]
     assert "not answering" in capsys.readouterr().err
     assert tracker.find_run_for_job("slow-job") == run_id
