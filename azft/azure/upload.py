@@ -12,10 +12,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from azft.azure.workspace import CA_BUNDLE_ENV, azure_errors, redact
 from azft.errors import AzureError, DataError
@@ -167,8 +168,14 @@ def upload_files(
         info = DatastoreInfo(account_url=url[: -len(client.container_name)].rstrip("/") or url,
                              container=client.container_name, datastore=datastore)
 
-    from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn,
-                               TransferSpeedColumn)
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
 
     result = UploadResult()
     plans = []
@@ -196,7 +203,7 @@ def upload_files(
             try:
                 sent, reused = _upload_one(f, sha, blob, block_size, max_concurrency,
                                            lambda n: progress_bar.advance(task, n))
-            except Exception as e:  # mapped below with the file named, secrets removed
+            except Exception as e:  # noqa: BLE001 - every failure is re-raised as an AzftError naming the file
                 _raise_upload_error(e, f, info)
             result.bytes_uploaded += sent
             result.blocks_reused += reused

@@ -89,7 +89,7 @@ class Azurite:
             raise RuntimeError("Azurite is not running")
         return f"https://{self.host}:{self.port}/{ACCOUNT_NAME}"
 
-    def start(self) -> "Azurite":
+    def start(self) -> Azurite:
         if self.process is not None:
             return self
         exe = find_azurite()
@@ -106,10 +106,9 @@ class Azurite:
                 "--oauth", "basic", "--disableTelemetry", "--skipApiVersionCheck", "--loose",
                 "--location", str(self._location), "--silent",
             ]
-            log = open(self._log_path, "ab")
-            self.process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                            start_new_session=True)
-            log.close()
+            with open(self._log_path, "ab") as log:
+                self.process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                                start_new_session=True)
             if self._wait_ready():
                 return self
             last_error = self._log_tail()
@@ -128,12 +127,12 @@ class Azurite:
             if self.process is None or self.process.poll() is not None:
                 return False
             try:
-                with socket.create_connection((self.host, self.port), timeout=1) as raw:
-                    with ctx.wrap_socket(raw, server_hostname=self.host) as tls:
-                        tls.sendall(f"GET /{ACCOUNT_NAME}?comp=properties HTTP/1.1\r\nHost: {self.host}\r\n"
-                                    "Connection: close\r\n\r\n".encode())
-                        if tls.recv(12).startswith(b"HTTP/1.1"):
-                            return True
+                with socket.create_connection((self.host, self.port), timeout=1) as raw, \
+                        ctx.wrap_socket(raw, server_hostname=self.host) as tls:
+                    tls.sendall(f"GET /{ACCOUNT_NAME}?comp=properties HTTP/1.1\r\nHost: {self.host}\r\n"
+                                "Connection: close\r\n\r\n".encode())
+                    if tls.recv(12).startswith(b"HTTP/1.1"):
+                        return True
             except OSError:
                 time.sleep(0.1)
         return False
@@ -162,7 +161,7 @@ class Azurite:
             shutil.rmtree(self._location, ignore_errors=True)
             self._location = None
 
-    def __enter__(self) -> "Azurite":
+    def __enter__(self) -> Azurite:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

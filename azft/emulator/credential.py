@@ -16,7 +16,7 @@ DEFAULT_TENANT_ID = "72f988bf-0000-4000-8000-00000000a2f7"
 
 
 def _scope_to_audience(scope: str) -> str:
-    return scope[: -len("/.default")] if scope.endswith("/.default") else scope
+    return scope.removesuffix("/.default")
 
 
 class FakeCredential:
@@ -60,7 +60,7 @@ class FakeCredential:
     def close(self) -> None:  # the TokenCredential protocol allows context-manager use
         return None
 
-    def __enter__(self) -> "FakeCredential":
+    def __enter__(self) -> FakeCredential:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -21,14 +21,22 @@ import ssl
 import threading
 import time
 import uuid
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable, Iterable
+from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlencode
 
 from azft.emulator.credential import FakeCredential
-from azft.emulator.lifecycle import LIFECYCLE, TERMINAL, Clock, EmulatedJob, ManualClock, Outcome
+from azft.emulator.lifecycle import (
+    LIFECYCLE,
+    TERMINAL,
+    Clock,
+    EmulatedJob,
+    ManualClock,
+    Outcome,
+)
 from azft.emulator.tls import TestCA, make_test_ca
 
 log = logging.getLogger("azft.emulator")
@@ -269,7 +277,7 @@ class Emulator:
     def running(self) -> bool:
         return self._server is not None
 
-    def start(self) -> "Emulator":
+    def start(self) -> Emulator:
         if self._server is not None:
             return self
         context = self.ca.server_context()
@@ -300,7 +308,7 @@ class Emulator:
                         pass
 
             def handle_error(self, request, client_address):  # keep test output quiet
-                log.debug("emulator connection error from %s", client_address, exc_info=True)
+                log.debug("emulator connection error from %s", client_address)
 
         handler = type("_BoundHandler", (_Handler,), {"emulator": self})
         self._server = _Server((self.host, self._port), handler)
@@ -332,7 +340,7 @@ class Emulator:
             shutil.rmtree(self._ca.directory, ignore_errors=True)
             self._ca = None
 
-    def __enter__(self) -> "Emulator":
+    def __enter__(self) -> Emulator:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -1118,7 +1126,7 @@ class _Handler(BaseHTTPRequestHandler):
     emulator: Emulator  # set on the bound subclass
     timeout = 60
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: Any) -> None:
         log.debug("%s %s", self.address_string(), format % args)
 
     def _read_body(self) -> bytes:

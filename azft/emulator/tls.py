@@ -44,8 +44,7 @@ def make_test_ca(directory: str | os.PathLike[str] | None = None) -> TestCA:
     ca.cert_pem.write_to_path(str(ca_path))
     # The server certificate file holds the leaf followed by the chain (Node and Python both accept that).
     with open(cert_path, "wb") as f:
-        for blob in leaf.cert_chain_pems:
-            f.write(blob.bytes())
+        f.writelines(blob.bytes() for blob in leaf.cert_chain_pems)
     leaf.private_key_pem.write_to_path(str(key_path))
     os.chmod(key_path, 0o600)
     return TestCA(directory=d, ca_pem_path=ca_path, cert_pem_path=cert_path, key_pem_path=key_path)

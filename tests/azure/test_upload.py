@@ -10,8 +10,8 @@ from rich.console import Console
 
 from azft.azure.upload import (
     DatastoreInfo,
-    block_id,
     blob_name_for,
+    block_id,
     datastore_info,
     upload_files,
 )

@@ -175,7 +175,6 @@ def test_azure_errors_context_manager_maps_sdk_exceptions(emulator, ml_client):
     from azft.azure.workspace import azure_errors
 
     emulator.inject(r"/workspaces/ws-azft$", status=403, times=None)
-    with pytest.raises(AzureError) as e:
-        with azure_errors("reading the workspace"):
-            ml_client.workspaces.get(emulator.workspace_name)
+    with pytest.raises(AzureError) as e, azure_errors("reading the workspace"):
+        ml_client.workspaces.get(emulator.workspace_name)
     assert "not authorized" in e.value.message

@@ -11,7 +11,11 @@ import urllib.request
 
 import pytest
 from azure.ai.ml import Input, command
-from azure.core.exceptions import HttpResponseError, ServiceRequestError, ServiceResponseError
+from azure.core.exceptions import (
+    HttpResponseError,
+    ServiceRequestError,
+    ServiceResponseError,
+)
 
 TRAIN = "azureml://datastores/workspaceblobstore/paths/azft/data/abc/train.jsonl"
 
@@ -123,7 +127,7 @@ def test_control_endpoints_script_advance_and_read_metrics(emulator, ml_client):
     assert job["status"] == "Failed" and job["error"]["code"] == "ModelNotAvailableInRegion"
     status, logs = _call(emulator, "GET", "/_emulator/jobs/ctl/logs")
     assert "status: Failed" in logs and "ModelNotAvailableInRegion" in logs
-    status, fault = _call(emulator, "POST", "/_emulator/faults", {"route_regex": "/jobs/ctl$", "status": 429})
+    status, _ = _call(emulator, "POST", "/_emulator/faults", {"route_regex": "/jobs/ctl$", "status": 429})
     assert status == 201
     with pytest.raises(HttpResponseError) as e:
         ml_client.jobs.get("ctl")
