@@ -162,8 +162,11 @@ def resolve_base(model: str | None, model_path: Path | None, adapter_cfg: dict) 
     if model_path is not None:
         return str(model_path)
     if model == "tiny-phi3":
-        from azft.tiny_phi3 import ensure_tiny_phi3  # azft is installed wherever tiny-phi3 is used
-
+        try:
+            from azft.tiny_phi3 import ensure_tiny_phi3
+        except ImportError:
+            raise StepError("tiny-phi3 is azft's local test model and needs azft installed; "
+                            "pass its folder with --model-path instead") from None
         return str(ensure_tiny_phi3())
     if model:
         return model
@@ -322,7 +325,7 @@ def log_to_mlflow(out: Path, result: dict, samples: list[dict]) -> None:
         finally:
             if ctx is not None:
                 mlflow.end_run()
-    except Exception as exc:  # tracking must never fail an evaluation
+    except Exception as exc:  # noqa: BLE001 - tracking must never fail an evaluation
         print(f"warning: could not log the evaluation to MLflow ({type(exc).__name__}); "
               "eval.json and samples.csv are in the output folder", file=sys.stderr)
 

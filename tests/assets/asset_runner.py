@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
-_OPTIONAL = re.compile(r"\$\[\[(.*?)\]\]", re.S)
+_OPTIONAL = re.compile(r"\$\[\[(.*?)\]\]", re.DOTALL)
 _REF = re.compile(r"\$\{\{\s*(inputs|outputs)\.([A-Za-z0-9_]+)\s*\}\}")
 
 
@@ -100,6 +100,6 @@ def run_component(
     run_env.pop("PYTHONPATH", None)
     run_env.update(env or {})
     proc = subprocess.run(
-        ["bash", "-c", command], cwd=snapshot, env=run_env, capture_output=True, text=True, timeout=timeout
+        ["bash", "-c", command], cwd=snapshot, env=run_env, capture_output=True, text=True, timeout=timeout, check=False,
     )
     return Result(proc.returncode, proc.stdout, proc.stderr, command, snapshot)

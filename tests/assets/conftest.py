@@ -11,7 +11,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # asset_runner.py, ass
 
 REPO = Path(__file__).resolve().parents[2]
 
-from asset_data import CHAT_ROWS, PHI3_CHAT_TEMPLATE, SPECIAL, write_jsonl  # noqa: E402
+from asset_data import CHAT_ROWS, PHI3_CHAT_TEMPLATE, SPECIAL, write_jsonl
 
 
 @pytest.fixture(scope="session")
@@ -27,7 +27,7 @@ def chat_files(tmp_path_factory) -> dict[str, Path]:
 def tiny_base_model(tmp_path_factory) -> Path:
     """A Phi-3 model scaled down to a few thousand parameters, with a BPE tokenizer trained on a few sentences."""
     import torch
-    from tokenizers import Tokenizer, models, pre_tokenizers, decoders, trainers
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import Phi3Config, Phi3ForCausalLM, PreTrainedTokenizerFast
 
     out = tmp_path_factory.mktemp("tiny-phi3")

@@ -7,7 +7,6 @@ import json
 import math
 
 import pytest
-
 from asset_data import CHAT_ROWS, write_jsonl
 from asset_runner import REPO, run_component
 

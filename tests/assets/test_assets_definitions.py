@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import re
 import warnings
-from pathlib import Path
 
 import pytest
-
 from asset_runner import REPO
 
 COMPONENTS = sorted(p for p in (REPO / "components").glob("*/component.yml"))
