@@ -23,7 +23,7 @@ from azft.data.tokens import TokenCounter, TokenizerSpec
 
 BOM = b"\xef\xbb\xbf"
 CHUNK_SIZE = 8 << 20
-TOKEN_BATCH_CHARS = 1 << 20  # encode about this much text per batch
+TOKEN_BATCH_CHARS = 1 << 18  # encode about this much text per batch
 MAX_LABELS = 1000
 MASK64 = (1 << 64) - 1
 

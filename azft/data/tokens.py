@@ -202,7 +202,25 @@ def _load_tokenizer(ref: str | os.PathLike | None) -> TokenizerLoad:
                                    "token counts are estimates")
 
 
+def _in_hf_cache(ref: str) -> bool | None:
+    """Whether the local Hugging Face cache holds a tokenizer for hub id ``ref`` (None: cannot tell).
+
+    Checked before importing transformers, so a check without a cached tokenizer stays fast."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        return None
+    try:
+        return any(isinstance(try_to_load_from_cache(ref, name), str)
+                   for name in ("tokenizer.json", "tokenizer_config.json", "tokenizer.model"))
+    except Exception:  # an id the hub library rejects (e.g. a malformed repo id)
+        return False
+
+
 def _from_pretrained(ref: str, *, local: bool) -> TokenizerLoad:
+    if not local and _in_hf_cache(ref) is False:
+        return TokenizerLoad(None, f"no tokenizer for {ref} (not in the local Hugging Face cache; nothing is "
+                                   "downloaded): token counts are estimates")
     try:
         from transformers import AutoTokenizer
     except ImportError:
