@@ -22,7 +22,7 @@ if [ "${1:-}" = "--with-test-services" ]; then
     npm ci --no-audit --no-fund --loglevel=error
   fi
   # checkov lives in its own venv: its pins conflict with azure-ai-ml's
-  if [ -f infra/install-checkov.sh ] && [ ! -x .venv-checkov/bin/checkov ]; then
-    bash infra/install-checkov.sh
+  if [ -f infra/tools/install-checkov.sh ] && [ ! -x .venv-checkov/bin/checkov ]; then
+    bash infra/tools/install-checkov.sh
   fi
 fi
