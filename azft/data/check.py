@@ -143,6 +143,11 @@ def check_file(
     with open(p, "rb") as f:
         head = f.read(_SNIFF)
     stats.has_bom = head.startswith(BOM)
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        file_problem("invalid-utf8", "the file is UTF-16 (it starts with a UTF-16 byte-order mark)",
+                     "save it as UTF-8; a UTF-8 byte-order mark is fine")
+        stats.elapsed_s = time.perf_counter() - started
+        return report
     if b"\x00" in head:
         nul = head.index(b"\x00")
         file_problem("binary-file", f"binary data (a NUL byte at offset {nul}), not a JSONL text file",

@@ -119,6 +119,13 @@ def test_empty_and_binary_files(tmp_path):
     assert list(r.error_counts) == ["binary-file"] and "compressed" in r.errors[0].hint
 
 
+def test_utf16_file_is_named(tmp_path):
+    p = tmp_path / "utf16.jsonl"
+    p.write_bytes(json.dumps(GOOD).encode("utf-16"))
+    r = check_file(p)
+    assert list(r.error_counts) == ["invalid-utf8"] and "UTF-16" in r.errors[0].message
+
+
 def test_unknown_task_and_model(write):
     p = write([GOOD])
     with pytest.raises(UsageError, match="unknown task"):
