@@ -21,6 +21,11 @@ def _handle_errors(fn: Callable) -> Callable:
         try:
             return fn(*args, **kwargs)
         except AzftError as exc:
+            if kwargs.get("output") == "json":
+                click.echo(json.dumps({"ok": False, "error": exc.message, "hint": exc.hint,
+                                       "exit_code": exc.exit_code, "problems": [p.to_dict() for p in exc.problems]},
+                                      indent=2))
+                sys.exit(exc.exit_code)
             click.echo(f"error: {exc.message}", err=True)
             if exc.hint:
                 click.echo(f"hint: {exc.hint}", err=True)

@@ -45,6 +45,8 @@ def test_check_file_errors_are_messages_not_tracebacks(tmp_path):
     assert res.exit_code == 2 and "is a directory" in res.output
     res = run("check", tmp_path / "x.jsonl", "--model", "no-such-model")
     assert res.exit_code == 2
+    res = run("stats", tmp_path / "missing.jsonl", "-o", "json")
+    assert res.exit_code == 2 and json.loads(res.output)["error"].endswith("no such file")
 
 
 def test_stats_table_and_json(write, tokenizer_dir):
