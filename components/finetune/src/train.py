@@ -463,11 +463,16 @@ def run(args: argparse.Namespace) -> int:
         log_level="warning",
     )
 
+    _ = training_args.device  # joins the process group now: ZeRO-3 partitions the weights while they load
+    if deepspeed_config is not None:
+        import deepspeed
+
+        deepspeed.init_distributed()  # DeepSpeed's view of that same process group (on CPU it is gloo)
     set_seed(args.seed)
     model, attn_impl = load_model(source, args, precision, cuda)
     model = apply_method(model, args)
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    total = sum(p.numel() for p in model.parameters())
+    trainable = sum(getattr(p, "ds_numel", p.numel()) for p in model.parameters() if p.requires_grad)
+    total = sum(getattr(p, "ds_numel", p.numel()) for p in model.parameters())  # ZeRO-3: full size
     if is_main:
         print(f"model: {source} | method {args.method} | trainable {trainable:,} of {total:,} parameters | "
               f"precision {precision} | attention {attn_impl} | packing {'on' if args.packing else 'off'} | "
