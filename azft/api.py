@@ -71,7 +71,7 @@ def submit(plan: Plan, *, force: bool = False, track: bool = True, backend_optio
         from azft.tracking import Tracker
 
         tracker = Tracker(plan.tracking_uri, plan.spec.experiment)
-        run_id = tracker.find_run_for_job(plan.job_name)
+        run_id = tracker.find_run_for_job(plan.job_name) if not force else None
         if run_id is None:
             run_id = tracker.start_submission(
                 spec=plan.spec.canonical(),
@@ -82,7 +82,9 @@ def submit(plan: Plan, *, force: bool = False, track: bool = True, backend_optio
                 studio_url=None,
                 tags=dict(plan.spec.tags),
             )
-        plan.tracking_run_id = run_id
+        # the training process logs into this run itself when the store answers (empty while buffered)
+        env = tracker.run_env(run_id)
+        plan.tracking_run_id = env.get("MLFLOW_RUN_ID")
         plan.tracking_uri = tracker.tracking_uri
     try:
         job = backend.submit(plan, force=force)
@@ -93,13 +95,17 @@ def submit(plan: Plan, *, force: bool = False, track: bool = True, backend_optio
             except Exception:  # the submit error matters more than the tracking one
                 pass
         raise
-    info = None
-    try:
-        info = job.info()
-    except Exception:
-        pass
-    if tracker and run_id and info is not None and info.studio_url:
-        tracker.set_tags(run_id, {"azft.studio_url": info.studio_url})
+    if tracker and run_id:
+        try:
+            info = job.info()
+            tags = {"azft.job_name": job.name}
+            if info.studio_url:
+                tags["azft.studio_url"] = info.studio_url
+            tracker.set_tags(run_id, tags)
+            for path in getattr(job, "artifacts", lambda: [])():
+                tracker.log_artifact(run_id, path)
+        except Exception as e:  # tracking never blocks a submission
+            say(f"warning: could not update MLflow run {run_id}: {e}")
     record_submission(
         job.name,
         backend=plan.backend,
@@ -139,7 +145,7 @@ def list_jobs(backend: Optional[str] = None, limit: int = 50, **backend_options:
 
 
 def finish_tracking(job: Job, info: JobInfo) -> None:
-    """Copy a finished job's metrics into its MLflow run and close it (idempotent)."""
+    """Copy a finished job's metrics and outputs into its MLflow run and close it (idempotent)."""
     rec = lookup_submission(job.name) or {}
     run_id = rec.get("mlflow_run_id")
     if not run_id:
@@ -150,5 +156,6 @@ def finish_tracking(job: Job, info: JobInfo) -> None:
     history = job.metrics_history()
     if history:
         tracker.log_metrics(run_id, history)
-    status = {"Completed": "FINISHED", "Failed": "FAILED", "Canceled": "KILLED"}.get(info.status.value, "FINISHED")
-    tracker.log_final(run_id, info.metrics or {}, status=status)
+    for path in getattr(job, "artifacts", lambda: [])():
+        tracker.log_artifact(run_id, path)
+    tracker.log_final(run_id, info.metrics or {}, info.status, outputs=info.outputs or None)

@@ -64,7 +64,9 @@ _MAX_REDACT_BYTES = 64 * 1024 * 1024
 
 
 def azft_dir() -> Path:
-    return Path.cwd() / ".azft"
+    from azft.state import state_dir
+
+    return state_dir()
 
 
 def default_tracking_uri() -> str:
@@ -624,6 +626,12 @@ class Tracker:
                 ops.append({"op": "artifact", "run": run_id, "src": str(f.resolve()), "artifact_path": sub})
         if ops:
             self._execute(ops)
+
+    def set_tags(self, run_id: str, tags: Mapping[str, str]) -> None:
+        """Add tags to a run (redacted; buffered when the store does not answer)."""
+        clean = {str(k): redact_text(str(v))[:MAX_TAG_CHARS] for k, v in tags.items() if v is not None}
+        if clean:
+            self._execute([{"op": "tags", "run": run_id, "tags": clean}])
 
     def run_env(self, run_id: str) -> dict[str, str]:
         """Environment for a training process that logs into this run itself (empty while the run is buffered)."""
