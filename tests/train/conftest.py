@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import random
-import sys
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-RECIPE_DIR = REPO / "components" / "finetune" / "src"
-COMPONENT = REPO / "components" / "finetune" / "component.yml"
 
 WORDS = ("the model reads data and learns to answer questions about water sky code lists paris france tokens "
          "loss step reply user system short long blue light day night").split()
@@ -74,53 +68,8 @@ def data_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def recipe():
     """The recipe's modules, imported from the component's code directory (as Azure ML runs them)."""
-    sys.path.insert(0, str(RECIPE_DIR))
-    try:
-        return SimpleNamespace(
-            train=importlib.import_module("train"),
-            data=importlib.import_module("ft_data"),
-            deepspeed=importlib.import_module("ft_deepspeed"),
-        )
-    finally:
-        sys.path.remove(str(RECIPE_DIR))
+    return load_recipe()
 
 
-def recipe_args(data_dir: Path, out: Path, **overrides) -> list[str]:
-    """argv for train.py with small, fast settings; keyword overrides replace or add options."""
-    opts = {
-        "model": "tiny-phi3",
-        "train_data": str(data_dir / "train.jsonl"),
-        "validation_data": str(data_dir / "val.jsonl"),
-        "method": "lora",
-        "epochs": 1,
-        "max_steps": 4,
-        "learning_rate": 5e-3,
-        "batch_size": 8,
-        "max_seq_length": 256,
-        "save_steps": 100,
-        "logging_steps": 1,
-        "seed": 7,
-        "model_output": str(out / "model"),
-        "metrics": str(out / "metrics"),
-    }
-    opts.update(overrides)
-    argv: list[str] = []
-    for k, v in opts.items():
-        if v is not None:
-            argv += [f"--{k}", str(v)]
-    return argv
 
-
-def make_plan(job_name: str, inputs: dict, *, stage: int = 0, num_processes: int = 1, output_dir=None,
-              tracking_uri=None, tracking_run_id=None):
-    """Stand-in for azft.plan.Plan with exactly the attributes the local backend reads."""
-    return SimpleNamespace(
-        job_name=job_name,
-        component_inputs=inputs,
-        spec=SimpleNamespace(
-            compute=SimpleNamespace(deepspeed=SimpleNamespace(stage=stage)),
-            local=SimpleNamespace(num_processes=num_processes, output_dir=output_dir),
-        ),
-        tracking_run_id=tracking_run_id,
-        tracking_uri=tracking_uri,
-    )
+from tests.train.train_helpers import COMPONENT, RECIPE_DIR, load_recipe  # noqa: E402,F401
