@@ -383,6 +383,28 @@ def make_report_callback(trainer_ref: list, files: MetricsFiles, tracker: Mlflow
 # ----------------------------------------------------------------------------------------------------- main
 
 
+def last_complete_checkpoint(ckpt_dir: Path) -> str | None:
+    """The newest checkpoint that was written completely (a kill can land in the middle of a save).
+
+    The Trainer writes trainer_state.json last, after the weights, optimizer, scheduler and RNG states.
+    """
+    if not ckpt_dir.is_dir():
+        return None
+    found = []
+    for d in ckpt_dir.glob("checkpoint-*"):
+        suffix = d.name.rsplit("-", 1)[-1]
+        if d.is_dir() and suffix.isdigit():
+            found.append((int(suffix), d))
+    for _, d in sorted(found, reverse=True):
+        try:
+            json.loads((d / "trainer_state.json").read_text())
+        except (OSError, ValueError):
+            continue
+        if any(d.glob("rng_state*.pth")):
+            return str(d)
+    return None
+
+
 def run(args: argparse.Namespace) -> int:
     check_args(args)
     import torch
@@ -393,7 +415,6 @@ def run(args: argparse.Namespace) -> int:
     precision = pick_precision(args.precision, cuda)
 
     from transformers import TrainingArguments, set_seed
-    from transformers.trainer_utils import get_last_checkpoint
 
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
@@ -425,7 +446,7 @@ def run(args: argparse.Namespace) -> int:
         deepspeed_config = zero_config(args.deepspeed_stage, args.deepspeed_offload, cuda=cuda)
     resume_from = None
     if args.resume == "auto":
-        resume_from = get_last_checkpoint(str(ckpt_dir)) if ckpt_dir.is_dir() else None
+        resume_from = last_complete_checkpoint(ckpt_dir)
     elif args.resume != "never":
         if not Path(args.resume).is_dir():
             raise RecipeError(f"--resume {args.resume}: no such checkpoint directory")
