@@ -18,9 +18,11 @@ says what to do.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import secrets
 import shutil
+import threading
 import time
 import urllib.request
 from dataclasses import dataclass, field
@@ -166,6 +168,50 @@ def quiet_sdk():
                 lg.setLevel(lv)
 
     return _ctx()
+
+
+_CA_LOCK = threading.RLock()
+
+
+@contextlib.contextmanager
+def trust_ca(ca_bundle: Optional[str]) -> Iterator[None]:
+    """Trust ``ca_bundle`` on top of the usual roots while the block runs (nothing happens without one).
+
+    ``jobs.create_or_update`` of a pipeline uploads each component's ``code:`` folder through azure-storage-blob
+    clients that azure-ai-ml builds itself from a SAS URI, without the ``MLClient``'s ``connection_verify``. Those
+    clients verify TLS through ``requests``, which reads ``REQUESTS_CA_BUNDLE``: for the duration of the call it
+    names a bundle of the roots already in use (``REQUESTS_CA_BUNDLE`` or certifi's) plus ``ca_bundle``.
+    """
+    if not ca_bundle:
+        yield
+        return
+    import hashlib
+    import os
+    import tempfile
+
+    import certifi
+
+    with _CA_LOCK:
+        previous = os.environ.get("REQUESTS_CA_BUNDLE")
+        base = previous if previous and Path(previous).is_file() else certifi.where()
+        try:
+            pem = Path(base).read_bytes().rstrip(b"\n") + b"\n" + Path(ca_bundle).read_bytes()
+        except OSError as exc:
+            raise UsageError(f"the CA bundle {ca_bundle} cannot be read ({exc.strerror})",
+                             hint="AZFT_AZURE_CA_BUNDLE must name the emulator's CA certificate (PEM)") from None
+        target = Path(tempfile.gettempdir()) / f"azft-ca-{hashlib.sha256(pem).hexdigest()[:16]}.pem"
+        if not target.is_file() or target.read_bytes() != pem:
+            tmp = target.with_name(f"{target.name}.{os.getpid()}.part")
+            tmp.write_bytes(pem)
+            os.replace(tmp, target)
+        os.environ["REQUESTS_CA_BUNDLE"] = str(target)
+        try:
+            yield
+        finally:
+            if previous is None:
+                os.environ.pop("REQUESTS_CA_BUNDLE", None)
+            else:
+                os.environ["REQUESTS_CA_BUNDLE"] = previous
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -372,9 +418,15 @@ class AzureBackend(Backend):
         on_event: Optional[Callable[[str], None]] = None,
         retry_total: Optional[int] = None,
         progress: bool = True,
+        ca_bundle: Optional[str] = None,
         **options: Any,
     ):
+        import os
+
         self.workspace = dict(workspace or {})
+        #: A CA certificate to trust besides the public roots (a loopback emulator's), for every HTTPS call of a
+        #: submit, including the storage clients azure-ai-ml creates itself to upload component code.
+        self.ca_bundle = ca_bundle or os.environ.get("AZFT_AZURE_CA_BUNDLE") or None
         self.credential = credential
         self._ml_client = ml_client
         self._uploader = uploader
@@ -501,7 +553,7 @@ class AzureBackend(Backend):
         job = jobs.build_job(plan)
         if self.before_create:
             self.before_create(plan, name)
-        with quiet_sdk():
+        with quiet_sdk(), trust_ca(self.ca_bundle):
             created = call(f"submitting job {name}", self.ml_client.jobs.create_or_update, job)
         self.on_event(f"submitted {getattr(created, 'name', name)}")
         self.after_command()

@@ -115,8 +115,10 @@ class MockWorkspace:
         if self._emulator is None:
             from azft.emulator.server import Emulator
 
+            # blobs (component code uploaded through startPendingUpload SAS URIs) live next to the directory
+            # datastore, so a later process finds an upload by its content hash like Azure does
             self._emulator = Emulator(clock=_wall_clock(), seconds_per_state=self.seconds_per_state,
-                                      ca=self._ca(), lro_retry_after=0.01)
+                                      ca=self._ca(), lro_retry_after=0.01, blob_root=self.root / "datastore")
             self._emulator.start()
             self._load()
         return self._emulator
@@ -325,7 +327,8 @@ class MockBackend(Backend):
             else:
                 uploader = DirectoryUploader(self.workspace.root / "datastore")
             cls = _inner_class(target)
-            kwargs: dict[str, Any] = {"ml_client": client, "uploader": uploader, "on_event": self.on_event}
+            kwargs: dict[str, Any] = {"ml_client": client, "uploader": uploader, "on_event": self.on_event,
+                                      "ca_bundle": em.ca_pem_path}
             if target == "maap":
                 kwargs["create_missing_cluster"] = True
             backend = cls(**kwargs)

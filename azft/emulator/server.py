@@ -28,6 +28,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlencode
 
+from azft.emulator.blobs import BLOB_PREFIX, BlobService, BlobStore
 from azft.emulator.credential import FakeCredential
 from azft.emulator.lifecycle import (
     LIFECYCLE,
@@ -86,13 +87,17 @@ class RecordedRequest:
     status: int | None = None  # None when the connection was dropped on purpose
     fault: bool = False
     time: float = field(default_factory=time.time)
+    #: The query as sent, SAS signature included: only the Blob service reads it; never recorded or serialized.
+    raw_query: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def api_version(self) -> str | None:
         return self.query.get("api-version")
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        d.pop("raw_query", None)
+        return d
 
 
 @dataclass
@@ -188,6 +193,7 @@ class Emulator:
         storage_account: str = "azftstorage",
         blob_container: str | None = None,
         blob_endpoint: str | None = None,
+        blob_root: str | os.PathLike[str] | None = None,
         storage_suffix: str = "core.windows.net",
         api_versions: Iterable[str] = API_VERSIONS,
         ca: TestCA | None = None,
@@ -216,6 +222,10 @@ class Emulator:
         self.workspace_guid = str(uuid.uuid5(uuid.NAMESPACE_URL, f"{subscription_id}/{resource_group}/{workspace}"))
         self.blob_container = blob_container or f"azureml-blobstore-{self.workspace_guid}"
         self.blob_endpoint = blob_endpoint
+        #: The emulator's own Blob service (``/_blob/<account>/...``): code uploads through a SAS from
+        #: ``startPendingUpload`` land here, in memory or under ``blob_root``.
+        self.blob_store = BlobStore(blob_root)
+        self.blob_service = BlobService(self.blob_store, storage_account)
         self.storage_suffix = storage_suffix
         self.api_versions = frozenset(api_versions)
         self.host = host
@@ -360,6 +370,8 @@ class Emulator:
             self._pending_outcomes.clear()
             self._named_outcomes.clear()
             self._operations.clear()
+            if self.blob_store.root is None:
+                self.blob_store.clear()
 
     # ------------------------------------------------------------------------------------------------------------
     # clients
@@ -635,6 +647,8 @@ class Emulator:
             ("PUT", _WS + _ASSET + r"/versions/(?P<version>[^/]+)$", "assets.put", self._h_asset_put, True),
             ("GET", _WS + _ASSET + r"/versions/(?P<version>[^/]+)$", "assets.get", self._h_asset_get, True),
             ("GET", _WS + _ASSET + r"/versions$", "assets.versions", self._h_asset_versions, True),
+            ("POST", _WS + _ASSET + r"/versions/(?P<version>[^/]+)/startPendingUpload$", "assets.startPendingUpload",
+             self._h_pending_upload, True),
             ("GET", _WS + _ASSET + r"$", "assets.container", self._h_asset_container, True),
             ("PUT", _WS + r"/marketplaceSubscriptions/(?P<name>[^/]+)$", "marketplace.put", self._h_mkt_put, True),
             ("GET", _WS + r"/marketplaceSubscriptions/(?P<name>[^/]+)$", "marketplace.get", self._h_mkt_get, True),
@@ -666,7 +680,8 @@ class Emulator:
         return [(m, re.compile(rx, re.IGNORECASE), name, h, auth) for m, rx, name, h, auth in r]
 
     # -- dispatch ------------------------------------------------------------------------------------------------
-    def _dispatch(self, rec: RecordedRequest, authorization: str | None) -> Response | object:
+    def _record_and_fault(self, rec: RecordedRequest) -> Response | object | None:
+        """Record the request; the response of an injected fault (or _DROP), or None to handle it normally."""
         with self._lock:
             self.requests.append(rec)
             fault = None
@@ -675,19 +690,42 @@ class Emulator:
                 if fault:
                     fault.hits += 1
                     rec.fault = True
-        if fault is not None:
-            if fault.delay:
-                time.sleep(fault.delay)
-            if fault.drop_connection:
-                return _DROP
-            if fault.status is not None:
-                headers = {}
-                if fault.retry_after is not None:
-                    ra = fault.retry_after
-                    headers["Retry-After"] = str(int(ra)) if float(ra).is_integer() else f"{ra:g}"
-                code = fault.error_code or _STATUS_CODES.get(fault.status, "InternalServerError")
-                return Response(fault.status, azure_error(code, f"Injected fault: HTTP {fault.status} ({code})."),
-                                headers)
+        if fault is None:
+            return None
+        if fault.delay:
+            time.sleep(fault.delay)
+        if fault.drop_connection:
+            return _DROP
+        if fault.status is not None:
+            headers = {}
+            if fault.retry_after is not None:
+                ra = fault.retry_after
+                headers["Retry-After"] = str(int(ra)) if float(ra).is_integer() else f"{ra:g}"
+            code = fault.error_code or _STATUS_CODES.get(fault.status, "InternalServerError")
+            if rec.path.startswith(BLOB_PREFIX + "/"):  # the Blob service answers in its own XML dialect
+                from azft.emulator.blobs import BlobError
+
+                err = BlobError(fault.status, code, f"Injected fault: HTTP {fault.status} ({code}).")
+                return Response(fault.status, err.body() if rec.method != "HEAD" else b"",
+                                {**headers, "x-ms-error-code": code, "Content-Type": "application/xml"})
+            return Response(fault.status, azure_error(code, f"Injected fault: HTTP {fault.status} ({code})."),
+                            headers)
+        return None
+
+    def _dispatch_blob(self, rec: RecordedRequest, raw: bytes, headers: dict[str, str],
+                       authorization: str | None) -> Response | object:
+        """A request to the emulator's Blob service (``/_blob/...``); faults apply as to every other route."""
+        rec.route = "blob"
+        early = self._record_and_fault(rec)
+        if early is not None:
+            return early
+        resp = self.blob_service.handle(rec.method, rec.path, rec.raw_query, headers, raw, authorization)
+        return Response(resp.status, resp.body, dict(resp.headers))
+
+    def _dispatch(self, rec: RecordedRequest, authorization: str | None) -> Response | object:
+        early = self._record_and_fault(rec)
+        if early is not None:
+            return early
         path_matched = False
         for method, rx, name, handler, needs_auth in self._routes:
             m = rx.match(rec.path)
@@ -914,12 +952,16 @@ class Emulator:
 
     def _h_asset_versions(self, rec: RecordedRequest, m: re.Match) -> Response:
         kind = _asset_kind(m["kind"])
-        items = [v for (n, _), v in self.assets[kind].items() if n == m["name"]]
-        items.reverse()  # newest first, as `$orderBy=createdtime desc` asks
         wanted = rec.query.get("hash")
         if wanted:
-            items = [v for v in items if (v.get("properties", {}).get("properties") or {}).get("hash_sha256") == wanted
+            # A content-hash lookup spans the workspace, as Azure's does: anonymous code gets a fresh random name
+            # on every submit, and the hash is what finds an earlier upload of the same folder.
+            items = [v for v in self.assets[kind].values()
+                     if (v.get("properties", {}).get("properties") or {}).get("hash_sha256") == wanted
                      or v.get("properties", {}).get("contentHash") == wanted]
+        else:
+            items = [v for (n, _), v in self.assets[kind].items() if n == m["name"]]
+        items.reverse()  # newest first, as `$orderBy=createdtime desc` asks
         top = rec.query.get("$top")
         if top and top.isdigit():
             items = items[: int(top)]
@@ -932,6 +974,29 @@ class Emulator:
             raise _HttpError(404, "UserError", f"{kind} {m['name']} was not found.")
         return Response(200, self._arm_resource(kind, m["name"], {
             "properties": {"latestVersion": versions[-1], "description": "", "tags": {}, "properties": {}}}))
+
+    def _h_pending_upload(self, rec: RecordedRequest, m: re.Match) -> Response:
+        """``startPendingUpload``: a container SAS on the emulator's own Blob service, as Azure hands out for code
+        (``blobReferenceForConsumption``). One container per asset version, so a retried upload finds its blobs."""
+        kind = _asset_kind(m["kind"])
+        body = rec.body if isinstance(rec.body, dict) else {}
+        upload_type = body.get("pendingUploadType") or "TemporaryBlobReference"
+        if upload_type != "TemporaryBlobReference":
+            raise _HttpError(400, "UserError", f"pendingUploadType {upload_type!r} is not supported.")
+        container = str(uuid.uuid5(uuid.NAMESPACE_URL, f"{self.workspace_id}/{kind}/{m['name']}/{m['version']}"))
+        self.blob_store.create_container(container, exist_ok=True)
+        sub, rg = self.subscription_id, self.resource_group
+        return Response(200, {
+            "blobReferenceForConsumption": {
+                "blobUri": self.blob_service.container_url(self.base_url, container),
+                "storageAccountArmId": f"/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.Storage"
+                                       f"/storageAccounts/{self.storage_account}",
+                "credential": {"credentialType": "SAS",
+                               "sasUri": self.blob_service.sas_url(self.base_url, container)},
+            },
+            "pendingUploadId": body.get("pendingUploadId") or str(uuid.uuid4()),
+            "pendingUploadType": upload_type,
+        })
 
     # marketplace subscriptions and serverless endpoints
     def _h_mkt_put(self, rec: RecordedRequest, m: re.Match) -> Response:
@@ -1117,6 +1182,8 @@ def _comparable(body: dict) -> dict:
 #: Headers that carry credentials besides Authorization: recorded as present, never with their value.
 _SECRET_HEADERS = frozenset({"x-azureml-token", "x-ms-authorization-auxiliary", "ocp-apim-subscription-key",
                              "api-key"})
+#: Query parameters that carry credentials (a SAS signature): recorded as present, never with their value.
+_SECRET_QUERY = frozenset({"sig", "signature"})
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -1150,16 +1217,24 @@ class _Handler(BaseHTTPRequestHandler):
         path = unquote(path)
         query = {k: v[-1] for k, v in parse_qs(qs, keep_blank_values=True).items()}
         raw = self._read_body()
-        body: Any = None
-        if raw:
-            try:
-                body = json.loads(raw)
-            except ValueError:
-                body = raw.decode("utf-8", "replace")
         headers = {k: ("[redacted]" if k.lower() in _SECRET_HEADERS else v)
                    for k, v in self.headers.items() if k.lower() != "authorization"}
-        rec = RecordedRequest(self.command, path, query, headers, body)
-        result = self.emulator._dispatch(rec, self.headers.get("Authorization"))
+        recorded_query = {k: ("[redacted]" if k.lower() in _SECRET_QUERY else v) for k, v in query.items()}
+        if path.startswith(BLOB_PREFIX + "/"):
+            # blob bodies are data, not JSON: recorded by size only
+            rec = RecordedRequest(self.command, path, recorded_query, headers,
+                                  f"<{len(raw)} bytes>" if raw else None, raw_query=query)
+            result = self.emulator._dispatch_blob(rec, raw, dict(self.headers.items()),
+                                                  self.headers.get("Authorization"))
+        else:
+            body: Any = None
+            if raw:
+                try:
+                    body = json.loads(raw)
+                except ValueError:
+                    body = raw.decode("utf-8", "replace")
+            rec = RecordedRequest(self.command, path, recorded_query, headers, body, raw_query=query)
+            result = self.emulator._dispatch(rec, self.headers.get("Authorization"))
         if result is _DROP:
             self.close_connection = True
             try:
@@ -1181,9 +1256,11 @@ class _Handler(BaseHTTPRequestHandler):
         if ctype:
             self.send_header("Content-Type", ctype)
         self.send_header("x-ms-request-id", str(uuid.uuid4()))
+        length = result.headers.pop("Content-Length", None)  # HEAD of a blob: its size, with no body
         for k, v in result.headers.items():
             self.send_header(k, v)
-        self.send_header("Content-Length", str(len(payload)))
+        self.send_header("Content-Length", str(length if length is not None and self.command == "HEAD"
+                                               else len(payload)))
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(payload)

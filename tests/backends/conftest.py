@@ -55,6 +55,7 @@ def azure_backend(emulator, tmp_path):
     def make(target: str = "maas", uploader=None, retry_total: int = 4, **kwargs):
         client = emulator.make_ml_client(retry_total=retry_total, retry_backoff_factor=0.01)
         uploader = uploader or DirectoryUploader(tmp_path / "datastore")
+        kwargs.setdefault("ca_bundle", emulator.ca_pem_path)  # the SDK's own code-upload clients trust it too
         if target == "maas":
             from azft.backends.maas import MaasBackend
 
