@@ -504,10 +504,13 @@ def _follow(job, *, timeout: Optional[float], poll: float, output: str, cancel_o
 @click.option("--prices", type=click.Path(), help="YAML price table for the estimate.")
 @click.option("--tracking-uri", default=None, help="MLflow tracking URI (overrides the spec and MLFLOW_TRACKING_URI).")
 @click.option("--mock-target", type=click.Choice(["maas", "maap"]), default=None, help="mock: which Azure path to emulate.")
+@click.option("--fault", "faults", multiple=True, metavar="KIND[:key=value,...]",
+              help="mock: inject a fault, e.g. job_error:state=Running,error=quota_exceeded or "
+                   "http_error:status=503,times=2 (repeatable; adds to the spec's mock.faults).")
 @click.option("--cancel-on-interrupt", is_flag=True, help="With --wait: Ctrl-C also cancels the job.")
 @click.option("--output", "-o", type=click.Choice(OUTPUTS), default="table")
 def submit(spec_file: str, backend: str, wait_: bool, timeout: Optional[float], poll: Optional[float], force: bool,
-           prices: Optional[str], tracking_uri: Optional[str], mock_target: Optional[str],
+           prices: Optional[str], tracking_uri: Optional[str], mock_target: Optional[str], faults: tuple[str, ...],
            cancel_on_interrupt: bool, output: str) -> int:
     """Validate, upload and submit a spec. Re-running the same submit finds the existing job."""
     from azft import api
@@ -520,6 +523,12 @@ def submit(spec_file: str, backend: str, wait_: bool, timeout: Optional[float], 
         spec.tracking.tracking_uri = os.environ["MLFLOW_TRACKING_URI"]
     if mock_target:
         spec.mock.target = mock_target
+    if faults:
+        if backend != "mock":
+            from azft.errors import UsageError
+
+            raise UsageError("--fault works with --backend mock only")
+        spec.mock.faults.extend(parse_fault(f) for f in faults)
     p = api.plan(spec, backend, prices=prices, force=force)
     con = _console(stderr=True)
     if output == "table":
@@ -540,6 +549,29 @@ def submit(spec_file: str, backend: str, wait_: bool, timeout: Optional[float], 
         return EXIT_OK
     return _follow(job, timeout=timeout, poll=poll or (1.0 if backend in ("local", "mock") else 15.0), output=output,
                    cancel_on_interrupt=cancel_on_interrupt, stream_logs=backend == "local")
+
+
+def parse_fault(text: str):
+    """`job_error:state=Running,error=quota_exceeded` → FaultSpec (validated like the spec's mock.faults)."""
+    from pydantic import ValidationError
+
+    from azft.errors import UsageError
+    from azft.spec import FaultSpec
+
+    kind, _, rest = text.partition(":")
+    fields: dict[str, Any] = {"kind": kind.strip()}
+    for part in filter(None, (p.strip() for p in rest.split(","))):
+        key, sep, value = part.partition("=")
+        if not sep:
+            raise UsageError(f"--fault {text}: expected key=value, got {part!r}")
+        fields[key.strip()] = value.strip()
+    try:
+        return FaultSpec.model_validate(fields)
+    except ValidationError as e:
+        err = e.errors(include_url=False)[0]
+        where = ".".join(str(x) for x in err["loc"]) or "kind"
+        raise UsageError(f"--fault {text}: {where}: {err['msg']}",
+                         hint="kinds: job_error, http_error, drop_connection, slow_response, cancel") from None
 
 
 def _job_options(f):

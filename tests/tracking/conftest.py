@@ -39,6 +39,7 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, empty_store: Path) 
     (tmp_path / ".azft").mkdir()
     shutil.copy2(empty_store, tmp_path / ".azft" / "mlflow.db")
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("AZFT_HOME", str(tmp_path))
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)
     return tmp_path
