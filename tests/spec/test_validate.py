@@ -222,3 +222,23 @@ def test_spec_reference_is_current():
     spec.loader.exec_module(mod)
     current = (EXAMPLES.parent / "docs" / "spec-reference.md").read_text()
     assert current == mod.render(), "docs/spec-reference.md is stale: run `python scripts/gen_spec_reference.py`"
+
+
+def test_init_writes_a_spec_that_validates(run_cli, workdir, monkeypatch):
+    monkeypatch.chdir(workdir)
+    r = run_cli("init", "azft.yaml", "--name", "my-bot", "--train", "data/chat_train.jsonl")
+    assert r.code == 0, r.text
+    text = (workdir / "azft.yaml").read_text()
+    assert text.startswith("# yaml-language-server: $schema=.azft-schema.json")
+    assert json.loads((workdir / ".azft-schema.json").read_text())["title"] == "azft job spec"
+    assert run_cli("validate", "azft.yaml").code == 0
+    again = run_cli("init", "azft.yaml")
+    assert again.code == 2 and "--force" in again.err
+
+
+def test_fault_flag_is_validated(run_cli, workdir):
+    path = write(workdir, GOOD)
+    r = run_cli("submit", path, "--backend", "mock", "--fault", "job_error:state=Sleeping")
+    assert r.code == 2 and "state" in r.err and "Traceback" not in r.text
+    r = run_cli("submit", path, "--backend", "local", "--fault", "job_error")
+    assert r.code == 2 and "mock only" in r.err
