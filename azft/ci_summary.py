@@ -26,9 +26,10 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Optional
+from typing import Any
 
 import click
 
@@ -144,7 +145,7 @@ def _git(repo: Path, *args: str) -> str:
     return proc.stdout
 
 
-def changed_files(repo: Path, base: Optional[str], head: str = "HEAD") -> Optional[list[str]]:
+def changed_files(repo: Path, base: str | None, head: str = "HEAD") -> list[str] | None:
     """Files changed between the merge base of ``base`` and ``head``; None means "no usable base: take all"."""
     if not base or ZERO_SHA.match(base):
         return None
@@ -163,7 +164,7 @@ def find_specs(
     repo: Path,
     globs: Iterable[str],
     *,
-    changed: Optional[list[str]],
+    changed: list[str] | None,
     default_backend: str,
     submit_backends: Iterable[str],
     explicit: Iterable[str] = (),
@@ -218,11 +219,10 @@ def _split_list(value: str, allowed: tuple[str, ...], option: str) -> list[str]:
     return items
 
 
-def _write_outputs(lines: list[str], target: Optional[str]) -> None:
+def _write_outputs(lines: list[str], target: str | None) -> None:
     if target:
         with open(target, "a", encoding="utf-8") as f:
-            for line in lines:
-                f.write(line + "\n")
+            f.writelines(line + "\n" for line in lines)
     else:
         for line in lines:
             click.echo(line)
@@ -252,7 +252,7 @@ def md_code(value: Any) -> str:
     return f"{fence}{text}{fence}" if fence == "`" else f"{fence} {text} {fence}"
 
 
-def _exit_text(code: Optional[int]) -> str:
+def _exit_text(code: int | None) -> str:
     if code is None:
         return "no exit code"
     return f"exit {code} ({EXIT_MEANING.get(code, 'unexpected')})"
@@ -265,11 +265,11 @@ class StepResult:
     step: str
     state: str  # "missing" (step did not run), "empty" (ran but wrote nothing), "error", "ok"
     data: Any = None
-    exit_code: Optional[int] = None
-    path: Optional[str] = None
+    exit_code: int | None = None
+    path: str | None = None
 
 
-def read_step(step: str, path: Optional[str]) -> Optional[StepResult]:
+def read_step(step: str, path: str | None) -> StepResult | None:
     """Load one step's JSON output; a step that did not run or wrote no JSON is reported, never raised."""
     from azft.tracking.redact import redact
 
@@ -421,7 +421,7 @@ def _plan_section(d: dict) -> list[str]:
     return out
 
 
-def _job_section(d: dict, results: Optional[dict]) -> list[str]:
+def _job_section(d: dict, results: dict | None) -> list[str]:
     out = ["### Job", ""]
     status = d.get("status")
     icon = {"Completed": "✅", "Failed": "❌", "Canceled": "⚠️"}.get(str(status), "ℹ️")
@@ -444,12 +444,12 @@ def _job_section(d: dict, results: Optional[dict]) -> list[str]:
     out += _kv_table("Final metrics", metrics)
     out += _kv_table("Model / adapter", outputs)
     if status not in ("Completed", "Failed", "Canceled") and status is not None:
-        out += [f"The job is still {md_cell(status)}: `azft wait {d.get('name') or d.get('job_name')}` "
-                "resumes watching it.", ""]
+        job = d.get("name") or d.get("job_name")
+        out += [f"The job is still {md_cell(status)}: `azft wait {job}` resumes watching it.", ""]
     return out
 
 
-def render_summary(spec: str, backend: Optional[str], steps: list[StepResult], title: Optional[str] = None) -> str:
+def render_summary(spec: str, backend: str | None, steps: list[StepResult], title: str | None = None) -> str:
     """The Markdown summary of one spec's CI run."""
     heading = title or f"azft · {md_code(spec)}" + (f" → `{backend}`" if backend else "")
     out = [f"## {heading}", "", "| step | result |", "|---|---|"]
@@ -479,7 +479,7 @@ def render_summary(spec: str, backend: Optional[str], steps: list[StepResult], t
     return text
 
 
-def append_summary(markdown: str, out: Optional[str]) -> Optional[str]:
+def append_summary(markdown: str, out: str | None) -> str | None:
     """Append to ``out`` (``-`` or None: stdout). Returns the file written, if any."""
     if not out or out == "-":
         click.echo(markdown, nl=False)
@@ -523,7 +523,7 @@ def ci() -> None:
               help="json: print the list; github: write outputs to $GITHUB_OUTPUT; azure-devops: print "
                    "##vso[task.setvariable] lines.")
 @click.option("--output", "-o", type=click.Choice(["json"]), default="json", hidden=True)
-def specs_cmd(paths: tuple[str, ...], globs: tuple[str, ...], base: Optional[str], head: str, all_: bool,
+def specs_cmd(paths: tuple[str, ...], globs: tuple[str, ...], base: str | None, head: str, all_: bool,
               default_backend: str, submit_backends: str, repo: str, fmt: str, output: str) -> int:
     """The job specs a change touched (spec or its local data files), each with its backend.
 
@@ -589,9 +589,9 @@ def specs_cmd(paths: tuple[str, ...], globs: tuple[str, ...], base: Optional[str
 @click.option("--title", default=None, help="Heading (default: the spec and backend).")
 @click.option("--out", "out", default=None, metavar="FILE",
               help="Append the Markdown here (default: $GITHUB_STEP_SUMMARY when set, else stdout; - for stdout).")
-def summary_cmd(spec: str, backend: Optional[str], validate_json: Optional[str], plan_json: Optional[str],
-                submit_json: Optional[str], wait_json: Optional[str], results_json: Optional[str],
-                title: Optional[str], out: Optional[str]) -> int:
+def summary_cmd(spec: str, backend: str | None, validate_json: str | None, plan_json: str | None,
+                submit_json: str | None, wait_json: str | None, results_json: str | None,
+                title: str | None, out: str | None) -> int:
     """Markdown summary of a spec's CI steps (verdict, estimate, what is sent, job outcome, metrics).
 
     Give the JSON file of each step that ran; a named file that does not exist is shown as "did not run". The
@@ -610,7 +610,7 @@ def summary_cmd(spec: str, backend: Optional[str], validate_json: Optional[str],
     return EXIT_OK
 
 
-def main(argv: Optional[list[str]] = None) -> None:
+def main(argv: list[str] | None = None) -> None:
     """``python -m azft.ci_summary ...``: the same commands through azft's error handling."""
     from azft.cli import report_error
     from azft.errors import AzftError

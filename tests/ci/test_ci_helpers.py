@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.ci.conftest import MOCK_SPEC, ROOT
+from tests.ci.conftest import ROOT
 
 SPEC = """\
 {comment}name: {name}
