@@ -73,6 +73,7 @@ class LazyGroup(click.Group):
         "data": ("azft.cli_data:data", "Check, describe and split data files (line-numbered, streaming)."),
         "runs": ("azft.cli_runs:runs", "List, show and compare tracked MLflow runs."),
         "results": ("azft.cli_runs:results", "Final metrics of a job and where its model/adapter is."),
+        "ci": ("azft.ci_summary:ci", "CI helpers: changed specs as a matrix, Markdown job summary."),
     },
     epilog=EXIT_CODES_HELP,
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -119,13 +120,13 @@ def main(argv: Optional[list[str]] = None) -> None:
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
     output = "table"
     args = argv if argv is not None else sys.argv[1:]
-    if "--output" in args:
-        i = args.index("--output")
-        if i + 1 < len(args):
+    for i, a in enumerate(args):
+        if a in ("--output", "-o") and i + 1 < len(args):
             output = args[i + 1]
-    for a in args:
-        if a.startswith("--output="):
+        elif a.startswith("--output="):
             output = a.split("=", 1)[1]
+        elif a.startswith("-o") and len(a) > 2:
+            output = a[2:]
     try:
         rv = cli.main(args=argv, prog_name="azft", standalone_mode=False)
         sys.exit(rv if isinstance(rv, int) else EXIT_OK)
@@ -441,6 +442,18 @@ def _info_line(info) -> str:
     return s
 
 
+def _interrupt_on_ci_signals() -> None:
+    """CI runners stop a cancelled run with SIGTERM (GitHub may send SIGHUP first): treat both like Ctrl-C."""
+    import signal
+
+    def raise_interrupt(signum, frame):
+        raise KeyboardInterrupt()
+
+    for sig in (signal.SIGTERM, getattr(signal, "SIGHUP", None)):
+        if sig is not None:
+            signal.signal(sig, raise_interrupt)
+
+
 def _follow(job, *, timeout: Optional[float], poll: float, output: str, cancel_on_interrupt: bool,
             stream_logs: bool) -> int:
     """Watch a job to its end; Ctrl-C leaves it running (or cancels it with --cancel-on-interrupt)."""
@@ -450,6 +463,8 @@ def _follow(job, *, timeout: Optional[float], poll: float, output: str, cancel_o
 
     con = _console(stderr=True)
     stop = threading.Event()
+    if cancel_on_interrupt:
+        _interrupt_on_ci_signals()
     if stream_logs and output == "table":
         def pump():
             try:
@@ -608,14 +623,9 @@ def status(job_name: str, backend: Optional[str], output: str) -> int:
 def wait(job_name: str, backend: Optional[str], timeout: Optional[float], poll: Optional[float],
          cancel_on_interrupt: bool, output: str) -> int:
     """Wait for a job to end. Exit 0 completed, 1 failed, 3 cancelled or timed out. Safe to interrupt and rerun."""
-    import signal
-
     from azft import api
 
     job = api.get_job(job_name, backend)
-    if cancel_on_interrupt:
-        # CI runners stop a cancelled job with SIGTERM: treat it like Ctrl-C
-        signal.signal(signal.SIGTERM, lambda *a: (_ for _ in ()).throw(KeyboardInterrupt()))
     return _follow(job, timeout=timeout, poll=poll or (1.0 if job.backend in ("local", "mock") else 15.0),
                    output=output, cancel_on_interrupt=cancel_on_interrupt, stream_logs=False)
 

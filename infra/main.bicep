@@ -341,11 +341,11 @@ resource hubStorageBlobData 'Microsoft.Authorization/roleAssignments@2022-04-01'
   }
 }
 
-@description('GitHub secret AZURE_CLIENT_ID for azure/login with OIDC.')
+@description('GitHub repository variable AZURE_CLIENT_ID for azure/login with OIDC.')
 output clientId string = identity.properties.clientId
-@description('GitHub secret AZURE_TENANT_ID.')
+@description('GitHub repository variable AZURE_TENANT_ID.')
 output tenantId string = subscription().tenantId
-@description('GitHub secret AZURE_SUBSCRIPTION_ID.')
+@description('GitHub repository variable AZURE_SUBSCRIPTION_ID.')
 output subscriptionId string = subscription().subscriptionId
 output resourceGroup string = resourceGroup().name
 output hubName string = hub.name
