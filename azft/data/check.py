@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from azft.data.report import DataProblem, DataReport, DataStats, TokenStats
-from azft.data.scan import BOM, Partial, ScanConfig, scan_range, scan_worker
+from azft.data.scan import BOM, Partial, ScanConfig, scan_range
 from azft.data.tasks import detect_task, normalize_task
 from azft.data.tokens import TokenizerLoad, TokenizerSpec, load_tokenizer, resolve_model, spec_from_object, verified
 from azft.errors import DataError, Problem, UsageError

@@ -31,7 +31,7 @@ class TokenStats:
     histogram: list[tuple[int, int, int]] = field(default_factory=list)  # (low, high exclusive, rows)
 
     @classmethod
-    def from_counts(cls, counts: Counter) -> "TokenStats":
+    def from_counts(cls, counts: Counter) -> TokenStats:
         """Build from {tokens: rows}; memory is bounded by the number of distinct lengths, not rows."""
         rows = sum(counts.values())
         if not rows:

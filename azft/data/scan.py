@@ -63,7 +63,7 @@ class Partial:
 class _Collector:
     """Receives problems for the current line; keeps the first ``cap`` of each kind and counts the rest."""
 
-    __slots__ = ("line", "problems", "counts", "cap", "row_errors")
+    __slots__ = ("cap", "counts", "line", "problems", "row_errors")
 
     def __init__(self, part: Partial, cap: int):
         self.line = 0
@@ -253,9 +253,3 @@ def scan_range(cfg: ScanConfig, start: int, end: int) -> Partial:
                 flush()
     part.lines = lineno
     return part
-
-
-def scan_worker(cfg: ScanConfig, start: int, end: int) -> Partial:
-    """Entry point in a worker process: one Rust tokenizer thread per process, since the processes fill the cores."""
-    cfg.parallel_tokenizer = False
-    return scan_range(cfg, start, end)

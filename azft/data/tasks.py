@@ -12,7 +12,8 @@ column names for the other tasks, and these defaults are the ones their samples 
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 TASKS = (
     "chat-completion",

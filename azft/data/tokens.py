@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 # Phi-3's chat template (microsoft/Phi-3-mini-4k-instruct tokenizer_config.json), used when a tokenizer has none.
 PHI3_CHAT_TEMPLATE = (
