@@ -11,6 +11,7 @@ start and the parent shifts them.
 from __future__ import annotations
 
 import json
+import re
 from array import array
 from collections import Counter
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ CHUNK_SIZE = 8 << 20
 TOKEN_BATCH_CHARS = 1 << 18  # encode about this much text per batch
 MAX_LABELS = 1000
 MASK64 = (1 << 64) - 1
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 @dataclass
@@ -95,8 +97,10 @@ def _json_error(line: bytes, exc: Exception) -> tuple[str, str, str | None]:
     msg = str(exc)
     # orjson and json disagree on a few edge cases (e.g. lone surrogates); trust the standard library's verdict.
     try:
-        json.loads(text, parse_constant=_reject_constant)
+        _fallback_loads(line)
     except ValueError as je:
+        if not isinstance(je, json.JSONDecodeError) and "surrogate" in str(je):
+            return ("invalid-utf8", str(je), "escape sequences must encode real Unicode characters")
         msg = f"{je.msg} at column {je.colno}" if isinstance(je, json.JSONDecodeError) else str(je)
     except RecursionError:
         msg = "JSON nested too deeply"
@@ -110,8 +114,29 @@ def _reject_constant(name: str) -> Any:
 
 
 def _fallback_loads(line: bytes) -> Any:
-    """Parse what orjson refuses but JSON allows (integers beyond 64 bits, deep nesting); raise if invalid."""
-    return json.loads(line.decode("utf-8"), parse_constant=_reject_constant)
+    """Parse what orjson refuses but JSON allows (integers beyond 64 bits, deep nesting); raise if invalid.
+
+    Escaped unpaired surrogates (``"\\ud800"``) parse in Python but are not Unicode text: no tokenizer or service
+    accepts them, so they are rejected here too."""
+    obj = json.loads(line.decode("utf-8"), parse_constant=_reject_constant)
+    if _has_surrogate(obj):
+        raise ValueError("a string holds an unpaired surrogate escape (\\ud800-\\udfff), which is not valid text")
+    return obj
+
+
+def _has_surrogate(obj: Any) -> bool:
+    stack = [obj]
+    while stack:
+        v = stack.pop()
+        if type(v) is str:
+            if not v.isascii() and _SURROGATE.search(v):
+                return True
+        elif type(v) is list:
+            stack.extend(v)
+        elif type(v) is dict:
+            stack.extend(v.keys())
+            stack.extend(v.values())
+    return False
 
 
 def scan_range(cfg: ScanConfig, start: int, end: int) -> Partial:

@@ -75,6 +75,13 @@ def test_invalid_utf8_reported_with_line_and_byte(write):
     assert f"0xe9 at byte {pos} " in report.errors[0].message
 
 
+def test_escaped_unpaired_surrogates_are_invalid_text(write, tokenizer_dir):
+    bad = '{"messages": [{"role": "user", "content": "\\ud800 x"}, {"role": "assistant", "content": "a"}]}'
+    for tok in (None, str(tokenizer_dir)):
+        report = check_file(write([GOOD, bad]), tokenizer=tok)
+        assert errors(report) == [(2, "invalid-utf8")] and "surrogate" in report.errors[0].message
+
+
 def test_bom_is_accepted_only_at_the_start(write):
     good = json.dumps(GOOD).encode()
     report = check_file(write([b"\xef\xbb\xbf" + good, b"\xef\xbb\xbf" + good.replace(b"4", b"5")]))

@@ -27,6 +27,10 @@ task_like = st.dictionaries(
     json_values | st.lists(st.text(max_size=5), max_size=4), max_size=5)
 
 
+escaped_lines = st.lists(st.sampled_from(['"\\ud800"', '"\\udfff x"', '"ok"', '"\\u00e9"', "1" + "0" * 25, "[]",
+                                          '{"role": "assistant", "content": "\\ud83d"}']), max_size=6)
+
+
 def _check_all_tasks(path):
     for task in TASKS:
         report = check_file(path, task)
@@ -60,3 +64,15 @@ def test_random_chat_never_crashes_exact_counting(tmp_path, tokenizer_dir, rows)
     report = check_file(p, "chat-completion", tokenizer=str(tokenizer_dir), max_tokens=16)
     json.dumps(report.to_dict())
     assert report.stats.token_count_exact
+
+
+@SETTINGS
+@given(st.lists(escaped_lines, min_size=1, max_size=4))
+def test_escapes_and_big_numbers_never_crash_exact_counting(tmp_path, tokenizer_dir, parts):
+    # JSON escapes that Python accepts but Unicode does not (lone surrogates), and integers beyond 64 bits
+    p = tmp_path / f"{uuid.uuid4().hex}.jsonl"
+    lines = ['{"messages": [{"role": "user", "content": %s}, {"role": "assistant", "content": "a"}], "x": [%s]}'
+             % (vals[0] if vals else '"q"', ", ".join(vals)) for vals in parts]
+    p.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    report = check_file(p, "chat-completion", tokenizer=str(tokenizer_dir))
+    json.dumps(report.to_dict())
