@@ -240,10 +240,46 @@ def build_credential(endpoint: str | None = None, env: Mapping[str, str] | None 
         from azft.emulator.credential import FakeCredential
 
         return FakeCredential()
-    from azure.identity import DefaultAzureCredential
+    from azure.identity import ChainedTokenCredential, DefaultAzureCredential
 
     # Interactive browser login would hang CI; every non-interactive way stays on.
-    return DefaultAzureCredential(exclude_interactive_browser_credential=True)
+    default = DefaultAzureCredential(exclude_interactive_browser_credential=True)
+    ci = ci_federated_credential(env)
+    return ChainedTokenCredential(ci, default) if ci is not None else default
+
+
+def ci_federated_credential(env: Mapping[str, str]) -> Any:
+    """A federated credential that asks the CI system for a fresh OIDC token every time it needs one.
+
+    `azure/login` (GitHub) and `AzureCLI@2` (Azure DevOps) exchange one OIDC token at the start of a job; a token
+    requested from the Azure CLI an hour later fails (AADSTS700024) while a long `azft wait` is still running.
+    Asking the runner for a new assertion on each token request keeps long waits alive. None outside CI.
+    """
+    from azure.identity import AzurePipelinesCredential, ClientAssertionCredential
+
+    client_id, tenant_id = env.get("AZURE_CLIENT_ID"), env.get("AZURE_TENANT_ID")
+    gh_url, gh_token = env.get("ACTIONS_ID_TOKEN_REQUEST_URL"), env.get("ACTIONS_ID_TOKEN_REQUEST_TOKEN")
+    if gh_url and gh_token and client_id and tenant_id:
+
+        def github_assertion() -> str:
+            import json
+            import urllib.request
+
+            sep = "&" if "?" in gh_url else "?"
+            req = urllib.request.Request(f"{gh_url}{sep}audience=api://AzureADTokenExchange",
+                                         headers={"Authorization": f"bearer {gh_token}"})
+            with urllib.request.urlopen(req, timeout=30) as resp:  # noqa: S310 - the runner's own endpoint
+                return json.loads(resp.read())["value"]
+
+        return ClientAssertionCredential(tenant_id, client_id, github_assertion)
+    connection = env.get("AZURESUBSCRIPTION_SERVICE_CONNECTION_ID")
+    access_token = env.get("SYSTEM_ACCESSTOKEN")
+    ado_client = env.get("AZURESUBSCRIPTION_CLIENT_ID") or client_id
+    ado_tenant = env.get("AZURESUBSCRIPTION_TENANT_ID") or tenant_id
+    if connection and access_token and ado_client and ado_tenant:
+        return AzurePipelinesCredential(tenant_id=ado_tenant, client_id=ado_client,
+                                        service_connection_id=connection, system_access_token=access_token)
+    return None
 
 
 def retry_kwargs(retry_total: int = 6, retry_backoff_factor: float = 0.8, retry_backoff_max: int = 60,
