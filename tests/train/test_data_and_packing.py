@@ -95,12 +95,16 @@ def test_pack_rows_balances_and_respects_capacity(recipe):
     assert len(rows) == -(-sum(lengths) // 256)  # as few rows as the tokens need
 
 
+@pytest.mark.parametrize("attention", ["sdpa", "azft_packed_sdpa"])
 def test_packed_batch_gives_the_same_per_example_loss_as_unpacked_examples(recipe, tokenizer, tiny_model,
-                                                                            data_dir):
+                                                                            data_dir, attention):
     import torch
     from transformers import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(tiny_model, attn_implementation="sdpa").eval()
+    import ft_attention
+
+    ft_attention.register()
+    model = AutoModelForCausalLM.from_pretrained(tiny_model, attn_implementation=attention).eval()
     model.config.use_cache = False  # as in training: packed position ids are honoured only without a KV cache
     examples = recipe.data.encode_file(data_dir / "train.jsonl", "chat-completion", tokenizer, 256).examples[:6]
 
@@ -144,3 +148,28 @@ def test_packed_batch_gives_the_same_per_example_loss_as_unpacked_examples(recip
                             labels=batch["labels"]).loss.item()
     assert packed_loss == pytest.approx(padded_loss, rel=1e-4)
     assert int(batch["real_tokens"]) == int(pad["attention_mask"].sum())
+
+
+def test_recipe_packed_loss_scores_only_reply_tokens_and_matches_the_padded_loss(recipe, tokenizer, tiny_model,
+                                                                                 data_dir):
+    """The recipe's training loss (rows end to end, LM head only at scored positions) equals the plain loss."""
+    from types import SimpleNamespace
+
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    import ft_attention
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model, attn_implementation=ft_attention.register()).eval()
+    model.config.use_cache = False
+    examples = recipe.data.encode_file(data_dir / "train.jsonl", "chat-completion", tokenizer, 128).examples[:8]
+    packed = recipe.data.PackingCollator(tokenizer.pad_token_id, 128)(examples)
+    assert packed["input_ids"].shape[0] > 1  # several rows, laid end to end by the loss
+    padded = recipe.data.PaddingCollator(tokenizer.pad_token_id)(examples)
+    trainer_cls = recipe.train.make_trainer_class()
+    fake_self = SimpleNamespace(args=SimpleNamespace(average_tokens_across_devices=False))
+    with torch.no_grad():
+        got = trainer_cls._packed_loss(fake_self, model, {k: v for k, v in packed.items() if k != "real_tokens"},
+                                       None).item()
+        want = model(**{k: v for k, v in padded.items() if k != "real_tokens"}).loss.item()
+    assert got == pytest.approx(want, rel=1e-4)

@@ -223,8 +223,12 @@ def load_model(source: str, args: argparse.Namespace, precision: str, cuda: bool
         kwargs["dtype"] = torch.float32  # full fine-tuning keeps fp32 master weights (autocast does the rest)
     if cuda and importlib.util.find_spec("flash_attn") is not None and precision in ("bf16", "fp16"):
         kwargs["attn_implementation"] = "flash_attention_2"  # varlen kernels honour packed position ids
+    elif args.packing:
+        from ft_attention import register
+
+        kwargs["attn_implementation"] = register()  # per-example causal attention inside packed rows
     else:
-        kwargs["attn_implementation"] = "sdpa"  # packed position ids become a block-diagonal mask
+        kwargs["attn_implementation"] = "sdpa"
     try:
         model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
     except (OSError, ValueError) as e:
@@ -285,13 +289,37 @@ def make_trainer_class():
         """Counts real (non-padding) tokens, and evaluates a token-weighted loss over the reply tokens."""
 
         real_tokens_seen = 0
+        #: set when the attention splits rows at position-id restarts (azft_packed_sdpa, flash-attention varlen)
+        segment_attention = False
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             real = inputs.pop("real_tokens", None)
             if real is not None and model.training:
                 self.real_tokens_seen += int(real)
+            if self.segment_attention and not return_outputs and "attention_mask" not in inputs:
+                return self._packed_loss(model, inputs, num_items_in_batch)
             return super().compute_loss(model, inputs, return_outputs=return_outputs,
                                         num_items_in_batch=num_items_in_batch)
+
+        def _packed_loss(self, model, inputs, num_items_in_batch):
+            """Loss of a packed batch, computing logits only where a reply token is predicted.
+
+            The rows are laid end to end as one sequence (the attention keeps examples apart by their position
+            ids, so the row layout no longer matters) and the vocabulary projection runs only at the positions
+            whose next token is a label: prompt tokens and padding never reach the LM head or the softmax.
+            """
+            labels = inputs["labels"].reshape(1, -1)
+            ids = inputs["input_ids"].reshape(1, -1)
+            pos = inputs["position_ids"].reshape(1, -1)
+            scored = (labels[0, 1:] != -100).nonzero().flatten()  # position j predicts token j + 1
+            logits = model(input_ids=ids, position_ids=pos, logits_to_keep=scored).logits[0]
+            loss = torch.nn.functional.cross_entropy(logits.float(), labels[0, scored + 1], reduction="sum")
+            if num_items_in_batch is None:
+                return loss / max(int(scored.numel()), 1)
+            loss = loss / num_items_in_batch
+            if self.args.average_tokens_across_devices:
+                loss = loss * self.accelerator.num_processes  # mirrors Trainer.compute_loss
+            return loss
 
         def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix="eval"):
             loader = self.get_eval_dataloader(eval_dataset)
@@ -513,6 +541,7 @@ def run(args: argparse.Namespace) -> int:
         callbacks=[report],
     )
     trainer_ref.append(trainer)
+    trainer.segment_attention = args.packing and attn_impl in ("azft_packed_sdpa", "flash_attention_2")
     from transformers.trainer_callback import PrinterCallback
 
     trainer.remove_callback(PrinterCallback)  # the report callback prints one readable line per step instead
