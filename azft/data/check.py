@@ -264,18 +264,43 @@ def _merge(report: DataReport, stats: DataStats, parts: list[Partial], fname: st
                                    hint="a classifier needs at least two classes", kind="single-label"))
 
 
+SMALL_DUPLICATE_ROWS = 200_000  # below this, a dict beats importing numpy
+
+
+def _duplicates_small(parts: list[Partial], offsets: list[int]) -> tuple[int, list[tuple[int, int]]]:
+    from array import array
+
+    seen: dict[int, int] = {}
+    count = 0
+    pairs: list[tuple[int, int]] = []
+    for pt, off in zip(parts, offsets):
+        hs, ls = array("Q"), array("Q")
+        hs.frombytes(bytes(pt.hashes))
+        ls.frombytes(bytes(pt.hash_lines))
+        for h, line in zip(hs, ls):
+            line += off
+            first = seen.setdefault(h, line)
+            if first != line:
+                count += 1
+                if len(pairs) < 50:
+                    pairs.append((line, first))
+    return count, pairs
+
+
 def _duplicates(parts: list[Partial]) -> tuple[int, list[tuple[int, int]]]:
     """(number of rows identical to an earlier row, first 50 (line, earlier line) pairs)."""
-    import numpy as np
-
-    hs = [np.frombuffer(pt.hashes, dtype=np.uint64) for pt in parts if len(pt.hashes)]
-    if not hs:
-        return 0, []
     offsets = []
     off = 0
     for pt in parts:
         offsets.append(off)
         off += pt.lines
+    if sum(len(pt.hashes) for pt in parts) < SMALL_DUPLICATE_ROWS:
+        return _duplicates_small(parts, offsets)  # numpy's import costs more than the work for small files
+    import numpy as np
+
+    hs = [np.frombuffer(pt.hashes, dtype=np.uint64) for pt in parts if len(pt.hashes)]
+    if not hs:
+        return 0, []
     ls = [np.frombuffer(pt.hash_lines, dtype=np.uint64) + np.uint64(o)
           for pt, o in zip(parts, offsets) if len(pt.hashes)]
     h = np.concatenate(hs)
