@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import secrets
 import shutil
 import threading
@@ -170,6 +171,33 @@ def quiet_sdk():
     return _ctx()
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+@contextlib.contextmanager
+def sdk_console() -> Iterator[None]:
+    """Keep azure-ai-ml's console decoration off stderr while a call runs.
+
+    Its code upload prints a progress bar per folder (``show_progress`` must stay on: with it off, azure-ai-ml
+    1.35 loses the error of a failed blob upload and waits forever), a colour reset and blank lines. Those are
+    dropped; whatever else it prints still reaches stderr afterwards (secrets redacted).
+    """
+    import io
+    import sys
+
+    from azft.tracking.redact import redact_text
+
+    buf = io.StringIO()
+    with contextlib.redirect_stderr(buf):
+        try:
+            yield
+        finally:
+            text = "\n".join(line for line in _ANSI.sub("", buf.getvalue()).splitlines()
+                             if line.strip() and not line.startswith("Uploading "))
+            if text:
+                print(redact_text(text), file=sys.stderr)
+
+
 _CA_LOCK = threading.RLock()
 
 
@@ -263,6 +291,10 @@ class BlobUploader(Uploader):
         kwargs: dict[str, Any] = {}
         if self.connection_verify:
             kwargs["connection_verify"] = self.connection_verify
+        if self.progress:
+            from rich.console import Console
+
+            kwargs["console"] = Console(stderr=True)  # stdout carries `--output json`; progress goes to stderr
         try:
             report = up.upload_files(
                 [d.path for d in local], account_url=endpoint, container=datastore.container,
@@ -553,7 +585,7 @@ class AzureBackend(Backend):
         job = jobs.build_job(plan)
         if self.before_create:
             self.before_create(plan, name)
-        with quiet_sdk(), trust_ca(self.ca_bundle):
+        with quiet_sdk(), trust_ca(self.ca_bundle), sdk_console():
             created = call(f"submitting job {name}", self.ml_client.jobs.create_or_update, job)
         self.on_event(f"submitted {getattr(created, 'name', name)}")
         self.after_command()

@@ -113,6 +113,10 @@ class Fault:
     delay: float | None = None
     error_code: str | None = None
     hits: int = 0
+    #: Let this many matching requests through first: ``Fault(".", skip=n)`` hits the request number n+1 of a
+    #: sequence whose paths carry fresh random names each time (operation ids, anonymous code, blob containers).
+    skip: int = 0
+    seen: int = 0
 
     def __post_init__(self) -> None:
         self._re = re.compile(self.route_regex, re.IGNORECASE)
@@ -124,7 +128,12 @@ class Fault:
             return False
         if self.method and self.method.upper() != method.upper():
             return False
-        return bool(self._re.search(path))
+        if not self._re.search(path):
+            return False
+        if self.seen < self.skip:
+            self.seen += 1
+            return False
+        return True
 
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if not k.startswith("_")}
@@ -409,7 +418,9 @@ class Emulator:
         previous = os.environ.get("AZUREML_CURRENT_CLOUD")
         kwargs.setdefault("connection_verify", self.ca_pem_path)
         kwargs.setdefault("enable_telemetry", False)
-        kwargs.setdefault("show_progress", False)
+        # show_progress must stay on: with it off, azure-ai-ml 1.35 drops the error of a failed code-folder blob
+        # upload and then waits forever for the file count to add up (azft silences the bars, not the errors)
+        kwargs.setdefault("show_progress", True)
         kwargs.setdefault("polling_interval", 0)
         try:
             return MLClient(
@@ -438,9 +449,14 @@ class Emulator:
             "AZURE_RESOURCE_GROUP": self.resource_group,
             "AZUREML_WORKSPACE_NAME": self.workspace_name,
         }
-        if self.blob_endpoint:
-            out["AZFT_BLOB_ENDPOINT"] = self.blob_endpoint
+        # data uploads go to the configured blob endpoint (Azurite), else to the emulator's own Blob service
+        out["AZFT_BLOB_ENDPOINT"] = self.blob_endpoint or self.own_blob_endpoint
         return out
+
+    @property
+    def own_blob_endpoint(self) -> str:
+        """The account URL of the emulator's own Blob service (path-style, bearer tokens or SAS)."""
+        return f"{self.base_url}{BLOB_PREFIX}/{self.storage_account}"
 
     # ------------------------------------------------------------------------------------------------------------
     # controls
@@ -454,9 +470,12 @@ class Emulator:
         drop_connection: bool = False,
         delay: float | None = None,
         error_code: str | None = None,
+        skip: int = 0,
     ) -> Fault:
-        """Make the next ``times`` requests whose path matches ``route_regex`` fail (or stall, or drop)."""
-        fault = Fault(route_regex, method, status, retry_after, times, drop_connection, delay, error_code)
+        """Make the next ``times`` requests whose path matches ``route_regex`` fail (or stall, or drop), after
+        letting ``skip`` of them through."""
+        fault = Fault(route_regex, method, status, retry_after, times, drop_connection, delay, error_code,
+                      skip=skip)
         with self._lock:
             self.faults.append(fault)
         return fault
@@ -807,6 +826,8 @@ class Emulator:
         return Response(200, self._workspace_body())
 
     def _datastore_body(self) -> dict[str, Any]:
+        if not self.blob_endpoint:  # the default datastore's container exists in the emulator's own Blob service
+            self.blob_store.create_container(self.blob_container, exist_ok=True)
         return self._arm_resource("datastores", "workspaceblobstore", {
             "properties": {
                 "datastoreType": "AzureBlob",
@@ -1120,7 +1141,7 @@ class Emulator:
     def _c_faults(self, rec: RecordedRequest, m: re.Match) -> Response:
         body = rec.body if isinstance(rec.body, dict) else {}
         allowed = {"route_regex", "method", "status", "retry_after", "times", "drop_connection", "delay",
-                   "error_code"}
+                   "error_code", "skip"}
         unknown = set(body) - allowed
         if unknown or "route_regex" not in body:
             raise _HttpError(400, "BadRequest", f"fault needs route_regex; allowed keys: {sorted(allowed)}")
