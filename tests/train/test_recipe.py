@@ -149,3 +149,16 @@ def test_component_yaml_is_a_valid_azure_ml_component():
     # every input is a recipe option, so the command Azure ML renders is one the recipe accepts
     options = {a.dest for a in load_recipe().train.build_parser()._actions}
     assert expected_inputs | {"model_output", "metrics"} <= options
+
+
+def test_an_unreachable_tracking_server_never_stops_training(data_dir, tmp_path, azft_cache):
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on: connections are refused at once
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    r = _run_cli(recipe_args(data_dir, tmp_path, max_steps=2),
+                 env={"MLFLOW_TRACKING_URI": f"http://127.0.0.1:{port}", "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"})
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stderr.count("warning: MLflow") == 1  # warned once
+    assert json.loads((tmp_path / "metrics" / "metrics.json").read_text())["global_step"] == 2

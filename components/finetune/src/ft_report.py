@@ -122,6 +122,9 @@ class MlflowLogger:
 
     def __init__(self, enabled: bool):
         self.enabled = enabled and bool(os.environ.get("MLFLOW_RUN_ID") or os.environ.get("MLFLOW_TRACKING_URI"))
+        if self.enabled:  # fail fast rather than retry for minutes when the tracking server is down
+            os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+            os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
         self._warned = False
         self._mlflow = None
         self._started = False
@@ -130,7 +133,9 @@ class MlflowLogger:
         if not self._warned:
             self._warned = True
             print(f"warning: MLflow {what} failed ({type(exc).__name__}: {str(exc)[:200]}); training continues "
-                  "and metrics stay in metrics.jsonl", file=sys.stderr, flush=True)
+                  "without MLflow and every metric stays in metrics.jsonl", file=sys.stderr, flush=True)
+        # A tracking server that failed once would stall every later step in its retries: stop calling it.
+        self.enabled = False
 
     def _call(self, what: str, fn, *a, **kw):
         if not self.enabled:
