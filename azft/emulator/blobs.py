@@ -80,7 +80,7 @@ class BlobProps:
 
 
 def _md5_b64(data: bytes) -> str:
-    return base64.b64encode(hashlib.md5(data).digest()).decode()  # noqa: S324 - the protocol's checksum
+    return base64.b64encode(hashlib.md5(data).digest()).decode()
 
 
 def _etag() -> str:
@@ -123,6 +123,13 @@ class BlobStore:
                 (self.root / container).mkdir(parents=True, exist_ok=True)
             self._containers[container] = time.time()
             return True
+
+    def containers(self) -> list[str]:
+        with self._lock:
+            names = set(self._containers) | {c for c, _ in self._props}
+            if self.root is not None and self.root.is_dir():
+                names |= {p.name for p in self.root.iterdir() if p.is_dir() and _CONTAINER_RE.match(p.name)}
+            return sorted(names)
 
     def container_exists(self, container: str) -> bool:
         with self._lock:
@@ -391,7 +398,7 @@ def _range(headers: dict[str, str], size: int) -> tuple[int, int] | None:
         raise BlobError(400, "InvalidRange", f"The range {value!r} is not valid.")
     start = int(m.group(1))
     end = int(m.group(2)) if m.group(2) else size - 1
-    if start >= size and size > 0 or (size == 0 and start > 0):
+    if start >= size > 0 or (size == 0 and start > 0):
         raise BlobError(416, "InvalidRange", "The range specified is invalid for the current size of the resource.")
     return start, min(end, size - 1)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 
@@ -95,7 +96,7 @@ def test_maap_submit_uploads_code_once_and_the_pipeline_completes(emulator, azur
 def test_resubmit_uploads_nothing_and_creates_no_second_job(emulator, azure_backend, make_spec, plan_for):
     backend = azure_backend("maap")
     first = backend.submit(plan_for(_maap_spec(make_spec), "maap"))
-    blobs_before = sum(len(emulator.blob_store.list(c)) for c in {k[0] for k in emulator.blob_store._props})
+    blobs_before = sum(len(emulator.blob_store.list(c)) for c in emulator.blob_store.containers())
 
     n = len(emulator.requests)
     again = backend.submit(plan_for(_maap_spec(make_spec), "maap"))
@@ -111,7 +112,7 @@ def test_resubmit_uploads_nothing_and_creates_no_second_job(emulator, azure_back
     assert not _blob_requests(emulator, n)
     assert len(emulator.requests_to(r"/codes/[^/]+/versions$", "GET")) == 2 * len(COMPONENT_STEPS)
     assert len(emulator.codes) == len(COMPONENT_STEPS)
-    assert sum(len(emulator.blob_store.list(c)) for c in {k[0] for k in emulator.blob_store._props}) == blobs_before
+    assert sum(len(emulator.blob_store.list(c)) for c in emulator.blob_store.containers()) == blobs_before
 
 
 def test_registry_pipeline_references_azures_chat_completion_pipeline(emulator, azure_backend, make_spec, plan_for):
@@ -184,18 +185,18 @@ def test_a_fault_at_each_kind_of_request_of_a_maap_submit_still_makes_exactly_on
         assert not reruns
 
 
-def test_mock_with_target_maap_end_to_end_through_the_cli(run_cli, make_spec, tmp_path, monkeypatch):
+def test_mock_with_target_maap_end_to_end_through_the_cli(run_cli, make_spec, tmp_path):
     from azft.backends.mock import mock_dir
 
-    spec = _maap_spec(make_spec, name="cli", cluster=None, create_cluster=False)
-    path = spec.source_path if hasattr(spec, "source_path") else tmp_path / "cli.yaml"
-    doc = path.read_text() + "mock:\n  target: maap\n  seconds_per_state: 0.05\n"
-    path.write_text(doc)
+    # no cluster named: the mock creates its stand-in cluster; make_spec wrote the spec to <name>.yaml
+    _maap_spec(make_spec, name="cli", cluster=None, create_cluster=False)
+    path = tmp_path / "cli.yaml"
+    path.write_text(path.read_text() + "mock:\n  target: maap\n  seconds_per_state: 0.05\n")
     res = run_cli("submit", str(path), "--backend", "mock", "--wait", "--output", "json")
     assert res.code == 0, res.text
     info = json.loads(res.out)
     assert info["status"] == "Completed" and info["extra"]["job_type"] == "pipeline"
-    saved = json.loads(open(info["extra"]["requests_file"]).read())
+    saved = json.loads(Path(info["extra"]["requests_file"]).read_text())
     submit = [r for r in saved if r["command"] == "submit"]
     assert any(r["path"].endswith("/startPendingUpload") for r in submit)
     assert any(r["path"].startswith("/_blob/") and r["method"] == "PUT" for r in submit)
@@ -206,8 +207,8 @@ def test_mock_with_target_maap_end_to_end_through_the_cli(run_cli, make_spec, tm
     # a second submit, in what would be a new process, finds the job: no upload, no new job
     again = run_cli("submit", str(path), "--backend", "mock", "--output", "json")
     assert again.code == 0, again.text
-    assert json.loads(again.out)["job_name" if "job_name" in json.loads(again.out) else "name"] == info["name"]
-    saved = json.loads(open(info["extra"]["requests_file"]).read())
+    assert json.loads(again.out)["job_name"] == info["name"]
+    saved = json.loads(Path(info["extra"]["requests_file"]).read_text())
     later = [r for r in saved[len(submit):] if r["command"] == "submit"]
     assert later and not [r for r in later if r["path"].startswith("/_blob/") or r["method"] != "GET"]
 
@@ -219,14 +220,14 @@ def test_a_failed_maas_jobs_error_code_reaches_status_and_wait_exits_1(emulator,
     for k, v in emulator.env().items():  # the CLI resolves the workspace, endpoint and blob endpoint from these
         monkeypatch.setenv(k, v)
     monkeypatch.chdir(tmp_path)
-    spec = make_spec()
+    make_spec()
     path = tmp_path / "demo.yaml"
     res = run_cli("submit", str(path), "--backend", "maas", "--output", "json")
     assert res.code == 0, res.text
-    name = json.loads(res.out).get("job_name") or json.loads(res.out)["name"]
+    name = json.loads(res.out)["job_name"]
     # the training data went through the emulator's own Blob service (bearer token, content-addressed path)
-    d = spec.data.train
-    assert emulator.blob_store.list(emulator.blob_container, "azft/data/"), d
+    (data_blob,) = emulator.blob_store.list(emulator.blob_container, "azft/data/")
+    assert data_blob[0].endswith("/demo-train.jsonl")
     emulator.script_job(name, "fail", "Running", "QuotaExceeded")
     emulator.advance(states=10)
 
