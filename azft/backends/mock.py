@@ -12,7 +12,9 @@ disk in ``.azft/mock/state.json``: jobs with their creation times and scripted o
 the faults still pending. Each command starts a fresh emulator, loads that state (under a file lock), works, and
 saves it; a job's state is a function of the clock, so every process gives the same answer. Data files are
 "uploaded" into ``.azft/mock/datastore/`` (content-addressed like the real datastore) unless a blob endpoint is
-configured (``blob_endpoint=`` or ``AZFT_MOCK_BLOB_ENDPOINT``, e.g. Azurite).
+configured (``blob_endpoint=`` or ``AZFT_MOCK_BLOB_ENDPOINT``, e.g. Azurite). With ``mock.target: maap`` the SDK
+uploads each component's code through the emulator's ``startPendingUpload`` SAS into its Blob service, which keeps
+the blobs in ``.azft/mock/datastore/`` too: a later process finds the code by its content hash and uploads nothing.
 
 Faults (``mock.faults`` in the spec, or ``faults=`` from flags), and what a CI sees:
 

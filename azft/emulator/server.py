@@ -1,7 +1,9 @@
 """A loopback HTTPS emulator of the Azure ML REST API, for the real ``MLClient``.
 
 It serves the routes azure-ai-ml 1.35 calls for azft's flows (workspace, datastores, jobs with cancel LRO and
-paging, computes, components, codes, marketplace subscriptions, serverless endpoints, run history), records every
+paging, computes, components, codes with ``startPendingUpload``, marketplace subscriptions, serverless endpoints, run
+history) plus a minimal Blob service under ``/_blob/`` (``azft.emulator.blobs``) that takes the SDK's code uploads
+through the SAS URIs it hands out and azft's own data uploads with bearer tokens, records every
 request (minus the ``Authorization`` header), moves jobs through their lifecycle on a controllable clock, and injects
 faults per route. Unknown routes answer 404 with an Azure-shaped error body and are recorded in ``unmatched``.
 
