@@ -340,6 +340,10 @@ def make_ml_client(
         cloud, metadata = _cloud_for_endpoint(endpoint)
         kw.update(cloud=cloud, cloud_metadata=metadata)
     kw.update(kwargs)
+    if kw.get("show_progress") is False:
+        # azure-ai-ml 1.35 loses a failed code-upload error without progress reporting and then waits forever for
+        # the file count to add up; azft hides the SDK's bars on stderr instead (backends/azureml.py).
+        raise UsageError("make_ml_client: show_progress must stay on")
     previous = os.environ.get("AZUREML_CURRENT_CLOUD")
     try:
         return MLClient(credential, ws.subscription_id, ws.resource_group, ws.workspace, **kw)
