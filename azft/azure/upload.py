@@ -10,7 +10,6 @@ HTTPS), so no account key or SAS is needed.
 from __future__ import annotations
 
 import base64
-import hashlib
 import os
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -20,6 +19,7 @@ from typing import Any
 
 from azft.azure.workspace import CA_BUNDLE_ENV, azure_errors, redact
 from azft.errors import AzureError, DataError
+from azft.plan import file_sha256  # the same content hash the plan shows
 
 BLOB_ENDPOINT_ENV = "AZFT_BLOB_ENDPOINT"
 DEFAULT_BLOCK_SIZE = 4 * 1024 * 1024
@@ -50,17 +50,6 @@ class UploadResult(dict):
         self.files_skipped = 0
         self.blocks_reused = 0
         self.blob_names: dict[str, str] = {}
-
-
-def sha256_file(path: Path, chunk: int = 1024 * 1024) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while True:
-            b = f.read(chunk)
-            if not b:
-                break
-            h.update(b)
-    return h.hexdigest()
 
 
 def blob_name_for(sha256: str, filename: str) -> str:
@@ -181,7 +170,7 @@ def upload_files(
     plans = []
     with azure_errors(f"checking blobs in container {info.container!r}"):
         for f in files:
-            sha = sha256_file(f)
+            sha = file_sha256(f)
             name = blob_name_for(sha, f.name)
             blob = client.get_blob_client(name)
             existing, size = _existing_hash(blob)

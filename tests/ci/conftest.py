@@ -72,27 +72,10 @@ def azft_commands(script: str) -> list[list[str]]:
     return commands
 
 
-class CiRun:
-    def __init__(self, code: int, out: str, err: str):
-        self.code, self.out, self.err = code, out, err
-
-
 @pytest.fixture
-def run_ci(capsys):
-    """`azft ci ...` in-process through azft.ci_summary.main (the same commands the CLI group serves)."""
-    from azft.ci_summary import main
-
-    def run(*args: str) -> CiRun:
-        capsys.readouterr()
-        try:
-            main(list(args))
-            code = 0
-        except SystemExit as e:
-            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-        cap = capsys.readouterr()
-        return CiRun(code, cap.out, cap.err)
-
-    return run
+def run_ci(run_cli):
+    """`azft ci ...` in-process through the real entry point."""
+    return lambda *args: run_cli("ci", *args)
 
 
 @pytest.fixture
