@@ -31,14 +31,6 @@ from pathlib import Path
 
 MODES = ("floor", "cookbook-format", "cookbook", "azft-format", "azft-exact")
 
-PHI3_TEMPLATE = (
-    "{% for message in messages %}"
-    "{% if message['role'] == 'system' %}{{'<|system|>\n' + message['content'] + '<|end|>\n'}}"
-    "{% elif message['role'] == 'user' %}{{'<|user|>\n' + message['content'] + '<|end|>\n'}}"
-    "{% elif message['role'] == 'assistant' %}{{'<|assistant|>\n' + message['content'] + '<|end|>\n'}}"
-    "{% endif %}{% endfor %}"
-    "{% if add_generation_prompt %}{{ '<|assistant|>\n' }}{% else %}{{ eos_token }}{% endif %}"
-)
 SPECIALS = ["<unk>", "<s>", "</s>", "<|endoftext|>", "<|assistant|>", "<|end|>", "<|system|>", "<|user|>"]
 
 # ------------------------------------------------------------------------------------------------ data
@@ -103,6 +95,9 @@ def build_tokenizer(out: Path, corpus: Path) -> None:
     tok.train_from_iterator(texts(), trainer=trainer)
     out.mkdir(parents=True, exist_ok=True)
     tok.save(str(out / "tokenizer.json"))
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from azft.tiny_phi3 import CHAT_TEMPLATE as PHI3_TEMPLATE
+
     (out / "tokenizer_config.json").write_text(json.dumps({
         "tokenizer_class": "PreTrainedTokenizerFast", "bos_token": "<s>", "eos_token": "<|endoftext|>",
         "unk_token": "<unk>", "pad_token": "<|endoftext|>", "chat_template": PHI3_TEMPLATE}))

@@ -23,15 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-# Phi-3's chat template (microsoft/Phi-3-mini-4k-instruct tokenizer_config.json), used when a tokenizer has none.
-PHI3_CHAT_TEMPLATE = (
-    "{% for message in messages %}"
-    "{% if message['role'] == 'system' %}{{'<|system|>\n' + message['content'] + '<|end|>\n'}}"
-    "{% elif message['role'] == 'user' %}{{'<|user|>\n' + message['content'] + '<|end|>\n'}}"
-    "{% elif message['role'] == 'assistant' %}{{'<|assistant|>\n' + message['content'] + '<|end|>\n'}}"
-    "{% endif %}{% endfor %}"
-    "{% if add_generation_prompt %}{{ '<|assistant|>\n' }}{% else %}{{ eos_token }}{% endif %}"
-)
+# Phi-3's chat template (as in the instruct models' tokenizer_config.json), used when a tokenizer has none.
+from azft.tiny_phi3 import CHAT_TEMPLATE as PHI3_CHAT_TEMPLATE  # noqa: E402
 
 # Hub ids for catalog model ids, used only when the catalog does not name one.
 _HUB_IDS = {
