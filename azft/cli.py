@@ -212,11 +212,10 @@ def validate(spec_file: str, backend: Optional[str], no_data: bool, output: str)
                         problems=problems)
     summary = (f"{spec_file}: valid — {spec.name}: {model.id}, {spec.task}, {spec.method}, "
                f"{spec.hyperparameters.epochs} epoch{'s' if spec.hyperparameters.epochs != 1 else ''}")
-    if output == "table":
-        con = _console()
-        con.print(f"[green]✓[/] {_esc(summary)}")
+    if output == "table":  # click.style, not rich: validate is on every editor save and CI step; keep it fast
+        click.echo(click.style("✓", fg="green") + f" {summary}")
         for w in warnings:
-            con.print(f"  [yellow]![/] {_esc(w)}")
+            click.echo("  " + click.style("!", fg="yellow") + f" {w}")
     else:
         _emit({"ok": True, "summary": summary, "name": spec.name, "model": model.id, "warnings": warnings}, output)
     return EXIT_OK
