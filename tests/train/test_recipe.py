@@ -162,3 +162,9 @@ def test_an_unreachable_tracking_server_never_stops_training(data_dir, tmp_path,
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stderr.count("warning: MLflow") == 1  # warned once
     assert json.loads((tmp_path / "metrics" / "metrics.json").read_text())["global_step"] == 2
+
+
+def test_lora_targets_that_do_not_exist_are_named(recipe, data_dir, tmp_path, capsys):
+    assert run_in_process(recipe, recipe_args(data_dir, tmp_path, lora_target_modules="qkv_proj,q_proj")) == 2
+    err = capsys.readouterr().err
+    assert "no module named q_proj" in err and "qkv_proj" in err and "all-linear" in err

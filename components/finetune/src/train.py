@@ -238,6 +238,8 @@ def load_model(source: str, args: argparse.Namespace, precision: str, cuda: bool
 
 
 def apply_method(model, args: argparse.Namespace):
+    import torch
+
     if args.method == "full":
         for p in model.parameters():
             p.requires_grad_(True)
@@ -250,6 +252,14 @@ def apply_method(model, args: argparse.Namespace):
     target_modules: str | list[str] = (
         "all-linear" if targets in ("", "all-linear") else [t.strip() for t in targets.split(",") if t.strip()]
     )
+    if isinstance(target_modules, list):
+        present = {n.rsplit(".", 1)[-1] for n, _ in model.named_modules()}
+        missing = [t for t in target_modules if t not in present]
+        if missing:
+            linear = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules()
+                             if isinstance(m, torch.nn.Linear) and not n.endswith("lm_head")})
+            raise RecipeError(f"--lora_target_modules: this model has no module named {', '.join(missing)} "
+                              f"(its linear layers: {', '.join(linear)}; or use all-linear)")
     config = LoraConfig(
         r=args.lora_r,
         lora_alpha=args.lora_alpha,
