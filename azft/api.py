@@ -49,7 +49,7 @@ def _refuse(plan: Plan) -> IncompatibleError:
     problems = [Problem(r, file=str(plan.spec.source) if plan.spec.source else None) for r in plan.verdict.reasons]
     alts = "; ".join(plan.verdict.alternatives)
     return IncompatibleError(
-        f"cannot run {plan.spec.name} on {plan.backend}: " + "; ".join(plan.verdict.reasons),
+        f"cannot run {plan.spec.name} on {plan.backend}; nothing was uploaded or submitted",
         hint=f"what works instead: {alts}" if alts else None,
         problems=problems,
     )

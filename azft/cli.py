@@ -545,7 +545,7 @@ def submit(spec_file: str, backend: str, wait_: bool, timeout: Optional[float], 
         spec.mock.faults.extend(parse_fault(f) for f in faults)
     p = api.plan(spec, backend, prices=prices, force=force)
     con = _console(stderr=True)
-    if output == "table":
+    if output == "table" and p.ok:
         for w in p.verdict.warnings:
             con.print(f"[yellow]![/] {_esc(w)}")
     job = api.submit(p, force=force, on_event=lambda m: con.print(_esc(m)) if output == "table" else None)
