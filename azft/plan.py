@@ -284,8 +284,10 @@ def check_compatibility(
     if spec.method == "qlora" and spec.compute.deepspeed.stage == 3:
         v.warnings.append("QLoRA with ZeRO-3 needs bitsandbytes quant storage matching the compute dtype; "
                           "ZeRO-2 is the safer choice")
-    if target not in method["backends"] and not (backend == "mock" and target in method["backends"]):
-        pass  # handled per target below
+    if target not in method["backends"]:
+        refuse(f"method {spec.method!r} is not offered on {target}"
+               + (" — serverless fine-tuning chooses its own adapter method (LoRA)" if target == "maas" else ""),
+               *[f"--backend {b} for {spec.method}" for b in method["backends"] if b not in (target, "mock")])
 
     if target == "maas":
         _check_maas(spec, model, hp, cat, refuse, v, today)
@@ -342,9 +344,6 @@ def _check_maas(spec, model: ModelInfo, hp, cat: Catalog, refuse, v: Verdict, to
     if spec.task != "chat-completion":
         refuse(f"serverless fine-tuning of Phi models supports the chat-completion task only, not {spec.task}",
                "--backend maap or --backend local for other tasks")
-    if spec.method != "lora":
-        refuse(f"serverless fine-tuning chooses its own adapter method (LoRA); method {spec.method!r} is not offered",
-               f"--backend maap or --backend local for {spec.method}")
     ignored = [f"hyperparameters.{k}" for k in spec.hyperparameters.model_fields
                if k not in MAAS_EXPOSED and was_set(spec, "hyperparameters", k)]
     ignored += [f"lora.{k}" for k in spec.lora.model_fields if was_set(spec, "lora", k)]
@@ -385,10 +384,10 @@ def _check_maap(spec, model: ModelInfo, cat: Catalog, refuse, v: Verdict, backen
         v.warnings.append(f"compute.instance_type is not set: the cluster {c.cluster}'s VM size is checked against "
                           "the model's allow list at submit")
     if c.pipeline == "registry":
-        if spec.method not in ("lora", "full"):
+        if not cat.methods[spec.method].get("registry_pipeline"):
             refuse(f"Azure's registry chat_completion_pipeline has no {spec.method.upper()}: it offers LoRA or full "
                    "fine-tuning", "compute.pipeline: azft (azft's own component supports qlora and dora)")
-        if c.deepspeed.stage == 1:
+        if c.deepspeed.stage not in cat.backends["maap"]["registry_pipeline_deepspeed_stages"]:
             refuse("Azure's registry chat_completion_pipeline supports DeepSpeed ZeRO stage 2 or 3 only",
                    "compute.deepspeed.stage: 2", "compute.pipeline: azft for ZeRO-1")
         if not model.registry_asset:
@@ -402,7 +401,7 @@ def _check_maap(spec, model: ModelInfo, cat: Catalog, refuse, v: Verdict, backen
 def _check_local(spec, model: ModelInfo, refuse, v: Verdict) -> None:
     c = spec.compute
     has_gpu = shutil.which("nvidia-smi") is not None
-    if spec.method == "qlora" and (spec.local.device == "cpu" or not has_gpu):
+    if load_catalog().methods[spec.method].get("needs_cuda") and (spec.local.device == "cpu" or not has_gpu):
         refuse("QLoRA needs a CUDA GPU (bitsandbytes 4-bit weights); this machine has none",
                "method: lora or dora on this machine", "method: qlora with --backend maap (A100 cluster)")
     if c.instance_count > 1:
