@@ -476,12 +476,24 @@ def _follow(job, *, timeout: Optional[float], poll: float, output: str, cancel_o
 
         threading.Thread(target=pump, daemon=True).start()
 
-    def update(info):
-        if output == "table":
-            con.print(f"[bold]{info.name}[/] → {info.status.value}")
+    import contextlib
+    import time
+
+    started = time.monotonic()
+    # a live spinner with the current state on a terminal (CI logs get the plain transition lines only)
+    live = con.status(f"{job.name}: waiting", spinner="dots") if (
+        output == "table" and not stream_logs and con.is_terminal) else contextlib.nullcontext()
 
     try:
-        info = job.wait(timeout=timeout, poll_interval=poll, on_update=update)
+        with live as spinner:
+            def update(info):
+                if output == "table":
+                    elapsed = time.strftime("%H:%M:%S", time.gmtime(time.monotonic() - started))
+                    con.print(f"[dim]{elapsed}[/] [bold]{info.name}[/] → {info.status.value}")
+                    if spinner is not None:
+                        spinner.update(f"{info.name}: {info.status.value} (since {elapsed})")
+
+            info = job.wait(timeout=timeout, poll_interval=poll, on_update=update)
     except KeyboardInterrupt:
         stop.set()
         if cancel_on_interrupt:
