@@ -319,9 +319,9 @@ def _to_plain(node: Any, path: tuple, located: _Located, problems: list[Problem]
         out = {}
         for key in node:
             try:
-                kline, _, vline, _ = node.lc.data[key]
+                kline = node.lc.data[key][0]
             except (KeyError, TypeError, ValueError):
-                kline = vline = (located.lines.get(path, 0) or 1) - 1
+                kline = (located.lines.get(path, 0) or 1) - 1
             located.lines[path + (key,)] = kline + 1
             value = node[key]
             if not isinstance(key, str):

@@ -358,7 +358,7 @@ def _drop_input(job, names: tuple[str, ...]) -> None:
 
 def build_maap_job(plan: "Plan"):
     """The pipeline job: the spec's values bound to the pipeline's inputs, the training step on the named cluster."""
-    from azure.ai.ml import Input, PyTorchDistribution, load_job
+    from azure.ai.ml import PyTorchDistribution, load_job
     from azure.ai.ml.entities import JobResourceConfiguration
 
     path = pipeline_file(plan)

@@ -205,7 +205,7 @@ def test_catalog_yaml_cites_sources():
 
 def test_fast_commands_do_not_import_heavy_libraries(tmp_path):
     """`azft --help`, `validate`, `catalog` and `schema` never import azure.ai.ml, mlflow, torch or transformers."""
-    probe = textwrap.dedent(f"""
+    probe = textwrap.dedent("""
         import sys
         from azft.cli import main
         try:
