@@ -216,7 +216,8 @@ def pipeline_file(plan: "Plan") -> Path:
     path = PIPELINES_DIR / name
     if not path.is_file():
         raise UsageError(f"the maap pipeline {path} is missing from this installation",
-                         hint="reinstall azft; the pipelines/ folder ships with it")
+                         hint="install azft from its checkout (`pip install -e .` or scripts/setup.sh), which "
+                              "keeps components/ and pipelines/ next to the package")
     return path
 
 

@@ -40,10 +40,16 @@ _OPTIONAL = re.compile(r"\$\[\[(.*?)\]\]", re.S)
 
 
 def components_dir() -> Path:
-    """The ``components/`` directory next to the azft package (repo checkout or installed data)."""
+    """The ``components/`` directory next to the azft package (azft is installed from its checkout: the components
+    and pipelines are Azure ML assets users read and edit, so they stay files in the project, not wheel data)."""
     import azft
 
-    return Path(azft.__file__).resolve().parent.parent / "components"
+    path = Path(azft.__file__).resolve().parent.parent / "components"
+    if not (path / "finetune" / "component.yml").is_file():
+        raise UsageError(f"the training component is missing: {path / 'finetune' / 'component.yml'}",
+                         hint="install azft from its checkout (`pip install -e .` or scripts/setup.sh), which keeps "
+                              "components/ and pipelines/ next to the package")
+    return path
 
 
 def azft_home() -> Path:
