@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import base64
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -129,12 +129,14 @@ def upload_files(
     max_concurrency: int = 4,
     connection_verify: str | None = None,
     console: Any = None,
+    sha256s: Mapping[str, str] | None = None,
 ) -> UploadResult:
     """Upload ``paths`` to content-addressed blobs; returns ``{path: azureml:// URI}`` with byte counts.
 
     ``target`` is a ``DatastoreInfo`` (a container client is built with ``credential``) or an existing
     ``azure.storage.blob.ContainerClient`` (URIs then name ``datastore``); or give ``account_url`` and
-    ``container`` instead of ``target``.
+    ``container`` instead of ``target``. ``sha256s`` ({path: hex digest}) passes content hashes already computed
+    (the plan hashes every data file), so a large file is not read twice just to be hashed.
     """
     if target is None:
         if not account_url or not container:
@@ -170,7 +172,7 @@ def upload_files(
     plans = []
     with azure_errors(f"checking blobs in container {info.container!r}"):
         for f in files:
-            sha = file_sha256(f)
+            sha = (sha256s or {}).get(str(f)) or file_sha256(f)
             name = blob_name_for(sha, f.name)
             blob = client.get_blob_client(name)
             existing, size = _existing_hash(blob)

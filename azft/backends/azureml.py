@@ -28,7 +28,7 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional, Protocol
 
 from azft.backends.base import Backend, Job, JobInfo, JobStatus
 from azft.errors import AzftError, AzureError, IncompatibleError, UsageError
@@ -261,14 +261,13 @@ class Datastore:
         return f"https://{self.account}.blob.{self.endpoint}"
 
 
-class Uploader:
+class Uploader(Protocol):
     """Puts local data files at their content-addressed paths; skips what is already there."""
 
-    def upload(self, files: list["DataFile"], datastore: Datastore) -> UploadResult:  # pragma: no cover - abstract
-        raise NotImplementedError
+    def upload(self, files: list["DataFile"], datastore: Datastore) -> UploadResult: ...
 
 
-class BlobUploader(Uploader):
+class BlobUploader:
     """Uploads through azure-storage-blob with the workspace credential (resumable, progress bar)."""
 
     def __init__(self, credential: Any = None, blob_endpoint: Optional[str] = None, progress: bool = True,
@@ -298,7 +297,8 @@ class BlobUploader(Uploader):
         try:
             report = up.upload_files(
                 [d.path for d in local], account_url=endpoint, container=datastore.container,
-                credential=self.credential, progress=self.progress, datastore=datastore.name, **kwargs,
+                credential=self.credential, progress=self.progress, datastore=datastore.name,
+                sha256s={d.path: d.sha256 for d in local if d.sha256}, **kwargs,
             )
         except AzftError:
             raise
@@ -313,7 +313,7 @@ class BlobUploader(Uploader):
         return result
 
 
-class DirectoryUploader(Uploader):
+class DirectoryUploader:
     """A local directory standing in for the datastore (the mock backend without Azurite)."""
 
     def __init__(self, root: Path):

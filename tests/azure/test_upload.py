@@ -137,3 +137,18 @@ def test_refuses_plain_http_for_credentials(tmp_path):
     with pytest.raises(AzureError):
         upload_files([f], DatastoreInfo("http://127.0.0.1:1/devstoreaccount1", "c"), FakeCredential(),
                      progress=False)
+
+
+def test_hashes_from_the_plan_are_not_computed_again(blob_container, tmp_path, monkeypatch):
+    """The plan already hashed every data file; the upload reuses those digests instead of reading the file twice."""
+    import azft.azure.upload as up
+
+    f = make_file(tmp_path / "train.jsonl", 20_000, seed=5)
+    sha = hashlib.sha256(f.read_bytes()).hexdigest()
+
+    def no_rehash(path):
+        raise AssertionError(f"{path} was hashed again")
+
+    monkeypatch.setattr(up, "file_sha256", no_rehash)
+    result = upload_files([f], blob_container, progress=False, sha256s={str(f): sha})
+    assert result[str(f)].endswith(f"/azft/data/{sha}/train.jsonl") and result.bytes_uploaded == 20_000
