@@ -31,8 +31,6 @@ if TYPE_CHECKING:  # pragma: no cover
 DATASTORE = "workspaceblobstore"
 DATA_PREFIX = "azft/data"
 MAAS_TASK = "ChatCompletion"
-REPO_ROOT = Path(__file__).resolve().parents[2]
-PIPELINES_DIR = REPO_ROOT / "pipelines"
 FINETUNE_PIPELINE = "finetune.yml"
 REGISTRY_PIPELINE = "registry_chat_completion.yml"
 #: Default registry for first-party (Microsoft) models: no marketplace subscription needed.
@@ -212,13 +210,9 @@ def _quiet(fn):
 
 
 def pipeline_file(plan: "Plan") -> Path:
-    name = REGISTRY_PIPELINE if plan.spec.compute.pipeline == "registry" else FINETUNE_PIPELINE
-    path = PIPELINES_DIR / name
-    if not path.is_file():
-        raise UsageError(f"the maap pipeline {path} is missing from this installation",
-                         hint="install azft from its checkout (`pip install -e .` or scripts/setup.sh), which "
-                              "keeps components/ and pipelines/ next to the package")
-    return path
+    from azft.resources import pipeline_file as find
+
+    return find(REGISTRY_PIPELINE if plan.spec.compute.pipeline == "registry" else FINETUNE_PIPELINE)
 
 
 def cluster_name(plan: "Plan") -> str:
@@ -430,4 +424,22 @@ def render(plan: "Plan") -> dict:
                 f"Azure Marketplace ({marketplace_subscription_name(plan)})")
         if note not in plan.notes:
             plan.notes.append(note)
-    return job_to_dict(build_job(plan))
+    job = build_job(plan)
+    return _with_additional_includes(job, job_to_dict(job))
+
+
+def _with_additional_includes(job, rendered: dict) -> dict:
+    """Put each inline component's ``additional_includes`` back, as absolute paths.
+
+    The SDK's dump of a pipeline drops them, and its relative paths meant something only next to the component's
+    own file: the printed job names the folders themselves, so ``load_job`` (or ``az ml job create -f``) of the
+    printed YAML builds the same code snapshot from any directory."""
+    for name, node in (getattr(job, "jobs", None) or {}).items():
+        component = getattr(node, "component", None)
+        includes = getattr(component, "additional_includes", None)
+        target = (rendered.get("jobs") or {}).get(name, {}).get("component")
+        if not includes or not isinstance(target, dict):
+            continue
+        base = Path(getattr(component, "base_path", None) or ".")
+        target["additional_includes"] = [str((base / str(p)).resolve()) for p in includes]
+    return rendered

@@ -39,19 +39,6 @@ _PLACEHOLDER = re.compile(r"\$\{\{\s*(inputs|outputs)\.([A-Za-z_][A-Za-z0-9_]*)\
 _OPTIONAL = re.compile(r"\$\[\[(.*?)\]\]", re.S)
 
 
-def components_dir() -> Path:
-    """The ``components/`` directory next to the azft package (azft is installed from its checkout: the components
-    and pipelines are Azure ML assets users read and edit, so they stay files in the project, not wheel data)."""
-    import azft
-
-    path = Path(azft.__file__).resolve().parent.parent / "components"
-    if not (path / "finetune" / "component.yml").is_file():
-        raise UsageError(f"the training component is missing: {path / 'finetune' / 'component.yml'}",
-                         hint="install azft from its checkout (`pip install -e .` or scripts/setup.sh), which keeps "
-                              "components/ and pipelines/ next to the package")
-    return path
-
-
 def azft_home() -> Path:
     env = os.environ.get("AZFT_HOME")
     return Path(env).expanduser().resolve() if env else Path.cwd().resolve()
@@ -355,7 +342,12 @@ class LocalBackend(Backend):
     def __init__(self, home: str | Path | None = None, component: str | Path | None = None):
         self.home = Path(home).resolve() if home else azft_home()
         self.jobs_dir = self.home / ".azft" / "jobs"
-        self.component_path = Path(component) if component else components_dir() / "finetune" / "component.yml"
+        if component:
+            self.component_path = Path(component)
+        else:
+            from azft.resources import component_file
+
+            self.component_path = component_file("finetune")
         self._children: dict[str, subprocess.Popen] = {}
 
     # --- public API -------------------------------------------------------------------------------------------

@@ -69,9 +69,10 @@ def test_maap_plan_renders_the_pipeline_and_loads_back(make_spec, plan_for, tmp_
         assert inputs["apply_lora"] == "false" and inputs["deepspeed_stage"] == "2"
         assert inputs["num_nodes_finetune"] == 2 and inputs["number_of_gpu_to_use_finetuning"] == 2
     # the rendered pipeline names its components relative to pipelines/, so load it from a sibling folder
-    from azft.azure.jobs import REPO_ROOT, rest_body, build_maap_job
+    from azft.azure.jobs import rest_body, build_maap_job
+    from azft.resources import components_dir
 
-    (tmp_path / "components").symlink_to(REPO_ROOT / "components")
+    (tmp_path / "components").symlink_to(components_dir())
     (tmp_path / "pipelines").mkdir()
     out = tmp_path / "pipelines" / "job.yml"
     out.write_text(yaml.safe_dump(rendered))
