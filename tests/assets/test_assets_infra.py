@@ -15,6 +15,12 @@ INFRA = REPO / "infra"
 BICEP_FILES = sorted(INFRA.rglob("*.bicep"))
 
 
+def _cfg(resource: dict) -> dict:
+    """A resource's body; a `[for ...]` resource keeps it one level down."""
+    cfg = resource["config"]
+    return cfg["config"] if "loop_type" in cfg else cfg
+
+
 def _parse(path: Path) -> dict:
     from pycep import BicepParser
 
@@ -43,7 +49,7 @@ def test_main_deploys_what_the_issue_lists(main_bicep):
     } <= types
     res = main_bicep["resources"]
     assert res["hub"]["config"]["kind"] == "Hub"
-    cluster = res["cluster"]["config"]["properties"]["properties"]
+    cluster = _cfg(res["cluster"])["properties"]["properties"]
     assert cluster["scaleSettings"]["minNodeCount"] == 0  # nothing billed for the cluster while idle
     assert "LowPriority" in str(cluster["vmPriority"])
     fed = res["githubFederation"]["config"]["properties"]
@@ -58,7 +64,7 @@ def test_role_assignments_are_least_privilege(main_bicep):
                  "18d7d88d-d35e-4fb5-a5c3-7773c20a72d9"}
     assert not forbidden & set(roles.values())
     assigned = [r for r in main_bicep["resources"].values() if r["type"] == "Microsoft.Authorization/roleAssignments"]
-    assert len(assigned) >= 5 and all(r["config"].get("scope") for r in assigned)  # scoped to one resource each
+    assert len(assigned) >= 5 and all(_cfg(r).get("scope") for r in assigned)  # scoped to one resource each
 
 
 def test_parameters_file_matches_the_template(main_bicep):
