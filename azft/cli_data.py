@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from azft.data.tasks import TASKS
-from azft.errors import EXIT_INVALID, EXIT_OK, AzftError
+from azft.errors import EXIT_INVALID, EXIT_OK, AzftError, UsageError
 
 
 def _handle_errors(fn: Callable) -> Callable:
@@ -22,6 +22,10 @@ def _handle_errors(fn: Callable) -> Callable:
         try:
             return fn(*args, **kwargs)
         except AzftError as exc:
+            if kwargs.get("output") == "jsonl":
+                click.echo(json.dumps({"type": "error", "error": exc.message, "hint": exc.hint,
+                                       "exit_code": exc.exit_code, "problems": [p.to_dict() for p in exc.problems]}))
+                sys.exit(exc.exit_code)
             if kwargs.get("output") == "json":
                 click.echo(json.dumps({"ok": False, "error": exc.message, "hint": exc.hint,
                                        "exit_code": exc.exit_code, "problems": [p.to_dict() for p in exc.problems]},
@@ -35,7 +39,7 @@ def _handle_errors(fn: Callable) -> Callable:
     return wrapper
 
 
-def _check_options(fn: Callable) -> Callable:
+def _check_options(fn: Callable, outputs: tuple[str, ...] = ("table", "json")) -> Callable:
     options = [
         click.argument("file", type=click.Path(dir_okay=True, path_type=str)),
         click.option("--task", "-t", type=click.Choice(("auto",) + TASKS), default="auto", show_default=True,
@@ -53,18 +57,20 @@ def _check_options(fn: Callable) -> Callable:
                      help="Epochs, for the billing-token estimate."),
         click.option("--workers", type=click.IntRange(min=1), default=None,
                      help="Worker processes for large files (default: one per core)."),
-        click.option("--output", "-o", type=click.Choice(("table", "json")), default="table", show_default=True),
+        click.option("--output", "-o", type=click.Choice(outputs), default="table", show_default=True,
+                     help="table, json" + (", or jsonl: every problem as one JSON object per line as it is found, "
+                                           "then a summary line" if "jsonl" in outputs else "") + "."),
     ]
     for opt in reversed(options):
         fn = opt(fn)
     return fn
 
 
-def _run_check(file: str, task: str, model, tokenizer, context_length, backend, epochs, workers):
+def _run_check(file: str, task: str, model, tokenizer, context_length, backend, epochs, workers, **extra):
     from azft.data import check_file
 
     return check_file(file, None if task == "auto" else task, model=model, tokenizer=tokenizer,
-                      max_tokens=context_length, backend=backend, epochs=epochs, workers=workers)
+                      max_tokens=context_length, backend=backend, epochs=epochs, workers=workers, **extra)
 
 
 def _console():
@@ -79,19 +85,65 @@ def data() -> None:
 
 
 @data.command("check")
-@_check_options
+@functools.partial(_check_options, outputs=("table", "json", "jsonl"))
 @click.option("--show", type=click.IntRange(min=0), default=10, show_default=True,
-              help="Problems listed per kind (the JSON output keeps up to 50 per kind).")
+              help="Problems listed per kind (the JSON output keeps up to 50 per kind; --all lists every one).")
+@click.option("--all", "show_all", is_flag=True,
+              help="List every problem as it is found, however many (table output; jsonl always does).")
+@click.option("--write-valid", type=click.Path(dir_okay=False, path_type=str), default=None,
+              help="Copy the rows without errors to this file, byte for byte.")
+@click.option("--write-invalid", type=click.Path(dir_okay=False, path_type=str), default=None,
+              help="Copy the rows with errors to this file, byte for byte; their line numbers and problems go to "
+                   "<name>.problems.jsonl beside it.")
 @_handle_errors
-def check_cmd(file, task, model, tokenizer, context_length, backend, epochs, workers, output, show):
-    """Report every problem in FILE with its line and field. Exit 2 when there are errors."""
-    report = _run_check(file, task, model, tokenizer, context_length, backend, epochs, workers)
-    if output == "json":
+def check_cmd(file, task, model, tokenizer, context_length, backend, epochs, workers, output, show, show_all,
+              write_valid, write_invalid):
+    """Report every problem in FILE with its line and field. Exit 2 when there are errors.
+
+    With --write-valid/--write-invalid the same pass splits FILE into the rows that pass and the rows that fail;
+    the exit code still says whether FILE itself has errors."""
+    if show_all and output == "json":
+        raise UsageError("--all with --output json would hold every problem in memory",
+                         hint="use --output jsonl: one JSON object per problem, streamed as found")
+    on_problem = None
+    if output == "jsonl":
+        on_problem = _jsonl_writer()
+    elif show_all:
+        on_problem = _line_writer()
+    report = _run_check(file, task, model, tokenizer, context_length, backend, epochs, workers,
+                        on_problem=on_problem, write_valid=write_valid, write_invalid=write_invalid)
+    if output == "jsonl":
+        click.echo(json.dumps({"type": "summary", **report.to_dict()}, ensure_ascii=False, separators=(",", ":")))
+    elif output == "json":
         click.echo(json.dumps(report.to_dict(), ensure_ascii=False, indent=2))
     else:
-        _print_problems(report, show)
+        _print_problems(report, 0 if show_all else show, listed=show_all)
         _print_summary(report)
+        for role, w in (report.outputs or {}).items():
+            extra = f" (line numbers and problems: {w['problems']})" if w.get("problems") else ""
+            click.echo(f"{role} rows: {w['rows']:,} → {w['path']}{extra}")
     sys.exit(EXIT_OK if report.ok else EXIT_INVALID)
+
+
+def _jsonl_writer() -> Callable:
+    import orjson
+
+    out = sys.stdout
+
+    def write(p) -> None:
+        d = {"type": "problem", **p.to_dict()}
+        out.write(orjson.dumps(d).decode() + "\n")
+
+    return write
+
+
+def _line_writer() -> Callable:
+    out = sys.stdout
+
+    def write(p) -> None:
+        out.write(f"{p.severity} {p.kind}: {p.render()}\n")
+
+    return write
 
 
 @data.command("stats")
@@ -143,7 +195,7 @@ def _count_lines(path) -> int:
 # ------------------------------------------------------------------------------------------------ rendering
 
 
-def _print_problems(report, show: int) -> None:
+def _print_problems(report, show: int, listed: bool = False) -> None:
     from rich.markup import escape
     from rich.table import Table
 
@@ -168,8 +220,8 @@ def _print_problems(report, show: int) -> None:
             for p in items[:show]:
                 con.print(f"  [{style}]{escape(kind)}[/] {escape(p.render())}", soft_wrap=True)
             hidden = counts.get(kind, 0) - min(len(items), show)
-            if hidden > 0:
-                con.print(f"  [dim]… {hidden} more {escape(kind)} (--show N, or --output json)[/]")
+            if hidden > 0 and not listed:
+                con.print(f"  [dim]… {hidden} more {escape(kind)} (--show N, --all, or --output jsonl)[/]")
 
 
 def _print_summary(report) -> None:

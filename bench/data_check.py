@@ -1,6 +1,6 @@
 """Benchmark `azft data check` against a cookbook-style checker and a parse-only floor.
 
-    python bench/data_check.py [--size-mb 200] [--repeat 3] [--workdir /tmp/azft-bench]
+    python bench/data_check.py [--size-mb 200] [--repeat 3] [--workdir /tmp/azft-bench] [--modes ...]
 
 Generates (once, cached in --workdir) a chat JSONL of about --size-mb MB with long-tailed message lengths and some
 non-ASCII text, and a 32k-token byte-level BPE tokenizer with Phi-3's special tokens and chat template trained on
@@ -14,6 +14,11 @@ Modes:
   cookbook         the same notebook with its token counting: one tokenizer call per message value
   azft-format      azft.data.check_file without a tokenizer (format checks + estimated token statistics)
   azft-exact       azft.data.check_file with the tokenizer: chat template applied, exact counts
+  azft-format-bad  azft-format on a copy of the file with 1% bad rows (the baseline of the two modes below)
+  azft-all         the same file, every problem streamed as JSON lines to a file (`data check --output jsonl`)
+  azft-split       the same file split into valid and invalid rows (`--write-valid/--write-invalid`)
+
+    python bench/data_check.py --modes azft-format-bad,azft-all,azft-split
 """
 
 from __future__ import annotations
@@ -29,7 +34,9 @@ import threading
 import time
 from pathlib import Path
 
-MODES = ("floor", "cookbook-format", "cookbook", "azft-format", "azft-exact")
+MODES = ("floor", "cookbook-format", "cookbook", "azft-format", "azft-exact", "azft-format-bad", "azft-all",
+         "azft-split")
+BAD_MODES = ("azft-format-bad", "azft-all", "azft-split")
 
 SPECIALS = ["<unk>", "<s>", "</s>", "<|endoftext|>", "<|assistant|>", "<|end|>", "<|system|>", "<|user|>"]
 
@@ -74,6 +81,27 @@ def generate(path: Path, size_mb: int, seed: int = 0) -> None:
             f.write(block)
             written += len(block.encode("utf-8"))
     tmp.replace(path)
+
+
+def make_bad_copy(src: Path, dst: Path, every: int = 100) -> int:
+    """Copy ``src`` with every ``every``-th line replaced by a bad row of one of several kinds; returns how many."""
+    bad = [b'{"messages": [{"role": "user", "content": "cut off',
+           b'{"messages": [{"role": "user", "content": "no answer"}]}',
+           b'{"messages": [{"role": "robot", "content": "x"}, {"role": "assistant", "content": "y"}]}',
+           b'{"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": ""}]}',
+           b"",
+           b'["not", "an", "object"]']
+    n = 0
+    tmp = dst.with_suffix(".tmp")
+    with open(src, "rb") as f, open(tmp, "wb") as out:
+        for i, line in enumerate(f, 1):
+            if i % every == 0:
+                out.write(bad[n % len(bad)] + b"\n")
+                n += 1
+            else:
+                out.write(line)
+    tmp.replace(dst)
+    return n
 
 
 def build_tokenizer(out: Path, corpus: Path) -> None:
@@ -220,6 +248,34 @@ def run_azft(path: str, tokenizer: str | None) -> dict:
             "workers": s.workers}
 
 
+def run_azft_stream(path: str, split: bool) -> dict:
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    import orjson
+
+    from azft.data import check_file
+
+    work = Path(path).parent
+    n = 0
+    if split:
+        r = check_file(path, "chat-completion", max_tokens=4096, write_valid=work / "split.valid.jsonl",
+                       write_invalid=work / "split.invalid.jsonl")
+    else:
+        with open(work / "all.problems.jsonl", "wb") as out:
+            def on_problem(p) -> None:
+                nonlocal n
+                n += 1
+                out.write(orjson.dumps({"type": "problem", **p.to_dict()}) + b"\n")
+
+            r = check_file(path, "chat-completion", max_tokens=4096, on_problem=on_problem)
+    s = r.stats
+    res = {"rows": s.rows, "errors": r.error_total, "warnings": r.warning_total, "workers": s.workers}
+    if split:
+        res["outputs"] = {k: v["rows"] for k, v in r.outputs.items()}
+    else:
+        res["streamed"] = n
+    return res
+
+
 def child(mode: str, path: str, tokenizer: str) -> None:
     t0 = time.perf_counter()
     if mode == "floor":
@@ -232,6 +288,10 @@ def child(mode: str, path: str, tokenizer: str) -> None:
         out = run_azft(path, None)
     elif mode == "azft-exact":
         out = run_azft(path, tokenizer)
+    elif mode == "azft-format-bad":
+        out = run_azft(path, None)
+    elif mode in ("azft-all", "azft-split"):
+        out = run_azft_stream(path, mode == "azft-split")
     else:
         raise SystemExit(f"unknown mode {mode}")
     out["seconds"] = time.perf_counter() - t0
@@ -315,12 +375,16 @@ def main() -> None:
         t = time.perf_counter()
         build_tokenizer(tok, data)
         print(f"trained {tok} in {time.perf_counter() - t:.1f}s", file=sys.stderr)
-    size = data.stat().st_size
     modes = [m for m in args.modes.split(",") if m]
+    bad_data = work / f"chat-{args.size_mb}mb-bad1.jsonl"
+    if any(m in BAD_MODES for m in modes) and not bad_data.exists():
+        n = make_bad_copy(data, bad_data)
+        print(f"wrote {bad_data} ({n} bad rows)", file=sys.stderr)
+    size = data.stat().st_size
     results: dict[str, list[dict]] = {m: [] for m in modes}
     for i in range(args.repeat):  # interleave modes so drift in machine load hits all of them alike
         for m in modes:
-            r = measure(m, data, tok)
+            r = measure(m, bad_data if m in BAD_MODES else data, tok)
             results[m].append(r)
             print(f"  run {i + 1}/{args.repeat} {m}: {r['seconds']:.2f}s (CPU {r['cpu_seconds']:.2f}s), "
               f"peak {r['peak_rss_mb']:.0f} MB",
@@ -351,6 +415,15 @@ def main() -> None:
         ok = size / 1e6 / f["seconds"] >= 150 and f["peak_rss_mb"] <= 300
         print(f"\ntarget format+stats >= 150 MB/s and peak RSS <= 300 MB: "
               f"{size / 1e6 / f['seconds']:.0f} MB/s, {f['peak_rss_mb']:.0f} MB -> {'met' if ok else 'NOT met'}")
+    for m in ("azft-all", "azft-split"):
+        if m in med:
+            f = med[m]
+            rate = size / 1e6 / f["seconds"]
+            base = med.get("azft-format-bad")
+            rss = f" vs {base['peak_rss_mb']:.0f} MB for azft-format-bad (ratio {f['peak_rss_mb'] / base['peak_rss_mb']:.2f})" \
+                if base else ""
+            print(f"target {m} >= 100 MB/s on the file with 1% bad rows, peak RSS unchanged: {rate:.0f} MB/s, "
+                  f"peak {f['peak_rss_mb']:.0f} MB{rss} -> {'met' if rate >= 100 else 'NOT met'}")
     if "azft-exact" in med and "cookbook" in med:
         ratio = med["cookbook"]["seconds"] / med["azft-exact"]["seconds"]
         print(f"target exact token counting >= 3x the cookbook-style baseline: {ratio:.2f}x -> "

@@ -5,11 +5,14 @@ from __future__ import annotations
 import os
 import time
 from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from azft.data.report import DataProblem, DataReport, DataStats, TokenStats
 from azft.data.scan import BOM, Partial, ScanConfig, scan_range
+from azft.data.stream import ProblemStream, SplitOutputs, scan_parallel_streaming
 from azft.data.tasks import detect_task, normalize_task
 from azft.data.tokens import TokenizerLoad, TokenizerSpec, load_tokenizer, resolve_model, spec_from_object, verified
 from azft.errors import DataError, Problem, UsageError
@@ -103,6 +106,9 @@ def check_file(
     max_tokens: int | None = None,
     workers: int | None = None,
     cap: int = 50,
+    on_problem: Callable[[DataProblem], None] | None = None,
+    write_valid: str | os.PathLike | None = None,
+    write_invalid: str | os.PathLike | None = None,
 ) -> DataReport:
     """Check one JSONL data file for ``task`` and gather its statistics.
 
@@ -111,7 +117,52 @@ def check_file(
     ``max_tokens`` the former. ``backend="maas"`` adds the serverless 512 MB file limit. ``task=None`` guesses the
     task from the first rows. Raises :class:`DataError` when the path is missing or a directory and
     :class:`UsageError` for an unknown task or model; every problem inside the file is in the report.
+
+    The report keeps the first ``cap`` problems of each kind. ``on_problem`` receives every problem as it is
+    found (in line order; duplicates and file-level problems after the scan), in bounded memory.
+    ``write_valid``/``write_invalid`` receive byte-for-byte copies of the rows without/with errors (together they
+    partition the file), and ``<write_invalid>.problems.jsonl`` the line number and problems of each invalid row.
     """
+    outputs = None
+    if write_valid is not None or write_invalid is not None:
+        outputs = SplitOutputs(open_data_file(path), write_valid, write_invalid)
+    stream = None
+    if on_problem is not None or outputs is not None:
+        stream = ProblemStream(str(path), on_problem, outputs.problems_file if outputs else None)
+    try:
+        report = _check_file(path, task, model=model, backend=backend, tokenizer=tokenizer, epochs=epochs,
+                             max_tokens=max_tokens, workers=workers, cap=cap, stream=stream, outputs=outputs)
+        if stream is not None:
+            stream.close_rows()
+        if outputs is not None:
+            invalid = stream.invalid_rows if stream is not None else 0
+            if not outputs.done:  # refused as a whole (empty, UTF-16, binary): no line scan
+                outputs.whole_file_invalid(Path(path))
+                outputs.finish(1)
+                invalid = report.stats.lines if report.stats else 0
+            report.outputs = outputs.summary(report.stats.lines if report.stats else 0, invalid)
+    finally:
+        if stream is not None:
+            stream.close_rows()
+        if outputs is not None:
+            outputs.cleanup()
+    return report
+
+
+def _check_file(
+    path: str | os.PathLike,
+    task: str | None,
+    *,
+    model: str | None,
+    backend: str | None,
+    tokenizer: Any,
+    epochs: int,
+    max_tokens: int | None,
+    workers: int | None,
+    cap: int,
+    stream: ProblemStream | None,
+    outputs: SplitOutputs | None,
+) -> DataReport:
     started = time.perf_counter()
     p = open_data_file(path)
     fname = str(path)
@@ -132,6 +183,8 @@ def check_file(
 
     def file_problem(kind: str, message: str, hint: str | None = None, severity: str = "error") -> None:
         report.add(DataProblem(message, file=fname, hint=hint, severity=severity, kind=kind))
+        if stream is not None:
+            stream.problem(report.errors[-1] if severity == "error" else report.warnings[-1])
 
     if backend == "maas" and size >= MAAS_MAX_FILE_BYTES:
         file_problem("file-too-large", f"{size / 2**20:.0f} MB is over the 512 MB limit of serverless fine-tuning",
@@ -168,16 +221,33 @@ def check_file(
         n = 1
     ranges = _line_ranges(p, size, n) if n > 1 else [(0, size)]
     stats.workers = len(ranges)
-    if len(ranges) == 1:
+    if stream is not None or outputs is not None:
+        parts = _scan_streaming(cfg, ranges, stream, outputs)
+    elif len(ranges) == 1:
         parts = [scan_range(cfg, 0, size)]
     else:
         parts = _scan_parallel(cfg, ranges)
-    _merge(report, stats, parts, fname, cap)
+    _merge(report, stats, parts, fname, cap, stream)
     if stats.rows and stats.rows < MIN_ROWS_WARNING:
         file_problem("few-rows", f"only {stats.rows} rows", "fine-tuning usually needs at least 10 examples, "
                      "and far more for a noticeable effect", "warning")
     stats.elapsed_s = round(time.perf_counter() - started, 4)
     return report
+
+
+def _scan_streaming(cfg: ScanConfig, ranges: list[tuple[int, int]], stream: ProblemStream | None,
+                    outputs: SplitOutputs | None) -> list[Partial]:
+    cfg = replace(cfg, stream=stream is not None)
+    cfgs = [outputs.config(cfg, i) if outputs else cfg for i in range(len(ranges))]
+    if len(ranges) == 1:
+        parts = [scan_range(cfgs[0], *ranges[0], sink=stream.records if stream else None)]
+    else:
+        parts = scan_parallel_streaming(cfgs, ranges, stream)
+    if stream is not None:
+        stream.close_rows()
+    if outputs is not None:
+        outputs.finish(len(ranges))
+    return parts
 
 
 def _scan_parallel(cfg: ScanConfig, ranges: list[tuple[int, int]]) -> list[Partial]:
@@ -206,7 +276,8 @@ def _scan_parallel(cfg: ScanConfig, ranges: list[tuple[int, int]]) -> list[Parti
         return list(pool.map(run, ranges))
 
 
-def _merge(report: DataReport, stats: DataStats, parts: list[Partial], fname: str, cap: int) -> None:
+def _merge(report: DataReport, stats: DataStats, parts: list[Partial], fname: str, cap: int,
+           stream: ProblemStream | None = None) -> None:
     tokens: Counter = Counter()
     out_tokens: Counter = Counter()
     messages: Counter = Counter()
@@ -236,13 +307,18 @@ def _merge(report: DataReport, stats: DataStats, parts: list[Partial], fname: st
     stats.lines = offset
 
     dup_key = ("warning", "duplicate-row")
-    dup_count, dup_examples = _duplicates(parts)
+    dup_count, dup_examples = _duplicates(parts, None if stream is None else -1)
     if dup_count:
         counts[dup_key] = dup_count
-        problems[dup_key] = [DataProblem(f"same as line {first}", file=fname, line=line, severity="warning",
-                                         hint="duplicates weigh those examples more; remove them unless intended",
-                                         kind="duplicate-row")
-                             for line, first in dup_examples]
+        kept = problems[dup_key] = []
+        for line, first in dup_examples:  # all of them when streaming (an iterator), else the first 50
+            p = DataProblem(f"same as line {first}", file=fname, line=line, severity="warning",
+                            hint="duplicates weigh those examples more; remove them unless intended",
+                            kind="duplicate-row")
+            if len(kept) < 50:
+                kept.append(p)
+            if stream is not None:
+                stream.problem(p)
     stats.duplicate_rows = dup_count
 
     for key in counts:
@@ -262,12 +338,14 @@ def _merge(report: DataReport, stats: DataStats, parts: list[Partial], fname: st
             only = next(iter(labels))
             report.add(DataProblem(f"every row has the label {only!r}", file=fname, severity="warning",
                                    hint="a classifier needs at least two classes", kind="single-label"))
+            if stream is not None:
+                stream.problem(report.warnings[-1])
 
 
 SMALL_DUPLICATE_ROWS = 200_000  # below this, a dict beats importing numpy
 
 
-def _duplicates_small(parts: list[Partial], offsets: list[int]) -> tuple[int, list[tuple[int, int]]]:
+def _duplicates_small(parts: list[Partial], offsets: list[int], limit: int = 50) -> tuple[int, list[tuple[int, int]]]:
     from array import array
 
     seen: dict[int, int] = {}
@@ -282,20 +360,22 @@ def _duplicates_small(parts: list[Partial], offsets: list[int]) -> tuple[int, li
             first = seen.setdefault(h, line)
             if first != line:
                 count += 1
-                if len(pairs) < 50:
+                if limit < 0 or len(pairs) < limit:
                     pairs.append((line, first))
     return count, pairs
 
 
-def _duplicates(parts: list[Partial]) -> tuple[int, list[tuple[int, int]]]:
-    """(number of rows identical to an earlier row, first 50 (line, earlier line) pairs)."""
+def _duplicates(parts: list[Partial], limit: int | None = None) -> tuple[int, Iterable[tuple[int, int]]]:
+    """(number of rows identical to an earlier row, the first ``limit`` (line, earlier line) pairs: 50 by default,
+    all when negative; sorted by line)."""
+    limit = 50 if limit is None else limit
     offsets = []
     off = 0
     for pt in parts:
         offsets.append(off)
         off += pt.lines
     if sum(len(pt.hashes) for pt in parts) < SMALL_DUPLICATE_ROWS:
-        return _duplicates_small(parts, offsets)  # numpy's import costs more than the work for small files
+        return _duplicates_small(parts, offsets, limit)  # numpy's import costs more than the work for small files
     import numpy as np
 
     hs = [np.frombuffer(pt.hashes, dtype=np.uint64) for pt in parts if len(pt.hashes)]
@@ -311,5 +391,7 @@ def _duplicates(parts: list[Partial]) -> tuple[int, list[tuple[int, int]]]:
     count = int(dup.sum())
     if not count:
         return 0, []
-    where = np.nonzero(dup)[0][:50]
-    return count, [(int(lines[i]), int(lines[first_of[i]])) for i in where]
+    where = np.nonzero(dup)[0]
+    if limit >= 0:
+        return count, [(int(lines[i]), int(lines[first_of[i]])) for i in where[:limit]]
+    return count, ((int(lines[i]), int(lines[first_of[i]])) for i in where)

@@ -118,6 +118,7 @@ class DataReport:
     error_counts: dict[str, int] = field(default_factory=dict)  # kind -> number found
     warning_counts: dict[str, int] = field(default_factory=dict)
     stats: DataStats | None = None
+    outputs: dict[str, dict] | None = None  # the valid/invalid row files a check wrote, when asked
 
     @property
     def ok(self) -> bool:
@@ -161,4 +162,5 @@ class DataReport:
             "errors": [p.to_dict() for p in self.errors],
             "warnings": [p.to_dict() for p in self.warnings],
             "stats": self.stats.to_dict() if self.stats else None,
+            **({"outputs": self.outputs} if self.outputs else {}),
         }

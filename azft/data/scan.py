@@ -11,7 +11,9 @@ start and the parent shifts them.
 from __future__ import annotations
 
 import json
+import os
 import re
+from collections.abc import Callable
 from array import array
 from collections import Counter
 from dataclasses import dataclass, field
@@ -39,6 +41,10 @@ class ScanConfig:
     cap: int = 50  # problems kept per (severity, kind)
     chunk_size: int = CHUNK_SIZE
     parallel_tokenizer: bool = True  # let the Rust tokenizer use all cores (off inside worker processes)
+    stream: bool = False  # hand every problem to the sink, chunk by chunk in line order (not only the first cap)
+    valid_out: str | None = None  # append the rows without errors here, byte for byte
+    invalid_out: str | None = None  # append the rows with errors here, byte for byte
+    problem_fd: int | None = None  # worker processes: write the streamed problems to this pipe
 
 
 @dataclass
@@ -65,14 +71,15 @@ class Partial:
 class _Collector:
     """Receives problems for the current line; keeps the first ``cap`` of each kind and counts the rest."""
 
-    __slots__ = ("cap", "counts", "line", "problems", "row_errors")
+    __slots__ = ("cap", "counts", "line", "problems", "row_errors", "stream")
 
-    def __init__(self, part: Partial, cap: int):
+    def __init__(self, part: Partial, cap: int, stream: list | None = None):
         self.line = 0
         self.problems = part.problems
         self.counts = part.counts
         self.cap = cap
         self.row_errors = 0
+        self.stream = stream  # every problem of the current chunk, when streaming or splitting
 
     def emit(self, kind: str, fld: str | None, message: str, hint: str | None, severity: str) -> None:
         key = (severity, kind)
@@ -82,6 +89,23 @@ class _Collector:
             self.row_errors += 1
         if n < self.cap:
             self.problems.setdefault(key, []).append((self.line, fld, message, hint))
+        if self.stream is not None:
+            self.stream.append((self.line, severity, kind, fld, message, hint))
+
+
+def _end_chunk(records: list, first_line: int, data: bytes, lines: list[bytes], head: bytes, tail: bytes,
+               sink: Sink | None, splitter: _RowSplitter | None) -> None:
+    records.sort(key=_by_line)
+    if splitter is not None:
+        bad = sorted({r[0] - first_line for r in records if r[1] == "error"})
+        splitter.write(data, lines, head, tail, bad)
+    if sink is not None and records:
+        sink(records[:])
+    records.clear()
+
+
+def _by_line(r: tuple) -> int:
+    return r[0]
 
 
 def _json_error(line: bytes, exc: Exception) -> tuple[str, str, str | None]:
@@ -139,9 +163,85 @@ def _has_surrogate(obj: Any) -> bool:
     return False
 
 
-def scan_range(cfg: ScanConfig, start: int, end: int) -> Partial:
+Record = tuple  # (line within the range, severity, kind, field, message, hint)
+Sink = Callable[[list], None]
+
+
+class _RowSplitter:
+    """Appends each chunk's lines to the valid or the invalid file, byte for byte (newlines and a leading
+    byte-order mark included), so the two files partition the input."""
+
+    def __init__(self, valid: str | None, invalid: str | None):
+        self.valid = open(valid, "ab", buffering=0) if valid else None
+        self.invalid = open(invalid, "ab", buffering=0) if invalid else None
+
+    def write(self, data: bytes, lines: list[bytes], head: bytes, tail: bytes, bad: list[int]) -> None:
+        """``data`` = b"\n".join(lines); ``head`` goes before the first line, ``tail`` after the last; ``bad``
+        holds the sorted 0-based indexes of the invalid lines."""
+        valid, invalid = self.valid, self.invalid
+        if not bad:
+            if valid is not None:
+                valid.write(head + data + tail if len(data) < 65536 else b"".join((head, data, tail)))
+            return
+        # Valid runs are written as slices of ``data`` (no copies); offsets come from the line lengths.
+        mv = memoryview(data)
+        last = len(lines) - 1
+        prev = pos = 0
+        for j in bad:
+            if j > prev:
+                end = pos + sum(map(len, lines[prev:j])) + (j - prev)  # through the newline after line j-1
+                if valid is not None:
+                    if prev == 0 and head:
+                        valid.write(head)
+                    valid.write(mv[pos:end])
+                pos = end
+            if invalid is not None:
+                invalid.write((head if j == 0 else b"") + lines[j] + (tail if j == last else b"\n"))
+            pos += len(lines[j]) + 1
+            prev = j + 1
+        if prev <= last and valid is not None:
+            if prev == 0 and head:
+                valid.write(head)
+            valid.write(mv[pos:])
+            valid.write(tail)
+
+    def close(self) -> None:
+        for f in (self.valid, self.invalid):
+            if f is not None:
+                f.close()
+
+
+def fd_sink(fd: int) -> tuple[Sink, Callable[[], None]]:
+    """A sink writing each record as one JSON array per line to a pipe, and its closer."""
+    out = os.fdopen(fd, "wb", buffering=1 << 16)
+    dumps = orjson.dumps
+
+    def sink(records: list) -> None:
+        out.write(b"".join(dumps(r) + b"\n" for r in records))
+
+    return sink, out.close
+
+
+def scan_range(cfg: ScanConfig, start: int, end: int, sink: Sink | None = None) -> Partial:
+    """Scan [start, end) of cfg.path. With ``cfg.stream`` every problem goes to ``sink`` (a list of records per
+    chunk, sorted by line); with ``cfg.valid_out``/``cfg.invalid_out`` every line is copied to one of them."""
+    closer = None
+    if sink is None and cfg.problem_fd is not None:
+        sink, closer = fd_sink(cfg.problem_fd)
+    splitter = _RowSplitter(cfg.valid_out, cfg.invalid_out) if (cfg.valid_out or cfg.invalid_out) else None
+    try:
+        return _scan(cfg, start, end, sink if cfg.stream else None, splitter)
+    finally:
+        if splitter is not None:
+            splitter.close()
+        if closer is not None:
+            closer()
+
+
+def _scan(cfg: ScanConfig, start: int, end: int, sink: Sink | None, splitter: _RowSplitter | None) -> Partial:
     part = Partial()
-    col = _Collector(part, cfg.cap)
+    chunk_records: list | None = [] if (sink is not None or splitter is not None) else None
+    col = _Collector(part, cfg.cap, chunk_records)
     emit = col.emit
     checker = CHECKERS[cfg.task]
     chat = cfg.task == "chat-completion"
@@ -207,6 +307,7 @@ def scan_range(cfg: ScanConfig, start: int, end: int) -> Partial:
             if not buf:
                 remaining = 0
             data = carry + buf if carry else buf
+            tail = b"\n"  # what follows the chunk's last line in the file
             if remaining > 0:
                 cut = data.rfind(b"\n")
                 if cut < 0:
@@ -220,11 +321,17 @@ def scan_range(cfg: ScanConfig, start: int, end: int) -> Partial:
                     data = data[:-1]
                 elif not data:
                     break
+                else:
+                    tail = b""
+            head = b""
             if first:
                 first = False
                 if data.startswith(BOM):
                     data = data[3:]
-            for line in data.split(b"\n"):
+                    head = BOM
+            chunk_first = lineno + 1
+            lines = data.split(b"\n")
+            for line in lines:
                 lineno += 1
                 if not line or line.isspace():
                     part.blank_lines += 1
@@ -276,5 +383,7 @@ def scan_range(cfg: ScanConfig, start: int, end: int) -> Partial:
                         flush()
             if counter is not None:
                 flush()
+            if chunk_records is not None:
+                _end_chunk(chunk_records, chunk_first, data, lines, head, tail, sink, splitter)
     part.lines = lineno
     return part
