@@ -8,7 +8,8 @@ Public API (imported lazily so `import azft` stays cheap)::
     job.wait(); azft.get_job(job.name).info()
 """
 
-__version__ = "0.1.0"
+#: The one place the version is written: the build reads it (pyproject.toml), `azft --version` prints it.
+__version__ = "0.2.0"
 
 __all__ = ["load_spec", "plan", "submit", "get_job", "list_jobs", "__version__"]
 

@@ -9,6 +9,7 @@ from typing import Any, Optional
 
 import click
 
+from azft import __version__
 from azft.errors import EXIT_CANCELLED, EXIT_INVALID, EXIT_JOB_FAILED, EXIT_OK, AzftError
 
 BACKENDS = ("local", "maas", "maap", "mock")
@@ -78,7 +79,7 @@ class LazyGroup(click.Group):
     epilog=EXIT_CODES_HELP,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-@click.version_option(package_name="azft", message="azft %(version)s")
+@click.version_option(version=__version__, prog_name="azft", message="azft %(version)s")
 @click.option("--debug", is_flag=True, help="Show full tracebacks for unexpected errors.")
 @click.pass_context
 def cli(ctx: click.Context, debug: bool) -> None:
