@@ -322,16 +322,43 @@ def _print_plan(d: dict) -> None:
     e = d["estimate"]
     t = Table(title="estimate (not a quote)", show_header=False, expand=False)
     for k, val in e.items():
-        if k == "label":
+        if k in ("label", "memory_per_gpu"):
             continue
         t.add_row(k.replace("_", " "), _esc(json.dumps(val) if isinstance(val, (dict, list)) else str(val)))
     con.print(t)
+    if e.get("memory_per_gpu"):
+        _print_memory(con, e["memory_per_gpu"])
     if d.get("request") is not None:
         import yaml
 
         con.print("[bold]would send:[/]" if d["target"] in ("maas", "maap") else "[bold]would run:[/]")
         con.print(_esc(yaml.safe_dump(d["request"], sort_keys=False, width=120)))
 
+
+
+def _print_memory(con, mem: dict) -> None:
+    """Every term of the per-GPU memory estimate with the formula it came from (docs/memory.md)."""
+    from rich.table import Table
+
+    if "unknown" in mem:
+        con.print(f"[yellow]memory per GPU: unknown[/] — {_esc(mem['unknown'])}")
+        return
+    s, a = mem["setup"], mem["architecture"]
+    title = (f"memory per GPU (estimate, GB): {s['method']}, micro-batch {s['micro_batch']} × {s['seq_len']} tokens, "
+             f"{s['precision']}, checkpointing {'on' if s['gradient_checkpointing'] else 'off'}"
+             + (f", ZeRO-{s['zero_stage']}" if s["zero_stage"] else "") + f", {s['world_size']} GPU(s)")
+    t = Table(title=title, expand=False)
+    t.add_column("term")
+    t.add_column("GB", justify="right")
+    t.add_column("formula")
+    for name, term in mem["terms"].items():
+        t.add_row(name.replace("_", " "), f"{term['gb']:.2f}", _esc(term["formula"]))
+    t.add_row("[bold]total[/]", f"[bold]{mem['total_gb']:.1f}[/]", _esc(mem["error_bound"]))
+    con.print(t)
+    con.print(f"  architecture: {a['layers']} layers, hidden {a['hidden_size']}, MLP {a['intermediate_size']}, "
+              f"{a['heads']}/{a['kv_heads']} heads, vocab {a['vocab']} — {_esc(a['source'])}")
+    for n in mem.get("notes") or []:
+        con.print(f"  [yellow]![/] {_esc(n)}")
 
 @cli.command()
 @click.option("--out", "out", type=click.Path(), help="Write the schema to a file instead of stdout.")

@@ -506,42 +506,37 @@ def estimate(plan: Plan, cat: Catalog, prices: dict, prices_source: Optional[str
             out["cost_usd"] = round(hours * c.instance_count * price, 2) if price else None
             out["formula"] = "instance-hours × hourly price; hours = tokens × epochs ÷ (GPUs × tokens/s) + 0.25 h start-up"
         out["idle_cost"] = "nothing while the cluster is scaled to 0 nodes"
-        mem = memory_estimate(plan, cat)
-        if mem:
-            out["memory_gb_per_gpu"] = mem
-            gpu_mem = sku.get("gpu_memory_gb")
-            if gpu_mem and mem["total"] > gpu_mem:
-                plan.verdict.warnings.append(
-                    f"estimated {mem['total']:.0f} GB per GPU exceeds {c.instance_type}'s {gpu_mem} GB: "
-                    "consider qlora, ZeRO-3, optimizer offload or a larger size")
+        _memory(plan, cat, out, sku.get("gpu_memory_gb"), c.instance_type)
     else:
         out["cost_usd"] = 0.0
         out["note"] = "runs on this machine"
+        _memory(plan, cat, out, None, None)
     return out
 
 
-def memory_estimate(plan: Plan, cat: Catalog) -> Optional[dict]:
-    model, spec = plan.model, plan.spec
-    if not model.parameters_b:
-        return None
-    n = model.parameters_b * 1e9
-    m = cat.methods[spec.method]
-    stage = spec.compute.deepspeed.stage
-    offload = spec.compute.deepspeed.offload
-    sku = cat.skus.get(spec.compute.instance_type or "", {})
-    world = (spec.compute.gpus_per_node or sku.get("gpus") or 1) * spec.compute.instance_count
-    trainable = n * m["trainable_fraction"]
-    weights = n * m["weight_bytes"] / (world if stage == 3 and offload not in ("parameters", "all") else 1)
-    if offload in ("parameters", "all"):
-        weights = 0.0
-    grads = trainable * 2 / (world if stage >= 2 else 1)
-    optim = 0.0 if offload in ("optimizer", "all") else trainable * 12 / (world if stage >= 1 else 1)
-    act = 1.5e9 * plan.hyperparameters["batch_size"] * plan.hyperparameters["max_seq_length"] / 2048 * (
-        0.3 if plan.hyperparameters["gradient_checkpointing"] else 1.0) * max(1.0, model.parameters_b / 3.8)
-    gb = 1024 ** 3
-    return {k: round(v / gb, 1) for k, v in
-            {"weights": weights, "gradients": grads, "optimizer": optim, "activations": act,
-             "total": weights + grads + optim + act}.items()}
+def _memory(plan: Plan, cat: Catalog, out: dict, gpu_mem: Optional[float], sku: Optional[str]) -> None:
+    mem = memory_estimate(plan, cat)
+    if mem is None:
+        return
+    out["memory_per_gpu"] = mem
+    if gpu_mem and "total_gb" in mem and mem["total_gb"] > gpu_mem:
+        plan.verdict.warnings.append(
+            f"estimated {mem['total_gb']:.0f} GB per GPU exceeds {sku}'s {gpu_mem} GB "
+            "(`azft plan --fit` lists the changes and VM sizes that fit)")
+
+
+def memory_estimate(plan: Plan, cat: Catalog, sku: Optional[str] = None) -> Optional[dict]:
+    """Per-GPU memory of the plan's training configuration (on ``sku`` when given), term by term (azft/memory.py).
+
+    A dict: ``total_gb``, ``terms`` ({name: {gb, formula, group}}), the architecture and setup it counted, or
+    ``{"unknown": reason}`` when the model's architecture is not known.
+    """
+    from azft.memory import estimate_plan
+
+    est, why = estimate_plan(plan, cat, sku)
+    if est is None:
+        return {"unknown": why}
+    return est.to_dict()
 
 
 # ----------------------------------------------------------------------------------------------------------------
