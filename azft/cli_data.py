@@ -81,7 +81,7 @@ def _console():
 
 @click.group("data")
 def data() -> None:
-    """Check, summarize and split JSONL training data."""
+    """Check, summarize, split and convert training data."""
 
 
 @data.command("check")
@@ -182,6 +182,79 @@ def split_cmd(file, validation, seed, out_dir, output):
     else:
         click.echo(f"train:      {train} ({n_train} rows)")
         click.echo(f"validation: {val} ({n_val} rows)")
+
+
+@data.command("convert")
+@click.argument("source", type=click.Path(path_type=str))
+@click.option("--from", "source_format", type=click.Choice(("alpaca", "sharegpt", "prompt-completion", "openai",
+                                                             "hf-disk", "auto")), default="auto", show_default=True,
+              help="Source format; auto detects it from the first rows, hf-disk reads a Hugging Face dataset folder "
+                   "(save_to_disk) or a .parquet/.arrow file and detects the rows' format.")
+@click.option("--to", "target", type=click.Choice(("chat-completion", "text-generation")), default="chat-completion",
+              show_default=True, help="Target format: chat messages, or prompt/completion pairs.")
+@click.option("--out", "out", type=click.Path(dir_okay=False, path_type=str), required=True,
+              help="The JSONL file to write.")
+@click.option("--system", default=None, help="System prompt for conversations that have none.")
+@click.option("--role", "roles", multiple=True, metavar="NAME=ROLE",
+              help="Map another speaker name to system, user or assistant (repeatable), e.g. --role bot=assistant.")
+@click.option("--split", default=None, help="Split of a Hugging Face dataset folder (default: train).")
+@click.option("--show", type=click.IntRange(min=0), default=10, show_default=True,
+              help="Skipped rows listed per reason (the JSON output keeps up to 50 per reason).")
+@click.option("--output", "-o", type=click.Choice(("table", "json")), default="table", show_default=True)
+@_handle_errors
+def convert_cmd(source, source_format, target, out, system, roles, split, show, output):
+    """Convert SOURCE (Alpaca, ShareGPT, prompt/completion, OpenAI chat; JSONL, JSON, Parquet, Arrow or a Hugging
+    Face dataset folder) to Azure's chat or prompt/completion JSONL. Rows that cannot be converted are skipped and
+    listed with their line; exit 2 when any was skipped (the converted rows are written either way)."""
+    from azft.data.convert import convert_file
+
+    role_map = {}
+    for item in roles:
+        name, sep, role = item.partition("=")
+        if not sep or not name:
+            raise UsageError(f"--role {item!r}: expected NAME=ROLE", hint="e.g. --role bot=assistant")
+        role_map[name] = role
+    report = convert_file(source, out, source_format=source_format, target=target, system=system, roles=role_map,
+                          split=split)
+    if output == "json":
+        click.echo(json.dumps(report.to_dict(), ensure_ascii=False, indent=2))
+    else:
+        _print_convert(report, show)
+    sys.exit(EXIT_OK if report.ok else EXIT_INVALID)
+
+
+def _print_convert(r, show: int) -> None:
+    from rich.markup import escape
+
+    con = _console()
+    what = f"{r.format} (detected: {r.detected})" if r.detected else r.format
+    files = f", {len(r.files)} file{'s' if len(r.files) != 1 else ''}" if r.files else ""
+    con.print(f"read {escape(r.source)} ({r.reader}{files}) as {escape(what)}", soft_wrap=True)
+    if r.mapping:
+        con.print("mapping: " + " · ".join(f"{escape(str(x['from']))} → {x['to']} ({x['count']:,})" for x in r.mapping),
+                  soft_wrap=True)
+    for note, n in r.notes.items():
+        con.print(f"note: {escape(note)} ({n:,} row{'s' if n != 1 else ''})", soft_wrap=True)
+    if r.blank_lines:
+        con.print(f"note: {r.blank_lines:,} blank line(s) ignored")
+    verdict = "[green]converted[/]" if r.ok else "[yellow]converted[/]"
+    con.print(f"{verdict} {r.converted:,} of {r.rows:,} rows to {r.target} → {escape(r.out)} "
+              f"({r.size_bytes / 2**20:.1f} MB in {r.elapsed_s:.2f}s)", soft_wrap=True)
+    if r.skipped:
+        con.print(f"[red]skipped {r.skipped:,} row{'s' if r.skipped != 1 else ''}[/]: " +
+                  ", ".join(f"{k} {n:,}" for k, n in r.skipped_counts.items()), soft_wrap=True)
+        by_kind: dict[str, list] = {}
+        for row in r.skipped_rows:
+            by_kind.setdefault(row["kind"], []).append(row)
+        for kind, rows in by_kind.items():
+            for row in rows[:show]:
+                fld = f"{row['field']}: " if row.get("field") else ""
+                hint = f" — {row['hint']}" if row.get("hint") else ""
+                con.print(f"  [red]{escape(kind)}[/] {escape(r.source)} {row['where']}: {escape(fld + row['message'])}"
+                          f"{escape(hint)}", soft_wrap=True)
+            hidden = r.skipped_counts[kind] - min(len(rows), show)
+            if hidden > 0:
+                con.print(f"  [dim]… {hidden:,} more {escape(kind)} (--show N, or --output json)[/]")
 
 
 def _count_lines(path) -> int:

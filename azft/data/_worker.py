@@ -1,6 +1,7 @@
-"""Worker process for large files: ``python -m azft.data._worker`` reads a pickled (ScanConfig, start, end) on
-stdin and writes the pickled Partial on stdout. A plain subprocess rather than multiprocessing, so the caller's
-``__main__`` is never re-imported and nothing is forked from a process that may hold threads."""
+"""Worker process for large files. ``python -m azft.data._worker`` reads a pickled (ScanConfig, start, end) on stdin
+and writes the pickled Partial on stdout; ``python -m azft.data._worker convert`` reads a pickled conversion job
+and writes its pickled result. A plain subprocess rather than multiprocessing, so the caller's ``__main__`` is never
+re-imported and nothing is forked from a process that may hold threads."""
 
 from __future__ import annotations
 
@@ -11,12 +12,17 @@ import sys
 
 def main() -> None:
     os.environ["TOKENIZERS_PARALLELISM"] = "false"  # the worker processes already fill the cores
-    from azft.data.scan import scan_range
+    if sys.argv[1:] == ["convert"]:
+        from azft.data.convert import convert_range
 
-    cfg, start, end = pickle.load(sys.stdin.buffer)
-    cfg.parallel_tokenizer = False
-    part = scan_range(cfg, start, end)
-    pickle.dump(part, sys.stdout.buffer, protocol=pickle.HIGHEST_PROTOCOL)
+        result = convert_range(pickle.load(sys.stdin.buffer))
+    else:
+        from azft.data.scan import scan_range
+
+        cfg, start, end = pickle.load(sys.stdin.buffer)
+        cfg.parallel_tokenizer = False
+        result = scan_range(cfg, start, end)
+    pickle.dump(result, sys.stdout.buffer, protocol=pickle.HIGHEST_PROTOCOL)
     sys.stdout.buffer.flush()
 
 
