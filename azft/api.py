@@ -98,7 +98,7 @@ def submit(plan: Plan, *, force: bool = False, track: bool = True, backend_optio
     if tracker and run_id:
         try:
             info = job.info()
-            tags = {"azft.job_name": job.name}
+            tags = {"azft.job_name": job.name, **plan.data_tags()}
             if info.studio_url:
                 tags["azft.studio_url"] = info.studio_url
             tracker.set_tags(run_id, tags)

@@ -242,13 +242,26 @@ def _data_problems(spec, model, spec_file: str):
             from azft.data import check_file
         except ImportError:
             continue
+        if spec.data.format:  # check the source by converting it (once: the conversion is kept for plan/submit)
+            from azft.data.source import skipped_reason, try_prepare
+
+            where = dict(file=spec_file, line=line_of(spec, "data", role), field=f"data.{role}")
+            prepared, err = try_prepare(path, spec.data.format, spec.task)
+            if err is not None:
+                out.append(Problem(f"{ref} could not be converted from {spec.data.format}: {err.message}",
+                                   hint=err.hint, **where))
+                continue
+            if prepared.skipped:
+                out.append(Problem(skipped_reason(ref, prepared.to_dict(), spec.task), **where))
+            path = prepared.path
         report = check_file(path, spec.task, model=model.id if model.in_catalog else None,
                             max_tokens=spec.hyperparameters.max_seq_length)
         if not report.ok:
             first = report.errors[0].render() if report.errors else ""
             out.append(Problem(f"{ref} has {len(report.errors)} data error(s); first: {first}", file=spec_file,
                                line=line_of(spec, "data", role), field=f"data.{role}",
-                               hint=f"`azft data check {ref} --task {spec.task}` lists them all"))
+                               hint=f"`azft data check {path if spec.data.format else ref} --task {spec.task}` "
+                                    "lists them all"))
     return out
 
 
@@ -306,6 +319,12 @@ def _print_plan(d: dict) -> None:
     for f in d["data"]:
         state = "" if f.get("ok") is None else (" ✓ checked" if f["ok"] else f" ✗ {f.get('errors')} errors")
         head.add_row(f"data.{f['role']}", f"{f.get('path') or f.get('uri')}{state}")
+        src = f.get("source")
+        if src:
+            how = f"detected: {src['detected']}" if src.get("detected") else "as given"
+            head.add_row("", f"converted from {src['path']} ({src['format']}, {how}; sha256 {src['sha256'][:12]}…): "
+                             f"{src.get('converted')} of {src.get('rows')} rows")
+            head.add_row("", "mapping: " + ", ".join(f"{m['from']} → {m['to']}" for m in src.get("mapping") or []))
     con.print(Panel(head, title="azft plan", expand=False))
     if v["ok"]:
         con.print("[bold green]verdict: can run[/]")

@@ -30,6 +30,8 @@ class DataFile:
     size: Optional[int] = None
     sha256: Optional[str] = None
     report: Optional[dict] = None
+    source: Optional[dict] = None  # data.format: the source this file was converted from (path, sha256, format ...)
+    source_error: Optional[str] = None  # data.format: why the source could not be converted
 
     @property
     def local(self) -> bool:
@@ -65,6 +67,16 @@ class Plan:
     def data_report(self) -> dict:
         return {d.role: d.report for d in self.data if d.report is not None}
 
+    def data_tags(self) -> dict[str, str]:
+        """Tags naming converted data: the source's hash and format next to the converted file's hash."""
+        tags = {}
+        for d in self.data:
+            if d.source and d.sha256:
+                tags[f"azft.data.{d.role}.sha256"] = d.sha256
+                tags[f"azft.data.{d.role}.source_sha256"] = d.source["sha256"]
+                tags[f"azft.data.{d.role}.format"] = d.source["format"]
+        return tags
+
     def to_dict(self) -> dict:
         return {
             "backend": self.backend,
@@ -92,6 +104,7 @@ class Plan:
             "data": [
                 {k: v for k, v in {
                     "role": d.role, "ref": d.ref, "path": d.path, "uri": d.uri, "size": d.size, "sha256": d.sha256,
+                    "source": d.source,
                     "ok": None if d.report is None else d.report.get("ok"),
                     "errors": None if d.report is None else d.report.get("error_count"),
                 }.items() if v is not None}
@@ -130,6 +143,8 @@ def make_plan(
     hp = resolve_hyperparameters(spec, model)
     data = _data_files(spec)
     for d in data:
+        if d.local and spec.data.format:
+            _convert_source(spec, d)
         if d.local and Path(d.path).is_file():
             d.size = Path(d.path).stat().st_size
             d.sha256 = file_sha256(d.path)
@@ -201,6 +216,20 @@ def _data_files(spec: JobSpec) -> list[DataFile]:
         else:
             out.append(DataFile(role=role, ref=ref, path=spec.resolve_path(ref), uri=None))
     return out
+
+
+def _convert_source(spec: JobSpec, d: DataFile) -> None:
+    """data.format: point ``d`` at the converted file and remember its source (see azft.data.source)."""
+    if not Path(d.path).exists():
+        return  # _check_data says so
+    from azft.data.source import try_prepare
+
+    prepared, err = try_prepare(d.path, spec.data.format, spec.task)
+    if err is not None:
+        d.source_error = err.message + (f" ({err.hint})" if err.hint else "")
+        return
+    d.source = prepared.to_dict()
+    d.path = prepared.path
 
 
 def component_inputs(spec: JobSpec, model: ModelInfo, hp: dict, data: list[DataFile]) -> dict:
@@ -424,6 +453,15 @@ def _check_data(spec: JobSpec, model: ModelInfo, target: str, data: list[DataFil
             v.ok = False
             v.reasons.append(f"data.{d.role}: {d.ref} does not exist (resolved to {d.path})")
             continue
+        if d.source_error:
+            v.ok = False
+            v.reasons.append(f"data.{d.role}: {d.ref} could not be converted from {spec.data.format}: {d.source_error}")
+            continue
+        if d.source and d.source["skipped"]:
+            from azft.data.source import skipped_reason
+
+            v.ok = False
+            v.reasons.append(f"data.{d.role}: " + skipped_reason(d.ref, d.source, spec.task))
         try:
             from azft.data import check_file
         except ImportError:  # data checks not installed in this build
@@ -438,8 +476,9 @@ def _check_data(spec: JobSpec, model: ModelInfo, target: str, data: list[DataFil
             v.ok = False
             n = len(report.errors)
             first = report.errors[0].render() if report.errors else ""
-            v.reasons.append(f"data.{d.role}: {d.ref} has {d.report.get('error_count', n)} error(s); first: {first}"
-                             f" (run `azft data check {d.ref} --task {spec.task}` for all)")
+            what = f"{d.ref} (converted to {d.path})" if d.source else d.ref
+            v.reasons.append(f"data.{d.role}: {what} has {d.report.get('error_count', n)} error(s); first: {first}"
+                             f" (run `azft data check {d.path if d.source else d.ref} --task {spec.task}` for all)")
         for w in report.warnings[:3]:
             v.warnings.append(f"data.{d.role}: {w.render()}")
 

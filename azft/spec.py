@@ -33,10 +33,17 @@ class _Section(BaseModel):
 class DataSpec(_Section):
     """Training data. Local files are checked, then uploaded once (content-addressed); `azureml://` URIs are used as is."""
 
-    train: str = Field(description="Training file: a local JSONL path (relative to the spec) or an azureml:// / https:// URI.")
+    train: str = Field(description="Training file: a local JSONL path (relative to the spec; with `format`, any source that format reads) or an azureml:// / https:// URI.")
     validation: Optional[str] = Field(None, description="Validation file, same forms as `train`.")
     validation_split: Optional[float] = Field(
         None, gt=0, le=0.5, description="Hold out this fraction of `train` for validation (instead of `validation`)."
+    )
+    format: Optional[Literal["alpaca", "sharegpt", "prompt-completion", "openai", "hf-disk", "auto"]] = Field(
+        None,
+        description="Source format of local data files, converted to the task's format (chat-completion or "
+        "text-generation) before the check and the upload: `alpaca`, `sharegpt`, `prompt-completion`, `openai`, "
+        "`hf-disk` (a Hugging Face `save_to_disk` folder or a .parquet/.arrow file) or `auto` (detected from the "
+        "first rows). Unset: the files are already in the task's format.",
     )
 
     @model_validator(mode="after")

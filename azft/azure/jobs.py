@@ -91,6 +91,7 @@ def job_tags(plan: "Plan") -> dict[str, str]:
     })
     if plan.tracking_run_id:
         tags["azft.mlflow_run_id"] = plan.tracking_run_id
+    tags.update(plan.data_tags())
     return tags
 
 
