@@ -35,14 +35,31 @@ def load_prices(path: Optional[str]) -> tuple[dict, Optional[str]]:
     return data, str(p)
 
 
+AZURE_BACKENDS = ("maas", "maap", "mock")
+
+
+def workspace_options(spec: JobSpec, backend: str) -> dict[str, Any]:
+    """The backend keyword arguments that carry the spec's ``azure:`` section (resolved later: spec → AZURE_* →
+    config.json, value by value)."""
+    if backend not in AZURE_BACKENDS:
+        return {}
+    return {"workspace": spec.azure.model_dump(exclude_none=True)}
+
+
 def plan(spec: JobSpec | str | Path, backend: str = "local", *, prices: Optional[str] = None,
          force: bool = False, check_data: bool = True) -> Plan:
-    """Build the dry-run plan for a spec on a backend (no network)."""
+    """Build the dry-run plan for a spec on a backend (no network), with the workspace a submit would use."""
     if not isinstance(spec, JobSpec):
         spec = load_spec(spec)
     table, source = load_prices(prices)
     suffix = secrets.token_hex(3) if force else None
-    return make_plan(spec, backend, prices=table, prices_source=source, check_data=check_data, force_suffix=suffix)
+    where = None
+    if backend in AZURE_BACKENDS:
+        where = get_backend(backend, **workspace_options(spec, backend)).destination()
+    p = make_plan(spec, backend, prices=table, prices_source=source, check_data=check_data, force_suffix=suffix,
+                  region=(where or {}).get("region"))
+    p.workspace = where
+    return p
 
 
 def _refuse(plan: Plan) -> IncompatibleError:
@@ -64,7 +81,7 @@ def submit(plan: Plan, *, force: bool = False, track: bool = True, backend_optio
     if not plan.ok:
         raise _refuse(plan)
     say = on_event or (lambda msg: None)
-    backend = get_backend(plan.backend, **(backend_options or {}))
+    backend = get_backend(plan.backend, **{**workspace_options(plan.spec, plan.backend), **(backend_options or {})})
     tracker = None
     run_id = None
     if track:
@@ -114,11 +131,19 @@ def submit(plan: Plan, *, force: bool = False, track: bool = True, backend_optio
         experiment=plan.spec.experiment,
         tracking_uri=plan.tracking_uri,
         mlflow_run_id=run_id,
-        azure=plan.spec.azure.model_dump(exclude_none=True) or None,
+        azure=_resolved_workspace(backend) or plan.spec.azure.model_dump(exclude_none=True) or None,
         mock={"target": plan.spec.mock.target} if plan.backend == "mock" else None,
     )
     say(f"submitted {job.name} to {plan.backend}")
     return job
+
+
+def _resolved_workspace(backend: Any) -> Optional[dict]:
+    """The workspace the job went to, every value resolved, so a later command in another shell finds it there."""
+    where = backend.destination() if hasattr(backend, "destination") else None
+    if not where or "error" in where:
+        return None
+    return {k: v for k, v in where.items() if k in ("subscription_id", "resource_group", "workspace", "region")}
 
 
 def get_job(name: str, backend: Optional[str] = None, **backend_options: Any) -> Job:
@@ -129,18 +154,24 @@ def get_job(name: str, backend: Optional[str] = None, **backend_options: Any) ->
         raise UsageError(f"no job named {name!r} was submitted from here",
                          hint="pass --backend maas|maap|local|mock (and the workspace) to look it up remotely; "
                               "`azft list` shows known jobs")
-    if backend in ("maas", "maap") and rec.get("azure") and "workspace" not in backend_options:
+    if backend in AZURE_BACKENDS and rec.get("azure") and "workspace" not in backend_options:
         backend_options["workspace"] = rec["azure"]
     if backend == "mock" and rec.get("mock") and "target" not in backend_options:
         backend_options["target"] = rec["mock"]["target"]
     return get_backend(backend, **backend_options).get_job(name)
 
 
-def list_jobs(backend: Optional[str] = None, limit: int = 50, **backend_options: Any) -> list[JobInfo]:
+def list_jobs(backend: Optional[str] = None, limit: int = 50, *, spec: JobSpec | str | Path | None = None,
+              **backend_options: Any) -> list[JobInfo]:
+    """Jobs of a backend (default: local and mock). maas/maap/mock list the workspace resolved like a submit's:
+    ``spec``'s ``azure:`` section when given, then ``AZURE_*``, then ``config.json``."""
+    if spec is not None and not isinstance(spec, JobSpec):
+        spec = load_spec(spec)
     names = [backend] if backend else ["local", "mock"]
     out: list[JobInfo] = []
     for b in names:
-        out.extend(get_backend(b, **backend_options).list_jobs(limit=limit))
+        opts = {**(workspace_options(spec, b) if spec is not None else {}), **backend_options}
+        out.extend(get_backend(b, **opts).list_jobs(limit=limit))
     return out[:limit] if backend else out
 
 

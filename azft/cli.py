@@ -295,10 +295,30 @@ def plan(spec_file: str, backend: str, output: str, prices: Optional[str]) -> in
 def _plan_summary_lines(d: dict) -> list[str]:
     v = d["verdict"]
     lines = [f"backend: {d['backend']} · job: {d['job_name']} · verdict: {'OK' if v['ok'] else 'REFUSED'}"]
+    lines += [f"{label}: {value}" for label, value in _workspace_rows(d.get("workspace"))]
     lines += [f"refused: {r}" for r in v["reasons"]]
     lines += [f"instead: {a}" for a in v["alternatives"]]
     lines += [f"warning: {w}" for w in v["warnings"]]
     return lines
+
+
+def _workspace_rows(where: Optional[dict]) -> list[tuple[str, str]]:
+    """The workspace a submit uses, each value with where it came from."""
+    if not where:
+        return []
+    if "error" in where:
+        return [("workspace", "not configured: " + where["error"])]
+    src = where.get("sources", {})
+    rows = []
+    for key, label in (("workspace", "workspace"), ("resource_group", "resource group"),
+                       ("subscription_id", "subscription"), ("region", "region")):
+        if where.get(key):
+            rows.append((label, f"{where[key]}  (from {src.get(key, '?')})"))
+    if not where.get("region"):
+        rows.append(("region", "read from the workspace at submit time"))
+    if where.get("emulated"):
+        rows[0] = (rows[0][0], rows[0][1] + " — emulated by the mock backend")
+    return rows
 
 
 def _print_plan(d: dict) -> None:
@@ -325,6 +345,8 @@ def _print_plan(d: dict) -> None:
             head.add_row("", f"converted from {src['path']} ({src['format']}, {how}; sha256 {src['sha256'][:12]}…): "
                              f"{src.get('converted')} of {src.get('rows')} rows")
             head.add_row("", "mapping: " + ", ".join(f"{m['from']} → {m['to']}" for m in src.get("mapping") or []))
+    for label, value in _workspace_rows(d.get("workspace")):
+        head.add_row(label, _esc(value))
     con.print(Panel(head, title="azft plan", expand=False))
     if v["ok"]:
         con.print("[bold green]verdict: can run[/]")
@@ -722,12 +744,14 @@ def cancel(job_name: str, backend: Optional[str], output: str) -> int:
 @cli.command(name="list")
 @click.option("--backend", "-b", type=click.Choice(BACKENDS), default=None, help="Only this backend (maas/maap list the workspace's jobs).")
 @click.option("--limit", type=int, default=50, show_default=True)
+@click.option("--spec", "spec_file", type=click.Path(), default=None,
+              help="List the workspace this spec's submits use (its azure: section, then AZURE_*, then config.json).")
 @click.option("--output", "-o", type=click.Choice(OUTPUTS), default="table")
-def list_(backend: Optional[str], limit: int, output: str) -> int:
+def list_(backend: Optional[str], limit: int, spec_file: Optional[str], output: str) -> int:
     """List jobs (local and mock by default; --backend maas|maap for the workspace)."""
     from azft import api
 
-    infos = api.list_jobs(backend, limit=limit)
+    infos = api.list_jobs(backend, limit=limit, spec=spec_file)
     if output != "table":
         _emit([i.to_dict() for i in infos], output)
         return EXIT_OK

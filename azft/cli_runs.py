@@ -343,9 +343,9 @@ def _outputs_from_backend(backend: str | None, job_name: str) -> dict[str, str]:
     if not backend:
         return {}
     try:
-        from azft.backends.base import get_backend
+        from azft import api
 
-        return dict(get_backend(backend).get_job(job_name).info().outputs)
+        return dict(api.get_job(job_name, backend).info().outputs)
     except Exception:  # the run's record is still shown; the location is reported as unknown
         return {}
 

@@ -52,6 +52,7 @@ class Plan:
     verdict: Verdict
     estimate: dict
     request: Any = None  # what would be sent: job YAML dict (maas/maap) or command line (local)
+    workspace: Optional[dict] = None  # maas/maap/mock: the workspace a submit uses and where each value came from
     tracking_uri: Optional[str] = None
     tracking_run_id: Optional[str] = None
     prices_source: Optional[str] = None
@@ -112,6 +113,7 @@ class Plan:
             ],
             "estimate": self.estimate,
             "request": self.request,
+            "workspace": self.workspace,
             "tracking": {"experiment": self.spec.experiment, "tracking_uri": self.tracking_uri},
             "notes": self.notes,
         }
@@ -132,6 +134,7 @@ def make_plan(
     force_suffix: Optional[str] = None,
     today: Optional[_dt.date] = None,
     render: bool = True,
+    region: Optional[str] = None,
 ) -> Plan:
     from azft.errors import UsageError
 
@@ -155,7 +158,7 @@ def make_plan(
         job_name = f"{job_name}-{force_suffix}"
 
     verdict = Verdict(ok=True)
-    check_compatibility(spec, model, backend, target, hp, cat, verdict, today=today)
+    check_compatibility(spec, model, backend, target, hp, cat, verdict, today=today, region=region)
     if check_data:
         _check_data(spec, model, target, data, hp, verdict)
 
@@ -297,7 +300,10 @@ def check_compatibility(
     cat: Catalog,
     v: Verdict,
     today: Optional[_dt.date] = None,
+    region: Optional[str] = None,
 ) -> None:
+    """``region``: the workspace's region as resolved (spec, AZURE_LOCATION, config.json), else the spec's."""
+
     def refuse(reason: str, *alternatives: str) -> None:
         v.ok = False
         v.reasons.append(reason)
@@ -319,14 +325,14 @@ def check_compatibility(
                *[f"--backend {b} for {spec.method}" for b in method["backends"] if b not in (target, "mock")])
 
     if target == "maas":
-        _check_maas(spec, model, hp, cat, refuse, v, today)
+        _check_maas(spec, model, hp, cat, refuse, v, today, region or spec.azure.region)
     elif target == "maap":
         _check_maap(spec, model, cat, refuse, v, backend)
     elif target == "local":
         _check_local(spec, model, refuse, v)
 
 
-def _check_maas(spec, model: ModelInfo, hp, cat: Catalog, refuse, v: Verdict, today) -> None:
+def _check_maas(spec, model: ModelInfo, hp, cat: Catalog, refuse, v: Verdict, today, region: Optional[str]) -> None:
     working = maas_models(cat, today)
     phi4 = ", ".join(m for m in working) or "none listed"
     override = spec.maas.allow_unavailable
@@ -362,7 +368,6 @@ def _check_maas(spec, model: ModelInfo, hp, cat: Catalog, refuse, v: Verdict, to
         else:
             hint = " (if your workspace still allows it, set `maas: {allow_unavailable: true}`)" if model.in_catalog else ""
             refuse(problem + hint, *alts)
-    region = spec.azure.region
     if region and model.maas.regions and region.lower().replace(" ", "") not in model.maas.regions and not problem:
         msg = (f"serverless fine-tuning of {name} is offered in {', '.join(model.maas.regions)}, "
                f"not in {region}")

@@ -81,6 +81,14 @@ class WorkspaceRef:
     def describe(self) -> str:
         return f"workspace {self.workspace!r} in resource group {self.resource_group!r} (subscription {self.subscription_id})"
 
+    def values(self) -> dict[str, str]:
+        """The resolved values, ready to be passed back as explicit values (a submission record, a backend)."""
+        return {n: v for n in FIELDS if (v := getattr(self, n)) not in (None, "")}
+
+    def to_dict(self) -> dict[str, Any]:
+        """What the plan shows: each value and where it came from."""
+        return {**self.values(), "sources": {n: self.sources[n] for n in FIELDS if n in self.sources}}
+
 
 def _explicit_value(explicit: Any, name: str) -> Any:
     if explicit is None:
@@ -158,12 +166,15 @@ def resolve_workspace(
     env: Mapping[str, str] | None = None,
     cwd: str | os.PathLike[str] | None = None,
     explicit_source: str = "the spec's azure: section",
+    defaults: Mapping[str, str] | None = None,
+    defaults_source: str = "default",
 ) -> WorkspaceRef:
     """Resolve subscription, resource group, workspace name and region (see the module docstring for the order).
 
     Explicit values come from ``explicit`` (a mapping or an object with those attributes, e.g. the spec's azure
-    section) and/or the keyword arguments (which win). Raises ``AzureError`` naming every place that was tried when
-    a required value is missing.
+    section) and/or the keyword arguments (which win). ``defaults`` fill what none of the three places has (the mock
+    backend's emulated workspace). Raises ``AzureError`` naming every place that was tried when a required value is
+    missing.
     """
     kw = {"subscription_id": subscription_id, "resource_group": resource_group, "workspace": workspace,
           "region": region}
@@ -193,6 +204,9 @@ def resolve_workspace(
             for name, v in read_config_json(config_path).items():
                 if name not in values:
                     values[name], sources[name] = v, str(config_path)
+    for name, v in (defaults or {}).items():
+        if name in FIELDS and name not in values and v not in (None, ""):
+            values[name], sources[name] = str(v), defaults_source
     missing = [n for n in REQUIRED if n not in values]
     if missing:
         found = ", ".join(f"{n} from {sources[n]}" for n in FIELDS if n in sources) or "nothing"

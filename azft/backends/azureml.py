@@ -58,6 +58,10 @@ class UploadResult:
     files_skipped: int = 0
 
 
+def _norm_region(region: str) -> str:
+    return region.lower().replace(" ", "")
+
+
 def parse_status(value: Any) -> JobStatus:
     """The SDK hands back its own enum (``JobStatus.NOT_STARTED``) or a string; both map to ours."""
     return JobStatus.parse(getattr(value, "value", value))
@@ -467,22 +471,44 @@ class AzureBackend(Backend):
         self.progress = progress
         self.options = options
         self._region: Optional[str] = None
+        self._ws_ref: Any = None
         #: Called after the existence check, right before the job is created (the mock scripts outcomes here).
         self.before_create: Optional[Callable[["Plan", str], None]] = None
 
     # -- clients ------------------------------------------------------------------------------------------------
+    def workspace_ref(self):
+        """The workspace a submit goes to: the spec's ``azure:`` values, then ``AZURE_*``, then ``config.json``."""
+        if self._ws_ref is None:
+            from azft.azure import workspace as wsmod
+
+            if self._ml_client is not None and not self.workspace:
+                c = self._ml_client
+                given = "the MLClient given to the backend"
+                self._ws_ref = wsmod.WorkspaceRef(
+                    c.subscription_id, c.resource_group_name, c.workspace_name, None,
+                    {"subscription_id": given, "resource_group": given, "workspace": given})
+            else:
+                self._ws_ref = wsmod.resolve_workspace(
+                    {k: v for k, v in self.workspace.items() if k in wsmod.FIELDS})
+        return self._ws_ref
+
+    def destination(self) -> dict[str, Any]:
+        """Where a submit would go and where each value came from (for the plan); never raises."""
+        try:
+            return self.workspace_ref().to_dict()
+        except AzftError as exc:
+            return {"error": exc.message, "hint": exc.hint}
+
     @property
     def ml_client(self):
         if self._ml_client is None:
             from azft.azure import workspace as wsmod
 
-            ws = wsmod.resolve_workspace(**{k: v for k, v in self.workspace.items()
-                                            if k in ("subscription_id", "resource_group", "workspace", "region")})
+            ws = self.workspace_ref()
             kwargs: dict[str, Any] = {}
             if self.retry_total is not None:
                 kwargs["retry_total"] = self.retry_total
             self._ml_client = wsmod.make_ml_client(ws, credential=self.credential, **kwargs)
-            self._region = getattr(ws, "region", None) or self.workspace.get("region")
             if self.credential is None:
                 self.credential = getattr(self._ml_client, "_credential", None)
         return self._ml_client
@@ -532,15 +558,27 @@ class AzureBackend(Backend):
                                     if plan.verdict.alternatives else None)
 
     def workspace_region(self) -> Optional[str]:
-        """The workspace's Azure region, from the spec or from Azure (one GET, cached)."""
+        """The workspace's Azure region as Azure reports it (one GET, cached), checked against the declared one.
+
+        A region given in the spec (or ``AZURE_LOCATION`` / ``config.json``) that is not where the workspace is
+        stops the submit before anything is uploaded: the catalog checks in the plan were made for that region.
+        """
         if self._region:
             return self._region
         try:
             with quiet_sdk():
                 ws = self.ml_client.workspaces.get(self.ml_client.workspace_name)
-            self._region = getattr(ws, "location", None)
         except Exception as exc:  # noqa: BLE001
             raise azure_error(exc, "reading the workspace") from None
+        actual = getattr(ws, "location", None)
+        ref = self.workspace_ref()
+        declared = ref.region
+        if declared and actual and _norm_region(declared) != _norm_region(actual):
+            raise UsageError(
+                f"{ref.sources.get('region', 'the spec')} says region {declared}, but workspace "
+                f"{self.ml_client.workspace_name} is in {actual}; nothing was uploaded",
+                hint=f"set azure.region: {actual} (or remove it), or point azure.workspace at a workspace in {declared}")
+        self._region = actual or declared
         return self._region
 
     def default_datastore(self) -> Datastore:

@@ -133,6 +133,10 @@ class Backend(ABC):
     @abstractmethod
     def list_jobs(self, limit: int = 50) -> list[JobInfo]: ...
 
+    def destination(self) -> dict[str, Any] | None:
+        """Where a submit would go (the Azure ML workspace and where each value came from); None for this machine."""
+        return None
+
 
 BACKENDS: dict[str, str] = {
     "local": "azft.backends.local:LocalBackend",

@@ -55,6 +55,10 @@ if TYPE_CHECKING:  # pragma: no cover
     from azft.plan import Plan
 
 STATE_VERSION = 1
+#: The emulated workspace when neither the spec, ``AZURE_*`` nor ``config.json`` names one.
+DEFAULT_WORKSPACE = {"subscription_id": "00000000-0000-4000-8000-000000000001", "resource_group": "rg-azft",
+                     "workspace": "ws-azft", "region": "eastus2"}
+DEFAULT_SOURCE = "the mock backend's default emulated workspace"
 MOCK_RETRY_TOTAL = 4
 MOCK_RETRY_BACKOFF = 0.05
 #: Fault error names (spec) → the Azure error codes a failed job reports.
@@ -102,8 +106,11 @@ def _locked(path: Path) -> Iterator[None]:
 class MockWorkspace:
     """An emulator whose workspace state is kept in a directory between processes."""
 
-    def __init__(self, root: Optional[Path] = None, seconds_per_state: float = 1.0):
-        self.root = Path(root) if root else mock_dir()
+    def __init__(self, root: Optional[Path] = None, seconds_per_state: float = 1.0, ref: Any = None):
+        base = Path(root) if root else mock_dir()
+        #: The workspace this emulator plays (resolved like the real one's); each has its own saved state.
+        self.ref = ref
+        self.root = base if ref is None or _is_default(ref) else base / "workspaces" / _workspace_dirname(ref)
         self.seconds_per_state = seconds_per_state
         self._emulator = None
         self._depth = 0
@@ -119,8 +126,13 @@ class MockWorkspace:
 
             # blobs (component code uploaded through startPendingUpload SAS URIs) live next to the directory
             # datastore, so a later process finds an upload by its content hash like Azure does
+            ref = self.ref
+            identity = {} if ref is None else {
+                "subscription_id": ref.subscription_id, "resource_group": ref.resource_group,
+                "workspace": ref.workspace, "location": ref.region or DEFAULT_WORKSPACE["region"]}
             self._emulator = Emulator(clock=_wall_clock(), seconds_per_state=self.seconds_per_state,
-                                      ca=self._ca(), lro_retry_after=0.01, blob_root=self.root / "datastore")
+                                      ca=self._ca(), lro_retry_after=0.01, blob_root=self.root / "datastore",
+                                      **identity)
             self._emulator.start()
             self._load()
         return self._emulator
@@ -250,6 +262,27 @@ class MockWorkspace:
         return path
 
 
+def _is_default(ref: Any) -> bool:
+    return all(getattr(ref, k) == DEFAULT_WORKSPACE[k] for k in ("subscription_id", "resource_group", "workspace"))
+
+
+def _workspace_dirname(ref: Any) -> str:
+    """A directory name for a workspace: readable, and safe whatever characters the names hold."""
+    import hashlib
+    import re
+
+    readable = re.sub(r"[^A-Za-z0-9_-]+", "_", ref.workspace)[:40] or "ws"
+    return f"{readable}-{hashlib.sha256(ref.arm_id.lower().encode()).hexdigest()[:12]}"
+
+
+def resolve_mock_workspace(explicit: Optional[dict] = None) -> Any:
+    """The workspace the mock emulates: the same order as maas/maap, then the default emulated workspace."""
+    from azft.azure.workspace import FIELDS, resolve_workspace
+
+    return resolve_workspace({k: v for k, v in (explicit or {}).items() if k in FIELDS},
+                             defaults=DEFAULT_WORKSPACE, defaults_source=DEFAULT_SOURCE)
+
+
 def _inner_class(target: str):
     if target == "maas":
         from azft.backends.maas import MaasBackend
@@ -305,13 +338,16 @@ class MockBackend(Backend):
         blob_endpoint: Optional[str] = None,
         retry_total: int = MOCK_RETRY_TOTAL,
         on_event: Any = None,
+        workspace: Optional[dict] = None,
         **options: Any,
     ):
         self.target = target
         self.seconds_per_state = seconds_per_state
         self.extra_faults = list(faults or [])
+        #: The Azure ML workspace being emulated, resolved like maas/maap resolve theirs.
+        self.ws_ref = resolve_mock_workspace(workspace)
         self.workspace = MockWorkspace(Path(state_dir) if state_dir else None,
-                                       seconds_per_state if seconds_per_state is not None else 1.0)
+                                       seconds_per_state if seconds_per_state is not None else 1.0, ref=self.ws_ref)
         self.blob_endpoint = blob_endpoint or os.environ.get("AZFT_MOCK_BLOB_ENDPOINT")
         self.retry_total = retry_total
         self.on_event = on_event
@@ -334,6 +370,7 @@ class MockBackend(Backend):
             if target == "maap":
                 kwargs["create_missing_cluster"] = True
             backend = cls(**kwargs)
+            backend._ws_ref = self.ws_ref
             backend.name = "mock"
             backend.poll_interval = 1.0
             inner = self
@@ -398,6 +435,9 @@ class MockBackend(Backend):
                 em.script_job(name, "cancel", f.get("state", "Running"))
 
     # -- Backend protocol ---------------------------------------------------------------------------------------
+    def destination(self) -> dict[str, Any]:
+        return {**self.ws_ref.to_dict(), "emulated": True}
+
     def submit(self, plan: "Plan", *, force: bool = False) -> MockJob:
         target = self.target or plan.target
         if target not in ("maas", "maap"):
