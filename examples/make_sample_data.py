@@ -1,6 +1,7 @@
 """Regenerate the bundled sample data (deterministic): `python examples/make_sample_data.py`.
 
-A small "support bot" chat dataset with a learnable pattern, so a tiny model's loss visibly goes down.
+A small "support bot" chat dataset with a learnable pattern, so a tiny model's loss visibly goes down, and the
+same rows in ShareGPT form (`from`/`value` turns, the way many public datasets come) for `data.format: sharegpt`.
 """
 
 import json
@@ -32,14 +33,26 @@ def example(rng: random.Random) -> dict:
     return {"messages": messages}
 
 
+SHAREGPT_SPEAKER = {"system": "system", "user": "human", "assistant": "gpt"}
+
+
+def sharegpt(row: dict, i: int) -> dict:
+    return {"id": f"contoso-{i}", "conversations": [{"from": SHAREGPT_SPEAKER[m["role"]], "value": m["content"]}
+                                                    for m in row["messages"]]}
+
+
 def main() -> None:
     out = Path(__file__).parent / "data"
     out.mkdir(exist_ok=True)
     rng = random.Random(7)
     for name, n in (("chat_train.jsonl", 400), ("chat_val.jsonl", 40)):
+        rows = [example(rng) for _ in range(n)]
         with open(out / name, "w", encoding="utf-8") as f:
-            for _ in range(n):
-                f.write(json.dumps(example(rng), ensure_ascii=False) + "\n")
+            for row in rows:
+                f.write(json.dumps(row, ensure_ascii=False) + "\n")
+        with open(out / name.replace(".jsonl", ".sharegpt.jsonl"), "w", encoding="utf-8") as f:
+            for i, row in enumerate(rows):
+                f.write(json.dumps(sharegpt(row, i), ensure_ascii=False) + "\n")
 
 
 if __name__ == "__main__":

@@ -122,6 +122,7 @@ def _hf_files(folder: Path, split: str | None) -> list[Path]:
             splits = list(json.loads(dd.read_text())["splits"])
         except (ValueError, KeyError, TypeError) as exc:
             raise DataError(f"{dd}: not a readable dataset_dict.json ({exc})") from None
+        splits = [x for x in splits if isinstance(x, str) and x and "/" not in x and "\\" not in x and x not in (".", "..")]
         chosen = split or ("train" if "train" in splits else splits[0] if len(splits) == 1 else None)
         if chosen not in splits:
             raise UsageError(f"{folder} holds the splits {', '.join(splits)}" + (f", not {split!r}" if split else ""),
@@ -129,7 +130,7 @@ def _hf_files(folder: Path, split: str | None) -> list[Path]:
         folder = folder / chosen
     elif split:
         sub = folder / split
-        if not sub.is_dir():
+        if not sub.is_dir() or sub.resolve().parent != folder.resolve():
             raise UsageError(f"{folder} has no split folder {split!r}")
         folder = sub
     state = folder / "state.json"
@@ -142,6 +143,10 @@ def _hf_files(folder: Path, split: str | None) -> list[Path]:
     if not files:
         files = sorted(folder.glob("*.arrow")) or sorted(folder.glob("*.parquet")) or \
             sorted(folder.glob("**/*.parquet"))
+    outside = [f for f in files if not f.resolve().is_relative_to(folder.resolve())]
+    if outside:
+        raise DataError(f"{folder}: {outside[0]} lies outside the dataset folder",
+                        hint="a save_to_disk folder reads only its own files")
     missing = [f for f in files if not f.is_file()]
     if missing:
         raise DataError(f"{folder}: {missing[0].name} is listed in state.json but missing")
@@ -402,6 +407,8 @@ def convert_file(
         raise UsageError(f"unknown source format {source_format!r}", hint=f"choose one of: {', '.join(FROM_CHOICES)}")
     if target not in TARGETS:
         raise UsageError(f"cannot convert to {target!r}", hint=f"choose one of: {', '.join(TARGETS)}")
+    if system is not None and not system.strip():
+        raise UsageError("--system is empty", hint="give the system prompt's text, or leave --system out")
     for name, role in (roles or {}).items():
         if role not in ("system", "user", "assistant"):
             raise UsageError(f"--role {name}={role}: the role must be system, user or assistant")

@@ -108,9 +108,10 @@ class SplitOutputs:
             if not p.parent.is_dir():
                 raise UsageError(f"--write-{role} {p}: the directory {p.parent} does not exist")
             self.targets[role] = p
-        if valid is not None and invalid is not None and self.targets["valid"].resolve() == \
-                self.targets["invalid"].resolve():
-            raise UsageError("--write-valid and --write-invalid name the same file")
+        if valid is not None and invalid is not None and self.targets["valid"].resolve() in (
+                self.targets["invalid"].resolve(), problems_path(self.targets["invalid"]).resolve()):
+            raise UsageError("--write-valid and --write-invalid name the same file",
+                             hint=f"the invalid rows' problems go to {problems_path(self.targets['invalid'])}")
         self.tmp = {role: p.with_name(f".{p.name}.{os.getpid()}.tmp") for role, p in self.targets.items()}
         self.parts: list[Path] = []
         self.done = False

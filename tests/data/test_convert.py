@@ -216,6 +216,8 @@ def test_usage_errors(tmp_path):
     assert res.exit_code == 2 and "dataset folder" in res.output
     res = run("convert", src, "--role", "bot=robot", "--out", tmp_path / "o.jsonl")
     assert res.exit_code == 2 and "system, user or assistant" in res.output
+    res = run("convert", src, "--system", "  ", "--out", tmp_path / "o.jsonl")
+    assert res.exit_code == 2 and "--system is empty" in res.output
     res = run("convert", tmp_path / "missing.jsonl", "--out", tmp_path / "o.jsonl")
     assert res.exit_code == 2 and "no such file" in res.output
     assert src.read_text()
@@ -287,6 +289,17 @@ def test_parquet_file_with_tool_calls(tmp_path):
     assert rep.skipped_rows[0]["kind"] == "tool-calls" and rep.skipped_rows[0]["row"] == 2
     assert read(tmp_path / "out.jsonl") == [{"messages": [{"role": "user", "content": "hi"},
                                                           {"role": "assistant", "content": "hello"}]}]
+
+
+def test_dataset_folder_cannot_point_outside_itself(tmp_path):
+    ds = save_to_disk_layout(tmp_path / "ds", ALPACA[:2], shards=1)
+    (tmp_path / "secret.arrow").write_bytes((ds / "data-00000-of-00001.arrow").read_bytes())
+    (ds / "state.json").write_text(json.dumps({"_data_files": [{"filename": "../secret.arrow"}]}))
+    res = run("convert", ds, "--out", tmp_path / "o.jsonl")
+    assert res.exit_code == 2 and "outside the dataset folder" in res.output
+    (ds / "dataset_dict.json").write_text(json.dumps({"splits": ["../.."]}))
+    res = run("convert", ds, "--split", "../..", "--out", tmp_path / "o.jsonl")
+    assert res.exit_code == 2 and "Traceback" not in res.output
 
 
 def test_corrupt_arrow_is_a_clear_error(tmp_path):

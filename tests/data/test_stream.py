@@ -168,6 +168,8 @@ def test_split_refuses_to_overwrite_its_input(write, tmp_path):
     assert res.exit_code == 2 and "would overwrite" in res.output
     res = run("check", p, "--write-valid", tmp_path / "x.jsonl", "--write-invalid", tmp_path / "x.jsonl")
     assert res.exit_code == 2 and "same file" in res.output
+    res = run("check", p, "--write-valid", tmp_path / "x.problems.jsonl", "--write-invalid", tmp_path / "x.jsonl")
+    assert res.exit_code == 2 and "same file" in res.output
     res = run("check", p, "--write-valid", tmp_path / "no-dir" / "x.jsonl")
     assert res.exit_code == 2 and "does not exist" in res.output
     assert p.read_bytes()
