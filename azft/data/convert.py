@@ -317,6 +317,21 @@ def _pc_direct(obj: dict, system: str | None, m: Mapping) -> dict:
     return {"prompt": prompt, "completion": msgs[1]["content"]}
 
 
+def _plain_chat_ok(msgs: list[dict]) -> bool:
+    """True when a conversation of plain role/content messages (as the readers build them: known roles, non-empty
+    text) certainly passes the chat check: system only first, then a user turn first, an assistant turn last.
+    False means "run the full check" (it finds the error, or accepts what this fast path does not look at)."""
+    n = len(msgs)
+    i = 1 if n and msgs[0]["role"] == "system" else 0
+    if i >= n or msgs[i]["role"] != "user" or msgs[-1]["role"] != "assistant" or len(msgs[0]) != 2:
+        return False
+    for j in range(i, n):
+        m = msgs[j]
+        if m["role"] == "system" or len(m) != 2:
+            return False
+    return True
+
+
 class _Gate:
     """The target task's own row check: a converted row with an error is skipped, never written."""
 
@@ -330,6 +345,8 @@ class _Gate:
             self.first = (kind, fld, message, hint)
 
     def __call__(self, row: dict) -> None:
+        if self.target == "chat-completion" and _plain_chat_ok(row["messages"]):
+            return
         self.first = None
         self.check(row, self.emit)
         if self.first is not None:

@@ -11,6 +11,13 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+try:
+    from _collections import _count_elements  # what Counter.update runs, without its per-call type checks
+except ImportError:  # pragma: no cover - other Python implementations
+    def _count_elements(mapping: Any, iterable: Any) -> None:
+        for k in iterable:
+            mapping[k] = mapping.get(k, 0) + 1
+
 SOURCE_FORMATS = ("alpaca", "sharegpt", "prompt-completion", "openai")
 TARGETS = ("chat-completion", "text-generation")
 
@@ -49,10 +56,10 @@ class Mapping:
     def commit(self) -> None:
         """The row was written: count what was done to it."""
         if self.row_roles:
-            self.roles.update(self.row_roles)
+            _count_elements(self.roles, self.row_roles)
             self.row_roles.clear()
         if self.row_notes:
-            self.notes.update(self.row_notes)
+            _count_elements(self.notes, self.row_notes)
             self.row_notes.clear()
 
     def discard(self) -> None:

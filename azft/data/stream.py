@@ -25,6 +25,7 @@ from azft.data.scan import Partial, ScanConfig
 from azft.errors import DataError, UsageError
 
 OnProblem = Callable[[DataProblem], None]
+LIVE_QUEUE_LINES = 4096
 
 
 def problems_path(invalid_out: str | os.PathLike) -> Path:
@@ -210,7 +211,7 @@ def scan_parallel_streaming(cfgs: list[ScanConfig], ranges: list[tuple[int, int]
     import sys
 
     env = _worker_env()
-    live: queue.Queue = queue.Queue()
+    live: queue.Queue = queue.Queue(maxsize=LIVE_QUEUE_LINES)  # bounded: a slow reader of the output holds worker 0
     spools: list[Any] = [None] * len(ranges)
     results: list[Any] = [None] * len(ranges)
 
