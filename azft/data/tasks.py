@@ -79,6 +79,10 @@ def check_chat(obj: dict, emit: Emit) -> Row | None:
         hint = "each line needs {\"messages\": [{\"role\": ..., \"content\": ...}, ...]}"
         if "prompt" in obj or "completion" in obj:
             hint = "this row looks like text-generation (prompt/completion); use --task text-generation or convert it"
+        elif "conversations" in obj:
+            hint = "this row looks like ShareGPT: `azft data convert FILE --from sharegpt --out OUT` converts it"
+        elif "instruction" in obj:
+            hint = "this row looks like Alpaca: `azft data convert FILE --from alpaca --out OUT` converts it"
         emit("missing-field", "messages", "missing required field 'messages'", hint, "error")
         return None
     if type(messages) is not list:

@@ -325,3 +325,10 @@ def test_worker_processes_give_the_same_bytes_and_lines(tmp_path, monkeypatch):
     assert one.mapping == two.mapping
     lines = [r["line"] for r in two.skipped_rows if r["kind"] == "tool-calls"]
     assert lines == [i + 1 for i in range(3000) if i % len(SHAREGPT) == 3][:50]
+
+
+def test_check_points_at_convert_for_known_formats(tmp_path):
+    res = run("check", jsonl(tmp_path / "sg.jsonl", SHAREGPT[:2]))
+    assert res.exit_code == 2 and "azft data convert" in res.output and "sharegpt" in res.output
+    res = run("check", jsonl(tmp_path / "al.jsonl", ALPACA[:2]))
+    assert res.exit_code == 2 and "--from alpaca" in res.output
