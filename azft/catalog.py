@@ -32,6 +32,8 @@ class MaasInfo:
     retirement_date: Optional[str] = None
     note: Optional[str] = None
     requires: Optional[str] = None
+    deployment_regions: Optional[list[str]] = None
+    replacement: Optional[str] = None  # the catalog id Azure names as its replacement
     sources: list[str] = field(default_factory=list)
 
     def available_on(self, today: Optional[_dt.date] = None) -> bool:
@@ -59,6 +61,13 @@ class ModelInfo:
     archived: bool = False
     in_catalog: bool = True
     local_path: Optional[str] = None  # a local model directory given in the spec
+    registry_version: Optional[int] = None  # the registry model version the catalog's facts were read from
+    registry_defaults: dict = field(default_factory=dict)  # model_specific_defaults under the registry's names
+    provenance: dict = field(default_factory=dict)  # fact ("maas.status", "maap.allowed_skus", ...) → its source
+
+    def source_of(self, fact: str) -> dict:
+        """Where a fact came from: ``{"source", "field", "committed", "read"}`` or ``{"not_published": why}``."""
+        return dict(self.provenance.get(fact) or {})
 
     @property
     def registry_name(self) -> Optional[str]:
@@ -73,6 +82,29 @@ class ModelInfo:
         return d
 
 
+def describe_source(prov: dict, documents: Optional[dict] = None) -> str:
+    """One line for a provenance entry: where the fact was read, or why nobody publishes it."""
+    if not prov:
+        return "no source recorded"
+    if prov.get("not_published"):
+        return f"not published: {prov['not_published']}"
+    src = str(prov.get("source", ""))
+    where = (documents or {}).get(src) or src
+    parts = [where]
+    if prov.get("field"):
+        parts.append(f"field {prov['field']}")
+    if prov.get("committed"):
+        parts.append(f"committed {prov['committed']}")
+    if prov.get("read"):
+        parts.append(f"read {prov['read']}")
+    line = ", ".join(parts)
+    if prov.get("history"):
+        line += f"; {prov['history']}"
+    if prov.get("corrects"):
+        line += f"; corrects the registry's {prov['corrects']}"
+    return line
+
+
 @dataclass
 class Catalog:
     raw: dict
@@ -83,8 +115,9 @@ class Catalog:
         return self.raw.get("skus", {})
 
     @property
-    def denied_skus(self) -> list[str]:
-        return self.raw.get("denied_skus", [])
+    def documents(self) -> dict[str, str]:
+        """Source ids (``provenance.*.source``) → the document or repository they name."""
+        return self.raw.get("sources", {})
 
     @property
     def methods(self) -> dict[str, dict]:
@@ -119,7 +152,9 @@ def _merge(base: dict, over: dict) -> dict:
 
 
 def _model_from(mid: str, d: dict) -> ModelInfo:
-    maas = d.get("maas") or {"status": "never"}
+    maas = {k: v for k, v in (d.get("maas") or {"status": "never"}).items() if v is not None}
+    maas.setdefault("status", "never")
+    maas["regions"] = list(maas.get("regions") or [])
     maap = d.get("maap") or {}
     return ModelInfo(
         id=mid,
@@ -135,6 +170,9 @@ def _model_from(mid: str, d: dict) -> ModelInfo:
         defaults=dict(d.get("defaults") or {}),
         local=bool(d.get("local", False)),
         archived=bool(d.get("archived", False)),
+        registry_version=d.get("registry_version"),
+        registry_defaults=dict(d.get("registry_defaults") or {}),
+        provenance=dict(d.get("provenance") or {}),
     )
 
 

@@ -75,6 +75,7 @@ class LazyGroup(click.Group):
         "runs": ("azft.cli_runs:runs", "List, show and compare tracked MLflow runs."),
         "results": ("azft.cli_runs:results", "Final metrics of a job and where its model/adapter is."),
         "ci": ("azft.ci_summary:ci", "CI helpers: changed specs as a matrix, Markdown job summary."),
+        "catalog": ("azft.cli_catalog:catalog", "The models azft knows, each fact with its source; GPU sizes."),
     },
     epilog=EXIT_CODES_HELP,
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -414,38 +415,6 @@ def schema(out: Optional[str]) -> int:
         click.echo(f"wrote {out}")
     else:
         click.echo(text)
-    return EXIT_OK
-
-
-@cli.command()
-@click.option("--output", "-o", type=click.Choice(OUTPUTS), default="table")
-def catalog(output: str) -> int:
-    """The models azft knows and what each backend can do with them (overlay your own in ~/.azft/catalog.yaml)."""
-    from azft.catalog import load_catalog
-
-    cat = load_catalog()
-    if output != "table":
-        _emit({"checked": cat.raw.get("checked"), "models": {k: m.to_dict() for k, m in cat.models.items()}}, output)
-        return EXIT_OK
-    from rich.table import Table
-
-    t = Table(title=f"azft catalog (Azure facts checked {cat.raw.get('checked')})")
-    for col in ("model", "context", "params", "maas (serverless)", "maap (cluster) sizes", "local"):
-        t.add_column(col)
-    for m in cat.models.values():
-        s = m.maas
-        if s.status == "available":
-            maas = f"[green]available[/] in {', '.join(s.regions)}"
-        elif s.status == "retired":
-            maas = f"[red]retired {s.retirement_date}[/] (deprecated {s.deprecation_date})"
-        elif s.status == "never":
-            maas = "[red]never offered[/]"
-        else:
-            maas = "[yellow]not offered today[/]"
-        skus = ", ".join(x.replace("Standard_", "") for x in m.allowed_skus) or "—"
-        ctx = f"{m.context_length // 1024}k" if m.context_length and m.context_length >= 1024 else str(m.context_length)
-        t.add_row(m.id, ctx, f"{m.parameters_b:g}B" if m.parameters_b else "?", maas, skus, "yes")
-    _console().print(t)
     return EXIT_OK
 
 

@@ -178,6 +178,7 @@ def make_plan(
         prices_source=prices_source,
     )
     plan.estimate = estimate(plan, cat, prices or {}, prices_source)
+    _refuse_unfit(plan, cat)
     if render and verdict.ok:
         plan.request = render_request(plan)
     return plan
@@ -405,18 +406,11 @@ def _check_maap(spec, model: ModelInfo, cat: Catalog, refuse, v: Verdict, backen
                f"compute.instance_type: {(model.allowed_skus or ['Standard_NC24ads_A100_v4'])[0]}")
     sku = c.instance_type
     if sku:
-        if sku in cat.denied_skus:
-            refuse(f"{sku} (K80) is denied for fine-tuning", f"an A100 size such as {(model.allowed_skus or ['Standard_NC24ads_A100_v4'])[0]}")
-        elif model.allowed_skus and sku not in model.allowed_skus:
-            refuse(f"{sku} is not in {model.display_name}'s fine-tuning compute allow list",
-                   "compute.instance_type: one of " + ", ".join(model.allowed_skus))
-        info = cat.skus.get(sku)
-        if info and c.gpus_per_node and c.gpus_per_node > info["gpus"]:
-            refuse(f"gpus_per_node {c.gpus_per_node} exceeds the {info['gpus']} GPUs of {sku}",
-                   f"compute.gpus_per_node <= {info['gpus']}")
+        _check_size_rules(spec, model, cat, sku, refuse, v)
     elif c.cluster:
-        v.warnings.append(f"compute.instance_type is not set: the cluster {c.cluster}'s VM size is checked against "
-                          "the model's allow list at submit")
+        v.warnings.append(f"compute.instance_type is not set: the cluster {c.cluster}'s VM size is checked at submit "
+                          "(GPU memory against the plan's estimate"
+                          + (", and the model's registry compute list)" if c.pipeline == "registry" else ")"))
     if c.pipeline == "registry":
         if not cat.methods[spec.method].get("registry_pipeline"):
             refuse(f"Azure's registry chat_completion_pipeline has no {spec.method.upper()}: it offers LoRA or full "
@@ -430,6 +424,83 @@ def _check_maap(spec, model: ModelInfo, cat: Catalog, refuse, v: Verdict, backen
         if spec.task != "chat-completion":
             refuse("the registry chat_completion_pipeline is for the chat-completion task",
                    "compute.pipeline: azft")
+
+
+def _check_size_rules(spec, model: ModelInfo, cat: Catalog, sku: str, refuse, v: Verdict) -> None:
+    """The model's registry compute list binds Azure's registry pipeline; azft's component runs on any GPU that fits."""
+    c = spec.compute
+    on_list = not model.allowed_skus or sku.lower() in {s.lower() for s in model.allowed_skus}
+    listed = ", ".join(model.allowed_skus)
+    if c.pipeline == "registry":
+        if not model.allowed_skus:
+            v.warnings.append(f"the registry publishes no fine-tuning compute list for {model.display_name}; "
+                              f"Azure's registry pipeline may refuse {sku}")
+        elif not on_list:
+            refuse(f"{sku} is not in {model.display_name}'s fine-tuning compute list (registry finetuneComputes), "
+                   "which Azure's registry pipeline enforces", "compute.instance_type: one of " + listed,
+                   "compute.pipeline: azft (azft's component runs on any GPU size whose memory fits)")
+    elif not on_list:
+        v.warnings.append(f"{sku} is not in {model.display_name}'s registry fine-tuning compute list ({listed}); "
+                          "that list binds Azure's registry pipeline only — azft's component runs on it because the "
+                          "memory estimate fits")
+    info = cat.skus.get(sku)
+    if info is None:
+        v.warnings.append(f"{sku} is not in azft's GPU size table (`azft catalog --sizes`): its GPU memory is not "
+                          "checked against the plan's estimate")
+    elif c.gpus_per_node and c.gpus_per_node > info["gpus"]:
+        refuse(f"gpus_per_node {c.gpus_per_node} exceeds the {info['gpus']} GPUs of {sku}",
+               f"compute.gpus_per_node <= {info['gpus']}")
+
+
+def _total(mem: Optional[dict]) -> Optional[float]:
+    return mem.get("total_gb") if mem else None
+
+
+def sizes_that_fit(plan: "Plan", cat: Catalog, limit: int = 3) -> list[tuple[str, dict, dict]]:
+    """The smallest GPU sizes (by hourly price, then GPU memory) whose GPUs hold the plan's estimate."""
+    fits = []
+    for name, info in cat.skus.items():
+        mem = memory_estimate(plan, cat, name)
+        total = _total(mem)
+        if total is not None and total <= info["gpu_memory_gb"]:
+            fits.append((name, info, mem))
+    fits.sort(key=lambda x: (x[1].get("price_per_hour") or 1e9, x[1]["gpus"] * x[1]["gpu_memory_gb"]))
+    return fits[:limit]
+
+
+def check_memory_fit(plan: "Plan", cat: Catalog, sku: Optional[str] = None) -> Optional[str]:
+    """None when the plan fits ``sku``'s GPUs (or cannot be checked); else the refusal, naming the estimate."""
+    sku = sku or plan.spec.compute.instance_type
+    info = cat.skus.get(sku or "")
+    if not info:
+        return None
+    mem = memory_estimate(plan, cat, sku)
+    total = _total(mem)
+    if total is None or total <= info["gpu_memory_gb"]:
+        return None
+    terms = sorted((mem.get("terms") or {}).items(), key=lambda kv: -kv[1].get("gb", 0))[:3]
+    parts = ", ".join(f"{name.replace('_', ' ')} {t['gb']:.1f}" for name, t in terms)
+    return (f"estimated {total:g} GB per GPU (largest terms: {parts}) does not fit {sku}: "
+            f"{info['gpu_memory_gb']} GB per GPU" + (f" ({info['gpu']})" if info.get("gpu") else ""))
+
+
+def _refuse_unfit(plan: "Plan", cat: Catalog) -> None:
+    if plan.target != "maap":
+        return
+    problem = check_memory_fit(plan, cat)
+    if not problem:
+        return
+    v = plan.verdict
+    v.ok = False
+    v.reasons.append(problem)
+    fits = sizes_that_fit(plan, cat)
+    if fits:
+        v.alternatives.append("compute.instance_type: " + "; ".join(
+            f"{n} ({i['gpus']}x {i['gpu_memory_gb']} GB, est. {m['total_gb']:g} GB per GPU)" for n, i, m in fits))
+    for alt in ("method: qlora (4-bit weights)", "compute.deepspeed: {stage: 3, offload: optimizer}",
+                "smaller hyperparameters.batch_size or max_seq_length"):
+        if alt not in v.alternatives:
+            v.alternatives.append(alt)
 
 
 def _check_local(spec, model: ModelInfo, refuse, v: Verdict) -> None:
@@ -563,10 +634,9 @@ def _memory(plan: Plan, cat: Catalog, out: dict, gpu_mem: Optional[float], sku: 
     if mem is None:
         return
     out["memory_per_gpu"] = mem
-    if gpu_mem and "total_gb" in mem and mem["total_gb"] > gpu_mem:
-        plan.verdict.warnings.append(
-            f"estimated {mem['total_gb']:.0f} GB per GPU exceeds {sku}'s {gpu_mem} GB "
-            "(`azft plan --fit` lists the changes and VM sizes that fit)")
+    if gpu_mem:
+        out["gpu_memory_gb"] = gpu_mem
+    # a maap size whose GPUs do not hold the estimate is refused by _refuse_unfit, with the sizes that fit
 
 
 def memory_estimate(plan: Plan, cat: Catalog, sku: Optional[str] = None) -> Optional[dict]:

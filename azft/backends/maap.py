@@ -2,8 +2,9 @@
 
 The job is the pipeline in ``pipelines/finetune.yml`` (azft's components: every method, ZeRO-1/2/3, multi-node with
 PyTorch distribution) or, with ``compute.pipeline: registry``, ``pipelines/registry_chat_completion.yml`` around
-Azure's registry ``chat_completion_pipeline``. Before any upload the cluster must exist with a VM size from the
-model's fine-tuning allow list; ``compute.create_cluster: true`` creates it (AmlCompute, min 0 nodes).
+Azure's registry ``chat_completion_pipeline``. Before any upload the cluster must exist with a VM size whose GPU
+memory holds the plan's estimate (and, for the registry pipeline, one from the model's registry compute list);
+``compute.create_cluster: true`` creates it (AmlCompute, min 0 nodes).
 """
 
 from __future__ import annotations
@@ -52,13 +53,8 @@ class MaapBackend(AzureBackend):
                 )
             compute = self._create_cluster(plan, name)
         size = getattr(compute, "size", None)
-        allowed = plan.model.allowed_skus
-        if size and allowed and size.lower() not in {s.lower() for s in allowed}:
-            raise IncompatibleError(
-                f"cluster {name} has VM size {size}, which is not in {plan.model.display_name}'s fine-tuning "
-                f"allow list; nothing was uploaded",
-                hint="compute.cluster: a cluster of one of " + ", ".join(allowed),
-            )
+        if size:
+            _check_size(plan, size, f"cluster {name} has VM size {size}")
         if c.instance_type and size and size.lower() != c.instance_type.lower():
             self.on_event(f"cluster {name} is {size}, not {c.instance_type} as the spec says; using the cluster")
         max_nodes = getattr(compute, "max_instances", None)
@@ -73,10 +69,7 @@ class MaapBackend(AzureBackend):
 
         c = plan.spec.compute
         size = c.instance_type or (plan.model.allowed_skus[0] if plan.model.allowed_skus else DEFAULT_SKU)
-        allowed = plan.model.allowed_skus
-        if allowed and size not in allowed:
-            raise IncompatibleError(f"{size} is not in {plan.model.display_name}'s fine-tuning allow list",
-                                    hint="compute.instance_type: one of " + ", ".join(allowed))
+        _check_size(plan, size, f"the new cluster's size {size}")
         cluster = AmlCompute(
             name=name,
             size=size,
@@ -91,3 +84,24 @@ class MaapBackend(AzureBackend):
             poller = call(f"creating compute cluster {name}", self.ml_client.compute.begin_create_or_update,
                           cluster)
             return call(f"creating compute cluster {name}", poller.result)
+
+
+def _check_size(plan: "Plan", size: str, what: str) -> None:
+    """The registry's compute list binds Azure's registry pipeline; azft's component needs only enough GPU memory."""
+    from azft.catalog import load_catalog
+    from azft.plan import check_memory_fit, sizes_that_fit
+
+    allowed = plan.model.allowed_skus
+    if plan.spec.compute.pipeline == "registry" and allowed and size.lower() not in {s.lower() for s in allowed}:
+        raise IncompatibleError(
+            f"{what}, which is not in {plan.model.display_name}'s registry fine-tuning compute list (Azure's registry "
+            "pipeline enforces it); nothing was uploaded",
+            hint="compute.cluster: a cluster of one of " + ", ".join(allowed) + ", or compute.pipeline: azft",
+        )
+    cat = load_catalog()
+    known = next((k for k in cat.skus if k.lower() == size.lower()), None)
+    problem = check_memory_fit(plan, cat, known) if known else None
+    if problem:
+        fits = ", ".join(n for n, _, _ in sizes_that_fit(plan, cat))
+        raise IncompatibleError(f"{what}: {problem}; nothing was uploaded",
+                                hint=f"a cluster of {fits}" if fits else "method: qlora or DeepSpeed ZeRO-3 offload")

@@ -32,10 +32,11 @@ def test_maas_plan_renders_the_job_and_loads_back(make_spec, plan_for, tmp_path)
 
     from azft.azure import jobs
 
+    # Phi-4-mini-instruct has no published registry defaults: the batch size is azft's generic default (4)
     plan = plan_for(make_spec(hyperparameters={"epochs": 2, "learning_rate": 1e-5}), "maas")
     rendered = plan.request
     assert rendered["type"] == "finetuning" and rendered["task"] == "chatCompletion"
-    assert rendered["hyperparameters"] == {"num_train_epochs": "2", "per_device_train_batch_size": "1",
+    assert rendered["hyperparameters"] == {"num_train_epochs": "2", "per_device_train_batch_size": "4",
                                            "learning_rate": "1e-05"}
     sha = plan.data_file("train").sha256
     assert rendered["training_data"]["path"] == (
@@ -231,9 +232,19 @@ def test_maap_creates_the_cluster_with_min_zero_nodes_and_checks_its_size(emulat
     assert body["properties"]["vmSize"] == "Standard_NC24ads_A100_v4"
 
     emulator.add_compute("small", vm_size="Standard_NC6s_v3", max_nodes=4)
-    wrong = plan_for(make_spec(name="wrong", model="phi-3-mini-4k-instruct", compute={"cluster": "small"}), "maap")
-    with pytest.raises(IncompatibleError, match="allow list"):
+    # Azure's registry pipeline runs only on the model's registry compute list
+    wrong = plan_for(make_spec(name="wrong", model="phi-3-mini-4k-instruct",
+                               compute={"cluster": "small", "pipeline": "registry", "deepspeed": {"stage": 2}}), "maap")
+    with pytest.raises(IncompatibleError, match="compute list"):
         backend.submit(wrong)
+    # azft's component runs on any GPU whose memory holds the plan's estimate: a 16 GB V100 does not hold a full
+    # fine-tune of a 14B model
+    big = plan_for(make_spec(name="big", model="phi-3-medium-4k-instruct", method="full",
+                             compute={"cluster": "small"}), "maap")
+    with pytest.raises(IncompatibleError, match="does not fit") as e:
+        backend.submit(big)
+    assert "Standard_NC6s_v3: 16 GB per GPU" in e.value.message and "estimated" in e.value.message
+    assert "qlora" in e.value.hint or "cluster of" in e.value.hint
     missing = plan_for(make_spec(name="missing", model="phi-3-mini-4k-instruct",
                                  compute={"cluster": "nope"}), "maap")
     with pytest.raises(UsageError, match="does not exist") as e:
