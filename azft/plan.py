@@ -441,8 +441,8 @@ def _check_size_rules(spec, model: ModelInfo, cat: Catalog, sku: str, refuse, v:
                    "compute.pipeline: azft (azft's component runs on any GPU size whose memory fits)")
     elif not on_list:
         v.warnings.append(f"{sku} is not in {model.display_name}'s registry fine-tuning compute list ({listed}); "
-                          "that list binds Azure's registry pipeline only — azft's component runs on it because the "
-                          "memory estimate fits")
+                          "that list binds Azure's registry pipeline only — azft's component runs on any GPU size "
+                          "whose memory holds the plan's estimate")
     info = cat.skus.get(sku)
     if info is None:
         v.warnings.append(f"{sku} is not in azft's GPU size table (`azft catalog --sizes`): its GPU memory is not "
@@ -491,14 +491,24 @@ def _refuse_unfit(plan: "Plan", cat: Catalog) -> None:
     if not problem:
         return
     v = plan.verdict
+    if plan.spec.compute.pipeline != "azft":
+        # Azure's registry pipeline trains with its own recipe (its ZeRO configs offload to CPU): azft's estimate of
+        # its own recipe is a hint there, and the registry's compute list is the rule
+        v.warnings.append(f"{problem} (azft's estimate of its own recipe; Azure's registry pipeline uses its own)")
+        return
     v.ok = False
     v.reasons.append(problem)
     fits = sizes_that_fit(plan, cat)
     if fits:
         v.alternatives.append("compute.instance_type: " + "; ".join(
             f"{n} ({i['gpus']}x {i['gpu_memory_gb']} GB, est. {m['total_gb']:g} GB per GPU)" for n, i, m in fits))
-    for alt in ("method: qlora (4-bit weights)", "compute.deepspeed: {stage: 3, offload: optimizer}",
-                "smaller hyperparameters.batch_size or max_seq_length"):
+    else:
+        v.reasons.append("no GPU size in azft's table (`azft catalog --sizes`) holds this configuration")
+    alts = ["smaller hyperparameters.batch_size or max_seq_length (with gradient_accumulation_steps to keep the "
+            "effective batch)", "compute.deepspeed: {stage: 3, offload: optimizer}"]
+    if plan.spec.method != "qlora":
+        alts.insert(0, "method: qlora (4-bit base weights)")
+    for alt in alts:
         if alt not in v.alternatives:
             v.alternatives.append(alt)
 

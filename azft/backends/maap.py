@@ -98,6 +98,8 @@ def _check_size(plan: "Plan", size: str, what: str) -> None:
             "pipeline enforces it); nothing was uploaded",
             hint="compute.cluster: a cluster of one of " + ", ".join(allowed) + ", or compute.pipeline: azft",
         )
+    if plan.spec.compute.pipeline != "azft":
+        return
     cat = load_catalog()
     known = next((k for k in cat.skus if k.lower() == size.lower()), None)
     problem = check_memory_fit(plan, cat, known) if known else None

@@ -217,7 +217,8 @@ def test_phi3_mini_on_h100_with_azft_component_can_run(run_cli, tmp_path):
 
 def test_qlora_phi3_medium_on_16gb_refused_with_estimate_and_sizes_that_fit(run_cli, tmp_path):
     r, d = _plan(run_cli, _spec(tmp_path, "phi-3-medium-4k-instruct", "qlora",
-                                "{cluster: gpu, instance_type: Standard_NC6s_v3}"))
+                                "{cluster: gpu, instance_type: Standard_NC6s_v3}",
+                                hp="epochs: 1, batch_size: 1, max_seq_length: 2048"))
     assert r.code == 2
     reason = " ".join(d["verdict"]["reasons"])
     assert "estimated" in reason and "GB per GPU" in reason and "Standard_NC6s_v3: 16 GB per GPU" in reason
