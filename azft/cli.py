@@ -97,8 +97,10 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 def report_error(err: AzftError, output: str = "table") -> int:
     if output == "json":
+        azure = {k: getattr(err, k) for k in ("code", "request_id", "status") if getattr(err, k, None)}
         click.echo(json.dumps({"ok": False, "error": err.message, "hint": err.hint, "exit_code": err.exit_code,
-                               "problems": [p.to_dict() for p in err.problems]}, indent=2))
+                               "problems": [p.to_dict() for p in err.problems], **({"azure": azure} if azure else {})},
+                              indent=2))
         return err.exit_code
     con = _console(stderr=True)
     if err.problems:
@@ -165,17 +167,10 @@ def main(argv: Optional[list[str]] = None) -> None:
 
 
 def _map_foreign(e: Exception) -> Optional[AzftError]:
-    """Azure SDK errors that escaped a backend become AzureError (exit 4) with a short message."""
-    from azft.errors import AzureError
+    """Azure SDK errors that escaped a backend become AzureError (exit 4) through the one Azure error mapping."""
+    from azft.azure.errors import is_azure_exception, map_error
 
-    mod = type(e).__module__
-    if mod.startswith(("azure.", "msal", "requests", "urllib3")):
-        first = (str(e).splitlines() or [""])[0][:300]
-        hint = None
-        if "Authentication" in type(e).__name__ or "credential" in first.lower():
-            hint = "sign in with `az login`, or set AZURE_CLIENT_ID/AZURE_TENANT_ID (OIDC) in CI"
-        return AzureError(f"Azure request failed: {type(e).__name__}: {first}", hint=hint)
-    return None
+    return map_error(e, "talking to Azure") if is_azure_exception(e) else None
 
 
 # ------------------------------------------------------------------------------------------------------------------

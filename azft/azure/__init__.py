@@ -1,12 +1,11 @@
 """Azure connection layer: workspace resolution, credentials, MLClient construction with azure-core retries,
-error mapping, and content-addressed data uploads. Heavy SDKs are imported inside functions only."""
+the one Azure error mapping, and content-addressed data uploads. Heavy SDKs are imported inside functions only."""
 
+from azft.azure.errors import azure_errors, map_error
 from azft.azure.workspace import (
     WorkspaceRef,
-    azure_errors,
     build_credential,
     make_ml_client,
-    map_azure_error,
     redact,
     resolve_workspace,
 )
@@ -16,7 +15,7 @@ __all__ = [
     "azure_errors",
     "build_credential",
     "make_ml_client",
-    "map_azure_error",
+    "map_error",
     "redact",
     "resolve_workspace",
 ]

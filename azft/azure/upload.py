@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from azft.azure.workspace import CA_BUNDLE_ENV, azure_errors, redact
+from azft.azure.errors import azure_errors, map_error
+from azft.azure.workspace import CA_BUNDLE_ENV, redact
 from azft.errors import AzureError, DataError
 from azft.plan import file_sha256  # the same content hash the plan shows
 
@@ -206,7 +207,6 @@ def _raise_upload_error(e: Exception, f: Path, info: DatastoreInfo) -> None:
     from azure.core.exceptions import AzureError as CoreAzureError
     from azure.core.exceptions import ResourceNotFoundError
 
-    from azft.azure.workspace import map_azure_error
     from azft.errors import AzftError
 
     if isinstance(e, AzftError):
@@ -215,7 +215,7 @@ def _raise_upload_error(e: Exception, f: Path, info: DatastoreInfo) -> None:
         raise AzureError(f"container {info.container!r} does not exist at {info.account_url} (uploading {f.name})",
                          hint="the workspace's default datastore points at a missing container") from None
     if isinstance(e, CoreAzureError):
-        raise map_azure_error(e, f"uploading {f.name}") from None
+        raise map_error(e, f"uploading {f.name}") from None
     if isinstance(e, OSError):
         raise DataError(f"{f}: cannot read ({e.strerror or e})") from None
     raise AzureError(f"upload of {f.name} failed: {redact(str(e))}") from None

@@ -1,4 +1,4 @@
-"""Which Azure ML workspace azft talks to, how it authenticates, and how Azure errors reach the user.
+"""Which Azure ML workspace azft talks to and how it authenticates (Azure errors: ``azft.azure.errors``).
 
 Workspace resolution, field by field, first hit wins:
   1. explicit values (the spec's ``azure:`` section: ``subscription_id``, ``resource_group``, ``workspace``, ``region``)
@@ -16,12 +16,11 @@ Retry-After, 5xx, connection resets) configured through the client's keyword arg
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,12 +52,6 @@ _SCOPE_RE = re.compile(
     re.IGNORECASE,
 )
 
-LOGIN_HINT = (
-    "sign in one of the ways DefaultAzureCredential tries: `az login` (Azure CLI); in GitHub Actions, "
-    "azure/login with OIDC (federated credential: AZURE_CLIENT_ID, AZURE_TENANT_ID, AZURE_SUBSCRIPTION_ID); "
-    "a service principal via AZURE_CLIENT_ID, AZURE_TENANT_ID and AZURE_CLIENT_SECRET; or a managed identity on "
-    "an Azure VM"
-)
 
 
 @dataclass(frozen=True)
@@ -387,86 +380,3 @@ def redact(text: str) -> str:
     for rx, repl in _SECRET_PATTERNS:
         text = rx.sub(repl, text)
     return text
-
-
-def _first_line(text: str, limit: int = 300) -> str:
-    line = next((ln.strip() for ln in str(text).splitlines() if ln.strip()), "")
-    return line if len(line) <= limit else line[: limit - 1] + "…"
-
-
-def map_azure_error(exc: BaseException, action: str, ws: WorkspaceRef | None = None) -> AzureError:
-    """Turn an azure-core / azure-ai-ml exception into an ``AzureError`` a person can act on, without secrets."""
-    from azure.core import exceptions as ae
-
-    status = getattr(getattr(exc, "response", None), "status_code", None) or getattr(exc, "status_code", None)
-    err = getattr(exc, "error", None)
-    code = getattr(err, "code", None) or ""
-    detail = redact(_first_line(getattr(err, "message", None) or getattr(exc, "message", None) or str(exc)))
-    where = f" ({ws.describe()})" if ws else ""
-    suffix = f" [{code}]" if code else ""
-    if isinstance(exc, ae.ClientAuthenticationError) or status == 401:
-        if status is None:  # the credential itself failed: no request reached Azure
-            return AzureError(f"could not get an Azure token while {action}: {detail}", hint=LOGIN_HINT)
-        return AzureError(f"Azure rejected the credentials while {action}{where}: {detail}{suffix}", hint=LOGIN_HINT)
-    if status == 403:
-        return AzureError(
-            f"not authorized while {action}{where}: {detail}{suffix}",
-            hint="the signed-in identity needs a role on the workspace such as 'AzureML Data Scientist' or "
-            "'Contributor' (and 'Storage Blob Data Contributor' on its storage account for uploads)",
-        )
-    if isinstance(exc, ae.ResourceNotFoundError) or status == 404:
-        names_workspace = "workspaces/" in detail.lower() or code in ("ResourceGroupNotFound", "SubscriptionNotFound")
-        if names_workspace:
-            return AzureError(
-                f"not found while {action}{where}: {detail}{suffix}",
-                hint="check the subscription, resource group and workspace names (spec azure: section, "
-                "AZURE_* variables or config.json) and that you are signed in to the right tenant",
-            )
-        return AzureError(f"not found while {action}{where}: {detail}{suffix}")
-    if isinstance(exc, ae.ResourceExistsError) or status == 409:
-        return AzureError(f"conflict while {action}{where}: {detail}{suffix}",
-                          hint="a resource with that name already exists; choose another name")
-    if status == 429:
-        return AzureError(f"Azure kept throttling requests while {action}{where} (HTTP 429) after retries: {detail}",
-                          hint="wait a few minutes and retry, or lower the request rate")
-    if status is not None and status >= 500:
-        return AzureError(f"Azure service error while {action}{where} (HTTP {status}) after retries: {detail}{suffix}",
-                          hint="usually temporary; retry later")
-    if isinstance(exc, (ae.ServiceRequestError, ae.ServiceResponseError)):
-        hint = "check network access and proxies"
-        if "CERTIFICATE" in str(exc).upper():
-            hint = f"TLS verification failed; for a test endpoint set {CA_BUNDLE_ENV} to its CA certificate"
-        return AzureError(f"could not reach Azure while {action}: {detail}", hint=hint)
-    if status is not None:
-        return AzureError(f"Azure returned HTTP {status} while {action}{where}: {detail}{suffix}")
-    return AzureError(f"Azure error while {action}{where}: {detail}")
-
-
-@contextlib.contextmanager
-def azure_errors(action: str, ws: WorkspaceRef | None = None) -> Iterator[None]:
-    """Re-raise azure-core and azure-ai-ml exceptions as ``AzureError`` (``AzftError`` passes through)."""
-    from azure.core.exceptions import AzureError as CoreAzureError
-
-    try:
-        yield
-    except AzureError:
-        raise
-    except CoreAzureError as e:
-        raise map_azure_error(e, action, ws) from None
-    except Exception as e:  # azure-ai-ml wraps service errors in its own MlException
-        if type(e).__module__.startswith("azure.ai.ml"):
-            raise map_azure_error(e, action, ws) from None
-        raise
-
-
-def get_workspace_info(ml_client: Any, ws: WorkspaceRef) -> dict[str, Any]:
-    """Workspace facts azft needs (region, storage account, discovery URL), with errors mapped."""
-    with azure_errors("reading the workspace", ws):
-        w = ml_client.workspaces.get(ws.workspace)
-    return {
-        "name": w.name,
-        "location": w.location,
-        "discovery_url": getattr(w, "discovery_url", None),
-        "storage_account": getattr(w, "storage_account", None),
-        "mlflow_tracking_uri": getattr(w, "mlflow_tracking_uri", None),
-    }

@@ -30,25 +30,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional, Protocol
 
+from azft.azure.errors import call, is_not_found, job_error_text, map_error
 from azft.backends.base import Backend, Job, JobInfo, JobStatus
 from azft.errors import AzftError, AzureError, IncompatibleError, UsageError
 
 if TYPE_CHECKING:  # pragma: no cover
     from azft.plan import DataFile, Plan
-
-#: What a person can do about the errors a fine-tuning job commonly fails with.
-JOB_ERROR_HINTS: dict[str, str] = {
-    "QuotaExceeded": "request more quota for this VM family in the Azure portal (Quotas), pick another size or "
-                     "region, or lower compute.instance_count",
-    "Unauthorized": "give the job's identity (the workspace's managed identity) Storage Blob Data Reader on the "
-                    "data's storage account, or check the marketplace subscription of the model",
-    "ModelNotAvailableInRegion": "use a workspace in a region where fine-tuning of this model is offered "
-                                 "(`azft catalog MODEL` lists them), or --backend maap",
-    "OutOfMemory": "lower hyperparameters.batch_size or max_seq_length, turn on gradient_checkpointing, use a "
-                   "higher ZeRO stage or offload, or a larger instance_type",
-    "UserError": "check the job's inputs: run `azft data check` on the data files and `azft plan` on the spec",
-}
-
 
 @dataclass
 class UploadResult:
@@ -65,91 +52,6 @@ def _norm_region(region: str) -> str:
 def parse_status(value: Any) -> JobStatus:
     """The SDK hands back its own enum (``JobStatus.NOT_STARTED``) or a string; both map to ours."""
     return JobStatus.parse(getattr(value, "value", value))
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Error mapping
-# ----------------------------------------------------------------------------------------------------------------
-
-
-def azure_error(exc: BaseException, doing: str) -> AzftError:
-    """An azure-core / SDK exception → AzureError with actionable text (never a token or key)."""
-    from azft.tracking.redact import redact_text
-
-    if isinstance(exc, AzftError):
-        return exc
-    try:
-        from azure.core.exceptions import (
-            ClientAuthenticationError,
-            HttpResponseError,
-            ResourceExistsError,
-            ResourceNotFoundError,
-            ServiceRequestError,
-            ServiceResponseError,
-        )
-    except ImportError:  # pragma: no cover - azure-core is a dependency
-        return AzureError(f"{doing} failed: {redact_text(str(exc))}")
-    status = getattr(exc, "status_code", None)
-    code = None
-    err = getattr(exc, "error", None)
-    if err is not None:
-        code = getattr(err, "code", None)
-    message = getattr(exc, "message", None) or str(exc)
-    message = redact_text(message.splitlines()[0] if message else type(exc).__name__)
-    detail = f" ({code})" if code else ""
-    if isinstance(exc, ClientAuthenticationError) or status == 401:
-        return AzureError(f"{doing} failed: not authenticated{detail}: {message}",
-                          hint="sign in with `az login`, or set AZURE_CLIENT_ID/AZURE_TENANT_ID with a federated "
-                               "credential (GitHub OIDC) or AZURE_CLIENT_SECRET")
-    if status == 403:
-        return AzureError(f"{doing} failed: permission denied{detail}: {message}",
-                          hint="your identity needs the AzureML Data Scientist role (or Contributor) on the "
-                               "workspace")
-    if isinstance(exc, ResourceNotFoundError) or status == 404:
-        return AzureError(f"{doing} failed: not found{detail}: {message}",
-                          hint="check azure.subscription_id, azure.resource_group and azure.workspace in the spec "
-                               "(or AZURE_* / config.json)")
-    if isinstance(exc, ResourceExistsError) or status == 409:
-        return AzureError(f"{doing} failed: conflict{detail}: {message}",
-                          hint="a different job already uses this name; rerun with --force for a new one")
-    if status == 429:
-        return AzureError(f"{doing} failed: Azure kept throttling requests (HTTP 429) after retries: {message}",
-                          hint="wait a minute and rerun the same command; it resumes where it stopped")
-    if isinstance(exc, (ServiceRequestError, ServiceResponseError)):
-        return AzureError(f"{doing} failed: could not reach Azure after retries: {message}",
-                          hint="check the network or proxy, then rerun: the same command finds what was already "
-                               "created")
-    if isinstance(exc, HttpResponseError):
-        if status and status >= 500:
-            return AzureError(f"{doing} failed: Azure answered HTTP {status}{detail} after retries: {message}",
-                              hint="a service-side error: rerun the same command later (nothing is created twice)")
-        return AzureError(f"{doing} failed: HTTP {status}{detail}: {message}")
-    return AzureError(f"{doing} failed: {type(exc).__name__}: {message}")
-
-
-def call(doing: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    """Run one SDK call, mapping its failure to AzureError (retries already happened inside azure-core)."""
-    try:
-        return fn(*args, **kwargs)
-    except AzftError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - every SDK failure becomes a readable AzureError
-        from azure.core.exceptions import AzureError as CoreAzureError
-
-        from azft.tracking.redact import redact_text
-
-        if isinstance(exc, CoreAzureError):
-            raise azure_error(exc, doing) from None
-        if type(exc).__module__.startswith(("azure.ai.ml", "marshmallow")):
-            raise AzureError(f"{doing} failed: {redact_text(str(exc).splitlines()[0] if str(exc) else repr(exc))}")\
-                from None
-        raise
-
-
-def is_not_found(exc: BaseException) -> bool:
-    from azure.core.exceptions import ResourceNotFoundError
-
-    return isinstance(exc, ResourceNotFoundError) or getattr(exc, "status_code", None) == 404
 
 
 def quiet_sdk():
@@ -307,7 +209,7 @@ class BlobUploader:
         except AzftError:
             raise
         except Exception as exc:  # noqa: BLE001
-            raise azure_error(exc, "uploading the data files") from None
+            raise map_error(exc, "uploading the data files") from None
         result = UploadResult(
             uris={d.path: jobs.datastore_uri(d.sha256, Path(d.path).name, datastore.name) for d in local},
             bytes_uploaded=int(getattr(report, "bytes_uploaded", 0)),
@@ -396,9 +298,7 @@ class AzureJob(Job):
         if status == JobStatus.FAILED:
             code, message = self._backend.job_error(self.name)
             info.error_code = code
-            hint = JOB_ERROR_HINTS.get(code or "")
-            info.error = (message or "the job failed; see `azft logs " + self.name + "`") + (
-                f" — {hint}" if hint else "")
+            info.error = job_error_text(code, message, self.name)
         if status == JobStatus.COMPLETED:
             info.metrics = {k: v[-1][1] for k, v in self.metrics_history().items() if v}
         self._backend.decorate_info(info)
@@ -546,7 +446,7 @@ class AzureBackend(Backend):
         except Exception as exc:  # noqa: BLE001
             if is_not_found(exc):
                 return False
-            raise azure_error(exc, f"looking up job {name}") from None
+            raise map_error(exc, f"looking up job {name}") from None
 
     def _check_target(self, plan: "Plan") -> None:
         if plan.target != self.target:
@@ -569,7 +469,7 @@ class AzureBackend(Backend):
             with quiet_sdk():
                 ws = self.ml_client.workspaces.get(self.ml_client.workspace_name)
         except Exception as exc:  # noqa: BLE001
-            raise azure_error(exc, "reading the workspace") from None
+            raise map_error(exc, "reading the workspace") from None
         actual = getattr(ws, "location", None)
         ref = self.workspace_ref()
         declared = ref.region
@@ -657,7 +557,7 @@ class AzureBackend(Backend):
         except AzftError:
             raise
         except Exception as exc:  # noqa: BLE001
-            raise azure_error(exc, "listing jobs") from None
+            raise map_error(exc, "listing jobs") from None
         return out
 
     # -- errors, logs and metrics of a job ---------------------------------------------------------------------
@@ -681,7 +581,7 @@ class AzureBackend(Backend):
                 details = self.ml_client.jobs._runs_operations.get_run_details(name)
             files = dict(getattr(details, "log_files", None) or {})
         except Exception as exc:  # noqa: BLE001
-            return [f"(logs are not available: run history could not be read: {azure_error(exc, 'reading logs')})"]
+            return [f"(logs are not available: run history could not be read: {map_error(exc, 'reading logs')})"]
         lines: list[str] = []
         for fname, url in sorted(files.items()):
             if "std_log" not in fname and "user_logs" not in fname:

@@ -19,6 +19,10 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 class JobStatus(str, enum.Enum):
+    """Azure ML's job states. A state azft does not know (a newer service, or ``Created`` from the REST examples)
+    keeps its own name and counts as not finished."""
+
+    CREATED = "Created"  # the job exists and has not started (Azure's REST examples for FineTuning jobs)
     NOT_STARTED = "NotStarted"
     QUEUED = "Queued"
     PREPARING = "Preparing"
@@ -40,10 +44,22 @@ class JobStatus(str, enum.Enum):
 
     @classmethod
     def parse(cls, value: str | None) -> "JobStatus":
+        if not value:
+            return cls.UNKNOWN
+        return cls(str(value))
+
+    @classmethod
+    def _missing_(cls, value: object) -> "JobStatus | None":
+        if not isinstance(value, str) or not value.strip():
+            return None
         for s in cls:
-            if value and s.value.lower() == str(value).lower():
+            if s.value.lower() == value.lower():
                 return s
-        return cls.UNKNOWN
+        # a state this version of azft does not know: shown under its own name, never terminal
+        member = str.__new__(cls, value)
+        member._name_ = value
+        member._value_ = value
+        return member
 
 
 @dataclass

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from azft.backends.azureml import AzureBackend, AzureJob, azure_error, call, is_not_found, quiet_sdk
+from azft.azure.errors import call, is_not_found, map_error
+from azft.backends.azureml import AzureBackend, AzureJob, quiet_sdk
 from azft.errors import IncompatibleError, UsageError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -43,7 +44,7 @@ class MaapBackend(AzureBackend):
                 compute = ops.get(name)
         except Exception as exc:  # noqa: BLE001
             if not is_not_found(exc):
-                raise azure_error(exc, f"reading compute cluster {name}") from None
+                raise map_error(exc, f"reading compute cluster {name}") from None
         if compute is None:
             if not (c.create_cluster or self.create_missing_cluster):
                 raise UsageError(

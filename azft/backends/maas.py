@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from azft.backends.azureml import AzureBackend, AzureJob, azure_error, call, is_not_found, quiet_sdk
+from azft.azure.errors import call, is_not_found, map_error
+from azft.backends.azureml import AzureBackend, AzureJob, quiet_sdk
 from azft.errors import IncompatibleError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -55,7 +56,7 @@ class MaasBackend(AzureBackend):
             return
         except Exception as exc:  # noqa: BLE001
             if not is_not_found(exc):
-                raise azure_error(exc, f"reading marketplace subscription {name}") from None
+                raise map_error(exc, f"reading marketplace subscription {name}") from None
         from azure.ai.ml.entities import MarketplaceSubscription
 
         self.on_event(f"subscribing the workspace to {plan.model.display_name} in Azure Marketplace")

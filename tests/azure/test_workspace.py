@@ -6,9 +6,9 @@ import json
 
 import pytest
 
+from azft.azure.errors import map_error as map_azure_error
 from azft.azure.workspace import (
     make_ml_client,
-    map_azure_error,
     redact,
     resolve_workspace,
 )
@@ -172,7 +172,7 @@ def test_secrets_never_reach_error_messages():
 
 
 def test_azure_errors_context_manager_maps_sdk_exceptions(emulator, ml_client):
-    from azft.azure.workspace import azure_errors
+    from azft.azure.errors import azure_errors
 
     emulator.inject(r"/workspaces/ws-azft$", status=403, times=None)
     with pytest.raises(AzureError) as e, azure_errors("reading the workspace"):

@@ -251,3 +251,17 @@ def test_maap_creates_the_cluster_with_min_zero_nodes_and_checks_its_size(emulat
         backend.submit(missing)
     assert "create_cluster" in e.value.hint
     assert not emulator.jobs
+
+
+def test_a_refused_put_through_the_backend_names_code_hint_and_request_id(emulator, azure_backend, make_spec,
+                                                                          plan_for):
+    from azft.azure.errors import HINTS
+    from azft.errors import EXIT_AZURE, AzureError
+
+    emulator.inject(r"/jobs/", method="PUT", status=400, error_code="ModelNotSupportedByMaaS")
+    with pytest.raises(AzureError) as e:
+        azure_backend("maas").submit(plan_for(make_spec(), "maas"))
+    assert e.value.exit_code == EXIT_AZURE
+    assert "ModelNotSupportedByMaaS" in e.value.message and "request id " in e.value.message
+    assert e.value.hint == HINTS["ModelNotSupportedByMaaS"]
+    assert not emulator.jobs
