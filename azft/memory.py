@@ -174,6 +174,12 @@ class Setup:
     #: fraction of the tokens that carry a label (reply tokens); 1.0 is the worst case
     scored_fraction: float = 1.0
     gradient_accumulation_steps: int = 1
+    #: frozen base weights in half precision (LoRA/DoRA without DeepSpeed); None: as the recipe does, on CUDA only
+    half_base_weights: Optional[bool] = None
+
+    @property
+    def half_base(self) -> bool:
+        return self.half and (self.device == "cuda" if self.half_base_weights is None else self.half_base_weights)
 
     @property
     def tokens(self) -> int:
@@ -202,7 +208,11 @@ class Term:
     name: str
     bytes: float
     formula: str
-    group: str  # state | activation | allowance
+    group: str  # state | activation | working | allowance
+    #: when it is alive: all step long (persistent), at the end of the forward pass (forward: everything saved for
+    #: backward plus the loss buffers), or during the backward pass (backward: gradients being written, one layer's
+    #: saved tensors and its activation gradients). The peak is persistent + max(forward, backward).
+    phase: str = "persistent"
     note: str = ""
 
     @property
@@ -210,7 +220,7 @@ class Term:
         return self.bytes / GIB
 
     def to_dict(self) -> dict:
-        d = {"gb": round(self.gib, 2), "formula": self.formula, "group": self.group}
+        d = {"gb": round(self.gib, 2), "formula": self.formula, "group": self.group, "phase": self.phase}
         if self.note:
             d["note"] = self.note
         return d
@@ -230,9 +240,21 @@ class Estimate:
     def group(self, *groups: str) -> float:
         return sum(t.bytes for t in self.terms if t.group in groups)
 
+    def phase(self, phase: str) -> float:
+        return sum(t.bytes for t in self.terms if t.phase == phase)
+
+    @property
+    def peak_phase(self) -> str:
+        return "forward" if self.phase("forward") >= self.phase("backward") else "backward"
+
+    @property
+    def peak(self) -> float:
+        """Bytes PyTorch hands out at the step's peak (no allowances): what the calibration measures."""
+        return self.phase("persistent") + max(self.phase("forward"), self.phase("backward"))
+
     @property
     def total(self) -> float:
-        return sum(t.bytes for t in self.terms)
+        return self.peak + self.phase("allowance")
 
     @property
     def total_gib(self) -> float:
@@ -254,6 +276,9 @@ class Estimate:
         return {
             "label": "ESTIMATE",
             "total_gb": round(self.total_gib, 1),
+            "total_formula": ("persistent + max(forward, backward) + allowances; the peak is at the end of the "
+                              f"{self.peak_phase} pass"),
+            "peak_phase": self.peak_phase,
             "terms": {t.name: t.to_dict() for t in self.terms},
             "architecture": {
                 "model_type": a.model_type, "hidden_size": a.hidden_size, "intermediate_size": a.intermediate_size,
@@ -309,8 +334,9 @@ def _state_terms(arch: Architecture, s: Setup, trainable: int) -> list[Term]:
         wbytes = p * w16
         wform = f"{p / 1e9:.2f}B params × {w16} B (DeepSpeed {s.precision})"
     elif s.peft:
-        wbytes = p * (w16 if s.device == "cuda" else 4)
-        wform = f"{p / 1e9:.2f}B params × {w16 if s.device == 'cuda' else 4} B (frozen base in compute dtype)"
+        wbytes = p * (w16 if s.half_base else 4)
+        wform = f"{p / 1e9:.2f}B params × {w16 if s.half_base else 4} B (frozen base" + (
+            " in compute dtype)" if s.half_base else ")")
     else:
         wbytes = p * 4
         wform = f"{p / 1e9:.2f}B params × 4 B (fp32 master weights; autocast computes in {s.precision})"
@@ -337,7 +363,9 @@ def _state_terms(arch: Architecture, s: Setup, trainable: int) -> list[Term]:
     elif not s.deepspeed and world > 1:
         grads *= 2
         gform += " × 2 (DDP gradient buckets)"
-    terms.append(Term("gradients", grads, gform, "state"))
+    # the Trainer frees gradients after each optimizer step; DeepSpeed keeps its buffers, accumulation keeps them
+    kept = s.deepspeed or s.gradient_accumulation_steps > 1
+    terms.append(Term("gradients", grads, gform, "state", "persistent" if kept else "backward"))
 
     master = 4 if (s.deepspeed and s.half) else 0
     optim = trainable * (8 + master)
@@ -372,7 +400,7 @@ def _dtypes(s: Setup) -> _Dtypes:
     elif s.method == "qlora":
         res = 4  # k-bit preparation casts embeddings and norms to fp32
     else:
-        res = h if s.device == "cuda" else 4  # the recipe loads a frozen base in half precision on CUDA only
+        res = h if s.half_base else 4  # the recipe loads a frozen base in half precision on CUDA only
     c = h if s.autocast else res
     return _Dtypes(c=c, res=res, norm_out=res, adapter=4, mask=1 if s.device == "cuda" else 4)
 
@@ -480,23 +508,23 @@ def _activation_terms(arch: Architecture, s: Setup) -> list[Term]:
     rope = 2 * arch.d * t.res  # cos and sin, shared by every layer
     terms = []
     if s.gradient_checkpointing:
+        # each layer keeps only its input; one layer at a time is recomputed in backward (the backward_layer term)
         inputs = L * arch.hidden_size * t.res * T
-        terms.append(Term("activations", inputs + (per_layer + rope) * T,
+        terms.append(Term("activations", inputs + rope * T,
                           f"{L} layers × {T} tokens × {arch.hidden_size} × {t.res} B (checkpointed layer inputs) + "
-                          f"one recomputed layer: {T} tokens × {per_layer:,.0f} B + rotary cos/sin",
-                          "activation"))
+                          "rotary cos/sin; the recomputed layer is in backward_layer", "activation", "forward"))
     else:
         total = (first + (L - 1) * per_layer + rope) * T
         terms.append(Term("activations", total,
                           f"{T} tokens ({s.micro_batch} × {s.seq_len}) × ({L} layers × {per_layer:,.0f} B per token "
                           f"per layer saved for backward, {s.method}, {s.attention}) + rotary cos/sin",
-                          "activation"))
+                          "activation", "forward"))
     # final norm, and the hidden states at scored positions that go into the LM head
     n = T * s.scored_fraction
     head_in = n * arch.hidden_size * (t.c if not s.peft else 0)
     final = T * (arch.hidden_size * 4 + 4) + head_in
     terms.append(Term("final_norm", final, f"{T} tokens × ({arch.hidden_size} × 4 + 4) B (final RMSNorm input)"
-                      + (" + LM-head input" if head_in else ""), "activation"))
+                      + (" + LM-head input" if head_in else ""), "activation", "forward"))
     v = arch.vocab_size
     if s.packing:
         logits = n * v * 12
@@ -506,12 +534,23 @@ def _activation_terms(arch: Architecture, s: Setup) -> list[Term]:
         logits = T * v * (12 + t.c)
         lform = (f"{T} tokens × {v} vocab × ({t.c} + 12) B (padded batches: logits at every position, fp32 "
                  "log-softmax and its gradients)")
-    terms.append(Term("logits_loss", logits, lform, "activation"))
-    # backward working set of one layer: gradients flowing through the MLP block
-    work = T * (3 * arch.intermediate_size * t.c + 2 * arch.hidden_size * 4)
-    terms.append(Term("backward_transient", work,
-                      f"{T} tokens × (3 × {arch.intermediate_size} × {t.c} + 2 × {arch.hidden_size} × 4) B "
-                      "(activation gradients inside one layer's backward)", "activation"))
+    terms.append(Term("logits_loss", logits, lform, "activation", "forward"))
+    # during backward: the running layer's saved tensors and the activation gradients flowing through its MLP.
+    # Full fine-tuning without kept gradients: layer 0's and the embeddings' gradients are not written yet then.
+    work = T * (per_layer + 2 * arch.intermediate_size * t.c + 2 * arch.hidden_size * 4)
+    wform = (f"{T} tokens × ({per_layer:,.0f} B saved by the running layer + 2 × {arch.intermediate_size} × {t.c} "
+             f"+ 2 × {arch.hidden_size} × 4 B activation gradients")
+    adapted = [arch.linears()[n][1] for n in _targets(arch, s)] if s.peft else []
+    if adapted and t.adapter != t.c:
+        # base output + fp32 adapter output is an fp32 sum: its gradient is fp32 too
+        work += T * max(adapted) * 4
+        wform += f" + {max(adapted)} × 4 B fp32 gradient of the widest adapted module's output"
+    wform += ")"
+    if not s.peft and not (s.deepspeed or s.gradient_accumulation_steps > 1):
+        not_yet = (arch.embedding_params() + arch.layer_linear_params()) * 4
+        work = max(0.0, work - not_yet)
+        wform += " − gradients of layer 0 and the embeddings (not written yet)"
+    terms.append(Term("backward_layer", work, wform, "activation", "backward"))
     return terms
 
 
@@ -528,11 +567,12 @@ def _working_terms(arch: Architecture, s: Setup) -> list[Term]:
     if s.method == "full" and s.autocast:
         p = arch.parameters()
         terms.append(Term("autocast_weights", p * 2, f"{p / 1e9:.2f}B × 2 B (half-precision weight copies autocast "
-                          "makes in the forward pass, kept for backward)", "working"))
+                          "makes in the forward pass, kept for backward)", "working", "forward"))
     if s.method == "dora":
         n_in, n_out = max(arch.linears().values(), key=lambda io: io[0] * io[1])
         terms.append(Term("dora_weight_norm", n_in * n_out * 4 * 3, f"3 × {n_in} × {n_out} × 4 B (the merged "
-                          "weight and its norm, computed each forward)", "working"))
+                          "weight and its norm, computed each forward)", "working",
+                          "backward" if s.gradient_checkpointing else "forward"))
     return terms
 
 
@@ -546,13 +586,15 @@ def estimate(arch: Architecture, setup: Setup) -> Estimate:
     if setup.method == "qlora":
         notes.append("QLoRA needs CUDA: its activations are counted like LoRA's with the fp32 norms and embeddings of "
                      "k-bit preparation, and are not measured by the CPU calibration")
+    est = Estimate(arch, setup, terms, trainable, notes)
     if setup.device == "cuda":
-        dynamic = sum(t.bytes for t in terms if t.group != "state") + terms[1].bytes
+        dynamic = max(est.phase("forward"), est.phase("backward")) + est.term("gradients")
         terms.append(Term("cuda_context", CUDA_CONTEXT_GIB * GIB, f"{CUDA_CONTEXT_GIB} GiB (CUDA context, stated "
-                          "allowance)", "allowance"))
-        terms.append(Term("fragmentation", dynamic * FRAGMENTATION, f"{FRAGMENTATION:.0%} × (activations + "
-                          "gradients + working set) (caching-allocator fragmentation, stated allowance)", "allowance"))
-    return Estimate(arch, setup, terms, trainable, notes)
+                          "allowance)", "allowance", "allowance"))
+        terms.append(Term("fragmentation", dynamic * FRAGMENTATION, f"{FRAGMENTATION:.0%} × (the larger of the "
+                          "forward and backward phases + gradients) (caching-allocator fragmentation, stated "
+                          "allowance)", "allowance", "allowance"))
+    return est
 
 
 def with_changes(setup: Setup, **changes: Any) -> Setup:
