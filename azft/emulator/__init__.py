@@ -12,7 +12,9 @@ from __future__ import annotations
 
 from azft.emulator.credential import FakeCredential
 from azft.emulator.lifecycle import KNOWN_ERRORS, LIFECYCLE, ManualClock, Outcome
-from azft.emulator.server import API_VERSIONS, Emulator, Fault, RecordedRequest
+from azft.emulator.faults import Fault
+from azft.emulator.server import API_VERSIONS, Emulator
+from azft.emulator.wire import RecordedRequest
 from azft.emulator.tls import TestCA, make_test_ca
 
 __all__ = [

@@ -103,8 +103,14 @@ def test_requests_need_a_bearer_token_and_a_known_api_version(emulator):
     ws_path = emulator.workspace_id
     status, body = _call(emulator, "GET", ws_path + "?api-version=2024-10-01-preview")
     assert status == 401 and body["error"]["code"] == "AuthenticationFailed"
+    # an api-version the service does not know: ARM's answer names it, the type and the supported versions
     status, body = _call(emulator, "GET", ws_path + "?api-version=1999-01-01", token="x")
+    assert status == 400 and body["error"]["code"] == "NoRegisteredProviderFound"
+    assert "'1999-01-01'" in body["error"]["message"] and "2024-10-01-preview" in body["error"]["message"]
+    status, body = _call(emulator, "GET", ws_path + "?api-version=latest", token="x")
     assert status == 400 and body["error"]["code"] == "InvalidApiVersionParameter"
+    status, body = _call(emulator, "GET", ws_path, token="x")
+    assert status == 400 and body["error"]["code"] == "MissingApiVersionParameter"
     status, body = _call(emulator, "GET", ws_path.replace("ws-azft", "other") + "?api-version=2024-10-01-preview",
                          token="x")
     assert status == 404 and "other" in body["error"]["message"]

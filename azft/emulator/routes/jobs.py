@@ -1,0 +1,114 @@
+"""Jobs: create (idempotent PUT, 409 on a different body), read, list with paging, cancel as an LRO, and the run
+history the SDK and azft read a job's error, logs and metrics from."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+from azft.emulator.lifecycle import TERMINAL, EmulatedJob, Outcome
+from azft.emulator.routes import WS, Route
+from azft.emulator.wire import PROVIDER, HttpError, RecordedRequest, Response
+
+if TYPE_CHECKING:  # pragma: no cover
+    from azft.emulator.server import Emulator
+
+_JOB = WS + r"/jobs/(?P<name>[^/]+)"
+_TYPE = "workspaces/jobs"
+
+
+def comparable(body: dict) -> dict:
+    """A job body without the fields a re-submission may change (tags, description, display name)."""
+    b = json.loads(json.dumps(body))
+    props = b.get("properties", {})
+    for k in ("tags", "description", "displayName"):
+        props.pop(k, None)
+    return b
+
+
+def find(emu: Emulator, name: str) -> EmulatedJob:
+    job = emu.jobs.get(name)
+    if job is None:
+        raise HttpError(404, "UserError", f"Job '{name}' was not found in workspace {emu.workspace_name}.")
+    return job
+
+
+def job_resource(emu: Emulator, job: EmulatedJob) -> dict[str, Any]:
+    """The job as Azure returns it: the body sent, plus id, type, systemData, status and services."""
+    out = json.loads(json.dumps(job.body))
+    out["id"] = emu.store.arm_id("jobs", job.name)
+    out["name"] = job.name
+    out["type"] = f"{PROVIDER}/workspaces/jobs"
+    created = datetime.fromtimestamp(job.created_wall, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    out.setdefault("systemData", {}).update(
+        {"createdAt": created, "createdBy": "azft emulator", "createdByType": "User"})
+    props = out.setdefault("properties", {})
+    props["status"] = job.status(emu.clock.now())
+    props.setdefault("experimentName", "Default")
+    if props.get("jobType") in ("Command", "Pipeline", "Sweep", "FineTuning"):
+        props["services"] = {
+            "Studio": {"jobServiceType": "Studio",
+                       "endpoint": f"https://ml.azure.com/runs/{job.name}?wsid={quote(emu.workspace_id)}"},
+            "Tracking": {"jobServiceType": "Tracking",
+                         "endpoint": f"azureml://{emu.location}.api.azureml.ms/mlflow/v1.0{emu.workspace_id}"},
+        }
+    return out
+
+
+def put_job(emu: Emulator, rec: RecordedRequest, m: re.Match[str]) -> Response:
+    name, body = m["name"], rec.body
+    if not isinstance(body, dict) or not isinstance(body.get("properties"), dict):
+        raise HttpError(400, "UserError", "The request body must be a JSON object with 'properties'.")
+    if not body["properties"].get("jobType"):
+        raise HttpError(400, "UserError", "properties.jobType is required.")
+    existing = emu.jobs.get(name)
+    if existing is not None:
+        if comparable(existing.body) != comparable(body):
+            raise HttpError(409, "UserError", f"A job named '{name}' already exists with different properties; "
+                                              "job names are unique within a workspace.")
+        existing.body.setdefault("properties", {})["tags"] = body["properties"].get("tags", {})
+        return Response(200, job_resource(emu, existing))
+    outcome = emu._named_outcomes.pop(name, None) or (
+        emu._pending_outcomes.pop(0) if emu._pending_outcomes else Outcome())
+    job = EmulatedJob(name=name, body=json.loads(json.dumps(body)), created_at=emu.clock.now(),
+                      created_wall=time.time(), outcome=outcome, state_seconds=dict(emu.state_seconds),
+                      total_steps=emu.total_steps, api_version=rec.api_version)
+    emu.jobs[name] = job
+    return Response(201, job_resource(emu, job))
+
+
+def get_job(emu: Emulator, rec: RecordedRequest, m: re.Match[str]) -> Response:
+    return Response(200, job_resource(emu, find(emu, m["name"])))
+
+
+def list_jobs(emu: Emulator, rec: RecordedRequest, m: re.Match[str]) -> Response:
+    jobs = sorted(emu.jobs.values(), key=lambda j: j.created_wall, reverse=True)
+    items = [job_resource(emu, j) for j in jobs]
+    job_type = rec.query.get("jobType")
+    if job_type:
+        items = [i for i in items if i["properties"].get("jobType", "").lower() == job_type.lower()]
+    return emu.store.page(rec, items)
+
+
+def cancel_job(emu: Emulator, rec: RecordedRequest, m: re.Match[str]) -> Response:
+    job = find(emu, m["name"])
+    if job.status(emu.clock.now()) in TERMINAL:
+        return Response(200, None)
+    if job.cancel_requested_at is None:
+        job.cancel_requested_at = emu.clock.now()
+    op = emu.store.new_operation()
+    headers = emu.store.op_headers(op, rec.api_version or "2023-04-01-preview", location=True)
+    headers.pop("Azure-AsyncOperation")
+    return Response(202, None, headers)
+
+
+ROUTES = [
+    Route("PUT", _JOB + r"$", "jobs.put", put_job, resource_type=_TYPE, body="JobBase"),
+    Route("GET", _JOB + r"$", "jobs.get", get_job, resource_type=_TYPE),
+    Route("GET", WS + r"/jobs$", "jobs.list", list_jobs, resource_type=_TYPE),
+    Route("POST", _JOB + r"/cancel$", "jobs.cancel", cancel_job, resource_type=_TYPE),
+]
