@@ -165,6 +165,25 @@ def read_sharegpt(obj: dict, m: Mapping) -> list[dict]:
     if system is not None and _text(system, "system", empty_ok=True).strip():
         msgs.append({"role": "system", "content": system})
         seen.append(("system (field)", "system"))
+    head, mark = len(msgs), len(seen)
+    try:  # the common case: from/value turns with known speakers and text
+        for turn in conv:
+            who = turn["from"]
+            text = turn["value"]
+            role = roles[who]
+            if type(text) is not str or not text or text.isspace():
+                raise KeyError
+            seen.append((who, role))
+            msgs.append({"role": role, "content": text})
+        return msgs
+    except (KeyError, TypeError):  # anything else: the turn-by-turn reading below names the problem
+        del msgs[head:]
+        del seen[mark:]
+    return _sharegpt_turns(conv, roles, m, msgs)
+
+
+def _sharegpt_turns(conv: list, roles: dict, m: Mapping, msgs: list[dict]) -> list[dict]:
+    seen = m.row_roles
     for i, turn in enumerate(conv):
         if type(turn) is not dict:
             raise Skip("wrong-type", f"must be an object, got {_typename(turn)}", f"conversations[{i}]")
