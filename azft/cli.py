@@ -227,6 +227,10 @@ def _data_problems(spec, model, spec_file: str):
     out = []
     for role in ("train", "validation"):
         ref = getattr(spec.data, role)
+        if ref and is_uri(ref) and spec.data.format:
+            out.append(Problem(f"data.format converts local files; {ref} is a URI and would be used unconverted",
+                               file=spec_file, line=line_of(spec, "data", role), field=f"data.{role}",
+                               hint="convert it with `azft data convert` and give the result"))
         if not ref or is_uri(ref):
             continue
         path = spec.resolve_path(ref)

@@ -532,6 +532,10 @@ def _check_local(spec, model: ModelInfo, refuse, v: Verdict) -> None:
 
 def _check_data(spec: JobSpec, model: ModelInfo, target: str, data: list[DataFile], hp: dict, v: Verdict) -> None:
     for d in data:
+        if not d.local and spec.data.format:
+            v.ok = False
+            v.reasons.append(f"data.{d.role}: data.format converts local files; {d.ref} is a URI and would be used "
+                             "unconverted (convert it with `azft data convert` and give the result)")
         if not d.local:
             continue
         p = Path(d.path)

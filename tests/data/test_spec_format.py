@@ -128,3 +128,12 @@ def test_format_needs_a_convertible_task(tmp_path, run_cli):
     assert res.code == 2 and "chat-completion or text-generation" in res.text
     res = run_cli("validate", str(write_spec(tmp_path, "a.jsonl", "yaml", name="bad")))
     assert res.code == 2 and "data.format" in res.text and "sharegpt" in res.text
+
+
+def test_format_with_a_remote_uri_is_refused(tmp_path, run_cli):
+    spec = write_spec(tmp_path, "azureml://datastores/workspaceblobstore/paths/x/train.jsonl", "sharegpt",
+                      name="remote")
+    res = run_cli("validate", str(spec))
+    assert res.code == 2 and "converts local files" in res.text
+    res = run_cli("plan", str(spec), "--backend", "mock", "--output", "json")
+    assert "converts local files" in res.text
