@@ -198,11 +198,13 @@ def split_cmd(file, validation, seed, out_dir, output):
 @click.option("--role", "roles", multiple=True, metavar="NAME=ROLE",
               help="Map another speaker name to system, user or assistant (repeatable), e.g. --role bot=assistant.")
 @click.option("--split", default=None, help="Split of a Hugging Face dataset folder (default: train).")
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="Worker processes for large JSON Lines files (default: one per core).")
 @click.option("--show", type=click.IntRange(min=0), default=10, show_default=True,
               help="Skipped rows listed per reason (the JSON output keeps up to 50 per reason).")
 @click.option("--output", "-o", type=click.Choice(("table", "json")), default="table", show_default=True)
 @_handle_errors
-def convert_cmd(source, source_format, target, out, system, roles, split, show, output):
+def convert_cmd(source, source_format, target, out, system, roles, split, workers, show, output):
     """Convert SOURCE (Alpaca, ShareGPT, prompt/completion, OpenAI chat; JSONL, JSON, Parquet, Arrow or a Hugging
     Face dataset folder) to Azure's chat or prompt/completion JSONL. Rows that cannot be converted are skipped and
     listed with their line; exit 2 when any was skipped (the converted rows are written either way)."""
@@ -215,7 +217,7 @@ def convert_cmd(source, source_format, target, out, system, roles, split, show, 
             raise UsageError(f"--role {item!r}: expected NAME=ROLE", hint="e.g. --role bot=assistant")
         role_map[name] = role
     report = convert_file(source, out, source_format=source_format, target=target, system=system, roles=role_map,
-                          split=split)
+                          split=split, workers=workers)
     if output == "json":
         click.echo(json.dumps(report.to_dict(), ensure_ascii=False, indent=2))
     else:
