@@ -447,6 +447,9 @@ def convert_file(
     try:
         parts = _run(source, job, workers)
         os.replace(tmp, out_p)
+    except OSError as exc:
+        raise DataError(f"{exc.filename or out_p}: {exc.strerror or exc}",
+                        hint="check that the output directory is writable and the disk has room") from None
     finally:
         for t in [tmp] + [Path(f"{tmp}.{i}") for i in range(1, 64)]:
             if t.exists():

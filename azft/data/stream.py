@@ -116,8 +116,12 @@ class SplitOutputs:
         self.tmp = {role: p.with_name(f".{p.name}.{os.getpid()}.tmp") for role, p in self.targets.items()}
         self.parts: list[Path] = []
         self.done = False
-        for t in self.tmp.values():
-            t.write_bytes(b"")
+        for role, t in self.tmp.items():
+            try:
+                t.write_bytes(b"")
+            except OSError as exc:
+                self.cleanup()
+                raise DataError(f"--write-{role} {self.targets[role]}: cannot write there ({exc.strerror})") from None
 
     @property
     def problems_file(self) -> Path | None:
@@ -171,7 +175,7 @@ class SplitOutputs:
         for p in leftovers:
             try:
                 p.unlink()
-            except FileNotFoundError:
+            except OSError:
                 pass
 
 
