@@ -67,6 +67,9 @@ class ConvertReport:
 # ------------------------------------------------------------------------------------------------ sources
 
 
+BLANK = object()  # a blank line (not a row)
+
+
 class _Bad:
     """A row that could not be parsed (its kind and message)."""
 
@@ -158,7 +161,7 @@ def _hf_files(folder: Path, split: str | None) -> list[Path]:
 
 def _jsonl_rows(path: Path, start: int = 0, end: int | None = None,
                 counter: list[int] | None = None) -> Iterator[tuple[int, Any]]:
-    """(line number within [start, end), parsed row | None for a blank line | _Bad) for each line; the number of
+    """(line number within [start, end), parsed row | BLANK for a blank line | _Bad) for each line; the number of
     lines read ends up in ``counter[0]``."""
     loads = orjson.loads
     lineno = 0
@@ -184,7 +187,7 @@ def _jsonl_rows(path: Path, start: int = 0, end: int | None = None,
                 for line in data.split(b"\n"):
                     lineno += 1
                     if not line or line.isspace():
-                        yield lineno, None
+                        yield lineno, BLANK
                         continue
                     try:
                         yield lineno, loads(line)
@@ -260,7 +263,7 @@ def detect(source: Source) -> tuple[str, str]:
     fields: Counter = Counter()
     n = 0
     for _, obj in source.rows():
-        if obj is None or type(obj) is _Bad:
+        if obj is BLANK or type(obj) is _Bad:
             continue
         n += 1
         fmt = detect_format(obj)
@@ -567,7 +570,7 @@ def convert_rows(rows: Iterator[tuple[int, Any]], job: _Job, fh: Any) -> _Part:
             part.skipped_rows.append({"kind": kind, unit: n, "field": fld, "message": message, "hint": hint})
 
     for n, obj in rows:
-        if obj is None:
+        if obj is BLANK:
             part.blank_lines += 1
             continue
         part.rows += 1

@@ -205,6 +205,8 @@ def _bad_speaker(who: Any, i: int, kf: str, turn: dict) -> None:
     fld = f"conversations[{i}].{kf}"
     if who is None:
         raise Skip("missing-field", "the speaker is missing", fld)
+    if type(who) is not str:
+        raise Skip("wrong-type", f"the speaker must be a string, got {_typename(who)}", fld)
     if who in TOOL_TURNS:
         raise Skip("tool-calls", f"a {who!r} turn: Azure's chat format has no place for tool calls or "
                    "their results", fld, "drop tool-use rows, or fine-tune them with a tool-calling format elsewhere")
