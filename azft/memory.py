@@ -633,7 +633,10 @@ def world_size(plan: Any, cat: Any, sku: Optional[str] = None) -> int:
     if plan.target == "local":
         return spec.local.num_processes
     info = cat.skus.get(sku or spec.compute.instance_type or "", {})
-    return (spec.compute.gpus_per_node or info.get("gpus") or 1) * spec.compute.instance_count
+    gpus = spec.compute.gpus_per_node or info.get("gpus") or 1
+    if sku and info.get("gpus"):  # another size: as many processes per node as it has GPUs, at most
+        gpus = min(gpus, info["gpus"]) if spec.compute.gpus_per_node else info["gpus"]
+    return gpus * spec.compute.instance_count
 
 
 def setup_for(plan: Any, cat: Any, sku: Optional[str] = None) -> Setup:
