@@ -270,12 +270,19 @@ def _data_problems(spec, model, spec_file: str):
 @click.option("--backend", "-b", type=click.Choice(BACKENDS), default="local", show_default=True)
 @click.option("--output", "-o", type=click.Choice(OUTPUTS), default="table")
 @click.option("--prices", type=click.Path(), help="YAML price table overriding the catalog's (see examples/prices.yaml).")
-def plan(spec_file: str, backend: str, output: str, prices: Optional[str]) -> int:
+@click.option("--fit", "fit", is_flag=True,
+              help="Also list every GPU size in the catalog: per-GPU memory estimate, fits or not, hours and cost.")
+def plan(spec_file: str, backend: str, output: str, prices: Optional[str], fit: bool) -> int:
     """Dry-run: what would be sent, the compatibility verdict and a cost/time estimate. Nothing is sent."""
     from azft import api
 
     p = api.plan(spec_file, backend, prices=prices)
     data = p.to_dict()
+    if fit:
+        from azft.catalog import load_catalog
+        from azft.fit import fit_table
+
+        data["fit"] = fit_table(p, load_catalog(), api.load_prices(prices)[0])
     if output == "yaml":
         import yaml
 
@@ -289,7 +296,31 @@ def plan(spec_file: str, backend: str, output: str, prices: Optional[str]) -> in
         _emit(data, "json")
     else:
         _print_plan(data)
+        if fit:
+            _print_fit(data["fit"], data["estimate"].get("training_tokens_total"))
     return EXIT_OK if p.ok else EXIT_INVALID
+
+
+def _print_fit(rows: list[dict], tokens) -> None:
+    """`azft plan --fit`: every catalog GPU size, cheapest fitting first."""
+    from rich.table import Table
+
+    t = Table(title="GPU sizes (per-GPU memory estimate; hours and cost are estimates, not quotes)", expand=False)
+    width = max((len(r["sku"].removeprefix("Standard_")) for r in rows), default=8)
+    t.add_column("size (Standard_…)", no_wrap=True, min_width=width)
+    for col, just in (("GPUs", "right"), ("GB/GPU", "right"), ("estimate GB", "right"),
+                      ("fits", "left"), ("hours", "right"), ("cost USD", "right"), ("registry list", "left")):
+        t.add_column(col, justify=just)
+    for r in rows:
+        est = "unknown" if r.get("estimate_gb") is None else f"{r['estimate_gb']:.1f}"
+        fits = "?" if r.get("fits") is None else ("[green]yes[/]" if r["fits"] else "[red]no[/]")
+        t.add_row(r["sku"].removeprefix("Standard_"), f"{r['gpus']} × {r['nodes']}" if r["nodes"] > 1 else str(r["gpus"]),
+                  str(r.get("gpu_memory_gb") or "?"), est, fits,
+                  "?" if r.get("hours") is None else f"{r['hours']:.2f}",
+                  "?" if r.get("cost_usd") is None else f"{r['cost_usd']:.2f}", "yes" if r["allowed"] else "no")
+    _console().print(t)
+    if tokens is None:
+        _console().print("  hours and cost need the training token count (local data files)")
 
 
 def _plan_summary_lines(d: dict) -> list[str]:
@@ -363,12 +394,19 @@ def _print_plan(d: dict) -> None:
     e = d["estimate"]
     t = Table(title="estimate (not a quote)", show_header=False, expand=False)
     for k, val in e.items():
-        if k in ("label", "memory_per_gpu"):
+        if k in ("label", "memory_per_gpu", "memory_advice"):
             continue
         t.add_row(k.replace("_", " "), _esc(json.dumps(val) if isinstance(val, (dict, list)) else str(val)))
     con.print(t)
     if e.get("memory_per_gpu"):
         _print_memory(con, e["memory_per_gpu"])
+    if e.get("memory_advice"):
+        con.print(f"  [cyan]changes that make it fit in {e.get('gpu_memory_gb')} GB per GPU (cheapest in time "
+                  "first; time factors are assumptions):[/]")
+        for a in e["memory_advice"]:
+            hours = f", ~{a['hours']:.2f} h" if a.get("hours") else ""
+            con.print(f"    → {_esc(a['change'])}: {a['estimate_gb']:.1f} GB, ×{a['time_factor']:.2f} time{hours}"
+                      f"  [dim]({_esc(a['spec'])})[/]")
     if d.get("request") is not None:
         import yaml
 

@@ -12,8 +12,9 @@ from typing import Any, Optional
 
 from azft.memory import Estimate, Setup, architecture_for, estimate, setup_for
 
-#: Relative training throughput per GPU against an A100 (the catalog's throughput table is per A100). Assumed.
-GPU_SPEED = {"H100": 2.0, "A100": 1.0, "V100": 0.35}
+#: Relative training throughput per GPU against an A100 (the catalog's throughput table is per A100). Assumed,
+#: from the GPUs' dense bf16/fp16 tensor throughput.
+GPU_SPEED = {"H100": 2.0, "A100": 1.0, "A10": 0.4, "V100": 0.35, "T4": 0.2}
 #: Step-time factors of each change. Assumed: recomputing the forward pass costs about a third of a step;
 #: dequantising NF4 weights in every matmul about 35%; ZeRO-3 gathers parameters every layer; CPU Adam.
 TIME_COST = {
@@ -26,19 +27,20 @@ TIME_COST = {
 }
 
 
-def gpu_kind(sku: str) -> str:
-    for kind in GPU_SPEED:
-        if kind in sku:
+def gpu_kind(cat: Any, sku: str) -> str:
+    gpu = str(cat.skus.get(sku, {}).get("gpu") or sku)
+    for kind in GPU_SPEED:  # H100 before A100 before A10
+        if kind in gpu:
             return kind
-    return "V100" if "v3" in sku and "NC" in sku else "A100"
+    return "A100"
 
 
-def _hours(plan: Any, cat: Any, sku: str, gpus: int, factor: float = 1.0) -> Optional[float]:
+def _hours(plan: Any, cat: Any, sku: Optional[str], gpus: int, factor: float = 1.0) -> Optional[float]:
     tokens = plan.estimate.get("training_tokens_total") if plan.estimate else None
     if tokens is None:
         return None
     per_gpu = cat.throughput_per_gpu(plan.model.parameters_b) * (0.6 if plan.spec.method == "full" else 1.0)
-    per_gpu *= GPU_SPEED[gpu_kind(sku)] / factor
+    per_gpu *= GPU_SPEED[gpu_kind(cat, sku or "")] / factor
     return round(tokens / (per_gpu * gpus) / 3600 + 0.25, 2)
 
 
@@ -48,7 +50,7 @@ def fit_table(plan: Any, cat: Any, prices: Optional[dict] = None) -> list[dict]:
     skus = {**cat.skus, **((prices or {}).get("skus") or {})}
     rows = []
     for sku, info in skus.items():
-        if sku in cat.denied_skus or not info.get("gpus"):
+        if not info.get("gpus"):
             continue
         row: dict[str, Any] = {"sku": sku, "gpus": info["gpus"], "gpu_memory_gb": info.get("gpu_memory_gb"),
                                "nodes": plan.spec.compute.instance_count,
@@ -101,17 +103,17 @@ def _candidates(s: Setup) -> list[tuple[str, str, str, Setup, float]]:
 def advice(plan: Any, cat: Any, est: Estimate, gpu_memory_gb: float, sku: Optional[str], limit: int = 6) -> list[dict]:
     """The cheapest changes that make ``est`` fit ``gpu_memory_gb``: each with its new estimate and time cost.
 
-    Single changes first, then gradient checkpointing combined with another; for micro-batches only the largest
-    that fits. Sorted by their cost in time.
+    Single changes, and gradient checkpointing combined with another when checkpointing alone is not enough; for
+    micro-batches only the largest that fits. Sorted by their cost in time.
     """
     tried = _candidates(est.setup)
-    if not est.setup.gradient_checkpointing:
-        ck = replace(est.setup, gradient_checkpointing=True)
+    ck = replace(est.setup, gradient_checkpointing=True)
+    if not est.setup.gradient_checkpointing and not estimate(est.arch, ck).fits(gpu_memory_gb):
         f0 = TIME_COST["gradient_checkpointing"][0]
         tried += [(f"checkpointing+{k}", f"gradient checkpointing + {w}",
                    f"hyperparameters.gradient_checkpointing: true; {c}", s2, f0 * f)
                   for k, w, c, s2, f in _candidates(ck)]
-    base_hours = _hours(plan, cat, sku or "A100", est.setup.world_size)
+    base_hours = _hours(plan, cat, sku, est.setup.world_size)
     rows, kinds = [], set()
     for kind, what, change, setup, factor in tried:
         if kind in kinds:

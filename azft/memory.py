@@ -648,9 +648,9 @@ def setup_for(plan: Any, cat: Any, sku: Optional[str] = None) -> Setup:
 
         device = "cuda" if spec.local.device == "auto" and shutil.which("nvidia-smi") else "cpu"
     precision = hp.get("precision") or "auto"
-    if precision == "auto":
-        v100 = "v3" in (sku or spec.compute.instance_type or "") and "NC" in (sku or spec.compute.instance_type or "")
-        precision = "fp32" if device == "cpu" else ("fp16" if v100 else "bf16")
+    if precision == "auto":  # the recipe: bf16 where the GPU supports it (Ampere and newer), else fp16
+        gpu = str(cat.skus.get(sku or spec.compute.instance_type or "", {}).get("gpu", ""))
+        precision = "fp32" if device == "cpu" else ("fp16" if gpu.startswith(("V100", "T4")) else "bf16")
     ds = spec.compute.deepspeed
     return Setup(
         method=spec.method,

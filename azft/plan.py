@@ -650,6 +650,12 @@ def _memory(plan: Plan, cat: Catalog, out: dict, gpu_mem: Optional[float], sku: 
     out["memory_per_gpu"] = mem
     if gpu_mem:
         out["gpu_memory_gb"] = gpu_mem
+        if mem.get("total_gb", 0) > gpu_mem:  # the cheapest changes that make it fit, with their cost in time
+            from azft.fit import advice
+            from azft.memory import estimate_plan
+
+            est, _ = estimate_plan(plan, cat)
+            out["memory_advice"] = advice(plan, cat, est, gpu_mem, sku)
     # a maap size whose GPUs do not hold the estimate is refused by _refuse_unfit, with the sizes that fit
 
 

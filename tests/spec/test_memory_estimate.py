@@ -156,3 +156,37 @@ def write_spec(dst: Path, model: str, extra: str = "") -> str:
         hyperparameters: {{batch_size: 2, max_seq_length: 512}}
         """) + extra)
     return str(p)
+
+
+def test_fit_lists_every_catalog_size_with_hours_and_cost(run_cli):
+    from azft.catalog import load_catalog
+
+    r, d = plan_json(run_cli, str(EXAMPLES / "phi3-mini-lora-8x2048.yaml"), "-b", "maap", "--fit")
+    rows = {row["sku"]: row for row in d["fit"]}
+    assert set(rows) == set(load_catalog().skus)
+    assert rows["Standard_NC40ads_H100_v5"]["fits"] is True  # 94 GB holds the ~84 GB estimate
+    assert rows["Standard_NC24ads_A100_v4"]["fits"] is False and rows["Standard_NC6s_v3"]["fits"] is False
+    for row in rows.values():
+        assert row["hours"] > 0 and row["cost_usd"] is not None and row["estimate_gb"] > 0
+    fitting = [row["fits"] for row in d["fit"]]
+    assert fitting == sorted(fitting, reverse=True)  # sizes that fit come first, cheapest first
+    r = run_cli("plan", str(EXAMPLES / "phi3-mini-lora-8x2048.yaml"), "-b", "maap", "--fit")
+    assert "GPU sizes" in r.out and "NC6s_v3" in r.out.replace("\n", "")
+
+
+def test_advice_when_it_does_not_fit(run_cli, tmp_path):
+    """On an 80 GB A100 the 8×2048 LoRA case is refused; each suggested change is re-estimated and fits."""
+    shutil_data(tmp_path)
+    spec = tmp_path / "a100.yaml"
+    spec.write_text((EXAMPLES / "phi3-mini-lora-8x2048.yaml").read_text().replace(
+        "Standard_NC40ads_H100_v5", "Standard_NC24ads_A100_v4"))
+    r, d = plan_json(run_cli, str(spec), "-b", "maap")
+    assert d["verdict"]["ok"] is False
+    advice = d["estimate"]["memory_advice"]
+    changes = " | ".join(a["change"] for a in advice)
+    assert "gradient checkpointing" in changes and "micro-batch 4 × gradient accumulation 2" in changes
+    for a in advice:
+        assert a["estimate_gb"] <= 80 and a["time_factor"] >= 1.0
+    assert [a["time_factor"] for a in advice] == sorted(a["time_factor"] for a in advice)
+    r = run_cli("plan", str(spec), "-b", "maap")
+    assert "changes that make it fit" in r.out
