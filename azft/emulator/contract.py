@@ -13,7 +13,7 @@ azure-ai-ml 1.35 ships one generated model set (api-version 2025-12-01 in ``_con
 api-version it uses from it, so the emulator holds every accepted api-version to that one contract.
 
 A refused body is answered as Azure Machine Learning's front end answers a bad request (the outer shape of the
-400 in ``tests/fixtures/azure/responses/custom_model_finetuning_400.json``): ``{"error": {"code": "UserError",
+400 in ``azft/emulator/fixtures/maas_model_not_supported.yaml``): ``{"error": {"code": "UserError",
 "message", "details": [{"code", "target", "message"}], "additionalInfo": [...]}}``. The per-property detail codes
 (``RequiredPropertyMissing``, ``InvalidEnumValue``, ``InvalidType``) are the emulator's own wording.
 """
@@ -110,6 +110,29 @@ class Contract:
         self._check_value(self.model(model), body, "", found)
         defaulted = SERVICE_DEFAULTS.get(model, frozenset())
         return [v for v in found if not (v.code == "RequiredPropertyMissing" and v.target in defaulted)]
+
+    def required_paths(self, model: str, body: Any) -> list[tuple[str | int, ...]]:
+        """The paths of every required property present in ``body`` (what a one-field-removed variant removes)."""
+        out: list[tuple[str | int, ...]] = []
+        self._walk_required(self.model(model), body, (), out)
+        return out
+
+    def _walk_required(self, hint: Any, value: Any, path: tuple, out: list) -> None:
+        hint, _ = _strip_optional(hint)
+        origin = typing.get_origin(hint)
+        if origin is dict and isinstance(value, dict):
+            for k, v in value.items():
+                self._walk_required(typing.get_args(hint)[1], v, (*path, k), out)
+        elif origin is list and isinstance(value, list):
+            for i, v in enumerate(value):
+                self._walk_required(typing.get_args(hint)[0], v, (*path, i), out)
+        elif isinstance(hint, type) and issubclass(hint, self.model_base) and isinstance(value, dict):
+            cls = self._resolve(hint, value, "", [])
+            for f in self.fields(cls) if cls is not None else ():
+                if f.wire in value and value[f.wire] is not None:
+                    if f.required:
+                        out.append((*path, f.wire))
+                    self._walk_required(f.hint, value[f.wire], (*path, f.wire), out)
 
     def check(self, model: str, body: Any, api_version: str | None = None) -> None:
         """Raise the 400 Azure answers when ``body`` breaks the contract of ``model``."""

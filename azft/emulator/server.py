@@ -127,6 +127,7 @@ class Emulator:
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._connections: set[socket.socket] = set()
+        self.served: list[Any] = []  # fixtures answering routes (azft.emulator.fixtures.ServedFixture)
         self._router = Router(all_routes())
         self._contract: Any = None
 
@@ -248,6 +249,7 @@ class Emulator:
             self._pending_outcomes.clear()
             self._named_outcomes.clear()
             self.permissions.clear()
+            self.served.clear()
             if self.blob_store.root is None:
                 self.blob_store.clear()
 
@@ -326,6 +328,29 @@ class Emulator:
         if seconds is None:
             seconds = (states if states is not None else 1) * max(self.state_seconds.values())
         self.clock.advance(seconds)
+
+    def serve_fixture(self, fixture: str, *, name: str | None = None, times: int | None = None, **values: str):
+        """Answer the fixture's route (for resource ``name``, or any) with Azure's recorded response, ``times``
+        times (None = always). ``values`` fill the fixture's placeholders besides the workspace's own."""
+        from azft.emulator.fixtures import ServedFixture, load
+
+        doc = load(fixture)
+        served = ServedFixture(fixture, doc["route"], name, times, doc=doc)
+        served.doc["values"] = values
+        with self._lock:
+            self.served.append(served)
+        return served
+
+    def fixture_answer(self, route: str, resource: str | None) -> Response | None:
+        """The response of a served fixture for this route and resource, if one applies (called by the router
+        once the request passed every check)."""
+        served = next((s for s in self.served if s.matches(route, resource)), None)
+        if served is None:
+            return None
+        values = {"workspace_id": self.workspace_id, "location": self.location, "name": resource or "",
+                  **served.doc.get("values", {})}
+        status, headers, body = served.answer(values)
+        return Response(status, body, headers)
 
     def job_status(self, name: str) -> str:
         with self._lock:

@@ -4,7 +4,7 @@ A route is a row: method, path pattern, name, handler, how it authenticates, the
 the permission check and Azure's api-version answer) and the REST contract model its body must satisfy. The
 dispatcher answers, in Azure's order: authentication (401), api-version (400 ``NoRegisteredProviderFound``),
 workspace (404), permission (403 ``AuthorizationFailed``), request body against the contract (400 ``UserError``),
-then the handler. Adding a resource kind is a route module with rows (see ``resources.crud``), nothing else.
+then a served fixture (Azure's recorded answer, ``azft.emulator.fixtures``) or the handler. Adding a resource kind is a route module with rows (see ``resources.crud``), nothing else.
 """
 
 from __future__ import annotations
@@ -76,7 +76,8 @@ class Router:
             try:
                 self._check(emu, route, m, rec, authorization)
                 with emu._lock:
-                    return route.handler(emu, rec, m)
+                    served = emu.fixture_answer(route.name, m.groupdict().get("name"))
+                    return served if served is not None else route.handler(emu, rec, m)
             except HttpError as e:
                 return e.response()
         if path_matched:
