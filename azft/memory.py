@@ -23,7 +23,7 @@ The activation and state terms are checked against measured peaks of real traini
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
@@ -432,24 +432,8 @@ def _layer_saved(arch: Architecture, s: Setup, first: bool) -> list[tuple[str, s
         if not s.peft:
             cast = s.autocast and x_bytes != t.c
             out.append((f"{name}.in_c" if cast else x_key, f"{name} input", n_in * (t.c if cast else x_bytes)))
-            return
-        if name not in targets:
-            return
-        # peft casts the input to the adapter dtype, applies dropout, then lora_A (autocast casts again)
-        cast = x_bytes != t.adapter
-        a_in = t.adapter
-        if s.lora_dropout > 0:
-            if input_grad:
-                out.append((f"{name}.mask", f"{name} dropout mask", n_in * t.mask))
-            key, b = f"{name}.drop", a_in
-        else:
-            key, b = (f"{name}.cast", a_in) if cast else (x_key, x_bytes)
-        if s.autocast and b != t.c:
-            key, b = f"{name}.a_in", t.c
-        out.append((key, f"{name} lora_A input", n_in * b))
-        out.append((f"{name}.a_out", f"{name} lora_A output", s.lora_r * (t.c if s.autocast else a_in)))
-        if s.method == "dora":  # magnitude gradient: base output and scaled LoRA output
-            out.append((f"{name}.dora", f"{name} DoRA base + LoRA outputs", 2 * n_out * t.c))
+        elif name in targets:
+            out.extend(_adapter_saved(name, n_in, n_out, x_key, x_bytes, input_grad, s, t))
 
     # attention block
     norm("norm1", "x")
@@ -485,6 +469,28 @@ def _layer_saved(arch: Architecture, s: Setup, first: bool) -> list[tuple[str, s
         out.append(("up.out", "up output", i * t.c))
     out.append(("act.out", "SiLU(gate)", i * t.c))
     linear("down_proj", "mlp.prod", t.c)  # SiLU(gate) × up, kept only by what the method saves
+    return out
+
+
+def _adapter_saved(name: str, n_in: int, n_out: int, x_key: str, x_bytes: int, input_grad: bool, s: Setup,
+                   t: _Dtypes) -> list[tuple[str, str, float]]:
+    """A LoRA/DoRA adapter: peft casts the input to the adapter dtype, applies dropout, then lora_A (autocast casts
+    again) and lora_B; DoRA's magnitude gradient also keeps the base output and the scaled LoRA output."""
+    out = []
+    cast = x_bytes != t.adapter
+    a_in = t.adapter
+    if s.lora_dropout > 0:
+        if input_grad:
+            out.append((f"{name}.mask", f"{name} dropout mask", n_in * t.mask))
+        key, b = f"{name}.drop", a_in
+    else:
+        key, b = (f"{name}.cast", a_in) if cast else (x_key, x_bytes)
+    if s.autocast and b != t.c:
+        key, b = f"{name}.a_in", t.c
+    out.append((key, f"{name} lora_A input", n_in * b))
+    out.append((f"{name}.a_out", f"{name} lora_A output", s.lora_r * (t.c if s.autocast else a_in)))
+    if s.method == "dora":
+        out.append((f"{name}.dora", f"{name} DoRA base + LoRA outputs", 2 * n_out * t.c))
     return out
 
 
@@ -595,10 +601,6 @@ def estimate(arch: Architecture, setup: Setup) -> Estimate:
                           "forward and backward phases + gradients) (caching-allocator fragmentation, stated "
                           "allowance)", "allowance", "allowance"))
     return est
-
-
-def with_changes(setup: Setup, **changes: Any) -> Setup:
-    return replace(setup, **changes)
 
 
 # ----------------------------------------------------------------------------------------------------- plans

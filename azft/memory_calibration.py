@@ -129,8 +129,8 @@ def _recipe():
     return train, ft_data
 
 
-def setup_for_case(case: Case, cuda: bool) -> Setup:
-    return Setup(
+def setup_for_case(case: Case, cuda: bool, attention: str = "azft_packed_sdpa") -> Setup:
+    return Setup(attention=attention,
         method=case.method, micro_batch=case.batch, seq_len=case.seq, gradient_checkpointing=case.checkpointing,
         precision="bf16" if cuda else case.precision, lora_r=8, lora_dropout=case.lora_dropout,
         lora_targets=tuple(case.targets.split(",")), device="cuda" if cuda else "cpu",
@@ -138,8 +138,8 @@ def setup_for_case(case: Case, cuda: bool) -> Setup:
     )
 
 
-def estimate_case(case: Case, cuda: bool) -> Estimate:
-    return estimate(case.architecture(), setup_for_case(case, cuda))
+def estimate_case(case: Case, cuda: bool, attention: str = "azft_packed_sdpa") -> Estimate:
+    return estimate(case.architecture(), setup_for_case(case, cuda, attention))
 
 
 def _model_dir(case: Case, root: Path) -> Path:
@@ -230,7 +230,7 @@ def measure(case: Case, workdir: Optional[Path] = None) -> Result:
         model, attn = train.load_model(str(source), args, precision, cuda or precision == "bf16")
         model = train.apply_method(model, args)
         measured = _train_and_measure(train, ft_data, model, attn, case, args, root, cuda)
-    est = estimate_case(case, cuda)
+    est = estimate_case(case, cuda, attn)
     est_static = est.term("weights") + est.term("optimizer")
     est_total = est.peak
     return Result(case, "cuda" if cuda else "cpu", est_total, measured[0] + measured[1],
@@ -266,6 +266,9 @@ def _train_and_measure(train, ft_data, model, attn: str, case: Case, args, root:
                                          data_collator=ft_data.PackingCollator(0, case.seq),
                                          callbacks=[StepMeter()])
     trainer.segment_attention = attn in ("azft_packed_sdpa", "flash_attention_2")
+    from transformers.trainer_callback import PrinterCallback
+
+    trainer.remove_callback(PrinterCallback)  # the end-of-training summary line: not part of the measurement
     holder.append(trainer)
     trainer.train()
     return meter.base, meter.peak_delta
