@@ -6,6 +6,11 @@ import json
 
 import pytest
 
+
+def model_inputs(batch: dict) -> dict:
+    """A collated batch without the counters the recipe's trainer reads (the model never sees them)."""
+    return {k: v for k, v in batch.items() if k not in ("real_tokens", "example_lengths")}
+
 IGNORE = -100
 
 
@@ -143,7 +148,7 @@ def test_packed_batch_gives_the_same_per_example_loss_as_unpacked_examples(recip
     # and the batch-level loss is the unpadded mean over reply tokens
     pad = recipe.data.PaddingCollator(tokenizer.pad_token_id)(examples)
     with torch.no_grad():
-        padded_loss = model(**{k: v for k, v in pad.items() if k != "real_tokens"}).loss.item()
+        padded_loss = model(**model_inputs(pad)).loss.item()
         packed_loss = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"],
                             labels=batch["labels"]).loss.item()
     assert packed_loss == pytest.approx(padded_loss, rel=1e-4)
@@ -153,8 +158,6 @@ def test_packed_batch_gives_the_same_per_example_loss_as_unpacked_examples(recip
 def test_recipe_packed_loss_scores_only_reply_tokens_and_matches_the_padded_loss(recipe, tokenizer, tiny_model,
                                                                                  data_dir):
     """The recipe's training loss (rows end to end, LM head only at scored positions) equals the plain loss."""
-    from types import SimpleNamespace
-
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -166,10 +169,10 @@ def test_recipe_packed_loss_scores_only_reply_tokens_and_matches_the_padded_loss
     packed = recipe.data.PackingCollator(tokenizer.pad_token_id, 128)(examples)
     assert packed["input_ids"].shape[0] > 1  # several rows, laid end to end by the loss
     padded = recipe.data.PaddingCollator(tokenizer.pad_token_id)(examples)
-    trainer_cls = recipe.train.make_trainer_class()
-    fake_self = SimpleNamespace(args=SimpleNamespace(average_tokens_across_devices=False))
+    import ft_trainer
+
     with torch.no_grad():
-        got = trainer_cls._packed_loss(fake_self, model, {k: v for k, v in packed.items() if k != "real_tokens"},
-                                       None).item()
-        want = model(**{k: v for k, v in padded.items() if k != "real_tokens"}).loss.item()
+        loss_sum, scored = ft_trainer.reply_loss_sum(model, packed)
+        got = loss_sum.item() / scored
+        want = model(**model_inputs(padded)).loss.item()
     assert got == pytest.approx(want, rel=1e-4)

@@ -168,3 +168,26 @@ def test_lora_targets_that_do_not_exist_are_named(recipe, data_dir, tmp_path, ca
     assert run_in_process(recipe, recipe_args(data_dir, tmp_path, lora_target_modules="qkv_proj,q_proj")) == 2
     err = capsys.readouterr().err
     assert "no module named q_proj" in err and "qkv_proj" in err and "all-linear" in err
+
+
+def test_the_task_list_is_the_same_in_the_component_the_recipe_and_the_data_checks(recipe):
+    """The component's enum, the recipe's copy (it runs without azft installed) and azft's data checks agree."""
+    import yaml
+
+    from azft.data.tasks import TASKS
+
+    component = yaml.safe_load(COMPONENT.read_text())
+    assert tuple(component["inputs"]["task"]["enum"]) == TASKS
+    assert recipe.data.TASKS == TASKS
+    task_option = next(a for a in recipe.train.build_parser()._actions if a.dest == "task")
+    assert tuple(task_option.choices) == TASKS
+
+
+def test_warmup_ratio_is_a_fraction_of_the_optimizer_steps(recipe, data_dir, tmp_path, capsys):
+    """--warmup_ratio 0.5 over 4 steps: 2 warmup steps, then linear decay — the same on every transformers version."""
+    lr = 4e-3
+    assert run_in_process(recipe, recipe_args(data_dir, tmp_path, max_steps=4, learning_rate=lr, warmup_ratio=0.5,
+                                              validation_data=None)) == 0
+    rows = [json.loads(x) for x in (tmp_path / "metrics" / "metrics.jsonl").read_text().splitlines()]
+    rates = [r["learning_rate"] for r in rows if "loss" in r]
+    assert rates == pytest.approx([0.0, lr / 2, lr, lr / 2])  # the rate each step used

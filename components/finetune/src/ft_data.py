@@ -303,6 +303,7 @@ class PackingCollator:
             "labels": labels,
             "position_ids": pos,
             "real_tokens": torch.tensor(sum(lengths)),
+            "example_lengths": torch.tensor(lengths),
         }
 
 
@@ -324,4 +325,5 @@ class PaddingCollator:
             ids[r, :n] = torch.tensor(f["input_ids"])
             labels[r, :n] = torch.tensor(f["labels"])
             mask[r, :n] = 1
-        return {"input_ids": ids, "labels": labels, "attention_mask": mask, "real_tokens": mask.sum()}
+        return {"input_ids": ids, "labels": labels, "attention_mask": mask, "real_tokens": mask.sum(),
+                "example_lengths": mask.sum(dim=1)}

@@ -13,7 +13,7 @@ import re
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 _SECRETISH = re.compile(r"(key|secret|token|password|sas|connection_string|credential)", re.I)
 
@@ -26,7 +26,7 @@ def fmt_duration(seconds: float) -> str:
 
 
 def progress_line(step: int, total: int, epoch: float, loss: float | None, lr: float | None, tps: float,
-                  eta: float) -> str:
+                  eta: float, tflops: float | None = None, mfu: float | None = None) -> str:
     width = len(str(total))
     parts = [f"step {step:>{width}}/{total}", f"epoch {epoch:.2f}"]
     if loss is not None:
@@ -34,6 +34,10 @@ def progress_line(step: int, total: int, epoch: float, loss: float | None, lr: f
     if lr is not None:
         parts.append(f"lr {lr:.2e}")
     parts.append(f"{tps:,.0f} tok/s")
+    if tflops is not None:
+        parts.append(f"{tflops * 1e3:,.1f} GFLOP/s" if tflops < 1 else f"{tflops:,.1f} TFLOP/s")
+    if mfu is not None:
+        parts.append(f"MFU {mfu:.1%}")
     parts.append(f"ETA {fmt_duration(eta)}")
     return " | ".join(parts)
 
@@ -193,26 +197,34 @@ class MlflowLogger:
                 self._warn("end_run", e)
 
 
-class Throughput:
-    """Tokens per second over the last few logged intervals, and the average step time for the ETA."""
+class Rate(NamedTuple):
+    tokens_per_second: float
+    flops_per_second: float
+    seconds_per_step: float
 
-    def __init__(self, window: int = 10):
+
+class Throughput:
+    """Tokens and model FLOPs per second over the last few logged intervals, and the average step time for the ETA.
+
+    ``tokens`` and ``flops`` are the counters' values when the meter starts (not zero after a resume).
+    """
+
+    def __init__(self, window: int = 10, tokens: float = 0, flops: float = 0):
         from collections import deque
 
-        self.window = deque(maxlen=window)
+        self.window: deque = deque(maxlen=window)
         self.t0 = time.monotonic()
         self.last_t = self.t0
-        self.last_tokens = 0
+        self.last_tokens, self.last_flops = tokens, flops
         self.first_step: int | None = None
 
-    def update(self, step: int, tokens: int) -> tuple[float, float]:
+    def update(self, step: int, tokens: float, flops: float = 0.0) -> Rate:
         now = time.monotonic()
         if self.first_step is None:
             self.first_step = step - 1
             self.t0 = self.last_t
-        self.window.append((now - self.last_t, tokens - self.last_tokens))
-        self.last_t, self.last_tokens = now, tokens
-        dt = sum(w[0] for w in self.window)
-        tps = sum(w[1] for w in self.window) / max(dt, 1e-9)
+        self.window.append((now - self.last_t, tokens - self.last_tokens, flops - self.last_flops))
+        self.last_t, self.last_tokens, self.last_flops = now, tokens, flops
+        dt = max(sum(w[0] for w in self.window), 1e-9)
         per_step = (now - self.t0) / max(step - self.first_step, 1)
-        return tps, per_step
+        return Rate(sum(w[1] for w in self.window) / dt, sum(w[2] for w in self.window) / dt, per_step)
