@@ -429,11 +429,13 @@ def _print_memory(con, mem: dict) -> None:
     t = Table(title=title, expand=False)
     t.add_column("term")
     t.add_column("GB", justify="right")
+    t.add_column("phase")
     t.add_column("formula")
     for name, term in mem["terms"].items():
-        t.add_row(name.replace("_", " "), f"{term['gb']:.2f}", _esc(term["formula"]))
-    t.add_row("[bold]total[/]", f"[bold]{mem['total_gb']:.1f}[/]", _esc(mem["error_bound"]))
+        t.add_row(name.replace("_", " "), f"{term['gb']:.2f}", term.get("phase", ""), _esc(term["formula"]))
+    t.add_row("[bold]total[/]", f"[bold]{mem['total_gb']:.1f}[/]", "", _esc(mem.get("total_formula", "")))
     con.print(t)
+    con.print(f"  error bound: {_esc(mem['error_bound'])}")
     con.print(f"  architecture: {a['layers']} layers, hidden {a['hidden_size']}, MLP {a['intermediate_size']}, "
               f"{a['heads']}/{a['kv_heads']} heads, vocab {a['vocab']} — {_esc(a['source'])}")
     for n in mem.get("notes") or []:
