@@ -262,10 +262,8 @@ def _train_and_measure(train, ft_data, model, attn: str, case: Case, args, root:
         logging_strategy="no", report_to="none", disable_tqdm=True, remove_unused_columns=False,
         dataloader_num_workers=0, log_level="error", seed=0,
     )
-    trainer = train.make_trainer_class()(model=model, args=targs, train_dataset=train._ListDataset(rows),
-                                         data_collator=ft_data.PackingCollator(0, case.seq),
-                                         callbacks=[StepMeter()])
-    trainer.segment_attention = attn in ("azft_packed_sdpa", "flash_attention_2")
+    trainer = train.RecipeTrainer(model=model, args=targs, train_dataset=train.ListDataset(rows),
+                                  data_collator=ft_data.PackingCollator(0, case.seq), callbacks=[StepMeter()])
     from transformers.trainer_callback import PrinterCallback
 
     trainer.remove_callback(PrinterCallback)  # the end-of-training summary line: not part of the measurement
