@@ -147,17 +147,33 @@ def _git(repo: Path, *args: str) -> str:
 
 def changed_files(repo: Path, base: str | None, head: str = "HEAD") -> list[str] | None:
     """Files changed between the merge base of ``base`` and ``head``; None means "no usable base: take all"."""
+    files, _ = changed_since(repo, base, head)
+    return files
+
+
+def changed_since(repo: Path, base: str | None, head: str = "HEAD") -> tuple[list[str] | None, str | None]:
+    """(changed files, notice). The files are None, with a notice saying why, when there is no usable base: unset
+    or all zeros (a new branch), a revision this clone does not have (a force-push rewrote it, or a shallow
+    clone), or no common history with ``head``. An unknown ``head`` is an error."""
     if not base or ZERO_SHA.match(base):
-        return None
-    for rev in (base, head):
-        try:
-            _git(repo, "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}")
-        except UsageError:
-            raise UsageError(f"unknown revision {rev!r} in {repo}",
-                             hint="check out the full history (actions/checkout with fetch-depth: 0; Azure DevOps "
-                                  "checkout with fetchDepth: 0), or pass --all") from None
+        return None, None
+    try:
+        _git(repo, "rev-parse", "--verify", "--quiet", f"{head}^{{commit}}")
+    except UsageError:
+        raise UsageError(f"unknown revision {head!r} in {repo}",
+                         hint="check out the full history (actions/checkout with fetch-depth: 0; Azure DevOps "
+                              "checkout with fetchDepth: 0)") from None
+    try:
+        _git(repo, "rev-parse", "--verify", "--quiet", f"{base}^{{commit}}")
+    except UsageError:
+        return None, (f"the base revision {base} is not in this clone (rewritten by a force-push, or a shallow "
+                      "checkout: use fetch-depth: 0); every spec is checked")
+    try:
+        _git(repo, "merge-base", base, head)
+    except UsageError:
+        return None, f"{base} and {head} have no common history; every spec is checked"
     out = _git(repo, "diff", "--name-only", "--no-renames", "-z", f"{base}...{head}")
-    return [p for p in out.split("\0") if p]
+    return [p for p in out.split("\0") if p], None
 
 
 def find_specs(
@@ -500,7 +516,7 @@ def append_summary(markdown: str, out: str | None) -> str | None:
 
 @click.group("ci")
 def ci() -> None:
-    """Helpers for CI pipelines: find changed specs, write a Markdown job summary."""
+    """Helpers for CI pipelines: changed specs, review (validate, plan, diff), submit, PR comments, summaries."""
 
 
 @ci.command("specs")
@@ -522,31 +538,42 @@ def ci() -> None:
               show_default=True,
               help="json: print the list; github: write outputs to $GITHUB_OUTPUT; azure-devops: print "
                    "##vso[task.setvariable] lines.")
+@click.option("--save", "save", type=click.Path(dir_okay=False), default=None, metavar="FILE",
+              help="Also write the JSON list here (what `azft ci review` and `azft ci submit` read).")
 @click.option("--output", "-o", type=click.Choice(["json"]), default="json", hidden=True)
 def specs_cmd(paths: tuple[str, ...], globs: tuple[str, ...], base: str | None, head: str, all_: bool,
-              default_backend: str, submit_backends: str, repo: str, fmt: str, output: str) -> int:
+              default_backend: str, submit_backends: str, repo: str, fmt: str, save: str | None,
+              output: str) -> int:
     """The job specs a change touched (spec or its local data files), each with its backend.
 
-    PATHS adds spec files explicitly (always included). Outputs for GitHub Actions: `specs`, `count`,
-    `plan_matrix`, `submit_matrix`, `submit_count`; for Azure DevOps the same as output variables
-    (`planMatrix`, `submitMatrix`, `count`, `submitCount`).
+    PATHS adds spec files explicitly (always included). A base revision this clone does not have (after a
+    force-push) takes every spec, with a notice. Outputs for GitHub Actions: `specs`, `count`, `plan_matrix`,
+    `submit_matrix`, `submit_count`, `azure_count` (specs submitted to maas or maap: they need an Azure sign-in),
+    `base` (the base compared with; empty when every spec was taken); for Azure DevOps the same as output
+    variables (`planMatrix`, `submitMatrix`, `count`, `submitCount`, `azureCount`, `base`).
     """
     root = Path(repo)
     if not root.is_dir():
         raise UsageError(f"--repo {repo}: not a directory")
     allowed = _split_list(submit_backends, SUBMITTABLE, "--submit-backends")
-    changed = None if all_ else changed_files(root, base, head)
+    changed, notice = (None, None) if all_ else changed_since(root, base, head)
+    if notice:
+        prefix = {"github": "::notice title=azft::", "azure-devops": "##vso[task.logissue type=warning]"}
+        click.echo(prefix.get(fmt, "notice: ") + notice, err=fmt == "json")
     found = find_specs(root, globs or DEFAULT_GLOBS, changed=changed, default_backend=default_backend,
                        submit_backends=allowed, explicit=paths)
     plan_matrix = {"include": [s.matrix_entry() for s in found]}
     submit_list = [s for s in found if s.submit]
     submit_matrix = {"include": [s.matrix_entry() for s in submit_list]}
+    azure_count = sum(1 for s in submit_list if s.backend in ("maas", "maap"))
+    used_base = None if changed is None else base
+    doc = {"base": used_base, "head": head, "all": changed is None, "notice": notice, "count": len(found),
+           "submit_count": len(submit_list), "azure_count": azure_count, "specs": [asdict(s) for s in found]}
+    if save:
+        Path(save).parent.mkdir(parents=True, exist_ok=True)
+        Path(save).write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
     if fmt == "json":
-        click.echo(json.dumps({
-            "base": None if changed is None else base, "head": head, "all": changed is None,
-            "count": len(found), "submit_count": len(submit_list),
-            "specs": [asdict(s) for s in found],
-        }, indent=2))
+        click.echo(json.dumps(doc, indent=2))
     elif fmt == "github":
         lines = [
             f"specs={json.dumps([s.spec for s in found])}",
@@ -554,6 +581,8 @@ def specs_cmd(paths: tuple[str, ...], globs: tuple[str, ...], base: str | None, 
             f"plan_matrix={json.dumps(plan_matrix)}",
             f"submit_matrix={json.dumps(submit_matrix)}",
             f"submit_count={len(submit_list)}",
+            f"azure_count={azure_count}",
+            f"base={used_base or ''}",
         ]
         _write_outputs(lines, os.environ.get("GITHUB_OUTPUT"))
         for s in found:
@@ -570,6 +599,8 @@ def specs_cmd(paths: tuple[str, ...], globs: tuple[str, ...], base: str | None, 
         click.echo(f"##vso[task.setvariable variable=submitMatrix;isOutput=true]{ado(submit_list)}")
         click.echo(f"##vso[task.setvariable variable=count;isOutput=true]{len(found)}")
         click.echo(f"##vso[task.setvariable variable=submitCount;isOutput=true]{len(submit_list)}")
+        click.echo(f"##vso[task.setvariable variable=azureCount;isOutput=true]{azure_count}")
+        click.echo(f"##vso[task.setvariable variable=base;isOutput=true]{used_base or ''}")
     return EXIT_OK
 
 
@@ -608,6 +639,18 @@ def summary_cmd(spec: str, backend: str | None, validate_json: str | None, plan_
     if written:
         click.echo(f"summary appended to {written}", err=True)
     return EXIT_OK
+
+
+def _register() -> None:
+    """The action's steps (azft.ci_flow, azft.ci_github) join this group; they are loaded with it."""
+    from azft.ci_flow import plan_diff_cmd, review_cmd, submit_cmd
+    from azft.ci_github import comment_cmd
+
+    for cmd in (review_cmd, submit_cmd, plan_diff_cmd, comment_cmd):
+        ci.add_command(cmd)
+
+
+_register()
 
 
 def main(argv: list[str] | None = None) -> None:

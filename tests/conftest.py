@@ -15,7 +15,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 _plugins = []
-for _mod in ("azure_fixtures", "mlflow_server"):
+for _mod in ("azure_fixtures", "mlflow_server", "wheel"):
     if (ROOT / "tests" / "fixtures" / f"{_mod}.py").is_file():
         _plugins.append(f"tests.fixtures.{_mod}")
 pytest_plugins = _plugins

@@ -99,8 +99,22 @@ def test_azure_devops_output_variables(run_ci, repo, clean_ci_env):
     assert lines["##vso[task.setvariable variable=count;isOutput=true"] == "3"
 
 
+def test_unknown_base_after_a_force_push_takes_every_spec_with_a_notice(run_ci, repo, clean_ci_env, tmp_path):
+    gone = "0123456789abcdef0123456789abcdef01234567"  # a base a force-push rewrote: not in this clone
+    out = tmp_path / "gh_output"
+    clean_ci_env.setenv("GITHUB_OUTPUT", str(out))
+    res = run_ci("specs", "--repo", str(repo), "--base", gone, "--format", "github")
+    assert res.code == 0, res.err
+    assert res.out.startswith("::notice title=azft::") and gone in res.out and "every spec" in res.out
+    values = dict(line.split("=", 1) for line in out.read_text().splitlines())
+    assert values["count"] == "3" and values["base"] == ""
+    res = run_ci("specs", "--repo", str(repo), "--base", gone)
+    doc = json.loads(res.out)
+    assert res.code == 0 and doc["all"] is True and doc["count"] == 3 and gone in doc["notice"]
+
+
 def test_bad_inputs_exit_2_with_a_clear_message(run_ci, repo, clean_ci_env):
-    res = run_ci("specs", "--repo", str(repo), "--base", "no-such-branch")
+    res = run_ci("specs", "--repo", str(repo), "--base", "HEAD", "--head", "no-such-branch")
     assert res.code == 2 and "unknown revision 'no-such-branch'" in res.err and "fetch-depth: 0" in res.err
     res = run_ci("specs", "--repo", str(repo), "--all", "--submit-backends", "mock,local")
     assert res.code == 2 and "--submit-backends: unknown backend 'local'" in res.err

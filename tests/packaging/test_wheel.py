@@ -1,20 +1,15 @@
 """The package as a user installs it: `python -m build`, then the wheel in a fresh virtual environment, used from a
 directory that is not the checkout.
 
-To keep this fast the new environment does not download azft's dependencies again: it is created without them and a
-`.pth` file appends the current environment's site-packages *after* its own (a plain path line, so the editable
-install of the checkout living there is not activated). `import azft` and the `azft` command resolve to the wheel.
+The new environment reuses the current one's dependencies without azft (tests/fixtures/wheel.py): `import azft` and
+the `azft` command resolve to the wheel.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
-import subprocess
-import sys
-import sysconfig
 import tarfile
 import textwrap
 import zipfile
@@ -24,52 +19,30 @@ import pytest
 import yaml
 
 import azft
+from tests.fixtures.wheel import fresh_env
+from tests.fixtures.wheel import run as _run
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
 
 
-def _run(args: list[str], *, cwd: Path, env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
-    proc = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False)
-    assert proc.returncode == 0, f"{' '.join(map(str, args))}: exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
-    return proc
+@pytest.fixture(scope="module")
+def dist(azft_dist) -> dict:
+    return azft_dist
 
 
 @pytest.fixture(scope="module")
-def dist(tmp_path_factory) -> dict:
-    """`python -m build` (sdist, then the wheel built from it), as a release is made."""
-    out = tmp_path_factory.mktemp("dist")
-    proc = _run([sys.executable, "-m", "build", "--outdir", str(out), str(ROOT)], cwd=ROOT)
-    (wheel,) = out.glob("azft-*.whl")
-    (sdist,) = out.glob("azft-*.tar.gz")
-    return {"wheel": wheel, "sdist": sdist, "log": proc.stdout + proc.stderr}
-
-
-@pytest.fixture(scope="module")
-def installed(dist, tmp_path_factory) -> dict:
-    """A fresh venv outside the repository with the wheel installed; returns the environment to run it with."""
+def installed(azft_dist, tmp_path_factory) -> dict:
+    """A fresh venv outside the repository with the wheel installed, and a user's project: a spec and its data."""
     base = tmp_path_factory.mktemp("wheel-venv")
-    venv = base / "venv"
-    _run([sys.executable, "-m", "venv", "--without-pip", str(venv)], cwd=base)
-    py = venv / "bin" / "python"
-    purelib = Path(_run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                        cwd=base).stdout.strip())
-    here = {Path(p).resolve() for p in (ROOT, ROOT / "tests")}
-    layers = [p for p in sys.path if p and Path(p).is_dir() and Path(p).resolve() not in here
-              and (p.endswith("site-packages") or p.endswith("dist-packages"))]
-    layers = layers or [sysconfig.get_paths()["purelib"]]
-    (purelib / "zz_outer_env.pth").write_text("\n".join(layers) + "\n")
-    _run([sys.executable, "-m", "pip", "--python", str(py), "install", "--no-deps", "--no-index", "-q",
-          str(dist["wheel"])], cwd=base)
-    work = base / "project"  # a user's project: a spec and its data, nothing else
+    fresh = fresh_env(base)
+    _run([fresh["py"], "-m", "pip", "install", "--no-deps", "-q", azft_dist["wheel"]], cwd=base, env=fresh["env"])
+    work = base / "project"
     work.mkdir()
     shutil.copytree(EXAMPLES / "data", work / "data")
     for name in ("tiny-local.yaml", "phi3-mini.yaml"):
         shutil.copy(EXAMPLES / name, work / name)
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")}
-    env.update(PATH=f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}", AZFT_HOME=str(base / "home"),
-               HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
-    return {"venv": venv, "py": py, "work": work, "env": env, "purelib": purelib}
+    return {**fresh, "work": work}
 
 
 def test_sdist_and_wheel_carry_the_azure_ml_assets_and_clean_metadata(dist):
