@@ -514,7 +514,25 @@ def append_summary(markdown: str, out: str | None) -> str | None:
 # ----------------------------------------------------------------------------------------------------------------
 
 
-@click.group("ci")
+class _CiGroup(click.Group):
+    """The action's steps (azft.ci_flow, azft.ci_github) load when they are called."""
+
+    LAZY = {"review": "azft.ci_flow:review_cmd", "submit": "azft.ci_flow:submit_cmd",
+            "plan-diff": "azft.ci_flow:plan_diff_cmd", "comment": "azft.ci_github:comment_cmd"}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(super().list_commands(ctx)) | set(self.LAZY))
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in self.LAZY and name not in self.commands:
+            import importlib
+
+            module, attr = self.LAZY[name].split(":")
+            self.add_command(getattr(importlib.import_module(module), attr), name)
+        return super().get_command(ctx, name)
+
+
+@click.group("ci", cls=_CiGroup)
 def ci() -> None:
     """Helpers for CI pipelines: changed specs, review (validate, plan, diff), submit, PR comments, summaries."""
 
@@ -639,18 +657,6 @@ def summary_cmd(spec: str, backend: str | None, validate_json: str | None, plan_
     if written:
         click.echo(f"summary appended to {written}", err=True)
     return EXIT_OK
-
-
-def _register() -> None:
-    """The action's steps (azft.ci_flow, azft.ci_github) join this group; they are loaded with it."""
-    from azft.ci_flow import plan_diff_cmd, review_cmd, submit_cmd
-    from azft.ci_github import comment_cmd
-
-    for cmd in (review_cmd, submit_cmd, plan_diff_cmd, comment_cmd):
-        ci.add_command(cmd)
-
-
-_register()
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -14,14 +14,20 @@ This stands in for GitHub's runner, which cannot run here; the azft commands the
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+#: The token the runner hands the action (github.token); the stub accepts only this one.
+TOKEN = "ghs_testtoken0123456789abcdefABCDEF0123"
 
 _TOKEN = re.compile(r"\s*(?:(?P<str>'(?:[^']|'')*')|(?P<num>-?\d+(?:\.\d+)?)|(?P<op>==|!=|&&|\|\||!|\(|\)|,)|"
                     r"(?P<id>[A-Za-z_][\w-]*(?:\.[\w-]+|\[\s*'[^']*'\s*\])*))")
@@ -268,3 +274,59 @@ class ActionRunner:
 
     def record(self, name: str) -> StepRecord:
         return next(r for r in self.records if r.name == name)
+
+
+class GitHubStub:
+    """A stand-in for GitHub's REST API (it cannot run here): GET/POST /repos/{repo}/issues/{n}/comments and PATCH /repos/{repo}/issues/comments/{id}."""
+
+    def __init__(self):
+        self.comments: list[dict] = []
+        self.calls: list[tuple[str, str]] = []
+        stub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def _reply(self, code: int, body) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def _body(self) -> dict:
+                return json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
+
+            def _handle(self, method: str) -> None:
+                stub.calls.append((method, self.path))
+                if self.headers.get("Authorization") != f"Bearer {TOKEN}":
+                    return self._reply(401, {"message": "Bad credentials"})
+                path = self.path.split("?")[0]
+                if method == "GET" and path == "/repos/acme/bots/issues/7/comments":
+                    return self._reply(200, stub.comments if "page=1" in self.path else [])
+                if method == "POST" and path == "/repos/acme/bots/issues/7/comments":
+                    c = {"id": 100 + len(stub.comments), "body": self._body()["body"],
+                         "html_url": f"https://github.example/acme/bots/pull/7#c{len(stub.comments)}"}
+                    stub.comments.append(c)
+                    return self._reply(201, c)
+                if method == "PATCH" and path.startswith("/repos/acme/bots/issues/comments/"):
+                    cid = int(path.rsplit("/", 1)[1])
+                    c = next(c for c in stub.comments if c["id"] == cid)
+                    c["body"] = self._body()["body"]
+                    return self._reply(200, c)
+                return self._reply(404, {"message": "Not Found"})
+
+            def do_GET(self):
+                self._handle("GET")
+
+            def do_POST(self):
+                self._handle("POST")
+
+            def do_PATCH(self):
+                self._handle("PATCH")
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()

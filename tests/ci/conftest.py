@@ -5,14 +5,18 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import shutil
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
+from tests.fixtures.wheel import fresh_env
+
 ROOT = Path(__file__).resolve().parents[2]
 WORKFLOW = ROOT / ".github" / "workflows" / "finetune.yml"
+ACTION = ROOT / "action.yml"
 PIPELINE = ROOT / "examples" / "ci" / "azure-pipelines.yml"
 MOCK_SPEC = ROOT / "examples" / "mock-ci.yaml"
 BIN = Path(sys.executable).parent
@@ -90,4 +94,18 @@ def shell_env(**extra: str) -> dict:
     env = dict(os.environ)
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
     env.update(extra)
+    return env
+
+
+@pytest.fixture
+def runner_env(tmp_path, azft_dist) -> dict:
+    """A machine with Python and a package index holding azft, but no azft installed."""
+    index = tmp_path / "index"
+    index.mkdir()
+    shutil.copy(azft_dist["wheel"], index)
+    fresh = fresh_env(tmp_path / "machine")
+    env = dict(fresh["env"])
+    env.pop("AZFT_HOME", None)
+    env.update(PIP_FIND_LINKS=str(index), GITHUB_REPOSITORY="acme/bots", GITHUB_SERVER_URL="https://github.example",
+               GITHUB_RUN_ID="42")
     return env

@@ -3,8 +3,8 @@ written as docs/ci.md shows it, and the action's steps run on the mock backend (
 for GitHub's runner). azft is installed by the action itself, by version, from a folder holding the wheel built from
 this checkout (a package index the runner is pointed at with PIP_FIND_LINKS).
 
-GitHub's REST API cannot run here: a small local server answers the three issue-comment endpoints the comment step
-calls (list, create, update), checking the token, so the test sees exactly what would be posted.
+GitHub's REST API cannot run here: a small local server (GitHubStub) answers the three issue-comment endpoints the
+comment step calls (list, create, update), checking the token, so the test sees exactly what would be posted.
 """
 
 from __future__ import annotations
@@ -12,20 +12,16 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.ci.action_runner import ActionRunner
-from tests.fixtures.wheel import fresh_env
+from tests.ci.action_runner import TOKEN, ActionRunner, GitHubStub
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
 ACTION_REF = "example-org/azft@v0"
-TOKEN = "ghs_testtoken0123456789abcdefABCDEF0123"
 #: The workflow a specs-only repository writes (docs/ci.md, "Use it from your repository").
 USER_WORKFLOW = f"""\
 name: finetune
@@ -48,62 +44,6 @@ jobs:
         with:
           specs: "specs/**/*.yaml"
 """
-
-
-class GitHubStub:
-    """GET/POST /repos/{repo}/issues/{n}/comments and PATCH /repos/{repo}/issues/comments/{id}."""
-
-    def __init__(self):
-        self.comments: list[dict] = []
-        self.calls: list[tuple[str, str]] = []
-        stub = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *a):
-                pass
-
-            def _reply(self, code: int, body) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def _body(self) -> dict:
-                return json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
-
-            def _handle(self, method: str) -> None:
-                stub.calls.append((method, self.path))
-                if self.headers.get("Authorization") != f"Bearer {TOKEN}":
-                    return self._reply(401, {"message": "Bad credentials"})
-                path = self.path.split("?")[0]
-                if method == "GET" and path == "/repos/acme/bots/issues/7/comments":
-                    return self._reply(200, stub.comments if "page=1" in self.path else [])
-                if method == "POST" and path == "/repos/acme/bots/issues/7/comments":
-                    c = {"id": 100 + len(stub.comments), "body": self._body()["body"],
-                         "html_url": f"https://github.example/acme/bots/pull/7#c{len(stub.comments)}"}
-                    stub.comments.append(c)
-                    return self._reply(201, c)
-                if method == "PATCH" and path.startswith("/repos/acme/bots/issues/comments/"):
-                    cid = int(path.rsplit("/", 1)[1])
-                    c = next(c for c in stub.comments if c["id"] == cid)
-                    c["body"] = self._body()["body"]
-                    return self._reply(200, c)
-                return self._reply(404, {"message": "Not Found"})
-
-            def do_GET(self):
-                self._handle("GET")
-
-            def do_POST(self):
-                self._handle("POST")
-
-            def do_PATCH(self):
-                self._handle("PATCH")
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
 
 def _git(repo: Path, *args: str) -> str:
@@ -139,20 +79,6 @@ def user_repo(tmp_path) -> dict:
     head = _git(repo, "rev-parse", "HEAD")
     assert not (repo / "azft").exists() and not list(repo.glob("*.toml")) and not list(repo.glob("requirements*"))
     return {"repo": repo, "base": base, "head": head}
-
-
-@pytest.fixture
-def runner_env(tmp_path, azft_dist) -> dict:
-    """A machine with Python and a package index holding azft, but no azft installed."""
-    index = tmp_path / "index"
-    index.mkdir()
-    shutil.copy(azft_dist["wheel"], index)
-    fresh = fresh_env(tmp_path / "machine")
-    env = dict(fresh["env"])
-    env.pop("AZFT_HOME", None)
-    env.update(PIP_FIND_LINKS=str(index), GITHUB_REPOSITORY="acme/bots", GITHUB_SERVER_URL="https://github.example",
-               GITHUB_RUN_ID="42")
-    return env
 
 
 def _runner(tmp_path: Path, name: str, repo: Path, env: dict, github: dict, stub: GitHubStub) -> ActionRunner:

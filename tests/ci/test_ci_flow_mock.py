@@ -1,20 +1,18 @@
 """The CI flow end to end on the mock backend (the real maas code against the embedded Azure ML emulator):
 validate → plan → submit → wait → results through the CLI with --output json, then a failing job and a wait that
-times out, each with the exit code a CI job branches on. Finally the workflow's own shell steps run as GitHub would
-run them, on examples/mock-ci.yaml."""
+times out, each with the exit code a CI job branches on. Finally the repository's own workflow, through the action,
+on a change to examples/mock-ci.yaml."""
 
 from __future__ import annotations
 
 import json
-import os
-import re
 import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.ci.conftest import MOCK_SPEC, ROOT, WORKFLOW, load_yaml, shell_env
+from tests.ci.conftest import MOCK_SPEC, ROOT
 
 
 def _json(res) -> dict:
@@ -107,64 +105,52 @@ def test_wait_timeout_exits_3_and_the_job_can_be_cancelled(run_cli, tmp_path):
     assert _json(res)["status"] in ("CancelRequested", "Canceled")
 
 
-def _steps(job: str) -> list[dict]:
-    return load_yaml(WORKFLOW)["jobs"][job]["steps"]
-
-
-def _step_env(step: dict, outputs: dict[str, str]) -> dict[str, str]:
-    """A step's `env:`; the only expressions the harness knows are `${{ steps.<id>.outputs.<name> }}`."""
-    env = {}
-    for key, value in (step.get("env") or {}).items():
-        m = re.fullmatch(r"\$\{\{\s*steps\.[\w-]+\.outputs\.([\w-]+)\s*\}\}", str(value))
-        assert m, f"step {step.get('name')}: the test harness cannot evaluate {value!r}"
-        env[key] = outputs.get(m.group(1), "")
-    return env
-
-
-def _run_steps(job: str, names: list[str], env: dict, cwd: Path) -> dict[str, str]:
-    """Run the named `run:` steps of a workflow job with bash, as the runner does (shell: bash → -eo pipefail).
-    Returns the step outputs written to $GITHUB_OUTPUT."""
-    outputs: dict[str, str] = {}
-    for step in _steps(job):
-        if step.get("name") not in names:
-            continue
-        out_file = Path(env["RUNNER_TEMP"]) / f"output-{len(outputs)}-{step.get('id', 'step')}"
-        step_env = {**env, **_step_env(step, outputs), "GITHUB_OUTPUT": str(out_file)}
-        proc = subprocess.run(["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", step["run"]],
-                              cwd=cwd, env=step_env, capture_output=True, text=True, timeout=300, check=False)
-        assert proc.returncode == 0, f"{job}/{step['name']}: exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
-        if out_file.is_file():
-            outputs.update(line.split("=", 1) for line in out_file.read_text().splitlines() if "=" in line)
-    return outputs
+def _git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@x", *args], cwd=repo, check=True,
+                          capture_output=True, text=True).stdout.strip()
 
 
 def test_workflow_steps_run_the_mock_flow(tmp_path):
-    """The plan and submit jobs' shell steps, verbatim, with the variables GitHub would set for this spec."""
-    summary = tmp_path / "step_summary.md"
-    runner_temp = tmp_path / "runner"
-    runner_temp.mkdir()
-    env = shell_env(SPEC="examples/mock-ci.yaml", BACKEND="mock", KEY="examples_mock_ci",
-                    RUNNER_TEMP=str(runner_temp), GITHUB_STEP_SUMMARY=str(summary),
-                    AZFT_HOME=str(tmp_path / "home"), AZFT_WAIT_TIMEOUT="300", MLFLOW_TRACKING_URI="",
-                    AZURE_CLIENT_ID="", AZURE_TENANT_ID="", AZURE_SUBSCRIPTION_ID="")
-    env.pop("PYTHONPATH", None)
-    out = runner_temp / "azft-ci"
+    """The repository's own workflow (`uses: ./`, azft built from the working tree) on a push to main that changes
+    examples/mock-ci.yaml: the action's steps run as GitHub would run them (tests/ci/action_runner.py)."""
+    from tests.ci.action_runner import ActionRunner
+    from tests.fixtures.wheel import fresh_env
 
-    _run_steps("plan", ["Validate", "Plan (dry run)", "Summary"], env, ROOT)
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", "--no-checkout", str(ROOT), str(clone)], check=True)
+    _git(clone, "checkout", "-q", _git(ROOT, "rev-parse", "HEAD"))
+    _git(clone, "checkout", "-qB", "main")
+    before = _git(clone, "rev-parse", "HEAD")
+    spec = clone / "examples" / "mock-ci.yaml"
+    spec.write_text(spec.read_text() + "# a change CI picks up\n")
+    _git(clone, "commit", "-qam", "touch the mock spec")
+    env = fresh_env(tmp_path / "machine")["env"]
+    env.pop("AZFT_HOME", None)
+    env.pop("PIP_NO_INDEX", None)  # `azft-version: source` builds the working tree; pip fetches setuptools for it
+    github = {"event_name": "push", "ref": "refs/heads/main", "run_id": "7", "run_attempt": "1", "job": "submit",
+              "token": "", "event": {"before": before, "repository": {"default_branch": "main"}}}
+    temp = tmp_path / "runner"
+    temp.mkdir()
+    run = ActionRunner(clone, clone, "./", temp, env, github)
+    outputs = run.run_job(clone / ".github" / "workflows" / "finetune.yml", "submit")
+    failed = [r for r in run.records if r.ran and r.code]
+    assert not failed, "\n".join(f"{r.name}: {r.stdout}\n{r.stderr}" for r in failed)
+    assert "installing " + str(clone) in run.record("Install azft").stdout
+    assert outputs["count"] == "1" and outputs["submit-count"] == "1"
+    assert not run.record("Azure login (OIDC, no secret)").ran  # mock: no Azure sign-in
+
+    out = Path(outputs["run-record"]) / "ci" / "examples_mock_ci"
     assert json.loads((out / "validate.json").read_text())["ok"] is True
     plan = json.loads((out / "plan.json").read_text())
     assert plan["verdict"]["ok"] is True
-    text = summary.read_text()
+    text = run.summary.read_text()
     assert "✅ can run on `mock`" in text and plan["job_name"] in text
-
-    outputs = _run_steps("submit", ["Plan", "Submit and wait", "Results", "Summary"], env, ROOT)
-    assert outputs["job"] == plan["job_name"]
-    run = json.loads((out / "submit.json").read_text())
-    assert run["name"] == plan["job_name"] and run["status"] == "Completed"
+    submitted = json.loads((out / "submit.json").read_text())
+    assert submitted["name"] == plan["job_name"] and submitted["status"] == "Completed"
     results = json.loads((out / "results.json").read_text())
     assert results["job_name"] == plan["job_name"] and results["status"] == "FINISHED"
-    text = summary.read_text()
     assert "✅ **Completed**" in text and "registered_model" in text
-    assert text.count("## azft · `examples/mock-ci.yaml` → `mock`") == 2  # plan job + submit job
-    assert not (ROOT / ".azft" / "mock" / "jobs" / plan["job_name"]).exists(), "state leaked into the repository"
-    assert os.environ.get("AZFT_HOME") != str(tmp_path / "home")
+    assert text.count("## azft · `examples/mock-ci.yaml` → `mock`") == 2  # review + submit
+    (artifact,) = (temp / "artifacts").iterdir()
+    assert (artifact / ".azft" / "mlflow.db").is_file() and (artifact / "ci" / "examples_mock_ci").is_dir()
+    assert not (clone / ".azft").exists() and not (ROOT / ".azft" / "mock" / "jobs" / plan["job_name"]).exists()

@@ -9,6 +9,7 @@ import click
 import pytest
 
 from tests.ci.conftest import (
+    ACTION,
     PIPELINE,
     WORKFLOW,
     azft_commands,
@@ -27,6 +28,15 @@ def workflow() -> dict:
 
 
 @pytest.fixture(scope="module")
+def action() -> dict:
+    return load_yaml(ACTION)
+
+
+def _action_run_steps(action: dict) -> list[tuple[str, dict]]:
+    return [("action", s) for s in action["runs"]["steps"] if "run" in s]
+
+
+@pytest.fixture(scope="module")
 def pipeline() -> dict:
     return load_yaml(PIPELINE)
 
@@ -42,58 +52,85 @@ def test_workflow_triggers_on_spec_changes_for_prs_and_main(workflow):
 
 def test_workflow_permissions_are_least_privilege(workflow):
     assert workflow["permissions"] == {"contents": "read"}
-    for job_id, job in workflow["jobs"].items():
-        uses_login = any(str(s.get("uses", "")).startswith("azure/login@") for s in job.get("steps", []))
-        if uses_login:
-            assert job["permissions"] == {"id-token": "write", "contents": "read"}, job_id
-        else:
-            assert "id-token" not in (job.get("permissions") or {}), f"{job_id} does not need an OIDC token"
+    jobs = workflow["jobs"]
+    # reviews comment on the pull request and never get an OIDC token; only the submitting job does
+    assert jobs["review"]["permissions"] == {"contents": "read", "pull-requests": "write"}
+    assert jobs["submit"]["permissions"] == {"contents": "read", "id-token": "write"}
 
 
-def test_azure_login_uses_oidc_variables_and_no_secrets(workflow):
-    text = WORKFLOW.read_text()
-    assert "secrets." not in text, "OIDC needs no secret: credentials come from repository variables"
-    assert not re.search(r"(?i)client[-_]secret|AZURE_CREDENTIALS|creds:", text)
-    logins = [s for j in workflow["jobs"].values() for s in j.get("steps", [])
-              if str(s.get("uses", "")).startswith("azure/login@")]
+def test_azure_login_uses_oidc_variables_and_no_secrets(workflow, action):
+    for path in (WORKFLOW, ACTION):
+        text = path.read_text()
+        assert "secrets." not in text, f"{path.name}: OIDC needs no secret"
+        assert not re.search(r"(?i)client[-_]secret|AZURE_CREDENTIALS|creds:", text), path.name
+    logins = [s for s in action["runs"]["steps"] if str(s.get("uses", "")).startswith("azure/login@")]
     assert len(logins) == 1
     login = logins[0]
-    assert login["uses"] == "azure/login@v2"
+    assert login["uses"] == "azure/login@v3"
     assert login["with"] == {
-        "client-id": "${{ vars.AZURE_CLIENT_ID }}",
-        "tenant-id": "${{ vars.AZURE_TENANT_ID }}",
-        "subscription-id": "${{ vars.AZURE_SUBSCRIPTION_ID }}",
+        "client-id": "${{ inputs.azure-client-id }}",
+        "tenant-id": "${{ inputs.azure-tenant-id }}",
+        "subscription-id": "${{ inputs.azure-subscription-id }}",
     }
+    # only runs that submit to Azure sign in (mock needs no Azure)
+    assert "steps.specs.outputs.submit == 'true'" in login["if"] and "azure_count" in login["if"]
+    submit = workflow["jobs"]["submit"]["steps"][-1]["with"]
+    assert submit["azure-client-id"] == "${{ vars.AZURE_CLIENT_ID }}"
+    assert submit["azure-tenant-id"] == "${{ vars.AZURE_TENANT_ID }}"
+    assert submit["azure-subscription-id"] == "${{ vars.AZURE_SUBSCRIPTION_ID }}"
 
 
-def test_submit_runs_on_main_only_one_at_a_time_per_spec(workflow):
+def test_submit_runs_on_main_only_one_at_a_time(workflow, action):
     jobs = workflow["jobs"]
     submit = jobs["submit"]
     assert "refs/heads/main" in submit["if"] and "pull_request" in submit["if"]
-    assert set(submit["needs"]) == {"specs", "plan"}
-    assert "matrix.key" in submit["concurrency"]["group"]
     assert submit["concurrency"]["cancel-in-progress"] is False  # a queued submit must not kill a running one
-    assert "matrix.key" in jobs["plan"]["concurrency"]["group"]
-    assert "github.ref" in jobs["plan"]["concurrency"]["group"]
-    # the whole flow: validate and plan on every change, submit --wait and results on main
-    plan_cmds = [c for _, s in github_run_steps(workflow) for c in azft_commands(s["run"])]
-    names = [c[0] for c in plan_cmds]
-    for needed in ("validate", "plan", "submit", "results", "cancel", "ci"):
+    assert jobs["review"]["if"] == "github.event_name == 'pull_request'"
+    assert jobs["review"]["concurrency"]["cancel-in-progress"] is True
+    assert "github.ref" in jobs["review"]["concurrency"]["group"]
+    # both jobs use the action from the working tree, building azft from it
+    for job in ("review", "submit"):
+        step = jobs[job]["steps"][-1]
+        assert step["uses"] == "./" and step["with"]["azft-version"] == "source"
+    assert jobs["review"]["steps"][-1]["with"]["submit"] == "false"
+    assert jobs["submit"]["steps"][-1]["with"]["submit"] == "true"
+    # the whole flow: changed specs, validate and plan (review), comment, submit --wait and results
+    names = [c[:2] for _, s in _action_run_steps(action) for c in azft_commands(s["run"])]
+    for needed in (["ci", "specs"], ["ci", "review"], ["ci", "comment"], ["ci", "submit"]):
         assert needed in names, needed
-    submit_cmd = next(c for c in plan_cmds if c[0] == "submit")
+    submit_step = next(s for s in action["runs"]["steps"] if s.get("name") == "Submit and wait")
+    assert "exec azft ci submit" in submit_step["run"]  # the runner's interrupt reaches azft, which cancels
+    from azft.ci_flow import submit_spec
+    import inspect
+
+    source = inspect.getsource(submit_spec)
     for opt in ("--wait", "--timeout", "--cancel-on-interrupt", "--output"):
-        assert opt in submit_cmd
-    assert submit_cmd[submit_cmd.index("--output") + 1] == "json"
+        assert opt in source
 
 
 def test_workflow_checks_out_history_for_the_diff(workflow):
-    checkout = workflow["jobs"]["specs"]["steps"][0]
-    assert checkout["uses"].startswith("actions/checkout@") and checkout["with"]["fetch-depth"] == 0
+    for job in ("review", "submit"):
+        checkout = workflow["jobs"][job]["steps"][0]
+        assert checkout["uses"].startswith("actions/checkout@") and checkout["with"]["fetch-depth"] == 0
 
 
-def test_run_steps_take_values_from_env_not_inline_expressions(workflow):
+def test_action_installs_azft_by_version_and_keeps_the_whole_run_record(action):
+    steps = {s.get("name") or s["uses"]: s for s in action["runs"]["steps"]}
+    install = steps["Install azft"]["run"]
+    assert "pip install ." not in install and 'req="azft==$want"' in install
+    assert not any(str(s.get("with", {}).get("cache", "")) for s in action["runs"]["steps"]), \
+        "setup-python's cache needs a requirements file a specs-only repository does not have"
+    cache = steps["Cache pip downloads and tokenizers"]["with"]["path"]
+    assert "~/.cache/pip" in cache and "~/.cache/huggingface" in cache
+    upload = steps["Keep the run record"]
+    assert upload["uses"].startswith("actions/upload-artifact@")
+    assert upload["with"]["include-hidden-files"] is True  # .azft is a hidden folder
+    assert upload["with"]["path"] == "${{ steps.specs.outputs.home }}"
+
+
+def test_run_steps_take_values_from_env_not_inline_expressions(workflow, action):
     """`${{ }}` inside a script is a script-injection risk (and keeps the steps runnable outside GitHub)."""
-    for job_id, step in github_run_steps(workflow):
+    for job_id, step in github_run_steps(workflow) + _action_run_steps(action):
         assert "${{" not in step["run"], f"{job_id}: {step.get('name')}"
 
 
@@ -113,8 +150,8 @@ def test_azure_devops_pipeline_uses_a_federated_service_connection(pipeline):
 
 def _all_commands(doc_name: str) -> list[tuple[str, list[str]]]:
     if doc_name == "github":
-        doc = load_yaml(WORKFLOW)
-        return [(f"{j}: {s.get('name')}", c) for j, s in github_run_steps(doc) for c in azft_commands(s["run"])]
+        doc = load_yaml(ACTION)
+        return [(f"action: {s.get('name')}", c) for _, s in _action_run_steps(doc) for c in azft_commands(s["run"])]
     doc = load_yaml(PIPELINE)
     return [(name, c) for name, script in pipeline_scripts(doc) for c in azft_commands(script)]
 
@@ -143,6 +180,10 @@ def test_every_azft_command_and_option_exists(doc_name, run_cli):
     assert commands, "no azft commands found"
     checked: dict[tuple[str, ...], str] = {}
     for where, args in commands:
+        if args and args[0].startswith("-"):  # an option of `azft` itself, e.g. --version
+            res = run_cli(args[0])
+            assert res.code == 0, f"{where}: `azft {args[0]}`: exit {res.code}: {res.text}"
+            continue
         path, options = _command_path(args)
         assert path, (
             f"{where}: `azft {' '.join(args)}`: {args[0]!r} is not an azft command"
