@@ -314,13 +314,16 @@ def _loop(items: list[dict], fn, runner: Runner) -> int:
 @click.command("review")
 @click.option("--specs", "selection", required=True, type=click.Path(dir_okay=False, exists=True),
               help="The JSON written by `azft ci specs --save FILE`.")
-@click.option("--base", default=None, metavar="REV", help="Compare each plan with the spec on this revision.")
+@click.option("--base", default=None, metavar="REV",
+              help="Compare each plan with the spec on this revision (default: the base `azft ci specs` used).")
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False), help="One folder per spec here.")
 @click.option("--repo", type=click.Path(file_okay=False, exists=True), default=".", show_default=True)
 def review_cmd(selection: str, base: str | None, out: str, repo: str) -> int:
     """Validate and plan each selected spec, diff the plan against the base revision, write the summary and the
     pull-request comment body. Exit code: the first failing step's (0 when every spec can run)."""
     items = load_selection(selection)
+    if base is None:
+        base = json.loads(Path(selection).read_text(encoding="utf-8")).get("base")
     root, dest = Path(repo).resolve(), Path(out).resolve()
     with Runner(root) as runner:
         return _loop(items, lambda it: review_spec(it, root, base or None, dest, runner), runner)

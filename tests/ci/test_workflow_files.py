@@ -198,3 +198,19 @@ def test_every_azft_command_and_option_exists(doc_name, run_cli):
         for opt in options:
             assert re.search(rf"(?<![\w-]){re.escape(opt)}(?![\w-])", checked[key]), (
                 f"{where}: `azft {' '.join(path)}` has no option {opt}")
+
+
+def test_azure_devops_installs_by_version_and_keeps_the_run_record(pipeline):
+    scripts = [script for _, script in pipeline_scripts(pipeline)]
+    assert not any("pip install ." in s for s in scripts), "that would install the repository the pipeline runs in"
+    installs = [s for s in scripts if "pip install" in s]
+    assert installs and all('"azft==$(azftVersion)"' in s for s in installs)
+    assert re.fullmatch(r"\d+\.\d+\.\d+", pipeline["variables"]["azftVersion"])
+    assert pipeline["variables"]["AZFT_HOME"] == "$(Agent.TempDirectory)/azft"
+    for stage in ("Plan", "Submit"):
+        steps = next(s for s in pipeline["stages"] if s["stage"] == stage)["jobs"][0]["steps"]
+        published = [s for s in steps if "publish" in s]
+        assert [p["publish"] for p in published] == ["$(AZFT_HOME)"], stage  # .azft store, artifacts, every step
+        assert all(p["condition"] == "always()" for p in published)
+    text = PIPELINE.read_text()
+    assert "does not post a pull-request thread" in text  # the summary only, said plainly
