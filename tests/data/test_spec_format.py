@@ -88,9 +88,9 @@ def _put_tags(requests) -> dict:
 
 
 def _tracking_uri() -> str:
-    import os
+    from azft.tracking.tracker import resolve_tracking_uri
 
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path(os.environ['AZFT_HOME']) / '.azft' / 'mlflow.db'}"
+    return resolve_tracking_uri(None)[0]  # where a submit without --tracking-uri logs
 
 
 def test_hf_disk_source_with_auto(tmp_path, run_cli):
