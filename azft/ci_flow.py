@@ -351,6 +351,43 @@ def submit_cmd(selection: str, out: str, timeout: float, force: bool, repo: str)
         return _loop(items, lambda it: submit_spec(it, root, dest, runner, timeout, force), runner)
 
 
+def unfinished_jobs(items: list[dict], out: Path) -> list[tuple[dict, str]]:
+    """(spec, job) for each submitted spec whose job has no final state in ``<out>/<key>/submit.json``."""
+    found = []
+    for item in items:
+        d = out / item["key"]
+        plan = read_step("plan", str(d / "plan.json"))
+        job = plan.data.get("job_name") if plan and isinstance(plan.data, dict) else None
+        done = read_step("submit", str(d / "submit.json"))
+        data = done.data if done and isinstance(done.data, dict) else {}
+        job = data.get("name") or data.get("job_name") or job
+        if job and data.get("status") not in ("Completed", "Failed", "Canceled"):
+            found.append((item, job))
+    return found
+
+
+@click.command("cancel")
+@click.option("--specs", "selection", required=True, type=click.Path(dir_okay=False, exists=True),
+              help="The JSON written by `azft ci specs --save FILE`.")
+@click.option("--out", "out", required=True, type=click.Path(file_okay=False), help="The folder `ci submit` wrote.")
+@click.option("--repo", type=click.Path(file_okay=False, exists=True), default=".", show_default=True)
+def cancel_cmd(selection: str, out: str, repo: str) -> int:
+    """Cancel the jobs an interrupted `azft ci submit` left running (the CI run was cancelled before azft could)."""
+    items = [it for it in load_selection(selection) if it.get("submit")]
+    root, dest = Path(repo).resolve(), Path(out).resolve()
+    pending = unfinished_jobs(items, dest)
+    if not pending:
+        click.echo("no running job to cancel", err=True)
+        return EXIT_OK
+    first = EXIT_OK
+    with Runner(root) as runner:
+        for item, job in pending:
+            d = dest / item["key"]
+            code = runner.run(["cancel", job, "--backend", item["backend"], "--output", "json"], d / "cancel.json")
+            first = first or code
+    return first
+
+
 @click.command("plan-diff")
 @click.argument("spec")
 @click.option("--backend", "-b", type=click.Choice(BACKENDS), required=True)

@@ -518,7 +518,8 @@ class _CiGroup(click.Group):
     """The action's steps (azft.ci_flow, azft.ci_github) load when they are called."""
 
     LAZY = {"review": "azft.ci_flow:review_cmd", "submit": "azft.ci_flow:submit_cmd",
-            "plan-diff": "azft.ci_flow:plan_diff_cmd", "comment": "azft.ci_github:comment_cmd"}
+            "plan-diff": "azft.ci_flow:plan_diff_cmd", "comment": "azft.ci_github:comment_cmd",
+            "cancel": "azft.ci_flow:cancel_cmd"}
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(set(super().list_commands(ctx)) | set(self.LAZY))
