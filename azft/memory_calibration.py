@@ -124,9 +124,11 @@ def _recipe():
     if str(src) not in sys.path:
         sys.path.append(str(src))
     import ft_data
+    import ft_model
+    import ft_trainer
     import train
 
-    return train, ft_data
+    return train, ft_model, ft_trainer, ft_data
 
 
 def setup_for_case(case: Case, cuda: bool, attention: str = "azft_packed_sdpa") -> Setup:
@@ -214,7 +216,7 @@ def measure(case: Case, workdir: Optional[Path] = None) -> Result:
     """Train ``case`` for two optimizer steps with the recipe and measure the second."""
     import torch
 
-    train, ft_data = _recipe()
+    train, ft_model, ft_trainer, ft_data = _recipe()
     cuda = torch.cuda.is_available()
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         root = Path(tmp)
@@ -227,9 +229,9 @@ def measure(case: Case, workdir: Optional[Path] = None) -> Result:
         ])
         precision = "bf16" if cuda else case.precision
         # bf16 on CPU: the weights as the recipe loads them on a GPU (its only use of the flag here)
-        model, attn = train.load_model(str(source), args, precision, cuda or precision == "bf16")
-        model = train.apply_method(model, args)
-        measured = _train_and_measure(train, ft_data, model, attn, case, args, root, cuda)
+        model, attn = ft_model.load_model(str(source), args, precision, cuda or precision == "bf16")
+        model = ft_model.apply_method(model, args)
+        measured = _train_and_measure(ft_trainer, ft_data, model, case, root, cuda)
     est = estimate_case(case, cuda, attn)
     est_static = est.term("weights") + est.term("optimizer")
     est_total = est.peak
@@ -237,9 +239,9 @@ def measure(case: Case, workdir: Optional[Path] = None) -> Result:
                   est_total - est_static, measured[1])
 
 
-def _train_and_measure(train, ft_data, model, attn: str, case: Case, args, root: Path, cuda: bool):
+def _train_and_measure(ft_trainer, ft_data, model, case: Case, root: Path, cuda: bool):
     import torch
-    from transformers import TrainerCallback, TrainingArguments
+    from transformers import TrainerCallback
 
     g = torch.Generator().manual_seed(1)
     rows = [{"input_ids": ids, "labels": list(ids)}
@@ -256,14 +258,14 @@ def _train_and_measure(train, ft_data, model, attn: str, case: Case, args, root:
             if state.global_step == 2:
                 meter.stop()
 
-    targs = TrainingArguments(
+    targs = ft_trainer.RecipeTrainingArguments(
         output_dir=str(root / "ckpt"), max_steps=2, per_device_train_batch_size=case.batch, learning_rate=1e-4,
-        bf16=cuda or case.precision == "bf16", use_cpu=not cuda, **train.checkpointing_args(case.checkpointing), save_strategy="no",
-        logging_strategy="no", report_to="none", disable_tqdm=True, remove_unused_columns=False,
-        dataloader_num_workers=0, log_level="error", seed=0,
+        bf16=cuda or case.precision == "bf16", use_cpu=not cuda, **ft_trainer.checkpointing_args(case.checkpointing),
+        save_strategy="no", logging_strategy="no", report_to="none", disable_tqdm=True,
+        remove_unused_columns=False, dataloader_num_workers=0, log_level="error", seed=0,
     )
-    trainer = train.RecipeTrainer(model=model, args=targs, train_dataset=train.ListDataset(rows),
-                                  data_collator=ft_data.PackingCollator(0, case.seq), callbacks=[StepMeter()])
+    trainer = ft_trainer.RecipeTrainer(model=model, args=targs, train_dataset=ft_trainer.ListDataset(rows),
+                                       data_collator=ft_data.PackingCollator(0, case.seq), callbacks=[StepMeter()])
     from transformers.trainer_callback import PrinterCallback
 
     trainer.remove_callback(PrinterCallback)  # the end-of-training summary line: not part of the measurement
