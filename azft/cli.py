@@ -362,7 +362,7 @@ def _print_plan(d: dict) -> None:
     head.add_row("backend", d["backend"] + (f" (target {d['target']})" if d["target"] != d["backend"] else ""))
     head.add_row("job name", d["job_name"])
     m = d["model"]
-    head.add_row("model", f"{m['id']}" + (f" ({m['registry_asset'] or m['hf_id'] or m['local_path']})"))
+    head.add_row("model", f"{m['id']}" + (f" ({m.get('asset') or m['registry_asset'] or m['hf_id'] or m['local_path']})"))
     head.add_row("task / method", f"{d['task']} / {d['method']}")
     hp = d["hyperparameters"]
     head.add_row("hyperparameters", ", ".join(f"{k}={hp[k]}" for k in

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
+import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,6 +58,7 @@ class Plan:
     tracking_run_id: Optional[str] = None
     prices_source: Optional[str] = None
     notes: list[str] = field(default_factory=list)
+    model_asset: Optional[str] = None  # the pinned registry model version an Azure job trains (maas/maap)
 
     @property
     def ok(self) -> bool:
@@ -94,6 +96,7 @@ class Plan:
                 "ref": self.spec.model,
                 "id": self.model.id,
                 "registry_asset": self.model.registry_asset,
+                "asset": self.model_asset,
                 "hf_id": self.model.hf_id,
                 "local_path": self.model.local_path,
                 "context_length": self.model.context_length,
@@ -152,7 +155,8 @@ def make_plan(
             d.size = Path(d.path).stat().st_size
             d.sha256 = file_sha256(d.path)
     data_hashes = ",".join(f"{d.role}={d.sha256 or d.uri}" for d in data)
-    spec_hash = spec.content_hash(extra=f"|{backend}|{target}|{data_hashes}")
+    asset = pinned_model_asset(spec, model, target)
+    spec_hash = spec.content_hash(extra=f"|{backend}|{target}|{data_hashes}" + (f"|model={asset}" if asset else ""))
     job_name = f"{spec.name}-{spec_hash[:10]}"
     if force_suffix:
         job_name = f"{job_name}-{force_suffix}"
@@ -176,12 +180,34 @@ def make_plan(
         estimate={},
         tracking_uri=spec.tracking.tracking_uri,
         prices_source=prices_source,
+        model_asset=asset,
     )
     plan.estimate = estimate(plan, cat, prices or {}, prices_source)
     _refuse_unfit(plan, cat)
     if render and verdict.ok:
         plan.request = render_request(plan)
     return plan
+
+
+HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
+
+
+def pinned_model_asset(spec: JobSpec, model: ModelInfo, target: str) -> Optional[str]:
+    """The registry model version an Azure job trains: the spec's own ``.../versions/N``, else the catalog model at
+    the registry version its facts were read from. None on local, for a hub id the spec names (maap trains that),
+    and when the registry version is not published (maas then sends the registry's ``latest`` label, with a note).
+    """
+    if target not in ("maas", "maap"):
+        return None
+    ref = spec.model
+    if ref.startswith("azureml://registries/") and "/versions/" in ref:
+        return ref
+    if target == "maap" and HUB_ID.fullmatch(ref) and not model.local_path:
+        return None  # the spec names a hub id: from_pretrained on it, as written
+    if model.registry_asset and model.registry_version:
+        base = re.sub(r"/(versions|labels)/.*$", "", model.registry_asset)
+        return f"{base}/versions/{model.registry_version}"
+    return None
 
 
 def file_sha256(path: str, chunk: int = 4 << 20) -> str:

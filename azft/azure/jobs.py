@@ -102,6 +102,8 @@ def registry_name(asset: Optional[str]) -> Optional[str]:
 
 def model_asset_uri(plan: "Plan") -> str:
     """The registry model a serverless job fine-tunes; an unversioned asset id takes the registry's `latest` label."""
+    if plan.model_asset:
+        return plan.model_asset
     spec_ref = plan.spec.model
     asset = spec_ref if spec_ref.startswith("azureml://registries/") else plan.model.registry_asset
     if not asset:
@@ -251,6 +253,9 @@ def _finetune_inputs(plan: "Plan") -> dict[str, Any]:
             f"{plan.spec.model} is a directory on this machine; maap trains on an Azure ML cluster",
             hint="register the model folder in the workspace and use its azureml:// id, or use a hub id",
         )
+    if plan.model_asset:
+        # the registry model version the plan names is the model that trains (mounted; the recipe finds config.json)
+        values["model_path"] = Input(type="mlflow_model", path=plan.model_asset)
     c = plan.spec.compute
     values.update({
         "instance_count": c.instance_count,
@@ -269,7 +274,7 @@ def _registry_inputs(plan: "Plan") -> dict[str, Any]:
 
     spec, hp, c = plan.spec, plan.hyperparameters, plan.spec.compute
     uris = data_inputs(plan)
-    asset = plan.model.registry_asset
+    asset = plan.model_asset or plan.model.registry_asset
     if not asset:
         raise IncompatibleError(f"the registry pipeline fine-tunes Azure registry models; {spec.model} is not one",
                                 hint="compute.pipeline: azft")
@@ -369,6 +374,8 @@ def build_maap_job(plan: "Plan"):
             setattr(job.inputs, name, values[name])
     if not any(d.role == "validation" for d in plan.data):
         _drop_input(job, ("validation_file_path",) if registry else ("validation_data",))
+    if not registry and not plan.model_asset:
+        _drop_input(job, ("model_path",))
     job.name = plan.job_name
     job.display_name = plan.spec.name
     job.experiment_name = plan.spec.experiment
@@ -423,6 +430,13 @@ def render(plan: "Plan") -> dict:
     if plan.target == "maas" and needs_marketplace_subscription(plan):
         note = (f"{plan.model.display_name} is a third-party model: submit first subscribes the workspace to it in "
                 f"Azure Marketplace ({marketplace_subscription_name(plan)})")
+        if note not in plan.notes:
+            plan.notes.append(note)
+    if not plan.model_asset and plan.model.registry_asset and (
+            plan.target == "maas" or plan.spec.compute.pipeline == "registry"):
+        note = (f"{plan.model.display_name}'s registry version is not published in Azure's registry specs, so azft "
+                "cannot pin it: the job names the registry's `latest` label (`azft catalog refresh` reads the version "
+                "from the live registry)")
         if note not in plan.notes:
             plan.notes.append(note)
     job = build_job(plan)
