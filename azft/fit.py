@@ -12,6 +12,8 @@ from typing import Any, Optional
 
 from azft.memory import Estimate, Setup, architecture_for, estimate, setup_for
 
+#: Provisioning and image pull before training starts (as the plan's time estimate counts it).
+STARTUP_HOURS = 0.25
 #: Relative training throughput per GPU against an A100 (the catalog's throughput table is per A100). Assumed,
 #: from the GPUs' dense bf16/fp16 tensor throughput.
 GPU_SPEED = {"H100": 2.0, "A100": 1.0, "A10": 0.4, "V100": 0.35, "T4": 0.2}
@@ -41,7 +43,7 @@ def _hours(plan: Any, cat: Any, sku: Optional[str], gpus: int, factor: float = 1
         return None
     per_gpu = cat.throughput_per_gpu(plan.model.parameters_b) * (0.6 if plan.spec.method == "full" else 1.0)
     per_gpu *= GPU_SPEED[gpu_kind(cat, sku or "")] / factor
-    return round(tokens / (per_gpu * gpus) / 3600 + 0.25, 2)
+    return round(tokens / (per_gpu * gpus) / 3600 + STARTUP_HOURS, 2)
 
 
 def fit_table(plan: Any, cat: Any, prices: Optional[dict] = None) -> list[dict]:
@@ -100,7 +102,8 @@ def _candidates(s: Setup) -> list[tuple[str, str, str, Setup, float]]:
     return out
 
 
-def advice(plan: Any, cat: Any, est: Estimate, gpu_memory_gb: float, sku: Optional[str], limit: int = 6) -> list[dict]:
+def advice(plan: Any, cat: Any, est: Estimate, gpu_memory_gb: float, sku: Optional[str], limit: int = 6,
+           base_hours: Optional[float] = None) -> list[dict]:
     """The cheapest changes that make ``est`` fit ``gpu_memory_gb``: each with its new estimate and time cost.
 
     Single changes, and gradient checkpointing combined with another when checkpointing alone is not enough; for
@@ -113,7 +116,8 @@ def advice(plan: Any, cat: Any, est: Estimate, gpu_memory_gb: float, sku: Option
         tried += [(f"checkpointing+{k}", f"gradient checkpointing + {w}",
                    f"hyperparameters.gradient_checkpointing: true; {c}", s2, f0 * f)
                   for k, w, c, s2, f in _candidates(ck)]
-    base_hours = _hours(plan, cat, sku, est.setup.world_size)
+    if base_hours is None:
+        base_hours = _hours(plan, cat, sku, est.setup.world_size)
     rows, kinds = [], set()
     for kind, what, change, setup, factor in tried:
         if kind in kinds:
@@ -124,7 +128,7 @@ def advice(plan: Any, cat: Any, est: Estimate, gpu_memory_gb: float, sku: Option
         kinds.add(kind)
         rows.append({"change": what, "spec": change, "estimate_gb": round(new.total_gib, 1),
                      "time_factor": round(factor, 2),
-                     "hours": round(base_hours * factor, 2) if base_hours else None})
+                     "hours": round((base_hours - STARTUP_HOURS) * factor + STARTUP_HOURS, 2) if base_hours else None})
     rows.sort(key=lambda r: r["time_factor"])
     return rows[:limit]
 

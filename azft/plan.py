@@ -681,7 +681,7 @@ def _memory(plan: Plan, cat: Catalog, out: dict, gpu_mem: Optional[float], sku: 
             from azft.memory import estimate_plan
 
             est, _ = estimate_plan(plan, cat)
-            out["memory_advice"] = advice(plan, cat, est, gpu_mem, sku)
+            out["memory_advice"] = advice(plan, cat, est, gpu_mem, sku, base_hours=out.get("hours"))
     # a maap size whose GPUs do not hold the estimate is refused by _refuse_unfit, with the sizes that fit
 
 

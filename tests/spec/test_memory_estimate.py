@@ -185,8 +185,10 @@ def test_advice_when_it_does_not_fit(run_cli, tmp_path):
     advice = d["estimate"]["memory_advice"]
     changes = " | ".join(a["change"] for a in advice)
     assert "gradient checkpointing" in changes and "micro-batch 4 × gradient accumulation 2" in changes
+    hours = d["estimate"]["hours"]
     for a in advice:
         assert a["estimate_gb"] <= 80 and a["time_factor"] >= 1.0
+        assert a["hours"] == pytest.approx((hours - 0.25) * a["time_factor"] + 0.25, abs=0.01)
     assert [a["time_factor"] for a in advice] == sorted(a["time_factor"] for a in advice)
     r = run_cli("plan", str(spec), "-b", "maap")
     assert "changes that make it fit" in r.out
