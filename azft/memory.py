@@ -570,10 +570,17 @@ def _working_terms(arch: Architecture, s: Setup) -> list[Term]:
                           f"0.9 × {h}²) × 2 B (parameters gathered for the running layer)", "working"))
     if s.deepspeed:
         terms.append(Term("zero_buckets", h * h * 2 * 2, f"2 × {h}² × 2 B (reduce buckets)", "working"))
-    if s.method == "full" and s.autocast:
+    if s.method == "full" and s.autocast and not s.gradient_checkpointing:
         p = arch.parameters()
         terms.append(Term("autocast_weights", p * 2, f"{p / 1e9:.2f}B × 2 B (half-precision weight copies autocast "
                           "makes in the forward pass, kept for backward)", "working", "forward"))
+    elif s.method == "full" and s.autocast:
+        head = arch.embedding_params() if arch.tie_word_embeddings else arch.head_params()
+        layer = arch.layer_linear_params()
+        terms.append(Term("autocast_weights", head * 2, f"{head / 1e6:.0f}M LM-head params × 2 B (its half-precision "
+                          "copy; checkpointed layers keep none)", "working", "forward"))
+        terms.append(Term("autocast_weights_recompute", layer * 2, f"{layer / 1e6:.0f}M params of one layer × 2 B "
+                          "(the recomputed layer's half-precision weight copies)", "working", "backward"))
     if s.method == "dora":
         n_in, n_out = max(arch.linears().values(), key=lambda io: io[0] * io[1])
         terms.append(Term("dora_weight_norm", n_in * n_out * 4 * 3, f"3 × {n_in} × {n_out} × 4 B (the merged "
