@@ -50,6 +50,35 @@ def live_entry(entity: Any, registry: str, read: str) -> dict:
     return entry
 
 
+def registry_client(registry: str = "azureml", env: Optional[dict] = None) -> Any:
+    """``MLClient(registry_name=...)`` with azft's credential and retry settings; ``AZFT_AZURE_ENDPOINT`` /
+    ``AZFT_AZURE_CA_BUNDLE`` aim it elsewhere (the emulator), as for every other azft client."""
+    import os
+
+    from azft.azure.workspace import (CA_BUNDLE_ENV, ENDPOINT_ENV, _cloud_for_endpoint, build_credential,
+                                      retry_kwargs)
+
+    env = dict(os.environ if env is None else env)
+    endpoint = env.get(ENDPOINT_ENV) or None
+    ca = env.get(CA_BUNDLE_ENV) or None
+    kw: dict[str, Any] = retry_kwargs(3, 0.5, 10)
+    if ca:
+        kw["connection_verify"] = ca
+    if endpoint:
+        cloud, metadata = _cloud_for_endpoint(endpoint)
+        kw.update(cloud=cloud, cloud_metadata=metadata)
+    from azure.ai.ml import MLClient
+
+    previous = os.environ.get("AZUREML_CURRENT_CLOUD")
+    try:
+        return MLClient(build_credential(endpoint, env), registry_name=registry, **kw)
+    finally:  # MLClient records its cloud process-wide; keep later clients unaffected
+        if previous is None:
+            os.environ.pop("AZUREML_CURRENT_CLOUD", None)
+        else:
+            os.environ["AZUREML_CURRENT_CLOUD"] = previous
+
+
 def refresh(ml_client: Any, *, models: Optional[list[str]] = None, registry: str = "azureml",
             overlay: Optional[Path] = None, today: Optional[_dt.date] = None,
             on_event: Callable[[str], None] = lambda _m: None) -> dict[str, Any]:

@@ -106,7 +106,7 @@ def spec_facts(doc: dict) -> dict[str, tuple[Any, str]]:
             (_list(tags.get("finetune_compute_allow_list")), "tags.finetune_compute_allow_list")),
         "min_spec": _first((_get(sm, "SKU", "finetuneMinSkuSpec"), "system_metadata.SKU.finetuneMinSkuSpec"),
                            (props.get("finetune-min-sku-spec"), "properties.finetune-min-sku-spec")),
-        "registry_defaults": _first((tags.get("model_specific_defaults"), "tags.model_specific_defaults")),
+        "registry_defaults": _first((_mapping(tags.get("model_specific_defaults")), "tags.model_specific_defaults")),
         "maas_finetuning": _first((_truthy(tags.get("maas-finetuning")), "tags.maas-finetuning")),
         "maas_regions": _first((_list(tags.get("maas-finetuning-regions") or tags.get("maas-finetuning-region")),
                                 "tags.maas-finetuning-regions")),
@@ -127,6 +127,18 @@ def spec_facts(doc: dict) -> dict[str, tuple[Any, str]]:
     if "context_length" in out:
         out["context_length"] = (int(out["context_length"][0]), out["context_length"][1])
     return out
+
+
+def _mapping(v: Any) -> Any:
+    """A tag value that is a mapping: as written in a spec file, or JSON text as the live registry returns tags."""
+    if isinstance(v, str):
+        import json
+
+        try:
+            v = json.loads(v)
+        except ValueError:
+            return None
+    return v if isinstance(v, dict) else None
 
 
 def parse_min_spec(raw: str) -> dict:

@@ -26,6 +26,7 @@ def _emit(data, output: str) -> None:
 
 def _value(model, fact: str):
     d = model.to_dict()
+    d["maap"] = {"allowed_skus": model.allowed_skus, "min_spec": model.min_spec}
     node = d
     for part in fact.split("."):
         node = node.get(part) if isinstance(node, dict) else None
@@ -129,4 +130,36 @@ def _sizes(cat, output: str) -> int:
                   str(s.get("ram_gb", "")), f"{s['price_per_hour']:.2f}" if s.get("price_per_hour") else "—",
                   cat.documents.get(s.get("source", ""), s.get("source", "")).split(" (")[0].split("/")[-1])
     _console().print(t)
+    return EXIT_OK
+
+
+@catalog.command("refresh")
+@click.option("--registry", default="azureml", show_default=True, help="The Azure ML registry to read.")
+@click.option("--model", "-m", "models", multiple=True, help="Only these catalog models (repeatable).")
+@click.option("--output", "-o", type=click.Choice(OUTPUTS), default="table")
+def refresh(registry: str, models: tuple[str, ...], output: str) -> int:
+    """Read each catalog model's latest version from the live registry into ~/.azft/catalog.yaml.
+
+    Facts are recorded with their source (registry, model and version) and the date read; `azft catalog --model ID`
+    shows them. Sign-in as for every azft command (DefaultAzureCredential)."""
+    from azft.azure.errors import azure_errors
+    from azft.catalog import load_catalog
+    from azft.catalog_refresh import refresh as do_refresh
+    from azft.catalog_refresh import registry_client
+
+    unknown = [m for m in models if m not in load_catalog().models]
+    if unknown:
+        raise UsageError(f"not catalog models: {', '.join(unknown)}", hint="see `azft catalog` for the ids")
+    events: list[str] = []
+    with azure_errors(f"reading registry {registry}"):
+        result = do_refresh(registry_client(registry), models=list(models) or None, registry=registry,
+                            on_event=events.append)
+    if output != "table":
+        _emit(result, output)
+        return EXIT_OK
+    con = _console()
+    for line in events:
+        con.print(f"  {line}")
+    con.print(f"updated {len(result['updated'])} model(s) in {result['overlay']}"
+              + (f"; {len(result['missing'])} not in the registry" if result["missing"] else ""))
     return EXIT_OK

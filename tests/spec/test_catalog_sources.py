@@ -232,3 +232,48 @@ def test_registry_pipeline_keeps_the_compute_list(run_cli, tmp_path):
                                 "deepspeed: {stage: 2}}"))
     assert r.code == 2 and "compute list" in d["verdict"]["reasons"][0]
     assert any("compute.pipeline: azft" in a for a in d["verdict"]["alternatives"])
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# azft catalog refresh: the live registry (emulated: discovery, version list, version GET over HTTPS)
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def test_catalog_refresh_reads_the_live_registry_into_the_overlay(emulator, run_cli, monkeypatch, _azft_home):
+    from azft.catalog import _load
+    from azft.emulator.routes.registry import add_registry_model
+
+    for key, value in emulator.env().items():
+        monkeypatch.setenv(key, value)
+    # what the live registry carries for Phi-4: the tag/property shape validate_assets.py backfills
+    add_registry_model(emulator, "Phi-4", 8, created="2026-07-01T00:00:00Z", tags={
+        "textContextWindow": "16384",
+        "finetune_compute_allow_list": "Standard_NC24ads_A100_v4, Standard_NC40ads_H100_v5",
+        "model_specific_defaults": '{"learning_rate": "5e-6", "per_device_train_batch_size": "1"}'},
+        properties={"finetune-min-sku-spec": "24|1|220|64"})
+    add_registry_model(emulator, "Phi-4", 9, created="2026-11-01T00:00:00Z", tags={
+        "textContextWindow": "16384",
+        "finetune_compute_allow_list": "Standard_NC24ads_A100_v4, Standard_NC48ads_A100_v4",
+        "model_specific_defaults": '{"learning_rate": "5e-6", "per_device_train_batch_size": "2"}'},
+        properties={"finetune-min-sku-spec": "24|1|220|64"})
+    r = run_cli("catalog", "refresh", "-m", "phi-4", "-m", "phi-3-mini-4k-instruct", "--output", "json")
+    assert r.code == 0, r.out + r.err
+    result = json.loads(r.out)
+    assert result["updated"] == {"phi-4": "9"} and "phi-3-mini-4k-instruct" in result["missing"]
+    overlay = yaml.safe_load(Path(result["overlay"]).read_text())
+    assert Path(result["overlay"]).parent == _azft_home / "config"
+    _load.cache_clear()
+    try:
+        r = run_cli("catalog", "--model", "phi-4", "--output", "json")
+        facts = {f["fact"]: f for f in json.loads(r.out)["facts"]}
+        assert facts["registry_version"]["value"] == 9
+        assert facts["maap.allowed_skus"]["value"] == ["Standard_NC24ads_A100_v4", "Standard_NC48ads_A100_v4"]
+        assert "registry azureml: Phi-4 version 9" in facts["maap.allowed_skus"]["where"]
+        assert facts["defaults"]["value"]["batch_size"] == 2
+        # facts the live version does not carry keep the shipped catalog's source
+        assert "regions-2025" in facts["maas.status"]["source"]["source"]
+    finally:
+        _load.cache_clear()
+    assert overlay["models"]["phi-4"]["provenance"]["registry_version"]["read"]
+    seen = [rec.route for rec in emulator.requests if rec.route and rec.route.startswith("registry.")]
+    assert {"registry.discovery", "registry.models.list", "registry.models.get"} <= set(seen)

@@ -140,7 +140,7 @@ def check_api_version(emu: Emulator, route: Route, av: str | None) -> None:
 
 def all_routes() -> list[Route]:
     from azft.emulator import control
-    from azft.emulator.routes import assets, history, jobs, operations, resources, workspace
+    from azft.emulator.routes import assets, history, jobs, operations, registry, resources, workspace
 
     return [*workspace.ROUTES, *jobs.ROUTES, *resources.ROUTES, *assets.ROUTES, *operations.ROUTES,
-            *history.ROUTES, *control.ROUTES]
+            *history.ROUTES, *registry.ROUTES, *control.ROUTES]
