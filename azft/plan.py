@@ -18,6 +18,8 @@ from azft.catalog import Catalog, ModelInfo, get_model, load_catalog
 from azft.errors import Verdict
 from azft.spec import JobSpec, is_uri, was_set
 
+#: Spec hyperparameters Azure's registry chat_completion_pipeline (v0.0.82) has no input for.
+REGISTRY_NOT_SENT = ("gradient_checkpointing", "packing", "save_steps")
 GENERIC_DEFAULTS = {"learning_rate": 2.0e-4, "batch_size": 4, "max_seq_length": 2048}
 MAAS_EXPOSED = ("epochs", "batch_size", "learning_rate")
 
@@ -450,6 +452,21 @@ def _check_maap(spec, model: ModelInfo, cat: Catalog, refuse, v: Verdict, backen
         if spec.task != "chat-completion":
             refuse("the registry chat_completion_pipeline is for the chat-completion task",
                    "compute.pipeline: azft")
+        if spec.data.validation_split and not spec.data.validation:
+            refuse("Azure's registry chat_completion_pipeline takes a validation file, not a split fraction "
+                   f"(data.validation_split {spec.data.validation_split:g})",
+                   f"split locally first: azft data split {spec.data.train} --validation {spec.data.validation_split:g}"
+                   " and set data.validation", "compute.pipeline: azft (azft's component splits with the spec's seed)")
+        unsent = [f"hyperparameters.{k}" for k in REGISTRY_NOT_SENT if was_set(spec, "hyperparameters", k)]
+        unsent += ["lora.target_modules"] if was_set(spec, "lora", "target_modules") else []
+        if unsent:
+            v.warnings.append("Azure's registry chat_completion_pipeline has no input for " + ", ".join(unsent)
+                              + ": its own recipe decides them (not sent; compute.pipeline: azft honours them)")
+        if was_set(spec, "hyperparameters", "warmup_ratio") and spec.hyperparameters.warmup_ratio and \
+                not spec.hyperparameters.max_steps and is_uri(spec.data.train or ""):
+            refuse("warmup_ratio needs the planned step count, which azft cannot count for remote training data "
+                   "on the registry pipeline (it takes warmup_steps)", "hyperparameters.max_steps",
+                   "a local data.train file", "compute.pipeline: azft")
 
 
 def _check_size_rules(spec, model: ModelInfo, cat: Catalog, sku: str, refuse, v: Verdict) -> None:

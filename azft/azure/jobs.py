@@ -298,7 +298,9 @@ def _registry_inputs(plan: "Plan") -> dict[str, Any]:
         "per_device_eval_batch_size": hp["batch_size"],
         "gradient_accumulation_steps": hp["gradient_accumulation_steps"],
         "max_seq_length": hp["max_seq_length"],
-        "warmup_ratio": hp["warmup_ratio"],
+        "pad_to_max_length": "true",
+        "warmup_steps": registry_warmup_steps(plan) or 0,
+        "logging_steps": hp["logging_steps"],
         "lr_scheduler_type": hp["lr_scheduler"],
         "weight_decay": hp["weight_decay"],
         "seed": hp["seed"],
@@ -323,6 +325,46 @@ def _registry_inputs(plan: "Plan") -> dict[str, Any]:
     elif spec.data.validation_split:
         values["validation_split"] = spec.data.validation_split
     return values
+
+
+def planned_steps(plan: "Plan") -> Optional[int]:
+    """Optimizer steps the registry pipeline will take: rows ÷ (batch × GPUs), ÷ accumulation, × epochs (or
+    max_steps). None when the training rows are not known here (remote data)."""
+    import math
+
+    hp = plan.hyperparameters
+    if hp.get("max_steps") and hp["max_steps"] > 0:
+        return int(hp["max_steps"])
+    d = plan.data_file("train")
+    rows = ((d.report or {}).get("stats") or {}).get("valid_rows") if d else None
+    if not rows:
+        return None
+    world = gpus_per_node(plan) * plan.spec.compute.instance_count
+    per_epoch = math.ceil(math.ceil(rows / (hp["batch_size"] * world)) / max(1, hp["gradient_accumulation_steps"]))
+    return per_epoch * int(hp["epochs"])
+
+
+def registry_warmup_steps(plan: "Plan") -> Optional[int]:
+    import math
+
+    ratio = plan.hyperparameters.get("warmup_ratio") or 0
+    steps = planned_steps(plan)
+    return None if steps is None else math.ceil(steps * ratio)
+
+
+def registry_notes(plan: "Plan") -> list[str]:
+    """How spec values reach Azure's registry pipeline when it has no input of the same meaning."""
+    hp = plan.hyperparameters
+    notes = []
+    if hp.get("warmup_ratio"):
+        notes.append(f"warmup_ratio {hp['warmup_ratio']:g} → warmup_steps {registry_warmup_steps(plan)} "
+                     f"(of {planned_steps(plan)} planned optimizer steps): the registry pipeline has no warmup ratio")
+    if hp.get("precision") in ("bf16", "auto", "fp16"):
+        notes.append(f"precision {hp['precision']} → '16': the registry pipeline takes 16 or 32 and chooses the "
+                     "16-bit type itself")
+    notes.append(f"max_seq_length {hp['max_seq_length']} is sent with pad_to_max_length 'true': the registry "
+                 "pipeline truncates only then (every sequence is padded to that length)")
+    return notes
 
 
 def _training_step(job) -> Optional[tuple[str, Any]]:
@@ -432,6 +474,8 @@ def render(plan: "Plan") -> dict:
                 f"Azure Marketplace ({marketplace_subscription_name(plan)})")
         if note not in plan.notes:
             plan.notes.append(note)
+    if plan.target == "maap" and plan.spec.compute.pipeline == "registry":
+        plan.notes.extend(n for n in registry_notes(plan) if n not in plan.notes)
     if not plan.model_asset and plan.model.registry_asset and (
             plan.target == "maas" or plan.spec.compute.pipeline == "registry"):
         note = (f"{plan.model.display_name}'s registry version is not published in Azure's registry specs, so azft "
