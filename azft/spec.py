@@ -182,6 +182,11 @@ class MockSpec(_Section):
     target: Literal["maas", "maap"] = Field("maas", description="Which Azure path the mock backend exercises.")
     seconds_per_state: float = Field(1.0, ge=0, le=3600, description="Emulated time each job state lasts.")
     faults: List[FaultSpec] = Field(default_factory=list)
+    roles: Optional[List[Literal["AzureML Data Scientist", "AzureML Compute Operator", "Storage Blob Data Contributor",
+                                 "AcrPull"]]] = Field(
+        None, description="Rehearse an identity's role assignments: the emulated workspace allows only what these "
+        "built-in roles allow and answers anything else with 403 AuthorizationFailed, as Azure does (default: "
+        "everything). docs/roles.md lists what each azft action needs.")
 
 
 class JobSpec(_Section):

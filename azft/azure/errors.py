@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
@@ -54,6 +55,25 @@ LOGIN_HINT = (
 )
 ROLE_HINT = ("the signed-in identity needs a role on the workspace such as 'AzureML Data Scientist' or "
              "'Contributor' (and 'Storage Blob Data Contributor' on its storage account for uploads)")
+
+
+def role_hint(message: str) -> str:
+    """The least built-in role for the action a 403 names (docs/roles.md), else the general advice."""
+    from azft.azure.roles import least_roles
+
+    m = re.search(r"perform action '([^']+)'", message or "")
+    try:
+        needed = least_roles([m.group(1)]) if m else []
+    except ValueError:
+        needed = []
+    if not needed:
+        return ROLE_HINT
+    extra = (" (infra/main.bicep grants it to the CI identity with ciMayCreateClusters=true; or name a cluster that "
+             "exists and keep compute.create_cluster: false)") if "computes/" in m.group(1).lower() else ""
+    return (f"{m.group(1)} needs the built-in role '{needed[0]}' on the workspace{extra}; docs/roles.md lists what "
+            "each azft action needs")
+
+
 WORKSPACE_HINT = ("check the subscription, resource group and workspace names (spec azure: section, AZURE_* "
                   "variables or config.json) and that you are signed in to the right tenant")
 CA_BUNDLE_ENV = "AZFT_AZURE_CA_BUNDLE"
@@ -227,7 +247,7 @@ def map_error(exc: BaseException, doing: str, ws: Any = None) -> AzftError:
             return err(f"could not get an Azure token while {doing}: {r.message}", LOGIN_HINT)
         return err(f"not authenticated: Azure rejected the credentials while {doing}{where}: {said}", LOGIN_HINT)
     if r.status == 403:
-        return err(f"permission denied (not authorized) while {doing}{where}: {said}", r.hint() or ROLE_HINT)
+        return err(f"permission denied (not authorized) while {doing}{where}: {said}", r.hint() or role_hint(r.message))
     if isinstance(exc, ae.ResourceNotFoundError) or r.status == 404:
         about_ws = "workspaces/" in r.message.lower() or r.code in ("ResourceGroupNotFound", "SubscriptionNotFound")
         return err(f"not found while {doing}{where}: {said}", r.hint() if not about_ws else WORKSPACE_HINT)

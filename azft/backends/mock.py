@@ -454,11 +454,20 @@ class MockBackend(Backend):
                 em.state_seconds[state] = float(seconds)
             self._apply_http_faults(em, faults)
             backend.before_create = lambda p, name: self._script_outcome(em, faults, name)
+            from azft.emulator.permissions import Permissions
+
+            everything = em.permissions
+            if plan.spec.mock.roles is not None:
+                if target == "maap" and not plan.spec.compute.create_cluster:
+                    backend.prepare(plan)  # the cluster an infra deployment provides, made with the deployer's rights
+                    em.requests.clear()  # ... and not one of the identity's requests
+                em.permissions = Permissions(roles=plan.spec.mock.roles)
             try:
                 job = backend.submit(plan, force=force)
                 recorded_name = job.name
             finally:
                 backend.before_create = None
+                em.permissions = everything
                 if em.requests:
                     self.workspace.record(plan.job_name if recorded_name is None else recorded_name, "submit",
                                           list(em.requests))

@@ -24,7 +24,7 @@ from collections.abc import Iterable
 from http.server import ThreadingHTTPServer
 from typing import Any
 
-from azft.emulator.blobs import BLOB_PREFIX, BlobService, BlobStore
+from azft.emulator.blobs import BLOB_PREFIX, BlobError, BlobService, BlobStore
 from azft.emulator.credential import FakeCredential
 from azft.emulator.faults import Fault
 from azft.emulator.lifecycle import LIFECYCLE, Clock, EmulatedJob, ManualClock, Outcome
@@ -57,7 +57,8 @@ class Emulator:
 
     ``clock="manual"`` (default) keeps every job where it is until ``advance()``; ``clock="real"`` moves jobs on
     their own every ``seconds_per_state`` seconds. ``strict=True`` (default) refuses request bodies Azure's
-    contract refuses; ``allowed_actions`` (default: all) limits what the caller's identity may do.
+    contract refuses; ``roles`` (built-in role names) or ``allowed_actions`` (default: all) limit what the caller's identity
+    may do (``azft.emulator.permissions``).
     """
 
     _instances = itertools.count(1)
@@ -84,6 +85,7 @@ class Emulator:
         api_versions: Iterable[str] = API_VERSIONS,
         strict: bool = True,
         allowed_actions: Iterable[str] | None = None,
+        roles: Iterable[str] | None = None,
         ca: TestCA | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
@@ -110,7 +112,7 @@ class Emulator:
         self.storage_suffix = storage_suffix
         self.api_versions = frozenset(api_versions)
         self.strict = strict
-        self.permissions = Permissions(allowed_actions)
+        self.permissions = Permissions(allowed_actions, roles=roles)
         self.host = host
         self._port = port
         self._ca = ca
@@ -395,7 +397,7 @@ class Emulator:
 
     @property
     def performed_actions(self) -> list[str]:
-        """The ARM actions ("PUT Microsoft.MachineLearningServices/workspaces/jobs") requests performed."""
+        """The Azure RBAC actions requests performed ("Microsoft.MachineLearningServices/workspaces/jobs/write")."""
         return list(self.permissions.performed)
 
     # -- dispatch -----------------------------------------------------------------------------------------------
@@ -428,6 +430,11 @@ class Emulator:
         early = self._record_and_fault(rec)
         if early is not None:
             return early
+        signed = "sig" in {k.lower() for k in (rec.raw_query or {})}
+        if not self.permissions.check_blob(rec.method, rec.path, signed):
+            err = BlobError(403, "AuthorizationPermissionMismatch",
+                            "This request is not authorized to perform this operation using this permission.")
+            return Response(403, err.body(), {"x-ms-error-code": err.code, "Content-Type": "application/xml"})
         resp = self.blob_service.handle(rec.method, rec.path, rec.raw_query, headers, raw, authorization)
         return Response(resp.status, resp.body, dict(resp.headers))
 
