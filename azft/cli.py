@@ -272,12 +272,20 @@ def _data_problems(spec, model, spec_file: str):
 @click.option("--prices", type=click.Path(), help="YAML price table overriding the catalog's (see examples/prices.yaml).")
 @click.option("--fit", "fit", is_flag=True,
               help="Also list every GPU size in the catalog: per-GPU memory estimate, fits or not, hours and cost.")
-def plan(spec_file: str, backend: str, output: str, prices: Optional[str], fit: bool) -> int:
+@click.option("--export", "export_dir", type=click.Path(file_okay=False), default=None,
+              help="maap: write the job as a folder `az ml job create -f DIR/job.yml` accepts (components, code, data).")
+def plan(spec_file: str, backend: str, output: str, prices: Optional[str], fit: bool,
+         export_dir: Optional[str] = None) -> int:
     """Dry-run: what would be sent, the compatibility verdict and a cost/time estimate. Nothing is sent."""
     from azft import api
 
     p = api.plan(spec_file, backend, prices=prices)
     data = p.to_dict()
+    if export_dir and p.ok:
+        from azft.azure.export import export_maap
+
+        data["export"] = str(export_maap(p, export_dir))
+        click.echo(f"wrote {data['export']}", err=True)
     if fit:
         from azft.catalog import load_catalog
         from azft.fit import fit_table
