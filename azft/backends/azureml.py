@@ -23,6 +23,7 @@ import json
 import re
 import secrets
 import shutil
+import ssl
 import threading
 import time
 import urllib.request
@@ -314,17 +315,20 @@ class AzureJob(Job):
     def logs(self, follow: bool = False) -> Iterator[str]:
         seen = 0
         while True:
-            lines = self._backend.job_logs(self.name)
+            lines = self._read_logs()
             for line in lines[seen:]:
                 yield line
             seen = max(seen, len(lines))
             if not follow:
                 return
             if self.info().status.terminal:
-                for line in self._backend.job_logs(self.name)[seen:]:
+                for line in self._read_logs()[seen:]:
                     yield line
                 return
             time.sleep(self._backend.poll_interval)
+
+    def _read_logs(self) -> list[str]:
+        return self._backend.job_logs(self.name)
 
     def metrics_history(self) -> dict[str, list[tuple[int, float]]]:
         return self._backend.job_metrics(self.name)
@@ -587,7 +591,8 @@ class AzureBackend(Backend):
             if "std_log" not in fname and "user_logs" not in fname:
                 continue
             try:
-                with urllib.request.urlopen(url, timeout=30) as resp:  # noqa: S310 - a SAS URL from run history
+                context = ssl.create_default_context(cafile=self.ca_bundle) if self.ca_bundle else None
+                with urllib.request.urlopen(url, timeout=30, context=context) as resp:  # noqa: S310 - run history SAS
                     lines.extend(resp.read().decode("utf-8", "replace").splitlines())
             except OSError as exc:
                 lines.append(f"({fname} could not be downloaded: {type(exc).__name__})")
@@ -596,11 +601,17 @@ class AzureBackend(Backend):
         return lines
 
     def job_metrics(self, name: str) -> dict[str, list[tuple[int, float]]]:
-        """Per-step metrics from the job's MLflow run in the workspace (needs the azureml-mlflow package)."""
+        """Per-step metrics of the job: from the workspace's run-history metric service (where Azure ML keeps what a
+        job logs to MLflow), else from its MLflow endpoint (needs the azureml-mlflow package)."""
+        try:
+            return self._run_history_metrics(name)
+        except Exception as exc:  # noqa: BLE001 - the MLflow endpoint is the second way in
+            first = type(exc).__name__
         try:
             import azureml.mlflow  # noqa: F401
         except ImportError:
-            self.on_event("per-step metrics need the azureml-mlflow package; only final metrics are shown")
+            self.on_event(f"per-step metrics could not be read from run history ({first}); only final metrics are "
+                          "shown")
             return {}
         try:
             from mlflow.tracking import MlflowClient
@@ -613,6 +624,30 @@ class AzureBackend(Backend):
         except Exception as exc:  # noqa: BLE001
             self.on_event(f"metrics could not be read from the workspace's MLflow: {type(exc).__name__}")
             return {}
+
+    def _run_history_metrics(self, name: str) -> dict[str, list[tuple[int, float]]]:
+        """``POST /metric/v2.0/.../runs/{run}/list``, then ``.../full`` per metric, over the pipeline of the SDK's own
+        run-history client (the one ``jobs.stream`` uses: same credential, TLS and retry settings)."""
+        from azure.core.rest import HttpRequest
+
+        client = self.ml_client.jobs._runs_operations._operation._client
+        ws = (f"/metric/v2.0/subscriptions/{self.ml_client.subscription_id}/resourceGroups/"
+              f"{self.ml_client.resource_group_name}/providers/Microsoft.MachineLearningServices/workspaces/"
+              f"{self.ml_client.workspace_name}/runs/{name}")
+
+        def post(path: str, body: dict) -> dict:
+            resp = client.send_request(HttpRequest("POST", client.format_url(ws + path), json=body))
+            resp.raise_for_status()
+            return resp.json()
+
+        out: dict[str, list[tuple[int, float]]] = {}
+        with quiet_sdk():
+            keys = [(d.get("metricKey") or {}).get("name") for d in post("/list", {}).get("value", [])]
+            for key in filter(None, keys):
+                values = post("/full", {"metricName": key}).get("value", [])
+                out[key] = [(int(v.get("step") or 0), float(v["data"][key])) for v in values
+                            if isinstance((v.get("data") or {}).get(key), (int, float))]
+        return out
 
 
 def requests_to_json(records: list[Any]) -> list[dict]:

@@ -299,9 +299,18 @@ class MockJob(AzureJob):
     """An AzureJob whose every call runs inside a mock workspace session (load state, call, save, record)."""
 
     def __init__(self, mock: "MockBackend", inner: AzureBackend, name: str, **kwargs: Any):
-        super().__init__(inner, name, **kwargs)
         self._mock = mock
+        super().__init__(inner, name, **kwargs)
         self.backend = "mock"
+
+    @property  # type: ignore[override]
+    def _backend(self) -> AzureBackend:
+        """The real backend aimed at the mock workspace's current emulator (a new one after ``close()``)."""
+        return self._mock.inner(self._target)
+
+    @_backend.setter
+    def _backend(self, backend: AzureBackend) -> None:
+        self._target = backend.target
 
     def info(self) -> JobInfo:
         with self._mock._command(self.name, "status"):
@@ -314,8 +323,10 @@ class MockJob(AzureJob):
         with self._mock._command(self.name, "cancel"):
             super().cancel()
 
-    def logs(self, follow: bool = False) -> Iterator[str]:
-        return super().logs(follow=follow)
+    def _read_logs(self) -> list[str]:
+        # one session per read of run history (state loaded, requests recorded): a follow sees the clock move
+        with self._mock._command(self.name, None):
+            return super()._read_logs()
 
     def metrics_history(self) -> dict[str, list[tuple[int, float]]]:
         with self._mock._command(self.name, None):
@@ -373,22 +384,6 @@ class MockBackend(Backend):
             backend._ws_ref = self.ws_ref
             backend.name = "mock"
             backend.poll_interval = 1.0
-            inner = self
-
-            def job_error(name: str, _b=backend) -> tuple[Optional[str], Optional[str]]:
-                err = inner.workspace.emulator.job_error(name) if name in inner.workspace.emulator.jobs else None
-                return (err or {}).get("code"), (err or {}).get("message")
-
-            def job_logs(name: str) -> list[str]:
-                with inner._command(name, None):
-                    return inner.workspace.emulator.logs(name)
-
-            def job_metrics(name: str) -> dict[str, list[tuple[int, float]]]:
-                return inner.workspace.emulator.metrics(name)
-
-            backend.job_error = job_error  # type: ignore[method-assign]
-            backend.job_logs = job_logs  # type: ignore[method-assign]
-            backend.job_metrics = job_metrics  # type: ignore[method-assign]
             self._inner[target] = backend
         return self._inner[target]
 
@@ -493,6 +488,7 @@ class MockBackend(Backend):
 
     def close(self) -> None:
         self.workspace.stop()
+        self._inner.clear()  # their clients point at the stopped emulator's port
 
 
 def _fault_dict(f: Any) -> dict:

@@ -141,3 +141,30 @@ def test_saved_requests_of_a_mock_maas_job_equal_what_the_maas_backend_sends(
     real = [r.to_dict() for r in emulator.requests]
     assert shape(saved, mjob.name) == shape(real, real_plan.job_name)
     assert "authorization" not in json.dumps(saved).lower()
+
+
+def test_errors_logs_and_metrics_are_read_from_run_history_by_the_real_azure_code(tmp_path, make_spec, plan_for):
+    """The mock replaces no method of the real backend: AzureBackend's own run-history readers (the run's error,
+    its std_log through a SAS URL from the run details, the metric service) do the reading."""
+    from azft.backends.azureml import AzureBackend
+
+    backend = _mock(tmp_path)
+    try:
+        failing = make_spec(name="fails", mock={**FAST, "faults": [{"kind": "job_error", "state": "Running",
+                                                                      "error": "out_of_memory"}]})
+        info = _wait(backend.submit(plan_for(failing, "mock")))
+        done = backend.submit(plan_for(make_spec(name="done", mock=FAST), "mock"))
+        done_info = _wait(done)
+        logs = list(done.logs())
+        history = done.metrics_history()
+        inner = backend.inner("maas")
+        assert not {"job_error", "job_logs", "job_metrics"} & set(vars(inner))  # nothing patched on the instance
+        assert type(inner).job_logs is AzureBackend.job_logs and type(inner).job_metrics is AzureBackend.job_metrics
+        records = json.loads(backend.workspace.requests_file(info.name).read_text())
+    finally:
+        backend.close()
+    assert info.status == JobStatus.FAILED and info.error_code == "OutOfMemory"
+    assert any(r["route"] == "history.run" for r in records)
+    assert done_info.status == JobStatus.COMPLETED
+    assert any(line.startswith("step ") for line in logs) and "status: Completed" in logs[-1]
+    assert history["loss"] and history["loss"][0][0] == 1 and done_info.metrics["loss"] == history["loss"][-1][1]
