@@ -30,6 +30,9 @@ from typing import Any
 
 from azft.emulator.wire import HttpError
 
+#: The api-version azure-ai-ml's generated models describe (``arm_ml_service/_configuration.py``).
+CONTRACT_API_VERSION = "2025-12-01"
+
 
 #: Required properties the service fills in when a request leaves them out. A guess, labelled as one: azure-ai-ml's
 #: own ``ServerlessEndpoint`` entity sends no ``authMode`` (api-version 2024-01-01-preview) and Azure creates such
