@@ -51,8 +51,8 @@ def test_actions_outside_the_allowed_set_are_refused_like_arm_and_performed_ones
         assert "Microsoft.MachineLearningServices/workspaces/computes/read" in e.value.error.message
     finally:
         emulator.permissions.allowed = None
-    assert emulator.performed_actions == ["GET Microsoft.MachineLearningServices/workspaces"]
+    assert emulator.performed_actions == ["Microsoft.MachineLearningServices/workspaces/read"]
     with pytest.raises(HttpResponseError) as e:  # allowed again (default: all), so Azure's 404 answers
         ml_client.compute.get("gpu")
     assert e.value.status_code == 404
-    assert emulator.performed_actions[-1] == "GET Microsoft.MachineLearningServices/workspaces/computes"
+    assert emulator.performed_actions[-1] == "Microsoft.MachineLearningServices/workspaces/computes/read"
