@@ -6,7 +6,7 @@ import secrets
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from azft.backends.base import Job, JobInfo, get_backend
+from azft.backends.base import Job, JobInfo, backend_class, backend_names, get_backend
 from azft.errors import IncompatibleError, Problem, UsageError
 from azft.plan import Plan, make_plan
 from azft.spec import JobSpec, load_spec
@@ -35,30 +35,30 @@ def load_prices(path: Optional[str]) -> tuple[dict, Optional[str]]:
     return data, str(p)
 
 
-AZURE_BACKENDS = ("maas", "maap", "mock")
-
-
-def workspace_options(spec: JobSpec, backend: str) -> dict[str, Any]:
+def workspace_options(spec: Optional[JobSpec], backend: str) -> dict[str, Any]:
     """The backend keyword arguments that carry the spec's ``azure:`` section (resolved later: spec → AZURE_* →
-    config.json, value by value)."""
-    if backend not in AZURE_BACKENDS:
+    config.json, value by value); nothing for a backend without a workspace."""
+    if spec is None or not backend_class(backend).uses_workspace:
         return {}
     return {"workspace": spec.azure.model_dump(exclude_none=True)}
 
 
 def plan(spec: JobSpec | str | Path, backend: str = "local", *, prices: Optional[str] = None,
-         force: bool = False, check_data: bool = True) -> Plan:
-    """Build the dry-run plan for a spec on a backend (no network), with the workspace a submit would use."""
+         force: bool = False, check_data: bool = True, render: bool = True) -> Plan:
+    """The dry-run of a spec on a backend (no network): the pure plan, the workspace a submit would use, and the
+    request the backend would send (``Backend.render``) when the verdict allows a submit."""
     if not isinstance(spec, JobSpec):
         spec = load_spec(spec)
     table, source = load_prices(prices)
     suffix = secrets.token_hex(3) if force else None
-    where = None
-    if backend in AZURE_BACKENDS:
-        where = get_backend(backend, **workspace_options(spec, backend)).destination()
-    p = make_plan(spec, backend, prices=table, prices_source=source, check_data=check_data, force_suffix=suffix,
-                  region=(where or {}).get("region"))
+    cls = backend_class(backend)
+    b = cls(**workspace_options(spec, backend))
+    where = b.destination()
+    p = make_plan(spec, backend, target=cls.target_for(spec), prices=table, prices_source=source,
+                  check_data=check_data, force_suffix=suffix, region=(where or {}).get("region"))
     p.workspace = where
+    if render and p.ok:
+        p.request = b.render(p)
     return p
 
 
@@ -131,19 +131,10 @@ def submit(plan: Plan, *, force: bool = False, track: bool = True, backend_optio
         experiment=plan.spec.experiment,
         tracking_uri=plan.tracking_uri,
         mlflow_run_id=run_id,
-        azure=_resolved_workspace(backend) or plan.spec.azure.model_dump(exclude_none=True) or None,
-        mock={"target": plan.spec.mock.target} if plan.backend == "mock" else None,
+        options=backend.lookup_options(plan) or None,
     )
     say(f"submitted {job.name} to {plan.backend}")
     return job
-
-
-def _resolved_workspace(backend: Any) -> Optional[dict]:
-    """The workspace the job went to, every value resolved, so a later command in another shell finds it there."""
-    where = backend.destination() if hasattr(backend, "destination") else None
-    if not where or "error" in where:
-        return None
-    return {k: v for k, v in where.items() if k in ("subscription_id", "resource_group", "workspace", "region")}
 
 
 def get_job(name: str, backend: Optional[str] = None, **backend_options: Any) -> Job:
@@ -154,11 +145,13 @@ def get_job(name: str, backend: Optional[str] = None, **backend_options: Any) ->
         raise UsageError(f"no job named {name!r} was submitted from here",
                          hint="pass --backend maas|maap|local|mock (and the workspace) to look it up remotely; "
                               "`azft list` shows known jobs")
-    if backend in AZURE_BACKENDS and rec.get("azure") and "workspace" not in backend_options:
-        backend_options["workspace"] = rec["azure"]
-    if backend == "mock" and rec.get("mock") and "target" not in backend_options:
-        backend_options["target"] = rec["mock"]["target"]
-    return get_backend(backend, **backend_options).get_job(name)
+    recorded = dict(rec.get("options") or {}) if rec.get("backend") == backend else {}
+    if rec.get("backend") == backend and "options" not in rec:  # recorded by an earlier azft
+        recorded = {k: v for k, v in (("workspace", rec.get("azure")),
+                                      ("target", (rec.get("mock") or {}).get("target"))) if v}
+    cls = backend_class(backend)
+    opts = {k: v for k, v in recorded.items() if k in cls.lookup_keys}
+    return cls(**{**opts, **backend_options}).get_job(name)
 
 
 def list_jobs(backend: Optional[str] = None, limit: int = 50, *, spec: JobSpec | str | Path | None = None,
@@ -167,10 +160,10 @@ def list_jobs(backend: Optional[str] = None, limit: int = 50, *, spec: JobSpec |
     ``spec``'s ``azure:`` section when given, then ``AZURE_*``, then ``config.json``."""
     if spec is not None and not isinstance(spec, JobSpec):
         spec = load_spec(spec)
-    names = [backend] if backend else ["local", "mock"]
+    names = [backend] if backend else [n for n in backend_names() if backend_class(n).listed_by_default]
     out: list[JobInfo] = []
     for b in names:
-        opts = {**(workspace_options(spec, b) if spec is not None else {}), **backend_options}
+        opts = {**workspace_options(spec, b), **backend_options}
         out.extend(get_backend(b, **opts).list_jobs(limit=limit))
     return out[:limit] if backend else out
 

@@ -33,6 +33,7 @@ from typing import Any
 
 import click
 
+from azft.backends.base import backend_names
 from azft.errors import (
     EXIT_AZURE,
     EXIT_CANCELLED,
@@ -42,7 +43,7 @@ from azft.errors import (
     UsageError,
 )
 
-BACKENDS = ("local", "maas", "maap", "mock")
+BACKENDS = backend_names()
 #: Backends CI may submit to. ``local`` trains on the machine running the command: CI plans such specs only.
 SUBMITTABLE = ("mock", "maas", "maap")
 DEFAULT_GLOBS = ("specs/**/*.yaml", "specs/**/*.yml")

@@ -10,9 +10,10 @@ from typing import Any, Optional
 import click
 
 from azft import __version__
+from azft.backends.base import backend_names
 from azft.errors import EXIT_CANCELLED, EXIT_INVALID, EXIT_JOB_FAILED, EXIT_OK, AzftError
 
-BACKENDS = ("local", "maas", "maap", "mock")
+BACKENDS = backend_names()
 OUTPUTS = ("table", "yaml", "json")
 EXIT_CODES_HELP = "Exit codes: 0 success, 1 job failed, 2 invalid spec/data/usage, 3 cancelled or timed out, 4 Azure/auth/transport error."
 
@@ -195,9 +196,9 @@ def validate(spec_file: str, backend: Optional[str], no_data: bool, output: str)
     problems: list[Problem] = []
     warnings: list[str] = []
     if backend:
-        from azft.plan import make_plan
+        from azft import api
 
-        plan = make_plan(spec, backend, check_data=not no_data, render=False)
+        plan = api.plan(spec, backend, check_data=not no_data, render=False)
         problems += [Problem(r, file=spec_file) for r in plan.verdict.reasons]
         warnings += plan.verdict.warnings
         if not plan.ok and plan.verdict.alternatives:

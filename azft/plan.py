@@ -7,7 +7,6 @@ The same Plan object is what `backend.submit()` executes, so the dry-run and the
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import re
 import shutil
 from dataclasses import dataclass, field
@@ -15,6 +14,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from azft.catalog import Catalog, ModelInfo, get_model, load_catalog
+from azft.digest import file_sha256
 from azft.errors import Verdict
 from azft.spec import JobSpec, is_uri, was_set
 
@@ -138,16 +138,17 @@ def make_plan(
     check_data: bool = True,
     force_suffix: Optional[str] = None,
     today: Optional[_dt.date] = None,
-    render: bool = True,
     region: Optional[str] = None,
+    target: Optional[str] = None,
 ) -> Plan:
-    from azft.errors import UsageError
+    """The plan: verdict, resolved inputs, data reports, estimates. Pure: the backend renders its own request
+    (``Backend.render``) and ``azft.api.plan`` puts it in ``plan.request``.
 
-    if backend not in ("local", "maas", "maap", "mock"):
-        raise UsageError(f"unknown backend {backend!r}", hint="choose one of: local, maas, maap, mock")
+    ``target``: the path whose rules apply (``Backend.target_for(spec)``; the mock emulates maas or maap).
+    """
     cat = load_catalog()
     model = get_model(spec.model, base_dir=spec.base_dir)
-    target = spec.mock.target if backend == "mock" else backend
+    target = target or backend
     hp = resolve_hyperparameters(spec, model)
     data = _data_files(spec)
     for d in data:
@@ -186,8 +187,6 @@ def make_plan(
     )
     plan.estimate = estimate(plan, cat, prices or {}, prices_source)
     _refuse_unfit(plan, cat)
-    if render and verdict.ok:
-        plan.request = render_request(plan)
     return plan
 
 
@@ -210,17 +209,6 @@ def pinned_model_asset(spec: JobSpec, model: ModelInfo, target: str) -> Optional
         base = re.sub(r"/(versions|labels)/.*$", "", model.registry_asset)
         return f"{base}/versions/{model.registry_version}"
     return None
-
-
-def file_sha256(path: str, chunk: int = 4 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while True:
-            b = f.read(chunk)
-            if not b:
-                break
-            h.update(b)
-    return h.hexdigest()
 
 
 def resolve_hyperparameters(spec: JobSpec, model: ModelInfo) -> dict:
@@ -714,26 +702,3 @@ def memory_estimate(plan: Plan, cat: Catalog, sku: Optional[str] = None) -> Opti
     if est is None:
         return {"unknown": why}
     return est.to_dict()
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Rendering what would be sent
-# ----------------------------------------------------------------------------------------------------------------
-
-
-def render_request(plan: Plan) -> Any:
-    """The request body (maas/maap: the Azure ML job as YAML-able dict) or the command line (local)."""
-    if plan.target == "local":
-        import shlex
-
-        from azft.backends.local import LocalBackend
-        from azft.state import state_dir
-
-        out_root = Path(plan.spec.local.output_dir).expanduser().resolve() if plan.spec.local.output_dir else (
-            state_dir() / "jobs" / plan.job_name / "outputs")
-        outputs = {"model_output": str(out_root / "model"), "metrics": str(out_root / "metrics")}
-        argv, nproc, stage = LocalBackend().build_command(plan, outputs)
-        return {"command": shlex.join(argv), "processes": nproc, "zero_stage": stage, "outputs": outputs}
-    from azft.azure import jobs
-
-    return jobs.render(plan)

@@ -20,7 +20,7 @@ from typing import Any
 from azft.azure.errors import azure_errors, map_error
 from azft.azure.workspace import CA_BUNDLE_ENV, redact
 from azft.errors import AzureError, DataError
-from azft.plan import file_sha256  # the same content hash the plan shows
+from azft.digest import file_sha256  # the same content hash the plan shows
 
 BLOB_ENDPOINT_ENV = "AZFT_BLOB_ENDPOINT"
 DEFAULT_BLOCK_SIZE = 4 * 1024 * 1024

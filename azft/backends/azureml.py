@@ -348,6 +348,8 @@ class AzureBackend(Backend):
     name = "azure"
     target = "maas"
     poll_interval = 5.0
+    uses_workspace = True
+    lookup_keys = ("workspace",)
 
     def __init__(
         self,
@@ -403,6 +405,11 @@ class AzureBackend(Backend):
         except AzftError as exc:
             return {"error": exc.message, "hint": exc.hint}
 
+    def lookup_options(self, plan: "Plan") -> dict[str, Any]:
+        """The workspace the job went to, every value resolved: a later command in another shell finds it there."""
+        where = self.destination()
+        return {} if "error" in where else {"workspace": {k: v for k, v in where.items() if k != "sources"}}
+
     @property
     def ml_client(self):
         if self._ml_client is None:
@@ -427,6 +434,13 @@ class AzureBackend(Backend):
             self._uploader = BlobUploader(credential=self.credential or getattr(self.ml_client, "_credential", None),
                                           progress=self.progress, connection_verify=verify)
         return self._uploader
+
+    # -- the dry-run ----------------------------------------------------------------------------------------------
+    def render(self, plan: "Plan") -> dict:
+        """The Azure ML job exactly as a submit sends it, as the YAML-able dict ``load_job`` reads back."""
+        from azft.azure import jobs
+
+        return jobs.render(plan)
 
     # -- hooks for subclasses and the mock ------------------------------------------------------------------------
     def prepare(self, plan: "Plan") -> None:

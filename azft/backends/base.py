@@ -135,9 +135,26 @@ class Job(ABC):
 
 
 class Backend(ABC):
-    """A place jobs run. A new backend is one module plus one line in BACKENDS."""
+    """A place jobs run. A new backend is one module plus one line in ``BACKENDS``.
+
+    Modeled on SkyPilot's backend interface: the backend, not the plan, decides what its dry-run shows
+    (``render``), so the plan stays a pure description of the job.
+    """
 
     name: str
+    #: The backend talks to an Azure ML workspace: its options carry the spec's ``azure:`` section.
+    uses_workspace: bool = False
+    #: ``azft list`` without ``--backend`` shows its jobs (their state is on this machine).
+    listed_by_default: bool = False
+
+    @classmethod
+    def target_for(cls, spec: Any) -> str:
+        """The path whose rules the plan checks (the mock backend emulates maas or maap)."""
+        return cls.name
+
+    @abstractmethod
+    def render(self, plan: "Plan") -> Any:
+        """The dry-run: what ``submit(plan)`` would send or run, as plain data (no network, nothing written)."""
 
     @abstractmethod
     def submit(self, plan: "Plan", *, force: bool = False) -> Job:
@@ -149,11 +166,19 @@ class Backend(ABC):
     @abstractmethod
     def list_jobs(self, limit: int = 50) -> list[JobInfo]: ...
 
+    #: The constructor options ``lookup_options`` records (what ``azft status JOB`` passes back).
+    lookup_keys: tuple[str, ...] = ()
+
     def destination(self) -> dict[str, Any] | None:
         """Where a submit would go (the Azure ML workspace and where each value came from); None for this machine."""
         return None
 
+    def lookup_options(self, plan: "Plan") -> dict[str, Any]:
+        """Constructor options that find a submitted job again from another process (kept with the submission)."""
+        return {}
 
+
+#: The registry: every list of backends (CLI choices, plan, CI helpers) derives from it.
 BACKENDS: dict[str, str] = {
     "local": "azft.backends.local:LocalBackend",
     "maas": "azft.backends.maas:MaasBackend",
@@ -162,7 +187,11 @@ BACKENDS: dict[str, str] = {
 }
 
 
-def get_backend(name: str, **kwargs: Any) -> Backend:
+def backend_names() -> tuple[str, ...]:
+    return tuple(BACKENDS)
+
+
+def backend_class(name: str) -> type[Backend]:
     from azft.errors import UsageError
 
     try:
@@ -170,4 +199,8 @@ def get_backend(name: str, **kwargs: Any) -> Backend:
     except KeyError:
         raise UsageError(f"unknown backend {name!r}", hint=f"choose one of: {', '.join(BACKENDS)}") from None
     module, _, attr = target.partition(":")
-    return getattr(importlib.import_module(module), attr)(**kwargs)
+    return getattr(importlib.import_module(module), attr)
+
+
+def get_backend(name: str, **kwargs: Any) -> Backend:
+    return backend_class(name)(**kwargs)

@@ -338,6 +338,7 @@ class LocalJob(Job):
 
 class LocalBackend(Backend):
     name = "local"
+    listed_by_default = True
 
     def __init__(self, home: str | Path | None = None, component: str | Path | None = None):
         self.home = Path(home).resolve() if home else azft_home()
@@ -382,6 +383,20 @@ class LocalBackend(Backend):
                     continue
         infos.sort(key=lambda i: i.created or "", reverse=True)
         return infos[:limit]
+
+    def render(self, plan: Any) -> dict[str, Any]:
+        """The command line a submit runs, its process count, ZeRO stage and output folders (nothing created)."""
+        import shlex
+
+        outputs = self.outputs_for(plan, self.jobs_dir / str(plan.job_name))
+        argv, nproc, stage = self.build_command(plan, outputs)
+        return {"command": shlex.join(argv), "processes": nproc, "zero_stage": stage, "outputs": outputs}
+
+    def outputs_for(self, plan: Any, job_dir: Path) -> dict[str, str]:
+        """Where the model and metrics go: ``spec.local.output_dir``, else the job's ``outputs/`` folder."""
+        out_root = _get(plan, "spec.local.output_dir", None)
+        out_root = Path(out_root).expanduser().resolve() if out_root else job_dir / "outputs"
+        return {"model_output": str(out_root / "model"), "metrics": str(out_root / "metrics")}
 
     # --- internals --------------------------------------------------------------------------------------------
     def _fresh_name(self, base: str) -> str:
@@ -461,9 +476,7 @@ class LocalBackend(Backend):
     def _launch(self, job: LocalJob, plan: Any, *, resume: bool) -> LocalJob:
         job.dir.mkdir(parents=True, exist_ok=True)
         previous = job.state() if resume else {}
-        out_root = _get(plan, "spec.local.output_dir", None)
-        out_root = Path(out_root).expanduser().resolve() if out_root else job.dir / "outputs"
-        outputs = {"model_output": str(out_root / "model"), "metrics": str(out_root / "metrics")}
+        outputs = self.outputs_for(plan, job.dir)
         for p in outputs.values():
             Path(p).mkdir(parents=True, exist_ok=True)
         argv, nproc, stage = self.build_command(plan, outputs)

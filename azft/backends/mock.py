@@ -339,6 +339,13 @@ class MockJob(AzureJob):
 
 class MockBackend(Backend):
     name = "mock"
+    uses_workspace = True
+    listed_by_default = True
+    lookup_keys = ("workspace", "target")
+
+    @classmethod
+    def target_for(cls, spec: Any) -> str:
+        return spec.mock.target
 
     def __init__(
         self,
@@ -432,6 +439,13 @@ class MockBackend(Backend):
     # -- Backend protocol ---------------------------------------------------------------------------------------
     def destination(self) -> dict[str, Any]:
         return {**self.ws_ref.to_dict(), "emulated": True}
+
+    def lookup_options(self, plan: "Plan") -> dict[str, Any]:
+        return {"workspace": self.ws_ref.values(), "target": plan.target}
+
+    def render(self, plan: "Plan") -> dict:
+        """What the emulated maas/maap backend would send: the same job it renders for Azure."""
+        return _inner_class(plan.target)().render(plan)
 
     def submit(self, plan: "Plan", *, force: bool = False) -> MockJob:
         target = self.target or plan.target

@@ -54,7 +54,7 @@ class PreparedSource:
 
 def source_sha256(path: str | os.PathLike) -> str:
     """The content hash of a file, or of a folder (each file's relative path and bytes, in sorted order)."""
-    from azft.plan import file_sha256
+    from azft.digest import file_sha256
 
     p = Path(path)
     if p.is_file():

@@ -37,10 +37,10 @@ def make_spec(tmp_path):
 
 @pytest.fixture
 def plan_for():
-    from azft.plan import make_plan
+    from azft import api
 
     def plan(spec, backend: str):
-        p = make_plan(spec, backend)
+        p = api.plan(spec, backend)
         assert p.ok, p.verdict.reasons
         return p
 
