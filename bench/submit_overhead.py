@@ -28,9 +28,10 @@ def main() -> None:
     args = ap.parse_args()
 
     from azure.ai.ml import Input, Output
-    from azure.ai.ml.entities._job.finetuning.custom_model_finetuning_job import CustomModelFineTuningJob
 
-    from azft.backends.azureml import DirectoryUploader, quiet_sdk
+    from azft.azure.sdk import finetuning_job_class
+    from azft.azure.sdk import quiet as quiet_sdk
+    from azft.azure.upload import DirectoryUploader
     from azft.backends.maas import MaasBackend
     from azft.emulator.server import Emulator
     from azft.plan import make_plan
@@ -66,7 +67,7 @@ def main() -> None:
             uri = f"azureml://datastores/workspaceblobstore/paths/azft/data/{plan.data_file('train').sha256}/train.jsonl"
 
             def raw():
-                job = CustomModelFineTuningJob(
+                job = finetuning_job_class()(
                     name=f"raw-{i}", task="ChatCompletion",
                     model=Input(type="mlflow_model", path="azureml://registries/azureml/models/Phi-4-mini-instruct/labels/latest"),
                     training_data=Input(type="uri_file", path=uri),

@@ -23,13 +23,12 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
+from azft.azure.upload import datastore_uri
 from azft.errors import IncompatibleError, UsageError
 
 if TYPE_CHECKING:  # pragma: no cover
     from azft.plan import DataFile, Plan
 
-DATASTORE = "workspaceblobstore"
-DATA_PREFIX = "azft/data"
 MAAS_TASK = "ChatCompletion"
 FINETUNE_PIPELINE = "finetune.yml"
 REGISTRY_PIPELINE = "registry_chat_completion.yml"
@@ -46,15 +45,6 @@ DEFAULT_MAAS_HYPERPARAMETERS = {
 # ----------------------------------------------------------------------------------------------------------------
 # Data locations
 # ----------------------------------------------------------------------------------------------------------------
-
-
-def blob_path(sha256: str, filename: str) -> str:
-    """Where a local file lands in the datastore: its content hash decides, so identical data uploads once."""
-    return f"{DATA_PREFIX}/{sha256}/{filename}"
-
-
-def datastore_uri(sha256: str, filename: str, datastore: str = DATASTORE) -> str:
-    return f"azureml://datastores/{datastore}/paths/{blob_path(sha256, filename)}"
 
 
 def data_uri(d: "DataFile") -> str:
@@ -169,8 +159,10 @@ def _str_value(value: Any) -> str:
 def build_maas_job(plan: "Plan"):
     """The serverless fine-tuning job (``CustomModelFineTuningJob``), exactly what ``jobs.create_or_update`` PUTs."""
     from azure.ai.ml import Input, Output
-    from azure.ai.ml.entities._job.finetuning.custom_model_finetuning_job import CustomModelFineTuningJob
 
+    from azft.azure.sdk import finetuning_job_class
+
+    CustomModelFineTuningJob = finetuning_job_class()
     uris = data_inputs(plan)
     if "train" not in uris:
         raise UsageError("data.train is required")
@@ -192,19 +184,11 @@ def build_maas_job(plan: "Plan"):
 
 
 def _quiet(fn):
-    """Build an experimental SDK entity without its 'experimental class' warning on stderr."""
-    import logging
-    import warnings
+    """Build an SDK entity without its 'experimental class' warning on stderr."""
+    from azft.azure.sdk import quiet
 
-    log = logging.getLogger("azure.ai.ml")
-    level = log.level
-    log.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return fn()
-    finally:
-        log.setLevel(level)
+    with quiet():
+        return fn()
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -453,13 +437,9 @@ def build_job(plan: "Plan"):
 
 def job_to_dict(job) -> dict:
     """The YAML-able dict of an SDK job entity (what ``load_job`` reads back)."""
-    return json.loads(json.dumps(_quiet(job._to_dict), default=str))
+    from azft.azure.sdk import entity_to_dict
 
-
-def rest_body(job) -> dict:
-    """The JSON body the SDK PUTs for ``job`` (``_to_rest_object().serialize()``-equivalent)."""
-    rest = _quiet(job._to_rest_object)
-    return json.loads(json.dumps(rest.serialize() if hasattr(rest, "serialize") else rest.as_dict(), default=str))
+    return json.loads(json.dumps(entity_to_dict(job), default=str))
 
 
 def render(plan: "Plan") -> dict:

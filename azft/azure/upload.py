@@ -15,15 +15,20 @@ from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Optional, Protocol
 
 from azft.azure.errors import azure_errors, map_error
 from azft.azure.workspace import CA_BUNDLE_ENV, redact
-from azft.errors import AzureError, DataError
 from azft.digest import file_sha256  # the same content hash the plan shows
+from azft.errors import AzftError, AzureError, DataError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from azft.plan import DataFile
 
 BLOB_ENDPOINT_ENV = "AZFT_BLOB_ENDPOINT"
 DEFAULT_BLOCK_SIZE = 4 * 1024 * 1024
+#: The datastore azft uploads to, and the folder in it: ``azft/data/<sha256>/<filename>``.
+DATASTORE = "workspaceblobstore"
 PREFIX = "azft/data"
 HASH_METADATA_KEY = "azft_sha256"
 
@@ -35,7 +40,7 @@ class DatastoreInfo:
 
     account_url: str
     container: str
-    datastore: str = "workspaceblobstore"
+    datastore: str = DATASTORE
 
     def uri(self, blob_name: str) -> str:
         return f"azureml://datastores/{self.datastore}/paths/{blob_name}"
@@ -52,9 +57,19 @@ class UploadResult(dict):
         self.blocks_reused = 0
         self.blob_names: dict[str, str] = {}
 
+    @property
+    def uris(self) -> dict[str, str]:
+        return dict(self)
 
-def blob_name_for(sha256: str, filename: str) -> str:
+
+def blob_path(sha256: str, filename: str) -> str:
+    """Where a local file lands in the datastore: its content hash decides, so identical data uploads once."""
     return f"{PREFIX}/{sha256}/{filename}"
+
+
+def datastore_uri(sha256: str, filename: str, datastore: str = DATASTORE) -> str:
+    """The ``azureml://`` URI a job reads a file uploaded to ``blob_path`` from."""
+    return f"azureml://datastores/{datastore}/paths/{blob_path(sha256, filename)}"
 
 
 def block_id(sha256: str, index: int) -> str:
@@ -125,7 +140,7 @@ def upload_files(
     *,
     account_url: str | None = None,
     container: str | None = None,
-    datastore: str = "workspaceblobstore",
+    datastore: str = DATASTORE,
     block_size: int = DEFAULT_BLOCK_SIZE,
     max_concurrency: int = 4,
     connection_verify: str | None = None,
@@ -174,7 +189,7 @@ def upload_files(
     with azure_errors(f"checking blobs in container {info.container!r}"):
         for f in files:
             sha = (sha256s or {}).get(str(f)) or file_sha256(f)
-            name = blob_name_for(sha, f.name)
+            name = blob_path(sha, f.name)
             blob = client.get_blob_client(name)
             existing, size = _existing_hash(blob)
             result[str(f)] = info.uri(name)
@@ -206,8 +221,6 @@ def upload_files(
 def _raise_upload_error(e: Exception, f: Path, info: DatastoreInfo) -> None:
     from azure.core.exceptions import AzureError as CoreAzureError
     from azure.core.exceptions import ResourceNotFoundError
-
-    from azft.errors import AzftError
 
     if isinstance(e, AzftError):
         raise e
@@ -264,3 +277,70 @@ def _upload_one(path: Path, sha: str, blob: Any, block_size: int, max_concurrenc
         content_settings=ContentSettings(content_type=ctype) if ctype else None,
     )
     return sent, reused
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# uploaders a backend can be given
+class Uploader(Protocol):
+    """Puts local data files at their content-addressed paths; skips what is already there."""
+
+    def upload(self, files: list["DataFile"], datastore: DatastoreInfo) -> UploadResult: ...
+
+
+class BlobUploader:
+    """Uploads through azure-storage-blob with the workspace credential (resumable, progress bar on stderr)."""
+
+    def __init__(self, credential: Any = None, blob_endpoint: Optional[str] = None, progress: bool = True,
+                 connection_verify: Any = None):
+        self.credential = credential
+        self.blob_endpoint = blob_endpoint
+        self.progress = progress
+        self.connection_verify = connection_verify
+
+    def upload(self, files: list["DataFile"], datastore: DatastoreInfo) -> UploadResult:
+        local = [d for d in files if d.local and d.path]
+        if not local:
+            return UploadResult()
+        kwargs: dict[str, Any] = {}
+        if self.progress:
+            from rich.console import Console
+
+            kwargs["console"] = Console(stderr=True)  # stdout carries `--output json`; progress goes to stderr
+        target = DatastoreInfo((self.blob_endpoint or datastore.account_url).rstrip("/"), datastore.container,
+                               datastore.datastore)
+        try:
+            return upload_files([d.path for d in local], target, self.credential, self.progress,
+                                connection_verify=self.connection_verify,
+                                sha256s={d.path: d.sha256 for d in local if d.path and d.sha256}, **kwargs)
+        except AzftError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - every SDK failure becomes a readable AzureError
+            raise map_error(exc, "uploading the data files") from None
+
+
+class DirectoryUploader:
+    """A local directory standing in for the datastore (the mock backend without a storage emulator)."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+
+    def upload(self, files: list["DataFile"], datastore: DatastoreInfo) -> UploadResult:
+        import shutil
+
+        result = UploadResult()
+        for d in files:
+            if not d.local or not d.path or not d.sha256:
+                continue
+            name = Path(d.path).name
+            target = self.root / datastore.container / blob_path(d.sha256, name)
+            result[d.path] = datastore_uri(d.sha256, name, datastore.datastore)
+            if target.is_file() and target.stat().st_size == d.size:
+                result.files_skipped += 1
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_name(target.name + ".part")
+            shutil.copyfile(d.path, tmp)
+            tmp.replace(target)
+            result.bytes_uploaded += target.stat().st_size
+            result.files_uploaded += 1
+        return result

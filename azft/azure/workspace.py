@@ -244,9 +244,9 @@ def build_credential(endpoint: str | None = None, env: Mapping[str, str] | None 
     if use_emulator:
         if endpoint is None or not _is_loopback(endpoint):
             raise UsageError(f"{CREDENTIAL_ENV}=emulator needs a loopback {ENDPOINT_ENV} (127.0.0.1 or localhost)")
-        from azft.emulator.credential import FakeCredential
+        from azft.azure.loopback import LoopbackCredential
 
-        return FakeCredential()
+        return LoopbackCredential()
     from azure.identity import ChainedTokenCredential, DefaultAzureCredential
 
     # Interactive browser login would hang CI; every non-interactive way stays on.

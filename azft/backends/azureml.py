@@ -22,29 +22,22 @@ import contextlib
 import json
 import re
 import secrets
-import shutil
 import ssl
 import threading
 import time
 import urllib.request
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional
 
 from azft.azure.errors import call, is_not_found, job_error_text, map_error
+from azft.azure.sdk import client_credential, run_history
+from azft.azure.upload import BlobUploader, DatastoreInfo, Uploader, UploadResult
+from azft.azure.sdk import quiet as quiet_sdk
 from azft.backends.base import Backend, Job, JobInfo, JobStatus
 from azft.errors import AzftError, AzureError, IncompatibleError, UsageError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from azft.plan import DataFile, Plan
-
-@dataclass
-class UploadResult:
-    uris: dict[str, str] = field(default_factory=dict)  # local path → azureml:// URI
-    bytes_uploaded: int = 0
-    files_uploaded: int = 0
-    files_skipped: int = 0
-
+    from azft.plan import Plan
 
 def _norm_region(region: str) -> str:
     return region.lower().replace(" ", "")
@@ -53,29 +46,6 @@ def _norm_region(region: str) -> str:
 def parse_status(value: Any) -> JobStatus:
     """The SDK hands back its own enum (``JobStatus.NOT_STARTED``) or a string; both map to ours."""
     return JobStatus.parse(getattr(value, "value", value))
-
-
-def quiet_sdk():
-    """Silence the SDK's 'experimental class' warnings and progress output while a call runs."""
-    import contextlib
-    import logging
-    import warnings
-
-    @contextlib.contextmanager
-    def _ctx():
-        loggers = [logging.getLogger(n) for n in ("azure.ai.ml", "azure.core.pipeline.policies.http_logging_policy")]
-        levels = [lg.level for lg in loggers]
-        for lg in loggers:
-            lg.setLevel(logging.ERROR)
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                yield
-        finally:
-            for lg, lv in zip(loggers, levels):
-                lg.setLevel(lv)
-
-    return _ctx()
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -147,105 +117,6 @@ def trust_ca(ca_bundle: Optional[str]) -> Iterator[None]:
                 os.environ.pop("REQUESTS_CA_BUNDLE", None)
             else:
                 os.environ["REQUESTS_CA_BUNDLE"] = previous
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Data upload
-# ----------------------------------------------------------------------------------------------------------------
-
-
-@dataclass
-class Datastore:
-    """The workspace's default datastore, as read from Azure (`GET datastores/workspaceblobstore`)."""
-
-    name: str
-    account: str
-    container: str
-    endpoint: str  # storage suffix, e.g. core.windows.net
-
-    @property
-    def blob_url(self) -> str:
-        return f"https://{self.account}.blob.{self.endpoint}"
-
-
-class Uploader(Protocol):
-    """Puts local data files at their content-addressed paths; skips what is already there."""
-
-    def upload(self, files: list["DataFile"], datastore: Datastore) -> UploadResult: ...
-
-
-class BlobUploader:
-    """Uploads through azure-storage-blob with the workspace credential (resumable, progress bar)."""
-
-    def __init__(self, credential: Any = None, blob_endpoint: Optional[str] = None, progress: bool = True,
-                 connection_verify: Any = None):
-        self.credential = credential
-        self.blob_endpoint = blob_endpoint
-        self.progress = progress
-        self.connection_verify = connection_verify
-
-    def upload(self, files: list["DataFile"], datastore: Datastore) -> UploadResult:
-        import os
-
-        from azft.azure import jobs
-        from azft.azure import upload as up
-
-        local = [d for d in files if d.local]
-        if not local:
-            return UploadResult()
-        endpoint = self.blob_endpoint or os.environ.get("AZFT_BLOB_ENDPOINT") or datastore.blob_url
-        kwargs: dict[str, Any] = {}
-        if self.connection_verify:
-            kwargs["connection_verify"] = self.connection_verify
-        if self.progress:
-            from rich.console import Console
-
-            kwargs["console"] = Console(stderr=True)  # stdout carries `--output json`; progress goes to stderr
-        try:
-            report = up.upload_files(
-                [d.path for d in local], account_url=endpoint, container=datastore.container,
-                credential=self.credential, progress=self.progress, datastore=datastore.name,
-                sha256s={d.path: d.sha256 for d in local if d.sha256}, **kwargs,
-            )
-        except AzftError:
-            raise
-        except Exception as exc:  # noqa: BLE001
-            raise map_error(exc, "uploading the data files") from None
-        result = UploadResult(
-            uris={d.path: jobs.datastore_uri(d.sha256, Path(d.path).name, datastore.name) for d in local},
-            bytes_uploaded=int(getattr(report, "bytes_uploaded", 0)),
-            files_uploaded=int(getattr(report, "files_uploaded", len(local))),
-            files_skipped=int(getattr(report, "files_skipped", 0)),
-        )
-        return result
-
-
-class DirectoryUploader:
-    """A local directory standing in for the datastore (the mock backend without Azurite)."""
-
-    def __init__(self, root: Path):
-        self.root = Path(root)
-
-    def upload(self, files: list["DataFile"], datastore: Datastore) -> UploadResult:
-        from azft.azure import jobs
-
-        result = UploadResult()
-        for d in files:
-            if not d.local:
-                continue
-            name = Path(d.path).name
-            target = self.root / datastore.container / jobs.blob_path(d.sha256, name)
-            result.uris[d.path] = jobs.datastore_uri(d.sha256, name, datastore.name)
-            if target.is_file() and target.stat().st_size == d.size:
-                result.files_skipped += 1
-                continue
-            target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = target.with_name(target.name + ".part")
-            shutil.copyfile(d.path, tmp)
-            tmp.replace(target)
-            result.bytes_uploaded += target.stat().st_size
-            result.files_uploaded += 1
-        return result
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -421,7 +292,7 @@ class AzureBackend(Backend):
                 kwargs["retry_total"] = self.retry_total
             self._ml_client = wsmod.make_ml_client(ws, credential=self.credential, **kwargs)
             if self.credential is None:
-                self.credential = getattr(self._ml_client, "_credential", None)
+                self.credential = client_credential(self._ml_client)
         return self._ml_client
 
     @property
@@ -431,7 +302,7 @@ class AzureBackend(Backend):
             import os
 
             verify = os.environ.get("AZFT_AZURE_CA_BUNDLE") or None
-            self._uploader = BlobUploader(credential=self.credential or getattr(self.ml_client, "_credential", None),
+            self._uploader = BlobUploader(credential=self.credential or client_credential(self.ml_client),
                                           progress=self.progress, connection_verify=verify)
         return self._uploader
 
@@ -499,23 +370,21 @@ class AzureBackend(Backend):
         self._region = actual or declared
         return self._region
 
-    def default_datastore(self) -> Datastore:
+    def default_datastore(self) -> DatastoreInfo:
+        from azft.azure.upload import datastore_info
+
         with quiet_sdk():
-            ds = call("reading the workspace's default datastore", self.ml_client.datastores.get_default)
-        return Datastore(name=getattr(ds, "name", "workspaceblobstore"),
-                         account=getattr(ds, "account_name", "") or "",
-                         container=getattr(ds, "container_name", "") or "",
-                         endpoint=getattr(ds, "endpoint", None) or "core.windows.net")
+            return datastore_info(self.ml_client)
 
     def upload_data(self, plan: "Plan") -> UploadResult:
         local = [d for d in plan.data if d.local]
         if not local:
             return UploadResult()
-        from azft.azure import jobs
+        from azft.azure.upload import DATASTORE
 
         datastore = self.default_datastore()
-        if datastore.name != jobs.DATASTORE:
-            raise AzureError(f"the workspace's default datastore is {datastore.name}, not {jobs.DATASTORE}",
+        if datastore.datastore != DATASTORE:
+            raise AzureError(f"the workspace's default datastore is {datastore.datastore}, not {DATASTORE}",
                              hint="azft uploads data to workspaceblobstore; restore it as the default datastore")
         result = self.uploader.upload(local, datastore)
         if result.bytes_uploaded:
@@ -583,7 +452,7 @@ class AzureBackend(Backend):
         """The Azure error of a failed job, from run history."""
         try:
             with quiet_sdk():
-                run = self.ml_client.jobs._runs_operations.get_run(name)
+                run = run_history(self.ml_client).get_run(name)
         except Exception:  # noqa: BLE001 - the status is known already; the detail is a bonus
             return None, None
         err = getattr(run, "error", None)
@@ -596,7 +465,7 @@ class AzureBackend(Backend):
         """The job's user logs from run history (std_log files), or a line saying why there are none."""
         try:
             with quiet_sdk():
-                details = self.ml_client.jobs._runs_operations.get_run_details(name)
+                details = run_history(self.ml_client).get_run_details(name)
             files = dict(getattr(details, "log_files", None) or {})
         except Exception as exc:  # noqa: BLE001
             return [f"(logs are not available: run history could not be read: {map_error(exc, 'reading logs')})"]

@@ -41,13 +41,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Optional
 
-from azft.backends.azureml import (
-    AzureBackend,
-    AzureJob,
-    BlobUploader,
-    DirectoryUploader,
-    requests_to_json,
-)
+from azft.azure.upload import BlobUploader, DirectoryUploader
+from azft.backends.azureml import AzureBackend, AzureJob, requests_to_json
 from azft.backends.base import Backend, JobInfo
 from azft.errors import UsageError
 

@@ -10,7 +10,7 @@ from rich.console import Console
 
 from azft.azure.upload import (
     DatastoreInfo,
-    blob_name_for,
+    blob_path,
     block_id,
     datastore_info,
     upload_files,
@@ -38,7 +38,7 @@ def test_upload_twice_second_time_sends_zero_bytes(blob_container, tmp_path):
     assert first.bytes_uploaded == 301_000 and first.files_uploaded == 2
     sha = hashlib.sha256(train.read_bytes()).hexdigest()
     assert first[str(train)] == f"azureml://datastores/workspaceblobstore/paths/azft/data/{sha}/train.jsonl"
-    blob = blob_container.get_blob_client(blob_name_for(sha, "train.jsonl"))
+    blob = blob_container.get_blob_client(blob_path(sha, "train.jsonl"))
     assert blob.download_blob().readall() == train.read_bytes()
     props = blob.get_blob_properties()
     assert props.metadata["azft_sha256"] == sha and props.content_settings.content_type == "application/jsonl"
@@ -62,7 +62,7 @@ def test_interrupted_upload_resumes_from_staged_blocks(blob_container, tmp_path)
     f = make_file(tmp_path / "big.jsonl", 5 * block + 123, seed=5)
     data = f.read_bytes()
     sha = hashlib.sha256(data).hexdigest()
-    blob = blob_container.get_blob_client(blob_name_for(sha, f.name))
+    blob = blob_container.get_blob_client(blob_path(sha, f.name))
     # What an interrupted earlier run leaves behind: the first three blocks staged, nothing committed.
     for i in range(3):
         blob.stage_block(block_id(sha, i), data[i * block:(i + 1) * block])

@@ -50,7 +50,7 @@ def plan_for():
 @pytest.fixture
 def azure_backend(emulator, tmp_path):
     """A real maas/maap backend over HTTPS to the emulator, uploading into a local directory datastore."""
-    from azft.backends.azureml import DirectoryUploader
+    from azft.azure.upload import DirectoryUploader
 
     def make(target: str = "maas", uploader=None, retry_total: int = 4, **kwargs):
         client = emulator.make_ml_client(retry_total=retry_total, retry_backoff_factor=0.01)
@@ -74,7 +74,7 @@ def azurite_uploader(azurite, emulator):
 
     from azure.storage.blob import ContainerClient
 
-    from azft.backends.azureml import BlobUploader
+    from azft.azure.upload import BlobUploader
     from azft.emulator.credential import FakeCredential
 
     def make():

@@ -12,7 +12,7 @@ import pytest
 
 from azft.backends.base import JobStatus
 
-from .test_azure_backends import comparable
+from .test_azure_backends import comparable, rest_body
 
 COMPONENT_STEPS = ("validate_data", "finetune", "evaluate", "register_model")
 MAAP_COMPUTE = {"cluster": "gpu-a100", "instance_type": "Standard_NC48ads_A100_v4", "instance_count": 2,
@@ -73,7 +73,7 @@ def test_maap_submit_uploads_code_once_and_the_pipeline_completes(emulator, azur
     assert put.headers.get("x-azureml-token") == "[redacted]"
     expected = jobs.build_maap_job(plan)
     backend.ml_client.jobs._resolve_arm_id_or_upload_dependencies(expected)
-    assert comparable(put.body) == comparable(jobs.rest_body(expected))
+    assert comparable(put.body) == comparable(rest_body(expected))
     props = put.body["properties"]
     assert props["jobType"] == "Pipeline" and set(props["jobs"]) == set(COMPONENT_STEPS)
     assert all(props["jobs"][s]["componentId"].startswith(emulator.workspace_id + "/components/azureml_anonymous/")
