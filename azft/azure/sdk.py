@@ -80,6 +80,12 @@ def run_history(ml_client: Any) -> Any:
     return _private("jobs._runs_operations (run history)", lambda: ml_client.jobs._runs_operations)
 
 
+def run_history_client(ml_client: Any) -> Any:
+    """The HTTP client of the run-history service (its pipeline carries the workspace's auth and TLS settings)."""
+    return _private("jobs._runs_operations._operation._client (run history client)",
+                    lambda: ml_client.jobs._runs_operations._operation._client)
+
+
 def client_credential(ml_client: Any) -> Any:
     """The token credential an ``MLClient`` was built with (uploads use the same identity)."""
     return getattr(ml_client, "_credential", None)

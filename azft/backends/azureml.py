@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional
 
 from azft.azure.errors import call, is_not_found, job_error_text, map_error
-from azft.azure.sdk import client_credential, run_history
+from azft.azure.sdk import client_credential, run_history, run_history_client
 from azft.azure.upload import BlobUploader, DatastoreInfo, Uploader, UploadResult
 from azft.azure.sdk import quiet as quiet_sdk
 from azft.backends.base import Backend, Job, JobInfo, JobStatus
@@ -513,7 +513,7 @@ class AzureBackend(Backend):
         run-history client (the one ``jobs.stream`` uses: same credential, TLS and retry settings)."""
         from azure.core.rest import HttpRequest
 
-        client = self.ml_client.jobs._runs_operations._operation._client
+        client = run_history_client(self.ml_client)
         ws = (f"/metric/v2.0/subscriptions/{self.ml_client.subscription_id}/resourceGroups/"
               f"{self.ml_client.resource_group_name}/providers/Microsoft.MachineLearningServices/workspaces/"
               f"{self.ml_client.workspace_name}/runs/{name}")
