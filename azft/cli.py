@@ -371,7 +371,8 @@ def _print_plan(d: dict) -> None:
     head.add_row("backend", d["backend"] + (f" (target {d['target']})" if d["target"] != d["backend"] else ""))
     head.add_row("job name", d["job_name"])
     m = d["model"]
-    head.add_row("model", f"{m['id']}" + (f" ({m.get('asset') or m['registry_asset'] or m['hf_id'] or m['local_path']})"))
+    where = m.get("asset") or m.get("registry_asset") or m.get("hf_id") or m.get("local_path")
+    head.add_row("model", _esc(f"{m['id']} ({where})" if where else str(m["id"])))
     head.add_row("task / method", f"{d['task']} / {d['method']}")
     hp = d["hyperparameters"]
     head.add_row("hyperparameters", ", ".join(f"{k}={hp[k]}" for k in
@@ -401,12 +402,10 @@ def _print_plan(d: dict) -> None:
     for w in v["warnings"]:
         con.print(f"  [yellow]![/] {_esc(w)}")
     e = d["estimate"]
-    t = Table(title="estimate (not a quote)", show_header=False, expand=False)
-    for k, val in e.items():
-        if k in ("label", "memory_per_gpu", "memory_advice"):
-            continue
-        t.add_row(k.replace("_", " "), _esc(json.dumps(val) if isinstance(val, (dict, list)) else str(val)))
-    con.print(t)
+    from azft.render import kv_table
+
+    con.print(kv_table("estimate (not a quote)", [(k, val) for k, val in e.items()
+                                                 if k not in ("label", "memory_per_gpu", "memory_advice")]))
     if e.get("memory_per_gpu"):
         _print_memory(con, e["memory_per_gpu"])
     if e.get("memory_advice"):
@@ -774,12 +773,17 @@ def list_(backend: Optional[str], limit: int, spec_file: Optional[str], output: 
         return EXIT_OK
     from rich.table import Table
 
+    from azft.render import cell, id_column, print_table, timestamp
+
     t = Table(title="jobs")
-    for col in ("name", "backend", "status", "created", "error"):
-        t.add_column(col)
+    id_column(t, "name")
+    for col in ("backend", "status"):
+        t.add_column(col, no_wrap=True)
+    t.add_column("created", no_wrap=True, min_width=20)
+    t.add_column("error", overflow="fold")
     for i in infos:
-        t.add_row(i.name, i.backend, i.status.value, i.created or "", (i.error or "")[:60])
-    _console().print(t)
+        t.add_row(i.name, i.backend, i.status.value, cell(timestamp(i.created)), _esc(cell(i.error or i.error_code)))
+    print_table(_console(), t)
     return EXIT_OK
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import math
 import os
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -58,9 +57,9 @@ def _leaf(mapping: dict[str, str], name: str) -> str | None:
 
 
 def _iso(ms: int | None) -> str | None:
-    if not ms:
-        return None
-    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).isoformat(timespec="seconds")
+    from azft.render import timestamp
+
+    return timestamp(ms / 1000) if ms else None
 
 
 def _first(metrics: dict[str, float], keys: tuple[str, ...]) -> float | None:
@@ -109,13 +108,15 @@ def run_summary(run: Any) -> dict[str, Any]:
 
 
 def _fmt(value: Any) -> str:
-    if value is None:
-        return "-"
+    from rich.markup import escape
+
+    from azft.render import cell
+
     if isinstance(value, float):
         if math.isnan(value):
             return "nan"
         return f"{value:.4g}"
-    return str(value)
+    return escape(cell(value))
 
 
 def _console():
@@ -138,7 +139,7 @@ def _resolve_run(tracker: Any, ref: str) -> Any:
     try:
         return tracker.get_run(ref)
     except _UE as first:
-        run_id = tracker.find_run_for_job(ref)
+        run_id = tracker.find_run_for_job(ref) or _run_by_prefix(tracker, ref)
         if run_id is None:
             raise UsageError(
                 f"no MLflow run or azft job named {ref!r} at {tracker.display_uri}",
@@ -147,6 +148,20 @@ def _resolve_run(tracker: Any, ref: str) -> Any:
         if run_id == ref:
             raise first
         return tracker.get_run(run_id)
+
+
+def _run_by_prefix(tracker: Any, prefix: str) -> str | None:
+    """The run whose id starts with `prefix` (as `runs list` shows it), when exactly one does."""
+    if len(prefix) < 4 or not all(c in "0123456789abcdef" for c in prefix.lower()):
+        return None
+    matches = sorted({r.info.run_id for r in tracker.search(None, max_results=10000)
+                      if r.info.run_id.startswith(prefix.lower())})
+    if len(matches) > 1:
+        raise UsageError(
+            f"run id prefix {prefix!r} matches {len(matches)} runs: {', '.join(matches[:5])}",
+            hint="give more characters of the run id",
+        )
+    return matches[0] if matches else None
 
 
 @click.group("runs")

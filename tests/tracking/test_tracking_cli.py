@@ -164,3 +164,25 @@ def test_flush_command_reports_a_server_that_is_still_down(workdir: Path):
     res = CliRunner().invoke(runs, ["flush", "--tracking-uri", uri])
     assert "still pending" in res.output
     assert res.exception is not None and res.exception.exit_code == 4
+
+
+def test_runs_show_and_compare_accept_the_id_prefix_runs_list_prints(mlflow_server, three_runs, tmp_path):
+    full = three_runs["cmp-mock"]
+    table = _run(runs, ["list", "--experiment", EXPERIMENT], mlflow_server)
+    assert full[:12] in table.output
+    shown = _run(runs, ["show", full[:12], "--output", "json"], mlflow_server)
+    assert shown.exit_code == 0, shown.output
+    assert json.loads(shown.output)["run_id"] == full
+    both = _run(runs, ["compare", full[:12], three_runs["cmp-local"][:12], "--out", str(tmp_path / "c.png")],
+                mlflow_server)
+    assert both.exit_code == 0, both.output
+
+
+def test_run_times_are_iso_utc_to_the_second_and_tables_have_no_python_leftovers(mlflow_server, three_runs):
+    import re
+
+    shown = json.loads(_run(runs, ["show", "cmp-local", "--output", "json"], mlflow_server).output)
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", shown["start_time"])
+    for args in (["list", "--experiment", EXPERIMENT], ["show", "cmp-maas"]):
+        out = _run(runs, args, mlflow_server).output
+        assert "None" not in out and '{"' not in out and "{'" not in out, out
