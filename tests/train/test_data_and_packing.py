@@ -9,7 +9,7 @@ import pytest
 
 def model_inputs(batch: dict) -> dict:
     """A collated batch without the counters the recipe's trainer reads (the model never sees them)."""
-    return {k: v for k, v in batch.items() if k not in ("real_tokens", "example_lengths")}
+    return {k: v for k, v in batch.items() if k not in ("real_tokens", "example_lengths", "real_positions")}
 
 IGNORE = -100
 

@@ -286,6 +286,7 @@ class PackingCollator:
         ids = torch.full((len(rows), width), self.pad_token_id, dtype=torch.long)
         labels = torch.full((len(rows), width), IGNORE_INDEX, dtype=torch.long)
         pos = torch.zeros((len(rows), width), dtype=torch.long)
+        real = torch.zeros((len(rows), width), dtype=torch.bool)
         for r, members in enumerate(rows):
             c = 0
             for i in members:
@@ -296,12 +297,14 @@ class PackingCollator:
                 labels[r, c : c + n] = lab
                 pos[r, c : c + n] = torch.arange(n)
                 c += n
+            real[r, :c] = True
             if c < width:  # the few padding tokens form their own segment: nothing attends to them
                 pos[r, c:] = torch.arange(width - c)
         return {
             "input_ids": ids,
             "labels": labels,
             "position_ids": pos,
+            "real_positions": real,  # laid end to end, the rows need no padding at all
             "real_tokens": torch.tensor(sum(lengths)),
             "example_lengths": torch.tensor(lengths),
         }

@@ -68,19 +68,22 @@ def load_tokenizer(source: str):
     return tok
 
 
-def pick_precision(requested: str, cuda: bool) -> str:
+def pick_precision(requested: str, cuda: bool) -> tuple[str, str]:
+    """The precision to train in, and why: ``auto`` picks the fastest one that trains correctly on this hardware."""
     import torch
 
+    from ft_hardware import auto_precision, read_cpuinfo
+
     if requested == "auto":
-        if cuda:
-            return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-        return "fp32"
+        return auto_precision(cuda)
     if requested == "fp16" and not cuda:
         raise RecipeError("--precision fp16 needs a CUDA GPU (mixed precision with loss scaling); on CPU use "
                           "--precision bf16 or fp32")
     if requested == "bf16" and cuda and not torch.cuda.is_bf16_supported():
         raise RecipeError("--precision bf16 is not supported by this GPU; use --precision fp16 or auto")
-    return requested
+    if requested == "bf16" and not cuda and not read_cpuinfo().bf16_units:
+        return requested, "requested (this CPU has no bf16 units: bf16 autocast will be slower than fp32)"
+    return requested, "requested"
 
 
 def check_qlora(cuda: bool) -> None:

@@ -29,16 +29,17 @@ def reply_loss_sum(model, batch: dict) -> tuple[torch.Tensor, int]:
     """Summed cross-entropy over the reply tokens of ``batch``, and how many reply tokens there are.
 
     A packed batch (no attention mask: the attention keeps examples apart by their position ids, so the row layout
-    does not matter) is laid end to end as one sequence, and the vocabulary projection runs only at the positions
-    whose next token is a label: prompt tokens and padding never reach the LM head or the softmax. A padded batch
-    goes through the model as it is.
+    does not matter) is laid end to end as one sequence without the rows' padding, and the vocabulary projection
+    runs only at the positions whose next token is a label: prompt tokens never reach the LM head or the softmax,
+    and padding never reaches the model. A padded batch goes through the model as it is.
     """
     labels = batch["labels"]
     if "attention_mask" not in batch:
-        labels = labels.reshape(1, -1)
+        keep = batch["real_positions"].reshape(-1) if "real_positions" in batch else slice(None)
+        ids, pos = batch["input_ids"].reshape(-1)[keep][None], batch["position_ids"].reshape(-1)[keep][None]
+        labels = labels.reshape(-1)[keep][None]
         scored = (labels[0, 1:] != IGNORE_INDEX).nonzero().flatten()  # position j predicts token j + 1
-        logits = model(input_ids=batch["input_ids"].reshape(1, -1), position_ids=batch["position_ids"].reshape(1, -1),
-                       logits_to_keep=scored).logits[0]
+        logits = model(input_ids=ids, position_ids=pos, logits_to_keep=scored).logits[0]
         targets = labels[0, scored + 1]
     else:
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1]
@@ -77,14 +78,19 @@ class RecipeTrainer(Trainer):
     def __init__(self, *args, flops=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.flops = flops  # ft_flops.ModelFlops, or None for the Trainer's own estimate
-        self._tokens_since_store = 0
+        self.positions_seen = 0  # token positions the model computed this session, padding included
+        self._since_store = [0, 0]  # real tokens, positions
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         real = inputs.pop("real_tokens", None)
         inputs.pop("example_lengths", None)
         if real is not None and model.training:
-            self._tokens_since_store += int(real)
+            self._since_store[0] += int(real)
+            real_positions = inputs.get("real_positions")
+            self._since_store[1] += int(real_positions.sum() if real_positions is not None else
+                                        inputs["input_ids"].numel())
         if return_outputs:
+            inputs.pop("real_positions", None)
             return super().compute_loss(model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch)
         loss, count = reply_loss_sum(model, inputs)
         if num_items_in_batch is None:
@@ -102,11 +108,12 @@ class RecipeTrainer(Trainer):
 
     def store_flos(self) -> None:
         """Fold this process's counters into the Trainer state, summed over processes (called before each log)."""
-        tokens = torch.tensor(float(self._tokens_since_store), dtype=torch.float64, device=self.args.device)
+        counts = torch.tensor(self._since_store, dtype=torch.float64, device=self.args.device)
         if self.accelerator.num_processes > 1:
-            tokens = self.accelerator.reduce(tokens, reduction="sum")
-        self.state.num_input_tokens_seen += int(tokens.item())
-        self._tokens_since_store = 0
+            counts = self.accelerator.reduce(counts, reduction="sum")
+        self.state.num_input_tokens_seen += int(counts[0].item())
+        self.positions_seen += int(counts[1].item())
+        self._since_store = [0, 0]
         super().store_flos()
 
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix="eval") -> dict:
@@ -146,11 +153,12 @@ class ReportCallback(TrainerCallback):
         self.files, self.tracker, self.is_main, self.peak_flops = files, tracker, is_main, peak_flops
         self.meter = Throughput()
         self.start_tokens = 0  # real tokens already seen when this session began (a resumed run's count)
+        self.start_flops = 0.0
         self.last_train: dict = {}
         self.last_eval: dict = {}
 
     def on_train_begin(self, args, state, control, **kwargs):
-        self.start_tokens = state.num_input_tokens_seen
+        self.start_tokens, self.start_flops = state.num_input_tokens_seen, state.total_flos
         self.meter = Throughput(tokens=state.num_input_tokens_seen, flops=state.total_flos)
 
     def on_log(self, args, state, control, logs=None, **kwargs):

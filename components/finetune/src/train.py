@@ -34,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from ft_data import TASKS, DataFormatError, PackingCollator, PaddingCollator, encode_file, split  # noqa: E402
 from ft_flops import ModelFlops  # noqa: E402
+from ft_hardware import detect_device  # noqa: E402
 from ft_model import (  # noqa: E402
     RecipeError,
     apply_method,
@@ -187,7 +188,8 @@ class FinetuneRecipe:
         self.cuda = torch.cuda.is_available()
         if self.args.method == "qlora":
             check_qlora(self.cuda)  # before anything slow: the answer does not depend on the model or the data
-        self.precision = pick_precision(self.args.precision, self.cuda)
+        self.precision, self.precision_reason = pick_precision(self.args.precision, self.cuda)
+        self.device = detect_device(self.precision, self.world_size)
 
     def _setup_data(self) -> None:
         args = self.args
@@ -270,7 +272,7 @@ class FinetuneRecipe:
         model = self._setup_model(training_args)
         pad_id = self.tokenizer.pad_token_id
         collator = PackingCollator(pad_id, args.max_seq_length) if args.packing else PaddingCollator(pad_id)
-        self.report = ReportCallback(self.files, self.tracker, self.is_main)
+        self.report = ReportCallback(self.files, self.tracker, self.is_main, peak_flops=self.device.peak_flops)
         self.trainer = RecipeTrainer(
             model=model,
             args=training_args,
@@ -307,8 +309,12 @@ class FinetuneRecipe:
         print(f"model: {self.source} | method {args.method} | trainable {self.trainable:,} of {self.total:,} "
               f"parameters | precision {self.precision} | attention {self.attn_impl} | packing "
               f"{'on' if args.packing else 'off'} | processes {self.world_size}{zero}", flush=True)
+        print(f"precision {self.precision}: {self.precision_reason}", flush=True)
+        peak = f"{self.device.peak_flops / 1e12:.4g} TFLOP/s" if self.device.peak_flops else "unknown"
+        print(f"device: {self.device.kind} {self.device.name} | peak {peak} = {self.device.peak_basis}", flush=True)
         resolved = {k: v for k, v in vars(args).items() if k != "local_rank"}
         resolved.update(model_source=self.source, precision_resolved=self.precision,
+                        precision_reason=self.precision_reason, device=self.device.name,
                         attn_implementation=self.attn_impl, world_size=self.world_size,
                         trainable_parameters=self.trainable, total_parameters=self.total,
                         train_examples=len(self.train_examples), validation_examples=len(self.val_examples))
@@ -367,16 +373,34 @@ class FinetuneRecipe:
             "train_loss": float(self.train_output.training_loss),
             "train_runtime_seconds": round(self.runtime, 2),
             "train_tokens": int(state.num_input_tokens_seen),
-            "tokens_per_second": round((state.num_input_tokens_seen - self.report.start_tokens)
-                                       / max(self.runtime, 1e-9), 1),
             "trainable_parameters": self.trainable,
             "total_parameters": self.total,
             "resumed_from_step": self.resumed_step,
+            **self._throughput(),
         }
         if self.eval_metrics:
             summary["eval_loss"] = float(self.eval_metrics["eval_loss"])
             summary["perplexity"] = float(self.eval_metrics["eval_perplexity"])
         return summary
+
+    def _throughput(self) -> dict:
+        """This session's tokens/s, model FLOP/s and MFU over the whole of train() (docs/mfu.md)."""
+        state, seconds = self.trainer.state, max(self.runtime, 1e-9)
+        flops = (state.total_flos - self.report.start_flops) / seconds
+        tokens = state.num_input_tokens_seen - self.report.start_tokens
+        out = {
+            "tokens_per_second": round(tokens / seconds, 1),
+            "padding_inflation": round(self.trainer.positions_seen / max(tokens, 1), 4),
+            "model_flops": float(state.total_flos),
+            "tflops_per_second": round(flops / 1e12, 6),
+            "precision": self.precision,
+            "precision_reason": self.precision_reason,
+            "peak_basis": self.device.peak_basis,
+        }
+        if self.device.peak_flops:
+            out.update(peak_tflops=round(self.device.peak_flops / 1e12, 6),
+                       mfu=round(flops / self.device.peak_flops, 5))
+        return out
 
     # ------------------------------------------------------------------------------------------------- cleanup
 
