@@ -127,15 +127,20 @@ GPU_PEAK_TFLOPS: dict[str, dict[str, float]] = {
     "H100": {"fp32": 67.0, "tf32": 494.5, "bf16": 989.5, "fp16": 989.5},  # SXM5
     # NVIDIA A100 datasheet (nvidia-a100-datasheet-us-nvidia-1758950-r4-web.pdf): same for 40/80 GB, SXM4 and PCIe.
     "A100": {"fp32": 19.5, "tf32": 156.0, "bf16": 312.0, "fp16": 312.0},
+    # NVIDIA A10 datasheet: sparse tensor figures halved.
+    "A10": {"fp32": 31.2, "tf32": 62.5, "bf16": 125.0, "fp16": 125.0},
     # NVIDIA V100 datasheet (Tesla V100, Volta): no bf16 or tf32 units.
     "V100-SXM2": {"fp32": 15.7, "fp16": 125.0},
     "V100": {"fp32": 14.0, "fp16": 112.0},  # PCIe
+    # NVIDIA T4 datasheet (Turing): no bf16 or tf32 units.
+    "T4": {"fp32": 8.1, "fp16": 65.0},
 }
 
 #: The GPU of each Azure VM size in azft's catalog — Azure's VM size documentation (learn.microsoft.com,
 #: "Sizes for virtual machines in Azure", GPU - accelerated compute): NC A100 v4 = A100 PCIe 80 GB; ND A100 v4 =
 #: A100 SXM4 40 GB; NDm A100 v4 = A100 SXM4 80 GB; NCv3 = V100 16 GB (PCIe: a guess, the page says "V100");
-#: NC H100 v5 = H100 NVL 94 GB; ND H100 v5 = H100 SXM5 80 GB.
+#: NC H100 v5 = H100 NVL 94 GB; ND H100 v5 = H100 SXM5 80 GB; NDv2 = V100 SXM2 32 GB; NCasT4_v3 = T4;
+#: NVadsA10_v5 = A10 (the sizes in this table hold whole GPUs).
 AZURE_VM_GPUS = {
     "Standard_NC24ads_A100_v4": "A100",
     "Standard_NC48ads_A100_v4": "A100",
@@ -149,6 +154,13 @@ AZURE_VM_GPUS = {
     "Standard_NC40ads_H100_v5": "H100 NVL",
     "Standard_NC80adis_H100_v5": "H100 NVL",
     "Standard_ND96isr_H100_v5": "H100",
+    "Standard_ND40rs_v2": "V100-SXM2",
+    "Standard_NC4as_T4_v3": "T4",
+    "Standard_NC8as_T4_v3": "T4",
+    "Standard_NC16as_T4_v3": "T4",
+    "Standard_NC64as_T4_v3": "T4",
+    "Standard_NV36ads_A10_v5": "A10",
+    "Standard_NV72ads_A10_v5": "A10",
 }
 
 
