@@ -105,7 +105,7 @@ def refresh(ml_client: Any, *, models: Optional[list[str]] = None, registry: str
             continue
         try:
             entity = ml_client.models.get(name, label="latest")
-        except Exception as exc:  # noqa: BLE001 - a model missing from the registry is reported, not fatal
+        except Exception as exc:
             if not is_not_found(exc):
                 raise
             missing[mid] = f"{name} is not in registry {registry}"

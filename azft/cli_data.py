@@ -275,8 +275,7 @@ def _print_problems(report, show: int, listed: bool = False) -> None:
     from rich.table import Table
 
     con = _console()
-    for severity, counts, problems in (("error", report.error_counts, report.errors),
-                                       ("warning", report.warning_counts, report.warnings)):
+    for severity, counts in (("error", report.error_counts), ("warning", report.warning_counts)):
         if not counts:
             continue
         grouped = report.grouped(severity)

@@ -63,7 +63,7 @@ def cell(value: Any, kind: Optional[str] = None) -> str:
     if isinstance(value, (list, tuple, set)):
         parts = [cell(v, kind) for v in value]
         return ", ".join(parts) if parts else MISSING
-    if hasattr(value, "value") and isinstance(getattr(value, "value"), str):  # enums
+    if hasattr(value, "value") and isinstance(value.value, str):  # enums
         return value.value
     return str(value)
 

@@ -19,8 +19,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from azft.memory import ERROR_BOUND  # noqa: E402
-from azft.memory_calibration import GRID, QUICK, measure  # noqa: E402
+from azft.memory import ERROR_BOUND
+from azft.memory_calibration import GRID, QUICK, measure
 
 
 def main(argv: list[str] | None = None) -> int:

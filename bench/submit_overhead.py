@@ -62,11 +62,11 @@ def main() -> None:
                 times[label].append(time.perf_counter() - t)
                 counts[label].append(len(em.requests) - n)
 
-            measure("azft submit", lambda: backend.submit(plan))
-            measure("azft resubmit", lambda: backend.submit(plan))
+            measure("azft submit", lambda plan=plan: backend.submit(plan))
+            measure("azft resubmit", lambda plan=plan: backend.submit(plan))
             uri = f"azureml://datastores/workspaceblobstore/paths/azft/data/{plan.data_file('train').sha256}/train.jsonl"
 
-            def raw():
+            def raw(i=i, uri=uri):
                 job = finetuning_job_class()(
                     name=f"raw-{i}", task="ChatCompletion",
                     model=Input(type="mlflow_model", path="azureml://registries/azureml/models/Phi-4-mini-instruct/labels/latest"),

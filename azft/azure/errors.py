@@ -172,7 +172,7 @@ def _body_of(exc: BaseException) -> Any:
         return None
     try:
         return json.loads(response.text())
-    except Exception:  # noqa: BLE001 - not JSON, or no body: the exception's own fields are used
+    except Exception:
         return None
 
 
@@ -289,7 +289,7 @@ def azure_errors(doing: str, ws: Any = None) -> Iterator[None]:
         yield
     except AzftError:
         raise
-    except Exception as exc:  # noqa: BLE001 - filtered right below
+    except Exception as exc:
         if is_azure_exception(exc):
             raise map_error(exc, doing, ws) from None
         raise

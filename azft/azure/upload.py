@@ -206,11 +206,11 @@ def upload_files(
     )
     with progress_bar:
         task = progress_bar.add_task(f"uploading {len(plans)} file(s)", total=todo_bytes)
-        for f, sha, name, blob in plans:
+        for f, sha, _name, blob in plans:
             try:
                 sent, reused = _upload_one(f, sha, blob, block_size, max_concurrency,
                                            lambda n: progress_bar.advance(task, n))
-            except Exception as e:  # noqa: BLE001 - every failure is re-raised as an AzftError naming the file
+            except Exception as e:
                 _raise_upload_error(e, f, info)
             result.bytes_uploaded += sent
             result.blocks_reused += reused
@@ -314,7 +314,7 @@ class BlobUploader:
                                 sha256s={d.path: d.sha256 for d in local if d.path and d.sha256}, **kwargs)
         except AzftError:
             raise
-        except Exception as exc:  # noqa: BLE001 - every SDK failure becomes a readable AzureError
+        except Exception as exc:
             raise map_error(exc, "uploading the data files") from None
 
 

@@ -332,7 +332,7 @@ class AzureBackend(Backend):
             with quiet_sdk():
                 self.ml_client.jobs.get(name)
             return True
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             if is_not_found(exc):
                 return False
             raise map_error(exc, f"looking up job {name}") from None
@@ -357,7 +357,7 @@ class AzureBackend(Backend):
         try:
             with quiet_sdk():
                 ws = self.ml_client.workspaces.get(self.ml_client.workspace_name)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             raise map_error(exc, "reading the workspace") from None
         actual = getattr(ws, "location", None)
         ref = self.workspace_ref()
@@ -443,7 +443,7 @@ class AzureBackend(Backend):
                         break
         except AzftError:
             raise
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             raise map_error(exc, "listing jobs") from None
         return out
 
@@ -453,7 +453,7 @@ class AzureBackend(Backend):
         try:
             with quiet_sdk():
                 run = run_history(self.ml_client).get_run(name)
-        except Exception:  # noqa: BLE001 - the status is known already; the detail is a bonus
+        except Exception:
             return None, None
         err = getattr(run, "error", None)
         inner = getattr(err, "error", None) or err
@@ -467,7 +467,7 @@ class AzureBackend(Backend):
             with quiet_sdk():
                 details = run_history(self.ml_client).get_run_details(name)
             files = dict(getattr(details, "log_files", None) or {})
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             return [f"(logs are not available: run history could not be read: {map_error(exc, 'reading logs')})"]
         lines: list[str] = []
         for fname, url in sorted(files.items()):
@@ -475,7 +475,7 @@ class AzureBackend(Backend):
                 continue
             try:
                 context = ssl.create_default_context(cafile=self.ca_bundle) if self.ca_bundle else None
-                with urllib.request.urlopen(url, timeout=30, context=context) as resp:  # noqa: S310 - run history SAS
+                with urllib.request.urlopen(url, timeout=30, context=context) as resp:
                     lines.extend(resp.read().decode("utf-8", "replace").splitlines())
             except OSError as exc:
                 lines.append(f"({fname} could not be downloaded: {type(exc).__name__})")
@@ -488,7 +488,7 @@ class AzureBackend(Backend):
         job logs to MLflow), else from its MLflow endpoint (needs the azureml-mlflow package)."""
         try:
             return self._run_history_metrics(name)
-        except Exception as exc:  # noqa: BLE001 - the MLflow endpoint is the second way in
+        except Exception as exc:
             first = type(exc).__name__
         try:
             import azureml.mlflow  # noqa: F401
@@ -504,7 +504,7 @@ class AzureBackend(Backend):
             client = MlflowClient(tracking_uri=ws.mlflow_tracking_uri)
             run = client.get_run(name)
             return {k: [(m.step, m.value) for m in client.get_metric_history(name, k)] for k in run.data.metrics}
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             self.on_event(f"metrics could not be read from the workspace's MLflow: {type(exc).__name__}")
             return {}
 

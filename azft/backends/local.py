@@ -196,7 +196,7 @@ class LocalJob(Job):
                 return True
             except OSError:
                 return False
-        except Exception:  # noqa: BLE001 - psutil.NoSuchProcess / AccessDenied
+        except Exception:
             return False
 
     def _error(self) -> str | None:
@@ -467,7 +467,7 @@ class LocalBackend(Backend):
             if spec is not None and hasattr(spec, "model_dump"):
                 client.log_dict(run.info.run_id, spec.model_dump(mode="json"), "spec.json")
             return run.info.run_id
-        except Exception as e:  # noqa: BLE001 - tracking never blocks training
+        except Exception as e:
             print(f"warning: could not create an MLflow run at {uri.split('?')[0]} ({type(e).__name__}: "
                   f"{str(e)[:200]}); the job runs without MLflow and keeps metrics in its metrics folder",
                   file=sys.stderr)
@@ -531,7 +531,7 @@ class LocalBackend(Backend):
             import psutil
 
             state["pid_create_time"] = psutil.Process(proc.pid).create_time()
-        except Exception:  # noqa: BLE001 - psutil missing or the process already ended
+        except Exception:
             pass
         job._write_state(state)
         return job

@@ -42,7 +42,7 @@ class MaapBackend(AzureBackend):
         try:
             with quiet_sdk():
                 compute = ops.get(name)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             if not is_not_found(exc):
                 raise map_error(exc, f"reading compute cluster {name}") from None
         if compute is None:

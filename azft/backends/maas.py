@@ -54,7 +54,7 @@ class MaasBackend(AzureBackend):
             with quiet_sdk():
                 ops.get(name)
             return
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             if not is_not_found(exc):
                 raise map_error(exc, f"reading marketplace subscription {name}") from None
         from azure.ai.ml.entities import MarketplaceSubscription

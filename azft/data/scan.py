@@ -284,7 +284,7 @@ def _scan(cfg: ScanConfig, start: int, end: int, sink: Sink | None, splitter: _R
             results = counter.count_chat([r.chat for _, r in pending])
         else:
             results = counter.count_fields([(r.inputs, r.outputs) for _, r in pending])
-        for (line, row), res in zip(pending, results):
+        for (line, _row), res in zip(pending, results):
             if isinstance(res, str):
                 col.line = line
                 emit("template-error", "messages", res, "fix the conversation so the model's chat template accepts it",

@@ -252,7 +252,7 @@ def scan_parallel_streaming(cfgs: list[ScanConfig], ranges: list[tuple[int, int]
                                            f"{proc.returncode}): {tail[0]}", hint="rerun with --workers 1")
                 else:
                     results[i] = pickle.loads(out)
-        except BaseException as exc:  # noqa: BLE001 - handed to the main thread
+        except BaseException as exc:
             results[i] = exc
         finally:
             if r is not None:

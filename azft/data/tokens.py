@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 # Phi-3's chat template (as in the instruct models' tokenizer_config.json), used when a tokenizer has none.
-from azft.tiny_phi3 import CHAT_TEMPLATE as PHI3_CHAT_TEMPLATE  # noqa: E402
+from azft.tiny_phi3 import CHAT_TEMPLATE as PHI3_CHAT_TEMPLATE
 
 # Hub ids for catalog model ids, used only when the catalog does not name one.
 _HUB_IDS = {

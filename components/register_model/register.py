@@ -200,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
             registered = register(args, model_dir, tags)
         except StepError:
             raise
-        except Exception as exc:  # noqa: BLE001 - any SDK failure becomes one readable line
+        except Exception as exc:
             raise StepError(f"registration failed: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}",
                             EXIT_FAILED) from None
     except StepError as exc:

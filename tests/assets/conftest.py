@@ -9,9 +9,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # asset_runner.py, asset_data.py
 
-REPO = Path(__file__).resolve().parents[2]
-
 from asset_data import CHAT_ROWS, PHI3_CHAT_TEMPLATE, SPECIAL, write_jsonl
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="session")

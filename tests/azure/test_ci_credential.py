@@ -19,7 +19,7 @@ def test_github_actions_assertion_is_fetched_from_the_runner_each_time():
     calls = []
 
     class Runner(BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802
+        def do_GET(self):
             calls.append((self.path, self.headers.get("Authorization")))
             body = json.dumps({"value": f"oidc-token-{len(calls)}"}).encode()
             self.send_response(200)

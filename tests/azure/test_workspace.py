@@ -124,7 +124,7 @@ def _sdk_error(emulator, ml, fault_status=None, workspace=None):
         emulator.inject(r"/workspaces/ws-azft$", status=fault_status, times=None)
     try:
         ml.workspaces.get(workspace or emulator.workspace_name)
-    except Exception as e:  # noqa: BLE001 - the SDK's own exception types are what is being mapped
+    except Exception as e:
         return e
     raise AssertionError("expected the SDK call to fail")
 

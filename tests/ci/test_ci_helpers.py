@@ -93,7 +93,7 @@ def test_github_outputs_are_matrices(run_ci, repo, clean_ci_env, tmp_path):
 def test_azure_devops_output_variables(run_ci, repo, clean_ci_env):
     res = run_ci("specs", "--repo", str(repo), "--all", "--format", "azure-devops")
     assert res.code == 0, res.err
-    lines = dict(l.split("]", 1) for l in res.out.splitlines())
+    lines = dict(line.split("]", 1) for line in res.out.splitlines())
     matrix = json.loads(lines["##vso[task.setvariable variable=planMatrix;isOutput=true"])
     assert matrix["specs_pinned"] == {"spec": "specs/pinned.yaml", "backend": "mock"}
     assert lines["##vso[task.setvariable variable=count;isOutput=true"] == "3"

@@ -8,7 +8,6 @@ import shutil
 import textwrap
 from pathlib import Path
 
-import pytest
 
 from tests.conftest import EXAMPLES
 

@@ -12,7 +12,7 @@ resource group; model reads then go to ``{primaryRegionResourceProviderUri}mferp
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Optional
 
 from azft.emulator.routes import Route
 from azft.emulator.wire import PROVIDER, HttpError, RecordedRequest, Response

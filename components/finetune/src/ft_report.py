@@ -155,7 +155,7 @@ class MlflowLogger:
                     self._mlflow.start_run(run_id=run_id or None)
                 self._started = True
             return fn(self._mlflow, *a, **kw)
-        except Exception as e:  # noqa: BLE001 - tracking must never stop training
+        except Exception as e:
             self._warn(what, e)
             return None
 
@@ -193,7 +193,7 @@ class MlflowLogger:
             try:
                 self._mlflow.flush_async_logging()
                 self._mlflow.end_run(status=status)
-            except Exception as e:  # noqa: BLE001
+            except Exception as e:
                 self._warn("end_run", e)
 
 

@@ -32,10 +32,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from ft_data import TASKS, DataFormatError, PackingCollator, PaddingCollator, encode_file, split  # noqa: E402
-from ft_flops import ModelFlops  # noqa: E402
-from ft_hardware import detect_device  # noqa: E402
-from ft_model import (  # noqa: E402
+from ft_data import TASKS, DataFormatError, PackingCollator, PaddingCollator, encode_file, split
+from ft_flops import ModelFlops
+from ft_hardware import detect_device
+from ft_model import (
     RecipeError,
     apply_method,
     check_qlora,
@@ -44,8 +44,8 @@ from ft_model import (  # noqa: E402
     pick_precision,
     resolve_model,
 )
-from ft_report import MetricsFiles, MlflowLogger  # noqa: E402
-from ft_trainer import (  # noqa: E402
+from ft_report import MetricsFiles, MlflowLogger
+from ft_trainer import (
     ListDataset,
     RecipeTrainer,
     RecipeTrainingArguments,
