@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import math
+import os
 import secrets
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence
 
 from azft.backends.base import Job, JobInfo, backend_class, backend_names, get_backend
 from azft.errors import IncompatibleError, Problem, UsageError
 from azft.plan import Plan, make_plan
 from azft.spec import JobSpec, load_spec
-from azft.state import lookup_submission, record_submission
+from azft.state import check_job_name, locked, lookup_submission, record_submission, state_dir
 
 
 def load_prices(path: Optional[str]) -> tuple[dict, Optional[str]]:
@@ -46,7 +48,7 @@ def workspace_options(spec: Optional[JobSpec], backend: str) -> dict[str, Any]:
 def plan(spec: JobSpec | str | Path, backend: str = "local", *, prices: Optional[str] = None,
          force: bool = False, check_data: bool = True, render: bool = True) -> Plan:
     """The dry-run of a spec on a backend (no network): the pure plan, the workspace a submit would use, and the
-    request the backend would send (``Backend.render``) when the verdict allows a submit."""
+    request the backend would send (``Backend.render``) when the verdict allows a submit. ``force`` gives the job a fresh name."""
     if not isinstance(spec, JobSpec):
         spec = load_spec(spec)
     table, source = load_prices(prices)
@@ -62,33 +64,170 @@ def plan(spec: JobSpec | str | Path, backend: str = "local", *, prices: Optional
     return p
 
 
+def apply_overrides(spec: JobSpec, backend: str, *, tracking_uri: Optional[str] = None,
+                    mock_target: Optional[str] = None, faults: Sequence[Any] = ()) -> JobSpec:
+    """Command-line overrides, applied the same way for the CLI and scripts (the spec object is changed in place).
+
+    The MLflow tracking URI is the first of: ``tracking_uri``, the spec's ``tracking.tracking_uri``,
+    ``$MLFLOW_TRACKING_URI``, azft's local store. ``faults`` (FaultSpec or dicts) work with the mock backend only."""
+    from azft.spec import FaultSpec
+
+    uri = resolve_tracking_uri(spec, tracking_uri)
+    if uri:
+        spec.tracking.tracking_uri = uri
+    if mock_target:
+        spec.mock.target = mock_target
+    if faults:
+        if backend != "mock":
+            raise UsageError("faults (--fault) work with the mock backend only")
+        spec.mock.faults.extend(f if isinstance(f, FaultSpec) else FaultSpec.model_validate(f) for f in faults)
+    return spec
+
+
+def resolve_tracking_uri(spec: Optional[JobSpec], override: Optional[str] = None) -> Optional[str]:
+    """``override`` > the spec's tracking.tracking_uri > ``$MLFLOW_TRACKING_URI`` > None (azft's local store)."""
+    return override or (spec.tracking.tracking_uri if spec is not None else None) or \
+        os.environ.get("MLFLOW_TRACKING_URI") or None
+
+
+def default_poll(backend: str) -> float:
+    """Seconds between status checks: 1 s on this machine (local, mock), 15 s against Azure."""
+    return 1.0 if backend in ("local", "mock") else 15.0
+
+
+def check_wait_options(timeout: Optional[float], poll_interval: Optional[float]) -> None:
+    """``timeout`` and ``poll_interval`` are positive, finite numbers (checked before anything is submitted)."""
+    for name, value in (("timeout", timeout), ("poll interval", poll_interval)):
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+            raise UsageError(f"the {name} must be a positive number of seconds, got {value!r}")
+
+
 def _refuse(plan: Plan) -> IncompatibleError:
-    problems = [Problem(r, file=str(plan.spec.source) if plan.spec.source else None) for r in plan.verdict.reasons]
-    alts = "; ".join(plan.verdict.alternatives)
     return IncompatibleError(
         f"cannot run {plan.spec.name} on {plan.backend}; nothing was uploaded or submitted",
-        hint=f"what works instead: {alts}" if alts else None,
-        problems=problems,
+        hint=f"what works instead: {'; '.join(plan.verdict.alternatives)}" if plan.verdict.alternatives else None,
+        problems=verdict_problems(plan),
     )
 
 
-def submit(plan: Plan, *, force: bool = False, track: bool = True, backend_options: Optional[dict] = None,
-           on_event: Optional[Callable[[str], None]] = None) -> Job:
+def verdict_problems(plan: Plan) -> list[Problem]:
+    """The verdict's reasons as problems naming the spec's file, line and field (like schema problems)."""
+    from azft.spec import line_of
+
+    spec = plan.spec
+    file = str(spec.source) if spec.source else None
+    out = []
+    for reason in plan.verdict.reasons:
+        field = _reason_field(spec, reason)
+        message = reason
+        if field and reason.startswith(field + ": "):
+            message = reason[len(field) + 2:]
+        loc = tuple(field.split(".")) if field else ()
+        out.append(Problem(message, file=file, line=line_of(spec, *loc) if loc else None, field=field))
+    return out
+
+
+def _reason_field(spec: JobSpec, reason: str) -> Optional[str]:
+    """The spec field a backend's reason is about: a leading ``field:``, else the written field it names."""
+    import re
+
+    lines = getattr(spec, "_lines", None) or {}
+    written = sorted({".".join(str(p) for p in k) for k in lines if k and all(isinstance(p, str) for p in k)},
+                     key=len, reverse=True)
+    m = re.match(r"([a-z_]+(?:\.[a-z_]+)*): ", reason)
+    if m and m.group(1) in written:
+        return m.group(1)
+    for field in written:
+        leaf = field.rsplit(".", 1)[-1]
+        if re.search(rf"(?<![\w.]){re.escape(field)}(?![\w])", reason) or (
+                "." in field and re.search(rf"(?<![\w.]){re.escape(leaf)}(?![\w])", reason)):
+            return field
+    for key in ("model", "method", "task"):
+        if key in written and re.search(rf"\b{key}\b", reason, re.I):
+            return key
+    if "model" in written and spec.model in reason:
+        return "model"
+    return None
+
+
+def submit(plan: Plan, *, force: bool = False, retry: bool = False, track: bool = True,
+           backend_options: Optional[dict] = None, on_event: Optional[Callable[[str], None]] = None) -> Job:
     """Submit a plan. Nothing is uploaded or submitted unless every check passed.
 
-    Idempotent: the same spec and data give the same job name, and a second submit returns the existing job.
+    Idempotent: the same spec and data give the same job name, and a second submit returns the existing job (one
+    job and one MLflow run, also when identical submits run at once). A job that Failed or was Canceled is not
+    submitted again silently: that raises JobFailedError/JobCancelledError (exit 1/3) unless ``retry`` is set, which
+    starts it again (local: in place, resuming from its last checkpoint; Azure and mock: a new job named
+    ``<job>-retry<N>``, as Azure job names cannot be reused). ``force`` submits a new job whatever exists.
     """
     if not plan.ok:
         raise _refuse(plan)
     say = on_event or (lambda msg: None)
     backend = get_backend(plan.backend, **{**workspace_options(plan.spec, plan.backend), **(backend_options or {})})
+    with locked(state_dir() / "locks" / plan.job_name):
+        if not force:
+            _apply_resubmit_rule(plan, backend, retry, say)
+        return _submit_locked(plan, backend, force=force, retry=retry, track=track, say=say)
+
+
+def _latest_attempt(name: str) -> str:
+    seen = {name}
+    while True:
+        nxt = (lookup_submission(name) or {}).get("retried_as")
+        if not nxt or nxt in seen:
+            return name
+        seen.add(nxt)
+        name = nxt
+
+
+def _find_job(backend: Any, name: str) -> Optional[Job]:
+    try:
+        return backend.get_job(name)
+    except UsageError:
+        return None
+
+
+def _apply_resubmit_rule(plan: Plan, backend: Any, retry: bool, say: Callable[[str], None]) -> None:
+    """Point the plan at the latest attempt of this job; refuse or retry one that Failed or was Canceled."""
+    from azft.backends.base import JobStatus
+    from azft.errors import JobCancelledError, JobFailedError
+
+    original = plan.job_name
+    name = _latest_attempt(original)
+    existing = _find_job(backend, name)
+    if existing is None:
+        return
+    info = existing.info()
+    plan.job_name = name
+    if info.status not in (JobStatus.FAILED, JobStatus.CANCELED):
+        return
+    if not retry:
+        ended = "failed" if info.status == JobStatus.FAILED else "was canceled"
+        why = f" ({info.error_code + ': ' if info.error_code else ''}{info.error})" if info.error else ""
+        cls = JobFailedError if info.status == JobStatus.FAILED else JobCancelledError
+        raise cls(f"job {name} {ended}{why}; nothing was submitted",
+                  hint="`azft submit --retry` runs it again (`azft logs " + name + "` shows what happened)")
+    if plan.backend != "local":  # Azure job names are final: the new attempt gets its own
+        n = 2
+        while _find_job(backend, f"{original}-retry{n}") is not None:
+            n += 1
+        plan.job_name = f"{original}-retry{n}"
+        record_submission(name, retried_as=plan.job_name)
+    say(f"job {name} {info.status.value.lower()}; trying again as {plan.job_name}")
+
+
+def _submit_locked(plan: Plan, backend: Any, *, force: bool, retry: bool, track: bool,
+                   say: Callable[[str], None]) -> Job:
     tracker = None
     run_id = None
+    created_run = False
     if track:
         from azft.tracking import Tracker
 
         tracker = Tracker(plan.tracking_uri, plan.spec.experiment)
-        run_id = tracker.find_run_for_job(plan.job_name) if not force else None
+        run_id = tracker.find_run_for_job(plan.job_name) if not (force or retry) else None
         if run_id is None:
             run_id = tracker.start_submission(
                 spec=plan.spec.canonical(),
@@ -99,6 +238,7 @@ def submit(plan: Plan, *, force: bool = False, track: bool = True, backend_optio
                 studio_url=None,
                 tags=dict(plan.spec.tags),
             )
+            created_run = True
         # the training process logs into this run itself when the store answers (empty while buffered)
         env = tracker.run_env(run_id)
         plan.tracking_run_id = env.get("MLFLOW_RUN_ID")
@@ -106,23 +246,15 @@ def submit(plan: Plan, *, force: bool = False, track: bool = True, backend_optio
     try:
         job = backend.submit(plan, force=force)
     except BaseException:
-        if tracker and run_id:
+        # only the run this call created is closed: an earlier submission's run keeps its own outcome
+        if tracker and run_id and created_run:
             try:
                 tracker.log_final(run_id, {}, status="FAILED")
             except Exception:  # the submit error matters more than the tracking one
                 pass
         raise
     if tracker and run_id:
-        try:
-            info = job.info()
-            tags = {"azft.job_name": job.name, **plan.data_tags()}
-            if info.studio_url:
-                tags["azft.studio_url"] = info.studio_url
-            tracker.set_tags(run_id, tags)
-            for path in getattr(job, "artifacts", lambda: [])():
-                tracker.log_artifact(run_id, path)
-        except Exception as e:  # tracking never blocks a submission
-            say(f"warning: could not update MLflow run {run_id}: {e}")
+        _tag_run(tracker, run_id, job, plan.data_tags(), say)
     record_submission(
         job.name,
         backend=plan.backend,
@@ -137,8 +269,24 @@ def submit(plan: Plan, *, force: bool = False, track: bool = True, backend_optio
     return job
 
 
+def _tag_run(tracker: Any, run_id: str, job: Job, job_tags: dict, say: Callable[[str], None]) -> None:
+    try:
+        info = job.info()
+        tags = {"azft.job_name": job.name, **job_tags}
+        if info.studio_url:
+            tags["azft.studio_url"] = info.studio_url
+        tracker.set_tags(run_id, tags)
+        for path in getattr(job, "artifacts", lambda: [])():
+            tracker.log_artifact(run_id, path)
+    except Exception as e:  # tracking never blocks a submission
+        say(f"warning: could not update MLflow run {run_id}: {e}")
+
+
 def get_job(name: str, backend: Optional[str] = None, **backend_options: Any) -> Job:
-    """Find a job by name: the local submission index says which backend it went to, or pass `backend`."""
+    """Find a job by name: the local submission index says which backend it went to, or pass `backend`.
+
+    The name is checked against Azure ML's name rule first (UsageError otherwise): it never reaches a path unchecked."""
+    check_job_name(name)
     rec = lookup_submission(name) or {}
     backend = backend or rec.get("backend")
     if not backend:
@@ -168,15 +316,36 @@ def list_jobs(backend: Optional[str] = None, limit: int = 50, *, spec: JobSpec |
     return out[:limit] if backend else out
 
 
+def wait(job: Job, *, timeout: Optional[float] = None, poll_interval: Optional[float] = None,
+         on_update: Optional[Callable[[JobInfo], None]] = None,
+         on_event: Optional[Callable[[str], None]] = None) -> JobInfo:
+    """Follow a job to its end, then copy its metrics and outputs into its MLflow run and close the run.
+
+    Raises JobCancelledError (exit 3) when ``timeout`` passes first (the job keeps running). Returns the final
+    JobInfo; ``info.status`` says Completed, Failed or Canceled."""
+    check_wait_options(timeout, poll_interval)
+    info = job.wait(timeout=timeout, poll_interval=poll_interval or default_poll(job.backend), on_update=on_update)
+    try:
+        finish_tracking(job, info)
+    except Exception as e:  # tracking never hides the job's outcome
+        if on_event:
+            on_event(f"warning: could not record the final metrics in MLflow: {e}")
+    return info
+
+
 def finish_tracking(job: Job, info: JobInfo) -> None:
     """Copy a finished job's metrics and outputs into its MLflow run and close it (idempotent)."""
     rec = lookup_submission(job.name) or {}
     run_id = rec.get("mlflow_run_id")
     if not run_id:
         return
+    from azft.redact import REDACTED
     from azft.tracking import Tracker
 
-    tracker = Tracker(rec.get("tracking_uri"), rec.get("experiment") or "azft")
+    uri = rec.get("tracking_uri")
+    if uri and REDACTED in uri:  # stored without its password: the same URI comes from the environment
+        uri = os.environ.get("MLFLOW_TRACKING_URI") or uri
+    tracker = Tracker(uri, rec.get("experiment") or "azft")
     history = job.metrics_history()
     if history:
         tracker.log_metrics(run_id, history)

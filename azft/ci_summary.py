@@ -288,7 +288,7 @@ class StepResult:
 
 def read_step(step: str, path: str | None) -> StepResult | None:
     """Load one step's JSON output; a step that did not run or wrote no JSON is reported, never raised."""
-    from azft.tracking.redact import redact
+    from azft.redact import redact
 
     if path is None:
         return None

@@ -15,7 +15,8 @@ from azft.errors import EXIT_CANCELLED, EXIT_INVALID, EXIT_JOB_FAILED, EXIT_OK, 
 
 BACKENDS = backend_names()
 OUTPUTS = ("table", "yaml", "json")
-EXIT_CODES_HELP = "Exit codes: 0 success, 1 job failed, 2 invalid spec/data/usage, 3 cancelled or timed out, 4 Azure/auth/transport error."
+EXIT_CODES_HELP = ("Exit codes: 0 success, 1 job failed, 2 invalid spec/data/usage, 3 cancelled or timed out, "
+                   "4 Azure/auth/transport error, 5 internal error in azft (a bug).")
 
 
 def _console(stderr: bool = False):
@@ -98,14 +99,15 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 def report_error(err: AzftError, output: str = "table") -> int:
     if output == "json":
+        doc = err.to_dict()
         azure = {k: getattr(err, k) for k in ("code", "request_id", "status") if getattr(err, k, None)}
-        click.echo(json.dumps({"ok": False, "error": err.message, "hint": err.hint, "exit_code": err.exit_code,
-                               "problems": [p.to_dict() for p in err.problems], **({"azure": azure} if azure else {})},
-                              indent=2))
+        if azure:
+            doc["azure"] = azure
+        click.echo(json.dumps(doc, indent=2))
         return err.exit_code
     con = _console(stderr=True)
     if err.problems:
-        con.print(f"[bold red]error:[/] {err.message}")
+        con.print(f"[bold red]error:[/] {_esc(err.message)}")
         for p in err.problems:
             con.print(f"  [red]✗[/] {_esc(p.render())}")
     else:
@@ -121,50 +123,77 @@ def _esc(s: str) -> str:
     return escape(s)
 
 
-def main(argv: Optional[list[str]] = None) -> None:
-    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+def _output_mode(args: list[str]) -> str:
+    """`--output`/`-o` as given on the command line, known before click parses it (usage errors honour it too)."""
     output = "table"
-    args = argv if argv is not None else sys.argv[1:]
     for i, a in enumerate(args):
         if a in ("--output", "-o") and i + 1 < len(args):
             output = args[i + 1]
         elif a.startswith("--output="):
             output = a.split("=", 1)[1]
-        elif a.startswith("-o") and len(a) > 2:
+        elif a.startswith("-o") and not a.startswith("--") and len(a) > 2:
             output = a[2:]
+    return output if output in OUTPUTS else "table"
+
+
+def main(argv: Optional[list[str]] = None) -> None:
+    args = list(argv if argv is not None else sys.argv[1:])
+    debug = "--debug" in args
+    output = _output_mode(args)
     try:
-        rv = cli.main(args=argv, prog_name="azft", standalone_mode=False)
+        rv = cli.main(args=args, prog_name="azft", standalone_mode=False)
         sys.exit(rv if isinstance(rv, int) else EXIT_OK)
     except AzftError as e:
         if debug:
             raise
         sys.exit(report_error(e, output))
     except click.exceptions.Abort:
-        click.echo("aborted", err=True)
-        sys.exit(EXIT_CANCELLED)
+        sys.exit(report_error(_cancelled("aborted"), output))
     except click.ClickException as e:
+        if output == "json":
+            from azft.errors import UsageError
+
+            hint = f"`{e.ctx.command_path} --help` lists the options" if getattr(e, "ctx", None) else None
+            sys.exit(report_error(UsageError(e.format_message(), hint=hint), output))
         e.show()
         sys.exit(EXIT_INVALID)
     except click.exceptions.Exit as e:
         sys.exit(e.exit_code)
     except KeyboardInterrupt:
-        click.echo("interrupted", err=True)
-        sys.exit(EXIT_CANCELLED)
+        import signal
+
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C does not turn exit 3 into a traceback
+        sys.exit(report_error(_cancelled("interrupted"), output))
     except Exception as e:  # never a traceback without --debug
         if debug:
             raise
-        mapped = _map_foreign(e)
-        if mapped is not None:
-            sys.exit(report_error(mapped, output))
-        msg = str(e).splitlines()[0][:300] if str(e) else ""
-        code = EXIT_INVALID if isinstance(e, (ValueError, TypeError)) else 4
-        if output == "json":
-            click.echo(json.dumps({"ok": False, "error": f"unexpected {type(e).__name__}: {msg}", "exit_code": code,
-                                   "hint": "rerun with --debug for the full traceback"}, indent=2))
-            sys.exit(code)
-        click.echo(f"error: unexpected {type(e).__name__}: {msg}", err=True)
-        click.echo("  hint: rerun with --debug for the full traceback, and report it if it is a bug", err=True)
-        sys.exit(code)
+        sys.exit(report_error(classify_exception(e), output))
+
+
+def _cancelled(message: str) -> AzftError:
+    from azft.errors import JobCancelledError
+
+    return JobCancelledError(message)
+
+
+def classify_exception(e: BaseException) -> AzftError:
+    """An exception no azft layer turned into an AzftError: Azure/transport (4), the file system (2), or a bug (5)."""
+    from azft.errors import InternalError, UsageError
+
+    mapped = _map_foreign(e)
+    if mapped is not None:
+        return mapped
+    if isinstance(e, OSError) and not isinstance(e, (ConnectionError, TimeoutError)):
+        where = f" {e.filename}" if getattr(e, "filename", None) else ""
+        return UsageError(f"cannot access{where}: {e.strerror or e}",
+                          hint="check the path and its permissions")
+    if isinstance(e, (ConnectionError, TimeoutError)):
+        from azft.errors import AzureError
+
+        return AzureError(f"network error: {type(e).__name__}: {e}")
+    msg = " ".join(str(e).split())[:300]
+    return InternalError(f"internal error (a bug in azft): {type(e).__name__}{': ' + msg if msg else ''}",
+                         hint="rerun with --debug for the full traceback and report it; exit code 5 means a bug")
 
 
 def _map_foreign(e: Exception) -> Optional[AzftError]:
@@ -220,9 +249,8 @@ def validate(spec_file: str, backend: Optional[str], no_data: bool, output: str)
 
 
 def _data_problems(spec, model, spec_file: str):
-    from pathlib import Path
-
     from azft.errors import Problem
+    from azft.safe_yaml import path_problem
     from azft.spec import is_uri, line_of
 
     out = []
@@ -235,8 +263,10 @@ def _data_problems(spec, model, spec_file: str):
         if not ref or is_uri(ref):
             continue
         path = spec.resolve_path(ref)
-        if not Path(path).exists():
-            out.append(Problem(f"{ref} does not exist (resolved to {path})", file=spec_file,
+        problem = path_problem(path)
+        if problem:
+            where = f" (resolved to {path})" if problem == "does not exist" else ""
+            out.append(Problem(f"{ref} {problem}{where}", file=spec_file,
                                line=line_of(spec, "data", role), field=f"data.{role}"))
             continue
         try:
@@ -457,8 +487,14 @@ def schema(out: Optional[str]) -> int:
 
     text = json.dumps(json_schema(), indent=2)
     if out:
-        with open(out, "w", encoding="utf-8") as f:
-            f.write(text + "\n")
+        try:
+            with open(out, "w", encoding="utf-8") as f:
+                f.write(text + "\n")
+        except OSError as e:
+            from azft.errors import UsageError
+
+            raise UsageError(f"--out {out}: cannot write ({e.strerror or e})",
+                             hint="the folder must exist and be writable") from None
         click.echo(f"wrote {out}")
     else:
         click.echo(text)
@@ -538,10 +574,69 @@ def _interrupt_on_ci_signals() -> None:
             signal.signal(sig, raise_interrupt)
 
 
-def _follow(job, *, timeout: Optional[float], poll: float, output: str, cancel_on_interrupt: bool,
+class Seconds(click.ParamType):
+    """A positive, finite number of seconds (``--timeout``, ``--poll``): refused before anything is submitted."""
+
+    name = "seconds"
+
+    def convert(self, value, param, ctx):
+        import math
+
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number of seconds", param, ctx)
+        if not math.isfinite(number) or number <= 0:
+            self.fail(f"{value!r} is not a positive number of seconds", param, ctx)
+        return number
+
+
+SECONDS = Seconds()
+
+
+def _pump_logs(job, con, stop) -> None:
+    import threading
+
+    def pump():
+        try:
+            for line in job.logs(follow=True):
+                if stop.is_set():
+                    break
+                con.print(_esc(line.rstrip("\n")))
+        except Exception as e:  # logs are a convenience; the status poll decides the outcome
+            con.print(f"[yellow]logs unavailable: {_esc(str(e))}[/]")
+
+    threading.Thread(target=pump, daemon=True).start()
+
+
+def _on_interrupt(job, con, cancel_on_interrupt: bool) -> int:
+    """Ctrl-C while watching: leave the job running, or request its cancellation. A second Ctrl-C (or SIGTERM)
+    while the cancel request is on its way stops waiting for it; the exit code is 3 either way."""
+    import signal
+
+    if not cancel_on_interrupt:
+        con.print(f"interrupted: {job.name} keeps running; `azft wait {job.name}` resumes watching")
+        return EXIT_CANCELLED
+    try:
+        job.cancel()
+        con.print(f"interrupted: cancel requested for {job.name}")
+    except KeyboardInterrupt:
+        con.print(f"interrupted again: the cancel request for {job.name} may not have been sent; "
+                  f"`azft cancel {job.name}` sends it")
+    except Exception as e:  # the interruption, not the failed cancel, decides the exit code
+        con.print(f"interrupted: could not cancel {job.name} ({_esc(str(e))}); `azft cancel {job.name}` retries")
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_IGN)  # nothing interrupts the way out
+    return EXIT_CANCELLED
+
+
+def _follow(job, *, timeout: Optional[float], poll: Optional[float], output: str, cancel_on_interrupt: bool,
             stream_logs: bool) -> int:
     """Watch a job to its end; Ctrl-C leaves it running (or cancels it with --cancel-on-interrupt)."""
+    import contextlib
     import threading
+    import time
 
     from azft import api
 
@@ -550,25 +645,11 @@ def _follow(job, *, timeout: Optional[float], poll: float, output: str, cancel_o
     if cancel_on_interrupt:
         _interrupt_on_ci_signals()
     if stream_logs and output == "table":
-        def pump():
-            try:
-                for line in job.logs(follow=True):
-                    if stop.is_set():
-                        break
-                    con.print(_esc(line.rstrip("\n")))
-            except Exception as e:  # logs are a convenience; the status poll decides the outcome
-                con.print(f"[yellow]logs unavailable: {_esc(str(e))}[/]")
-
-        threading.Thread(target=pump, daemon=True).start()
-
-    import contextlib
-    import time
-
+        _pump_logs(job, con, stop)
     started = time.monotonic()
     # a live spinner with the current state on a terminal (CI logs get the plain transition lines only)
     live = con.status(f"{job.name}: waiting", spinner="dots") if (
         output == "table" and not stream_logs and con.is_terminal) else contextlib.nullcontext()
-
     try:
         with live as spinner:
             def update(info):
@@ -578,74 +659,70 @@ def _follow(job, *, timeout: Optional[float], poll: float, output: str, cancel_o
                     if spinner is not None:
                         spinner.update(f"{info.name}: {info.status.value} (since {elapsed})")
 
-            info = job.wait(timeout=timeout, poll_interval=poll, on_update=update)
+            info = api.wait(job, timeout=timeout, poll_interval=poll, on_update=update,
+                            on_event=lambda m: con.print(f"[yellow]{_esc(m)}[/]"))
     except KeyboardInterrupt:
         stop.set()
-        if cancel_on_interrupt:
-            job.cancel()
-            con.print(f"interrupted: cancel requested for {job.name}")
-        else:
-            con.print(f"interrupted: {job.name} keeps running; `azft wait {job.name}` resumes watching")
-        return EXIT_CANCELLED
+        return _on_interrupt(job, con, cancel_on_interrupt)
     finally:
         stop.set()
-    try:
-        api.finish_tracking(job, info)
-    except Exception as e:
-        con.print(f"[yellow]warning: could not record the final metrics in MLflow: {_esc(str(e))}[/]")
-    if output == "table":
-        style = {"Completed": "green", "Failed": "red"}.get(info.status.value, "yellow")
-        _console().print(f"[{style}]{_esc(_info_line(info))}[/]")
-        for k, val in (info.metrics or {}).items():
-            _console().print(f"  {k}: {val:.4g}" if isinstance(val, float) else f"  {k}: {val}")
-        for k, val in (info.outputs or {}).items():
-            _console().print(f"  {k}: {val}")
-    else:
-        _emit(info.to_dict(), output)
+    _print_outcome(info, output)
     return _exit_for(info)
+
+
+def _print_outcome(info, output: str) -> None:
+    if output != "table":
+        _emit(info.to_dict(), output)
+        return
+    style = {"Completed": "green", "Failed": "red"}.get(info.status.value, "yellow")
+    _console().print(f"[{style}]{_esc(_info_line(info))}[/]")
+    for k, val in (info.metrics or {}).items():
+        _console().print(f"  {k}: {val:.4g}" if isinstance(val, float) else f"  {k}: {val}")
+    for k, val in (info.outputs or {}).items():
+        _console().print(f"  {k}: {val}")
 
 
 @cli.command()
 @click.argument("spec_file", type=click.Path())
 @click.option("--backend", "-b", type=click.Choice(BACKENDS), default="local", show_default=True)
 @click.option("--wait", "wait_", is_flag=True, help="Follow the job to its end; the exit code reflects the outcome.")
-@click.option("--timeout", type=float, default=None, help="With --wait: give up waiting after this many seconds (exit 3).")
-@click.option("--poll", type=float, default=None, help="Seconds between status checks.")
+@click.option("--timeout", type=SECONDS, default=None,
+              help="With --wait: give up waiting after this many seconds (exit 3).")
+@click.option("--poll", type=SECONDS, default=None, help="Seconds between status checks.")
+@click.option("--retry", is_flag=True,
+              help="If the identical job Failed or was Canceled, run it again (local: resumes from its last "
+                   "checkpoint; Azure: a new job <job>-retry<N>). Without it such a submit exits 1 or 3.")
 @click.option("--force", is_flag=True, help="Submit a new job even if an identical one exists.")
 @click.option("--prices", type=click.Path(), help="YAML price table for the estimate.")
 @click.option("--tracking-uri", default=None, help="MLflow tracking URI (overrides the spec and MLFLOW_TRACKING_URI).")
 @click.option("--mock-target", type=click.Choice(["maas", "maap"]), default=None, help="mock: which Azure path to emulate.")
 @click.option("--fault", "faults", multiple=True, metavar="KIND[:key=value,...]",
-              help="mock: inject a fault, e.g. job_error:state=Running,error=quota_exceeded or "
-                   "http_error:status=503,times=2 (repeatable; adds to the spec's mock.faults).")
+              help="mock: inject a fault into this submission, e.g. job_error:state=Running,error=quota_exceeded "
+                   "or http_error:status=503,times=2 (repeatable; adds to the spec's mock.faults).")
 @click.option("--cancel-on-interrupt", is_flag=True, help="With --wait: Ctrl-C also cancels the job.")
 @click.option("--output", "-o", type=click.Choice(OUTPUTS), default="table")
-def submit(spec_file: str, backend: str, wait_: bool, timeout: Optional[float], poll: Optional[float], force: bool,
-           prices: Optional[str], tracking_uri: Optional[str], mock_target: Optional[str], faults: tuple[str, ...],
-           cancel_on_interrupt: bool, output: str) -> int:
-    """Validate, upload and submit a spec. Re-running the same submit finds the existing job."""
+def submit(spec_file: str, backend: str, wait_: bool, timeout: Optional[float], poll: Optional[float], retry: bool,
+           force: bool, prices: Optional[str], tracking_uri: Optional[str], mock_target: Optional[str],
+           faults: tuple[str, ...], cancel_on_interrupt: bool, output: str) -> int:
+    """Validate, upload and submit a spec. Re-running the same submit finds the existing job; one that Failed or was
+    Canceled is run again only with --retry."""
     from azft import api
     from azft.spec import load_spec
 
     spec = load_spec(spec_file)
-    if tracking_uri:
-        spec.tracking.tracking_uri = tracking_uri
-    elif not spec.tracking.tracking_uri and os.environ.get("MLFLOW_TRACKING_URI"):
-        spec.tracking.tracking_uri = os.environ["MLFLOW_TRACKING_URI"]
-    if mock_target:
-        spec.mock.target = mock_target
-    if faults:
-        if backend != "mock":
-            from azft.errors import UsageError
+    if faults and backend != "mock":
+        from azft.errors import UsageError
 
-            raise UsageError("--fault works with --backend mock only")
-        spec.mock.faults.extend(parse_fault(f) for f in faults)
+        raise UsageError("--fault works with --backend mock only")
+    api.apply_overrides(spec, backend, tracking_uri=tracking_uri, mock_target=mock_target,
+                        faults=[parse_fault(f) for f in faults])
     p = api.plan(spec, backend, prices=prices, force=force)
     con = _console(stderr=True)
     if output == "table" and p.ok:
         for w in p.verdict.warnings:
             con.print(f"[yellow]![/] {_esc(w)}")
-    job = api.submit(p, force=force, on_event=lambda m: con.print(_esc(m)) if output == "table" else None)
+    job = api.submit(p, force=force, retry=retry,
+                     on_event=lambda m: con.print(_esc(m)) if output == "table" else None)
     info = job.info()
     if output == "table":
         _console().print(f"[bold]{job.name}[/] submitted to {backend}: {info.status.value}")
@@ -658,8 +735,8 @@ def submit(spec_file: str, backend: str, wait_: bool, timeout: Optional[float], 
             _emit({"job_name": job.name, "backend": backend, "status": info.status.value,
                    "studio_url": info.studio_url, "mlflow_run_id": p.tracking_run_id}, output)
         return EXIT_OK
-    return _follow(job, timeout=timeout, poll=poll or (1.0 if backend in ("local", "mock") else 15.0), output=output,
-                   cancel_on_interrupt=cancel_on_interrupt, stream_logs=backend == "local")
+    return _follow(job, timeout=timeout, poll=poll, output=output, cancel_on_interrupt=cancel_on_interrupt,
+                   stream_logs=backend == "local")
 
 
 def parse_fault(text: str):
@@ -712,8 +789,8 @@ def status(job_name: str, backend: Optional[str], output: str) -> int:
 @cli.command()
 @click.argument("job_name")
 @_job_options
-@click.option("--timeout", type=float, default=None, help="Give up after this many seconds (exit 3; the job keeps running).")
-@click.option("--poll", type=float, default=None, help="Seconds between status checks.")
+@click.option("--timeout", type=SECONDS, default=None, help="Give up after this many seconds (exit 3; the job keeps running).")
+@click.option("--poll", type=SECONDS, default=None, help="Seconds between status checks.")
 @click.option("--cancel-on-interrupt", is_flag=True, help="Ctrl-C (or a cancelled CI run) also cancels the job.")
 @click.option("--output", "-o", type=click.Choice(OUTPUTS), default="table")
 def wait(job_name: str, backend: Optional[str], timeout: Optional[float], poll: Optional[float],
@@ -722,8 +799,8 @@ def wait(job_name: str, backend: Optional[str], timeout: Optional[float], poll: 
     from azft import api
 
     job = api.get_job(job_name, backend)
-    return _follow(job, timeout=timeout, poll=poll or (1.0 if job.backend in ("local", "mock") else 15.0),
-                   output=output, cancel_on_interrupt=cancel_on_interrupt, stream_logs=False)
+    return _follow(job, timeout=timeout, poll=poll, output=output, cancel_on_interrupt=cancel_on_interrupt,
+                   stream_logs=False)
 
 
 @cli.command()

@@ -371,6 +371,9 @@ def _outputs_from_backend(backend: str | None, job_name: str) -> dict[str, str]:
 @_output
 def results(job: str, tracking_uri: str | None, output: str) -> None:
     """Final metrics of JOB and where its model/adapter is."""
+    from azft.state import check_job_name
+
+    check_job_name(job)  # before it reaches a search filter or a path
     tracker = _tracker(tracking_uri)
     run_id = tracker.find_run_for_job(job)
     if run_id is None:

@@ -9,6 +9,16 @@ EXIT_JOB_FAILED = 1
 EXIT_INVALID = 2
 EXIT_CANCELLED = 3
 EXIT_AZURE = 4
+EXIT_INTERNAL = 5  # an unexpected exception inside azft: a bug (report it; --debug shows the traceback)
+
+EXIT_CODES = {
+    EXIT_OK: "success",
+    EXIT_JOB_FAILED: "job failed",
+    EXIT_INVALID: "invalid spec/data/usage",
+    EXIT_CANCELLED: "cancelled or timed out",
+    EXIT_AZURE: "Azure/auth/transport error",
+    EXIT_INTERNAL: "internal error in azft (a bug)",
+}
 
 
 @dataclass
@@ -42,15 +52,26 @@ class Problem:
 
 
 class AzftError(Exception):
-    """Base error: a message a person can act on, and an exit code."""
+    """Base error: a message a person can act on, and an exit code. Messages, hints and problems are scrubbed of
+    anything that looks like a credential (azft.redact) before they are kept."""
 
     exit_code = EXIT_INVALID
 
     def __init__(self, message: str, *, hint: str | None = None, problems: list[Problem] | None = None):
+        from azft.redact import redact_text
+
+        message = redact_text(message)
         super().__init__(message)
         self.message = message
-        self.hint = hint
+        self.hint = redact_text(hint) if hint else hint
         self.problems: list[Problem] = list(problems or [])
+        for p in self.problems:
+            p.message = redact_text(p.message)
+            p.hint = redact_text(p.hint) if p.hint else p.hint
+
+    def to_dict(self) -> dict:
+        return {"ok": False, "error": self.message, "hint": self.hint, "exit_code": self.exit_code,
+                "problems": [p.to_dict() for p in self.problems]}
 
     def __str__(self) -> str:
         return self.message
@@ -84,6 +105,12 @@ class AzureError(AzftError):
 
 class JobFailedError(AzftError):
     exit_code = EXIT_JOB_FAILED
+
+
+class InternalError(AzftError):
+    """An unexpected exception inside azft: a bug, not the user's input nor Azure."""
+
+    exit_code = EXIT_INTERNAL
 
 
 class JobCancelledError(AzftError):

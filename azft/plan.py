@@ -83,7 +83,10 @@ class Plan:
         return tags
 
     def to_dict(self) -> dict:
-        return {
+        """The plan as data (what `azft plan --output json|yaml` prints), secrets redacted."""
+        from azft.redact import redact
+
+        return redact({
             "backend": self.backend,
             "target": self.target,
             "job_name": self.job_name,
@@ -121,7 +124,7 @@ class Plan:
             "workspace": self.workspace,
             "tracking": {"experiment": self.spec.experiment, "tracking_uri": self.tracking_uri},
             "notes": self.notes,
-        }
+        })
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -569,10 +572,13 @@ def _check_data(spec: JobSpec, model: ModelInfo, target: str, data: list[DataFil
                              "unconverted (convert it with `azft data convert` and give the result)")
         if not d.local:
             continue
-        p = Path(d.path)
-        if not p.exists():
+        from azft.safe_yaml import path_problem
+
+        problem = path_problem(d.path)
+        if problem:
             v.ok = False
-            v.reasons.append(f"data.{d.role}: {d.ref} does not exist (resolved to {d.path})")
+            where = f" (resolved to {d.path})" if problem == "does not exist" else ""
+            v.reasons.append(f"data.{d.role}: {d.ref} {problem}{where}")
             continue
         if d.source_error:
             v.ok = False

@@ -1,6 +1,6 @@
 """The job spec: one YAML file a user writes, validated with pydantic, every problem reported with file and line.
 
-Only stdlib, pydantic and ruamel.yaml are imported here: `azft validate` must stay fast.
+Only stdlib, pydantic and PyYAML (its C event parser, bounded: azft.safe_yaml) are imported here: `azft validate` must stay fast.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import Any, Dict, List, Literal, Optional
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from azft.errors import Problem, SpecError
+from azft.redact import SECRET_HINT, find_secret, is_secret_key, redact_text
 
 from azft.data.tasks import TASKS
 TASK_ALIASES = {"ner": "token-classification", "chat": "chat-completion", "qa": "question-answering"}
@@ -177,6 +178,15 @@ class FaultSpec(_Section):
     retry_after: Optional[float] = Field(None, ge=0, le=600)
     delay: float = Field(2.0, ge=0, le=600, description="slow_response: seconds added.")
 
+    @field_validator("route")
+    @classmethod
+    def _route_compiles(cls, v: str) -> str:
+        try:
+            re.compile(v)
+        except re.error as e:
+            raise ValueError(f"route is not a valid regular expression ({e})") from None
+        return v
+
 
 class MockSpec(_Section):
     target: Literal["maas", "maap"] = Field("maas", description="Which Azure path the mock backend exercises.")
@@ -239,7 +249,11 @@ class JobSpec(_Section):
         if is_uri(value):
             return value
         p = Path(value).expanduser()
-        return str(p if p.is_absolute() else (self.base_dir / p).resolve())
+        p = p if p.is_absolute() else self.base_dir / p
+        try:
+            return str(p.resolve())
+        except (OSError, RuntimeError):  # a symlink loop: keep the path; the data checks say what it is
+            return os.path.abspath(p)
 
     @property
     def experiment(self) -> str:
@@ -271,41 +285,14 @@ def json_schema() -> dict:
 # --------------------------------------------------------------------------------------------------------------------
 
 _ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-(.*?))?\}")
-_SECRET_KEY_PARTS = {
-    "key", "keys", "secret", "secrets", "token", "tokens", "password", "passwd", "pwd", "sas", "credential",
-    "credentials", "apikey", "accountkey", "connectionstring", "clientsecret",
-}
-_SECRET_VALUE_PATTERNS = [
-    (re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]+"), "a JSON Web Token"),
-    (re.compile(r"(?i)AccountKey=[A-Za-z0-9+/=]{20,}"), "a storage account key"),
-    (re.compile(r"(?i)SharedAccessSignature=|(?:[?&]|^)sig=[A-Za-z0-9%+/=]{20,}"), "a SAS token"),
-    (re.compile(r"(?i)(DefaultEndpointsProtocol|Endpoint)=[^;]+;.*(Key|SharedAccessKey)=") , "a connection string"),
-    (re.compile(r"^[A-Za-z0-9+/]{86}==$"), "a storage account key"),
-    (re.compile(r"^[A-Za-z0-9~._-]{3}8Q~[A-Za-z0-9~._-]{31,}$"), "an Entra ID client secret"),
-    (re.compile(r"^(sk|pk)-[A-Za-z0-9_-]{20,}$"), "an API key"),
-]
-SECRET_HINT = (
-    "secrets never go in a spec: sign in with `az login`, a managed identity or GitHub OIDC (DefaultAzureCredential), "
-    "or set AZURE_CLIENT_ID/AZURE_TENANT_ID/AZURE_CLIENT_SECRET in the environment or a Key Vault"
-)
-
-
-def _key_parts(key: str) -> set[str]:
-    parts = re.split(r"[_\-.\s]+|(?<=[a-z])(?=[A-Z])", key)
-    lowered = {p.lower() for p in parts if p}
-    lowered.add(re.sub(r"[_\-.\s]", "", key.lower()))
-    return lowered
 
 
 def looks_secret_key(key: str) -> bool:
-    return bool(_key_parts(str(key)) & _SECRET_KEY_PARTS)
+    return is_secret_key(str(key))
 
 
 def looks_secret_value(value: str) -> Optional[str]:
-    for pattern, what in _SECRET_VALUE_PATTERNS:
-        if pattern.search(value):
-            return what
-    return None
+    return find_secret(value)
 
 
 class _Located:
@@ -323,73 +310,81 @@ class _Located:
         return self.lines.get((), None)
 
 
-def _to_plain(node: Any, path: tuple, located: _Located, problems: list[Problem], file: str, env: dict) -> Any:
-    """Convert ruamel's round-trip tree to plain Python, recording lines, interpolating ${VAR}, refusing secrets."""
-    from ruamel.yaml.comments import CommentedMap, CommentedSeq
+class _Walk:
+    """One pass over the loaded document: ${VAR} interpolation and the refusal of secrets, with lines."""
 
-    if isinstance(node, CommentedMap):
+    def __init__(self, located: _Located, problems: list[Problem], file: str, env: dict):
+        self.located, self.problems, self.file, self.env = located, problems, file, env
+        self.interpolated: set[tuple] = set()
+
+    def secret(self, message: str, path: tuple) -> None:
+        self.problems.append(Problem(message, file=self.file, line=self.located.line_for(path), field=_dotted(path),
+                                     hint=SECRET_HINT))
+
+    def value(self, node: Any, path: tuple) -> Any:
+        if isinstance(node, dict):
+            return self.mapping(node, path)
+        if isinstance(node, list):
+            return [self.value(item, path + (i,)) for i, item in enumerate(node)]
+        if isinstance(node, str):
+            return self.string(node, path)
+        return node
+
+    def mapping(self, node: dict, path: tuple) -> dict:
         out = {}
-        for key in node:
-            try:
-                kline = node.lc.data[key][0]
-            except (KeyError, TypeError, ValueError):
-                kline = (located.lines.get(path, 0) or 1) - 1
-            located.lines[path + (key,)] = kline + 1
-            value = node[key]
+        for key, value in node.items():
             if not isinstance(key, str):
-                problems.append(Problem(f"keys must be strings, got {key!r}", file=file, line=kline + 1,
-                                        field=_dotted(path + (str(key),))))
+                self.problems.append(Problem(f"keys must be strings, got {key!r}"[:120], file=self.file,
+                                             line=self.located.line_for(path + (key,)),
+                                             field=_dotted(path + (str(key),))))
                 continue
-            if looks_secret_key(key) and value not in (None, "") and not isinstance(value, (dict, list, bool)):
-                problems.append(Problem(f"`{key}` looks like a secret", file=file, line=kline + 1,
-                                        field=_dotted(path + (key,)), hint=SECRET_HINT))
+            what = find_secret(key)
+            if what:
+                self.secret(f"a key holds {what}", path + ("***",))
                 continue
-            out[key] = _to_plain(value, path + (key,), located, problems, file, env)
+            if is_secret_key(key) and _holds_value(value):
+                self.secret(f"`{key}` looks like a secret (its value is not shown)", path + (key,))
+                continue
+            out[key] = self.value(value, path + (key,))
         return out
-    if isinstance(node, CommentedSeq):
-        out_list = []
-        for i, item in enumerate(node):
-            try:
-                line = node.lc.data[i][0] + 1
-            except (KeyError, IndexError, TypeError):
-                line = located.lines.get(path)
-            if line:
-                located.lines[path + (i,)] = line
-            out_list.append(_to_plain(item, path + (i,), located, problems, file, env))
-        return out_list
-    if isinstance(node, str):
-        line = located.line_for(path)
-        value = str(node)
 
-        def repl(m: re.Match) -> str:
-            var, default = m.group(1), m.group(2)
-            if looks_secret_key(var):
-                problems.append(Problem(f"`${{{var}}}` would put a secret into the spec", file=file, line=line,
-                                        field=_dotted(path), hint=SECRET_HINT))
-                return ""
-            if var in env:
-                return env[var]
-            if default is not None:
-                return default
-            problems.append(Problem(f"environment variable {var} is not set", file=file, line=line, field=_dotted(path),
-                                    hint=f"export {var}=... or write `${{{var}:-default}}`"))
-            return ""
-
-        value = _ENV_RE.sub(repl, value)
-        what = looks_secret_value(value)
+    def string(self, value: str, path: tuple) -> str:
+        if "${" in value:
+            value = self.interpolate(value, path)
+        what = find_secret(value)
         if what:
-            problems.append(Problem(f"this value looks like {what}", file=file, line=line, field=_dotted(path),
-                                    hint=SECRET_HINT))
+            self.secret(f"this value holds {what} (not shown)", path)
             return ""
         return value
-    # ruamel scalar types (ScalarFloat, ScalarInt, ScalarBoolean) → plain Python
-    if isinstance(node, bool):
-        return bool(node)
-    if isinstance(node, int):
-        return int(node)
-    if isinstance(node, float):
-        return float(node)
-    return node
+
+    def interpolate(self, value: str, path: tuple) -> str:
+        def repl(m: re.Match) -> str:
+            var, default = m.group(1), m.group(2)
+            if is_secret_key(var):
+                self.secret(f"`${{{var}}}` would put a secret into the spec", path)
+                return ""
+            if var in self.env:
+                return self.env[var]
+            if default is not None:
+                return default
+            self.problems.append(Problem(f"environment variable {var} is not set", file=self.file,
+                                         line=self.located.line_for(path), field=_dotted(path),
+                                         hint=f"export {var}=... or write `${{{var}:-default}}`"))
+            return ""
+
+        out = _ENV_RE.sub(repl, value)
+        if out != value:
+            self.interpolated.add(path)
+        return out
+
+
+def _holds_value(value: Any) -> bool:
+    """A secret-named key with something in it (``use_auth_token: false`` and empty values say nothing secret)."""
+    if value is None or isinstance(value, bool) or value == "":
+        return False
+    if isinstance(value, (list, dict)):
+        return any(_holds_value(v) for v in (value.values() if isinstance(value, dict) else value))
+    return True
 
 
 def _dotted(loc: tuple) -> str:
@@ -426,7 +421,19 @@ def _model_at(loc: tuple) -> Optional[type[BaseModel]]:
     return model
 
 
-def _error_to_problem(err: dict, file: str, located: _Located) -> Problem:
+def _shown_input(err: dict, loc: tuple, interpolated: set) -> str:
+    """The offending input as the message shows it: never a value that came from the environment, never long."""
+    if any(loc[: i + 1] in interpolated for i in range(len(loc))):
+        return "a value from the environment (not shown)"
+    got = err.get("input")
+    if isinstance(got, float) and got != got:
+        return "NaN, which is not a number"
+    text = repr(got)
+    return redact_text(text if len(text) <= 80 else text[:77] + "...")
+
+
+def _error_to_problem(err: dict, file: str, located: _Located, interpolated: Optional[set] = None) -> Problem:
+    interpolated = interpolated or set()
     loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith(("function-", "literal[", "union["))))
     line = located.line_for(loc)
     field = _dotted(loc) or "(top level)"
@@ -450,63 +457,75 @@ def _error_to_problem(err: dict, file: str, located: _Located) -> Problem:
         expected = err.get("ctx", {}).get("expected", "")
         got = err.get("input")
         options = re.findall(r"'([^']+)'", expected) or re.findall(r"(\d+)", expected)
-        close = difflib.get_close_matches(str(got), options, n=1, cutoff=0.5) if options else []
-        msg = f"{got!r} is not allowed; expected one of {expected}"
+        close = difflib.get_close_matches(str(got)[:100], options, n=1, cutoff=0.5) if options else []
+        msg = f"{_shown_input(err, loc, interpolated)} is not allowed; expected one of {expected}"
         hint = f"did you mean {close[0]!r}?" if close else None
     elif etype.startswith(("int_", "float_", "bool_", "string_", "dict_", "list_", "model_")) and etype.endswith(
         ("_type", "_parsing", "_attributes_type")
     ):
-        msg = f"{msg} (got {err.get('input')!r})"
+        msg = f"{msg} (got {_shown_input(err, loc, interpolated)})"
     elif etype == "value_error":
         msg = msg.removeprefix("Value error, ")
-    return Problem(msg, file=file, line=line, field=field, hint=hint)
+    elif etype == "finite_number" or (isinstance(err.get("input"), float) and err["input"] != err["input"]):
+        msg = f"{_shown_input(err, loc, interpolated)}; give a finite number"
+    return Problem(redact_text(msg), file=file, line=line, field=field, hint=hint)
+
+
+def _yaml_problem(e: Exception, text: str, file: str) -> SpecError:
+    """A YAML syntax error (or a broken limit) as a SpecError naming the line."""
+    from azft.safe_yaml import YamlLimitError
+
+    if isinstance(e, YamlLimitError):
+        return SpecError(f"{file}: invalid YAML", problems=[Problem(e.message, file=file, line=e.line, hint=e.hint)])
+    mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
+    line = mark.line + 1 if mark else None
+    problem = " ".join(str(getattr(e, "problem", None) or e).split())[:200]
+    lines = text.splitlines()
+    bad = lines[line - 1] if line and 0 < line <= len(lines) else ""
+    if "\t" in bad[: len(bad) - len(bad.lstrip())] or "\t" in problem:
+        hint = "YAML does not allow tabs for indentation"
+    else:
+        hint = "check indentation, quotes, brackets and colons near this line"
+    return SpecError(f"{file}: invalid YAML", problems=[Problem(f"YAML syntax error: {redact_text(problem)}",
+                                                                 file=file, line=line, hint=hint)])
 
 
 def parse_spec_text(text: str, file: str = "<spec>", env: Optional[dict] = None) -> JobSpec:
-    """Parse and validate spec text; raises SpecError listing every problem with its line."""
-    from ruamel.yaml import YAML
-    from ruamel.yaml.error import MarkedYAMLError, YAMLError
+    """Parse and validate spec text; raises SpecError listing every problem with its line.
+
+    Loading is bounded (size, nesting depth, values, aliases: see azft.safe_yaml), so a hostile file fails fast."""
+    import yaml
+
+    from azft.safe_yaml import MAX_BYTES, YamlLimitError, load_yaml
 
     env = dict(os.environ if env is None else env)
-    yaml = YAML(typ="rt")
-    yaml.allow_duplicate_keys = False
+    if len(text) > MAX_BYTES:
+        raise SpecError(f"{file}: too large", problems=[Problem(
+            f"the spec is {len(text) / 1e6:.1f} MB; a spec may be at most {MAX_BYTES // (1024 * 1024)} MB", file=file)])
     try:
-        doc = yaml.load(text)
-    except MarkedYAMLError as e:
-        mark = e.problem_mark or e.context_mark
-        line = mark.line + 1 if mark else None
-        problem = (e.problem or str(e)).strip()
-        hint = None
-        if "duplicate" in str(e).lower() or "found duplicate key" in problem:
-            hint = "each key may appear once"
-        elif "\t" in text.splitlines()[line - 1 if line else 0] if text.splitlines() else False:
-            hint = "YAML does not allow tabs for indentation"
-        else:
-            hint = "check indentation, quotes and colons near this line"
-        raise SpecError(f"{file}: invalid YAML", problems=[Problem(f"YAML syntax error: {problem}", file=file,
-                                                                      line=line, hint=hint)]) from None
-    except YAMLError as e:  # pragma: no cover - unmarked errors are rare
-        raise SpecError(f"{file}: invalid YAML", problems=[Problem(f"YAML error: {e}", file=file)]) from None
-
-    from ruamel.yaml.comments import CommentedMap
-
+        loaded = load_yaml(text)
+    except (yaml.YAMLError, YamlLimitError) as e:
+        raise _yaml_problem(e, text, file) from None
+    doc = loaded.value
     if doc is None:
         raise SpecError(f"{file}: the spec is empty", problems=[Problem("the spec is empty", file=file, line=1,
                                                                          hint="run `azft init` for a starting point")])
-    if not isinstance(doc, CommentedMap):
+    if not isinstance(doc, dict):
+        kind = {list: "list", str: "string"}.get(type(doc), type(doc).__name__)
         raise SpecError(f"{file}: not a mapping", problems=[Problem(
-            f"a spec is a YAML mapping (key: value lines), got a {type(doc).__name__}", file=file, line=1)])
+            f"a spec is a YAML mapping (key: value lines), got a {kind}", file=file, line=1)])
 
     located = _Located()
-    located.lines[()] = 1
+    located.lines.update(loaded.lines)
     problems: list[Problem] = []
-    plain = _to_plain(doc, (), located, problems, file, env)
+    walk = _Walk(located, problems, file, env)
+    plain = walk.value(doc, ())
     spec = None
     try:
         spec = JobSpec.model_validate(plain)
     except ValidationError as e:
         for err in e.errors(include_url=False):
-            problems.append(_error_to_problem(err, file, located))
+            problems.append(_error_to_problem(err, file, located, walk.interpolated))
     if problems:
         problems.sort(key=lambda p: (p.line or 0))
         n = len(problems)
@@ -517,15 +536,21 @@ def parse_spec_text(text: str, file: str = "<spec>", env: Optional[dict] = None)
 
 
 def load_spec(path: str | os.PathLike, env: Optional[dict] = None) -> JobSpec:
-    """Load a spec file. Raises SpecError (exit code 2) naming file, line and field for every problem."""
+    """Load a spec file. Raises SpecError (exit code 2) naming file, line and field for every problem.
+
+    Only regular files are read (a FIFO, a device or a directory is refused before reading), at most 16 MB."""
+    from azft.safe_yaml import read_regular_file
+
     p = Path(path)
     shown = str(path)
-    if not p.exists():
+    try:
+        raw = read_regular_file(p, what="spec")
+    except FileNotFoundError:
         raise SpecError(f"{shown}: no such file", problems=[Problem("no such file", file=shown,
-                                                                     hint="run `azft init` to write a starting spec")])
-    if p.is_dir():
-        raise SpecError(f"{shown}: is a directory", problems=[Problem("is a directory, not a spec file", file=shown)])
-    raw = p.read_bytes()
+                                                                     hint="run `azft init` to write a starting spec")]) from None
+    except (OSError, ValueError) as e:
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+        raise SpecError(f"{shown}: cannot be read as a spec", problems=[Problem(reason, file=shown)]) from None
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:

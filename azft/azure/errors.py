@@ -195,7 +195,7 @@ def _codes_from_exception(exc: BaseException) -> list[str]:
 
 def read_reply(exc: BaseException) -> AzureReply:
     """Status, codes, message and request id of an azure-core / azure-ai-ml exception (secrets redacted)."""
-    from azft.tracking.redact import redact_text
+    from azft.redact import redact_text
 
     response = getattr(exc, "response", None)
     status = getattr(response, "status_code", None) or getattr(exc, "status_code", None)

@@ -62,7 +62,7 @@ def sdk_console() -> Iterator[None]:
     import io
     import sys
 
-    from azft.tracking.redact import redact_text
+    from azft.redact import redact_text
 
     buf = io.StringIO()
     with contextlib.redirect_stderr(buf):
@@ -421,6 +421,9 @@ class AzureBackend(Backend):
 
     # -- lookup -------------------------------------------------------------------------------------------------
     def get_job(self, name: str) -> AzureJob:
+        from azft.state import check_job_name
+
+        check_job_name(name)
         if not self._exists(name):
             raise UsageError(f"no job named {name!r} in workspace {self.ml_client.workspace_name}",
                              hint="`azft list --backend " + self.name + "` shows the workspace's jobs")
@@ -535,7 +538,7 @@ class AzureBackend(Backend):
 
 def requests_to_json(records: list[Any]) -> list[dict]:
     """Recorded emulator requests as JSON-able dicts with every secret redacted."""
-    from azft.tracking.redact import redact
+    from azft.redact import redact
 
     out = []
     for r in records:

@@ -33,15 +33,13 @@ from typing import Any, Iterator
 
 from azft.backends.base import Backend, Job, JobInfo, JobStatus
 from azft.errors import DataError, JobFailedError, UsageError
+from azft.state import azft_home, check_job_name, jobs_dir, write_private
 
 ERROR_PREFIX = "azft-finetune: error:"
 _PLACEHOLDER = re.compile(r"\$\{\{\s*(inputs|outputs)\.([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 _OPTIONAL = re.compile(r"\$\[\[(.*?)\]\]", re.S)
 
 
-def azft_home() -> Path:
-    env = os.environ.get("AZFT_HOME")
-    return Path(env).expanduser().resolve() if env else Path.cwd().resolve()
 
 
 def _now() -> str:
@@ -150,7 +148,7 @@ class LocalJob(Job):
 
     def __init__(self, backend: "LocalBackend", name: str):
         self._backend = backend
-        self.name = name
+        self.name = check_job_name(name)  # a name becomes a path only once it passed Azure ML's name rule
         self.dir = backend.jobs_dir / name
 
     # state -------------------------------------------------------------------------------------------------
@@ -166,9 +164,7 @@ class LocalJob(Job):
                              hint=f"local jobs live in {self._backend.jobs_dir}; `azft list --backend local`") from None
 
     def _write_state(self, state: dict) -> None:
-        tmp = self.state_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(state, indent=2))
-        os.replace(tmp, self.state_path)
+        write_private(self.state_path, json.dumps(state, indent=2))
 
     def _exit_code(self) -> int | None:
         try:
@@ -341,8 +337,8 @@ class LocalBackend(Backend):
     listed_by_default = True
 
     def __init__(self, home: str | Path | None = None, component: str | Path | None = None):
-        self.home = Path(home).resolve() if home else azft_home()
-        self.jobs_dir = self.home / ".azft" / "jobs"
+        self.home = Path(home).expanduser().resolve() if home else azft_home()
+        self.jobs_dir = jobs_dir(self.home)
         if component:
             self.component_path = Path(component)
         else:
@@ -353,10 +349,8 @@ class LocalBackend(Backend):
 
     # --- public API -------------------------------------------------------------------------------------------
     def submit(self, plan: Any, *, force: bool = False) -> LocalJob:
-        name = str(plan.job_name)
-        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,254}", name):
-            raise UsageError(f"job name {name!r} is not usable as a directory name")
-        if force:
+        name = check_job_name(str(plan.job_name))
+        if force and (self.jobs_dir / name).exists():  # a forced plan carries its own fresh suffix already
             name = self._fresh_name(name)
         job = LocalJob(self, name)
         if job.state_path.exists():

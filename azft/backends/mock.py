@@ -8,15 +8,17 @@ every request that would have gone to Azure is saved, secrets redacted, in ``.az
 (``JobInfo.extra["requests_file"]``, ``job.artifacts()``) for the orchestrator to log as an MLflow artifact.
 
 Commands run in separate processes (``azft submit`` then ``azft status JOB``), so the emulated workspace lives on
-disk in ``.azft/mock/state.json``: jobs with their creation times and scripted outcomes, clusters, subscriptions and
-the faults still pending. Each command starts a fresh emulator, loads that state (under a file lock), works, and
+disk in ``.azft/mock/state.json`` (written atomically, mode 0600, under a lock): jobs with their creation times and
+scripted outcomes, clusters and subscriptions. Each command starts a fresh emulator, loads that state (under a file lock), works, and
 saves it; a job's state is a function of the clock, so every process gives the same answer. Data files are
 "uploaded" into ``.azft/mock/datastore/`` (content-addressed like the real datastore) unless a blob endpoint is
 configured (``blob_endpoint=`` or ``AZFT_MOCK_BLOB_ENDPOINT``, e.g. Azurite). With ``mock.target: maap`` the SDK
 uploads each component's code through the emulator's ``startPendingUpload`` SAS into its Blob service, which keeps
 the blobs in ``.azft/mock/datastore/`` too: a later process finds the code by its content hash and uploads nothing.
 
-Faults (``mock.faults`` in the spec, or ``faults=`` from flags), and what a CI sees:
+Faults (``mock.faults`` in the spec, or ``faults=`` from flags) belong to the submission that asked for them: HTTP
+faults affect that submit's own requests and are dropped when it ends (unused hits do not spill into later, unrelated
+commands such as ``azft list``); job outcomes (``job_error``, ``cancel``) are scripted on that job only. What a CI sees:
 
 =====================  ==========================================================================  =========
 kind                   what happens                                                                exit code
@@ -45,6 +47,8 @@ from azft.azure.upload import BlobUploader, DirectoryUploader
 from azft.backends.azureml import AzureBackend, AzureJob, requests_to_json
 from azft.backends.base import Backend, JobInfo
 from azft.errors import UsageError
+from azft.redact import redact
+from azft.state import check_job_name, mock_dir, write_private
 
 if TYPE_CHECKING:  # pragma: no cover
     from azft.plan import Plan
@@ -65,12 +69,6 @@ JOB_ERROR_CODES = {
     "invalid_data": ("UserError", "Invalid training data: line 1 of the training file is not a valid chat example "
                                   "(expected {\"messages\": [...]})."),
 }
-
-
-def mock_dir() -> Path:
-    from azft.state import state_dir
-
-    return state_dir() / "mock"
 
 
 def _wall_clock():
@@ -229,14 +227,11 @@ class MockWorkspace:
             "codes": {f"{n}|{v}": body for (n, v), body in em.codes.items()},
             "faults": [f.to_dict() for f in em.faults if f.times is None or f.hits < f.times],
         }
-        self.root.mkdir(parents=True, exist_ok=True)
-        tmp = self.state_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(state, default=str))
-        os.replace(tmp, self.state_file)
+        write_private(self.state_file, json.dumps(state, default=str))
 
     # -- per-job request logs -----------------------------------------------------------------------------------
     def requests_file(self, job: str) -> Path:
-        return self.root / "jobs" / job / "requests.json"
+        return self.root / "jobs" / check_job_name(job) / "requests.json"
 
     def record(self, job: str, command: str, records: list[Any]) -> Path:
         """Append a command's requests (secrets redacted) to the job's requests.json."""
@@ -250,10 +245,8 @@ class MockWorkspace:
                 existing = []
         for r in requests_to_json(records):
             r["command"] = command
-            existing.append(r)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(existing, indent=1))
-        os.replace(tmp, path)
+            existing.append(redact(r))
+        write_private(path, json.dumps(existing, indent=1))
         return path
 
 
@@ -456,6 +449,7 @@ class MockBackend(Backend):
         with self._command(None, None) as em:
             for state in list(em.state_seconds):
                 em.state_seconds[state] = float(seconds)
+            before = list(em.faults)
             self._apply_http_faults(em, faults)
             backend.before_create = lambda p, name: self._script_outcome(em, faults, name)
             from azft.emulator.permissions import Permissions
@@ -472,12 +466,14 @@ class MockBackend(Backend):
             finally:
                 backend.before_create = None
                 em.permissions = everything
+                em.faults[:] = before  # this submission's HTTP faults end with it
                 if em.requests:
                     self.workspace.record(plan.job_name if recorded_name is None else recorded_name, "submit",
                                           list(em.requests))
         return MockJob(self, backend, job.name, upload=job.upload, existed=job.existed)
 
     def get_job(self, name: str) -> MockJob:
+        check_job_name(name)
         with self._command(name, None):
             target = self._target_of(name)
             if name not in self.workspace.emulator.jobs:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from azft.tracking.redact import redact, redact_text
+from azft.redact import redact, redact_text
 from azft.tracking.tracker import Tracker, default_tracking_uri, normalize_status
 
 __all__ = [

@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-from azft.tracking.redact import redact_text
+from azft.redact import redact_text
 
 PLACEHOLDER_PREFIX = "pending-"
 

@@ -22,7 +22,8 @@ from typing import Any, Iterator, Mapping
 from azft.errors import AzureError, UsageError
 from azft.tracking.buffer import Journal, new_placeholder
 from azft.tracking.params import flatten, select_params
-from azft.tracking.redact import redact, redact_text
+from azft.redact import redact, redact_text
+from azft.state import state_dir
 
 TAG_PREFIX = "azft."
 TAG_BACKEND = "azft.backend"
@@ -63,12 +64,6 @@ _TEXT_SUFFIXES = {".json", ".jsonl", ".yaml", ".yml", ".txt", ".log", ".md", ".c
 _MAX_REDACT_BYTES = 64 * 1024 * 1024
 
 
-def azft_dir() -> Path:
-    from azft.state import state_dir
-
-    return state_dir()
-
-
 def default_tracking_uri() -> str:
     """``sqlite:///<cwd>/.azft/mlflow.db``.
 
@@ -78,7 +73,7 @@ def default_tracking_uri() -> str:
     the training process and azft writing at the same time, and the same file opens with
     ``mlflow ui --backend-store-uri sqlite:///.azft/mlflow.db``.
     """
-    return "sqlite:///" + (azft_dir() / "mlflow.db").as_posix()
+    return "sqlite:///" + (state_dir() / "mlflow.db").as_posix()
 
 
 def resolve_tracking_uri(tracking_uri: str | None) -> tuple[str, bool]:
@@ -193,7 +188,7 @@ class Tracker:
             raise UsageError("an MLflow experiment name is required", hint="set `experiment:` in the spec")
         self.tracking_uri, self.is_default_store = resolve_tracking_uri(tracking_uri)
         self.experiment = str(experiment)
-        self.buffer_dir = Path(buffer_dir) if buffer_dir else azft_dir() / "mlflow-buffer"
+        self.buffer_dir = Path(buffer_dir) if buffer_dir else state_dir() / "mlflow-buffer"
         self.journal = Journal(self.buffer_dir, self.tracking_uri)
         self.request_timeout = request_timeout
         self.probe_timeout = probe_timeout
@@ -292,7 +287,7 @@ class Tracker:
             location = None
             if self.is_default_store:
                 safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name) or "experiment"
-                root = azft_dir() / "mlartifacts" / safe
+                root = state_dir() / "mlartifacts" / safe
                 root.mkdir(parents=True, exist_ok=True)
                 location = root.as_uri()
             try:

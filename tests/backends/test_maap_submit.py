@@ -186,7 +186,7 @@ def test_a_fault_at_each_kind_of_request_of_a_maap_submit_still_makes_exactly_on
 
 
 def test_mock_with_target_maap_end_to_end_through_the_cli(run_cli, make_spec, tmp_path):
-    from azft.backends.mock import mock_dir
+    from azft.state import mock_dir
 
     # no cluster named: the mock creates its stand-in cluster; make_spec wrote the spec to <name>.yaml
     _maap_spec(make_spec, name="cli", cluster=None, create_cluster=False)

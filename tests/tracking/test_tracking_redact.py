@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from azft.tracking import Tracker, redact
-from azft.tracking.redact import is_secret_key, redact_text
+from azft.redact import is_secret_key, redact_text
 
 JWT = "eyJhbGciOiJSUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJ1c2VyQGNvbnRvc28uY29tIn0.c2lnbmF0dXJlLXBhcnQtaGVyZQ"
 SAS_URL = "https://acct.blob.core.windows.net/data/train.jsonl?sv=2022-11-02&ss=b&se=2026-12-01&sp=r&sig=AbCd%2BeF0123456789%3D"
