@@ -239,6 +239,6 @@ def test_a_failed_maas_jobs_error_code_reaches_status_and_wait_exits_1(emulator,
     # the code came from run history (the SDK's own read), not from a shortcut
     assert emulator.requests_to(r"^/history/v1\.0/.*/runs/" + name + "$")
 
-    wait = run_cli("wait", name, "--backend", "maas", "--poll", "0", "--output", "json")
+    wait = run_cli("wait", name, "--backend", "maas", "--poll", "0.01", "--output", "json")
     assert wait.code == EXIT_JOB_FAILED, wait.text
     assert "QuotaExceeded" in wait.text
