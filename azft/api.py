@@ -112,12 +112,12 @@ def _refuse(plan: Plan) -> IncompatibleError:
     )
 
 
-def verdict_problems(plan: Plan) -> list[Problem]:
+def verdict_problems(plan: Plan, file: Optional[str] = None) -> list[Problem]:
     """The verdict's reasons as problems naming the spec's file, line and field (like schema problems)."""
     from azft.spec import line_of
 
     spec = plan.spec
-    file = str(spec.source) if spec.source else None
+    file = file or (str(spec.source) if spec.source else None)
     out = []
     for reason in plan.verdict.reasons:
         field = _reason_field(spec, reason)

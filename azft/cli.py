@@ -216,19 +216,21 @@ def _map_foreign(e: Exception) -> Optional[AzftError]:
 @click.option("--output", "-o", type=click.Choice(OUTPUTS), default="table")
 def validate(spec_file: str, backend: Optional[str], no_data: bool, output: str) -> int:
     """Check a spec (and its local data files): every problem at once, with file, line and field."""
-    from azft.catalog import get_model
     from azft.errors import Problem, SpecError
+    from azft.plan import model_for_spec
     from azft.spec import load_spec
 
     spec = load_spec(spec_file)
-    model = get_model(spec.model, base_dir=spec.base_dir)
+    model = model_for_spec(spec)
     problems: list[Problem] = []
     warnings: list[str] = []
     if backend:
         from azft import api
 
         plan = api.plan(spec, backend, check_data=not no_data, render=False)
-        problems += [Problem(r, file=spec_file) for r in plan.verdict.reasons]
+        from azft.api import verdict_problems
+
+        problems += verdict_problems(plan, file=spec_file)
         warnings += plan.verdict.warnings
         if not plan.ok and plan.verdict.alternatives:
             problems[-1].hint = "what works instead: " + "; ".join(plan.verdict.alternatives)

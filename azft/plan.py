@@ -150,7 +150,7 @@ def make_plan(
     ``target``: the path whose rules apply (``Backend.target_for(spec)``; the mock emulates maas or maap).
     """
     cat = load_catalog()
-    model = get_model(spec.model, base_dir=spec.base_dir)
+    model = model_for_spec(spec)
     target = target or backend
     hp = resolve_hyperparameters(spec, model)
     data = _data_files(spec)
@@ -169,6 +169,7 @@ def make_plan(
 
     verdict = Verdict(ok=True)
     check_compatibility(spec, model, backend, target, hp, cat, verdict, today=today, region=region)
+    _check_values(spec, model, target, data, cat, verdict)
     if check_data:
         _check_data(spec, model, target, data, hp, verdict)
 
@@ -212,6 +213,76 @@ def pinned_model_asset(spec: JobSpec, model: ModelInfo, target: str) -> Optional
         base = re.sub(r"/(versions|labels)/.*$", "", model.registry_asset)
         return f"{base}/versions/{model.registry_version}"
     return None
+
+
+def model_for_spec(spec: JobSpec) -> ModelInfo:
+    """The spec's model, or a SpecError naming the `model:` line: unknown ids, and directories that are not models."""
+    from azft.errors import Problem, SpecError, UsageError
+    from azft.spec import line_of
+
+    file = str(spec.source) if spec.source else None
+    where = {"file": file, "line": line_of(spec, "model"), "field": "model"}
+    try:
+        model = get_model(spec.model, base_dir=spec.base_dir)
+    except UsageError as e:
+        raise SpecError(f"{file or 'spec'}: unknown model", problems=[Problem(e.message, hint=e.hint, **where)]) from None
+    if model.local_path and not (Path(model.local_path) / "config.json").is_file():
+        raise SpecError(f"{file or 'spec'}: not a model directory", problems=[Problem(
+            f"{spec.model} is a directory without config.json, not a model directory", **where,
+            hint="give a catalog id (`azft catalog`), a hub id, or a folder saved with save_pretrained")])
+    return model
+
+
+# linear layers LoRA can target, by config.json model_type (names as in transformers' modeling files)
+LINEAR_MODULES = {
+    "phi3": ("qkv_proj", "o_proj", "gate_up_proj", "down_proj"),
+    "llama": ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"),
+    "mistral": ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"),
+    "qwen2": ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"),
+    "phi": ("q_proj", "k_proj", "v_proj", "dense", "fc1", "fc2"),
+}
+
+
+def _check_values(spec: JobSpec, model: ModelInfo, target: str, data: list[DataFile], cat: Catalog,
+                  v: Verdict) -> None:
+    """Values that cannot work on this backend, refused before anything runs (the recipe would fail later)."""
+    import os
+
+    def refuse(reason: str) -> None:
+        v.ok = False
+        v.reasons.append(reason)
+
+    if target != "maas" and spec.method != "full":
+        from azft.memory import architecture_for
+
+        arch, _ = architecture_for(model, cat)
+        known = LINEAR_MODULES.get(arch.model_type if arch else "")
+        missing = [m for m in spec.lora.target_modules if m != "all-linear" and known
+                   and m.rsplit(".", 1)[-1] not in known]
+        if missing:
+            refuse(f"lora.target_modules: {model.display_name} has no module named {', '.join(missing)} "
+                   f"(its linear layers: {', '.join(known or ())}; or all-linear)")
+    if target == "local":
+        for d in data:
+            if not d.local:
+                refuse(f"data.{d.role}: {d.ref} is a cloud URI; the local backend trains on local files "
+                       "(download it, or use --backend maap)")
+        if spec.local.device != "cuda" and shutil.which("nvidia-smi") is None:
+            cores = os.cpu_count() or 1
+            if spec.local.num_processes > cores:
+                refuse(f"local.num_processes: {spec.local.num_processes} processes, but this machine has {cores} "
+                       "CPU cores and no GPU")
+
+
+def file_sha256(path: str, chunk: int = 4 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while True:
+            b = f.read(chunk)
+            if not b:
+                break
+            h.update(b)
+    return h.hexdigest()
 
 
 def resolve_hyperparameters(spec: JobSpec, model: ModelInfo) -> dict:

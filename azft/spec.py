@@ -30,6 +30,62 @@ JobStateName = Literal["Queued", "Preparing", "Running", "Finalizing"]
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_default=True, populate_by_name=True)
 
+    @field_validator("*", mode="before")
+    @classmethod
+    def _booleans_are_not_numbers(cls, v: Any, info: Any) -> Any:
+        """`epochs: true` is a mistake, not 1: a boolean is refused where a number is expected."""
+        if isinstance(v, bool) and info.field_name in cls.model_fields:
+            ann = cls.model_fields[info.field_name].annotation
+            numeric_literal = _is_literal(ann) and all(type(a) is int for a in ann.__args__)
+            if ann in (int, float) or numeric_literal or (getattr(ann, "__args__", None) and set(ann.__args__) &
+                                                          {int, float} and bool not in ann.__args__
+                                                          and not _is_literal(ann)):
+                raise ValueError(f"expected a number, got the boolean {str(v).lower()}")
+        return v
+
+
+def _is_literal(ann: Any) -> bool:
+    return getattr(ann, "__origin__", None) is Literal
+
+
+# Where data can come from besides a local file (Azure ML's URI forms; storage accounts over HTTPS)
+_AZUREML_URI = re.compile(
+    r"azureml://(?:"
+    r"datastores/[A-Za-z0-9_]{1,255}/paths/\S+"
+    r"|subscriptions/[0-9a-fA-F-]{36}/resource[gG]roups/[\w.()-]{1,90}/(?:providers/Microsoft\.MachineLearningServices/)?"
+    r"workspaces/[\w-]{1,33}/datastores/[A-Za-z0-9_]{1,255}/paths/\S+"
+    r"|(?:subscriptions/[0-9a-fA-F-]{36}/resource[gG]roups/[\w.()-]{1,90}/workspaces/[\w-]{1,33}/|registries/[\w-]{1,64}/)?"
+    r"data/[A-Za-z0-9_.-]{1,255}/(?:versions/[\w.-]{1,64}|labels/latest)"
+    r"|jobs/[A-Za-z0-9_-]{1,255}/outputs/[\w-]+(?:/paths/\S+)?"
+    r")"
+)
+_STORAGE_URL = re.compile(
+    r"(?:https://[a-z0-9]{3,24}\.(?:blob|dfs)\.core\.(?:windows\.net|chinacloudapi\.cn|usgovcloudapi\.net)/\S+"
+    r"|(?:wasbs?|abfss?)://[a-z0-9-]{3,63}@[a-z0-9]{3,24}\.(?:blob|dfs)\.core\.(?:windows\.net|chinacloudapi\.cn|"
+    r"usgovcloudapi\.net)/\S*)"
+)
+DATA_URI_FORMS = ("azureml://datastores/<datastore>/paths/<path>, azureml://subscriptions/.../workspaces/<ws>/"
+                  "datastores/<datastore>/paths/<path>, azureml://[registries/<r>/]data/<name>/versions/<v>, "
+                  "https://<account>.blob.core.windows.net/<container>/<path>, "
+                  "wasbs:// or abfss://<container>@<account>.(blob|dfs).core.windows.net/<path>")
+
+
+def check_data_reference(value: str) -> str:
+    """A data reference that names a URI must be one Azure ML can read; local paths pass through."""
+    if not is_uri(value):
+        if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", value):
+            raise ValueError(f"{value.split('://')[0]}:// is not a data source azft or Azure ML reads; use a local "
+                             f"file or one of: {DATA_URI_FORMS}")
+        return value
+    if value.startswith("azureml:"):
+        if not _AZUREML_URI.fullmatch(value):
+            raise ValueError(f"not a well-formed azureml:// data URI; expected one of: {DATA_URI_FORMS}")
+    elif value.startswith("http://"):
+        raise ValueError("http:// is not allowed for data: use https:// on an Azure Storage account")
+    elif not _STORAGE_URL.fullmatch(value):
+        raise ValueError(f"not an Azure Storage URL; data URLs are {DATA_URI_FORMS}")
+    return value
+
 
 class DataSpec(_Section):
     """Training data. Local files are checked, then uploaded once (content-addressed); `azureml://` URIs are used as is."""
@@ -46,6 +102,11 @@ class DataSpec(_Section):
         "`hf-disk` (a Hugging Face `save_to_disk` folder or a .parquet/.arrow file) or `auto` (detected from the "
         "first rows). Unset: the files are already in the task's format.",
     )
+
+    @field_validator("train", "validation")
+    @classmethod
+    def _well_formed_reference(cls, v: Optional[str]) -> Optional[str]:
+        return check_data_reference(v) if v else v
 
     @model_validator(mode="after")
     def _one_validation_source(self) -> "DataSpec":
@@ -65,7 +126,7 @@ class Hyperparameters(_Section):
     warmup_ratio: float = Field(0.0, ge=0, le=1)
     lr_scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = "cosine"
     weight_decay: float = Field(0.0, ge=0, le=1)
-    seed: int = Field(42, ge=0)
+    seed: int = Field(42, ge=0, le=2**32 - 1, description="Random seed (0 to 2^32-1, what numpy and torch accept).")
     max_steps: Optional[int] = Field(None, ge=1, description="Stop after this many optimizer steps (overrides epochs).")
     packing: bool = Field(True, description="Pack short examples into full sequences (no attention across examples).")
     precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"

@@ -203,9 +203,19 @@ def _check_file(
         return report
     if b"\x00" in head:
         nul = head.index(b"\x00")
-        file_problem("binary-file", f"binary data (a NUL byte at offset {nul}), not a JSONL text file",
-                     "the file may be compressed (.gz, .zip) or in another format (parquet, arrow): export it as "
-                     "JSON Lines, one object per line")
+        line = head.count(b"\n", 0, nul) + 1
+        report.add(DataProblem(f"binary data (a NUL byte on line {line}, byte offset {nul}), not a JSONL text file",
+                               file=fname, line=line, severity="error", kind="binary-file",
+                               hint="the file may be compressed (.gz, .zip) or in another format (parquet, arrow): "
+                                    "export it as JSON Lines, one object per line"))
+        if stream is not None:
+            stream.problem(report.errors[-1])
+        stats.elapsed_s = time.perf_counter() - started
+        return report
+    body = head.rstrip(b"\n")
+    if b"\n" not in body and b"\r" in body.rstrip(b"\r"):  # lines broken by CR alone
+        file_problem("cr-line-endings", "the lines end with CR only (classic Mac OS line endings), not LF or CRLF",
+                     "convert the line endings to LF, e.g. `tr '\\r' '\\n' < in.jsonl > out.jsonl`")
         stats.elapsed_s = time.perf_counter() - started
         return report
 

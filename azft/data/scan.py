@@ -238,6 +238,17 @@ def scan_range(cfg: ScanConfig, start: int, end: int, sink: Sink | None = None) 
             closer()
 
 
+def _size_of(f: Any) -> int:
+    return os.fstat(f.fileno()).st_size
+
+
+def _without_trailing_blank_lines(data: bytes) -> bytes:
+    """The end of a file may hold blank lines (LF or CRLF; many editors write one): they are not rows."""
+    stripped = data.rstrip(b" \t\r\n")
+    cut = data.find(b"\n", len(stripped))
+    return data if cut < 0 else data[:cut]
+
+
 def _scan(cfg: ScanConfig, start: int, end: int, sink: Sink | None, splitter: _RowSplitter | None) -> Partial:
     part = Partial()
     chunk_records: list | None = [] if (sink is not None or splitter is not None) else None
@@ -297,6 +308,7 @@ def _scan(cfg: ScanConfig, start: int, end: int, sink: Sink | None, splitter: _R
 
     lineno = 0
     with open(cfg.path, "rb") as f:
+        at_eof = end >= _size_of(f)  # trailing blank lines at the end of the file are fine
         f.seek(start)
         remaining = end - start
         carry = b""
@@ -323,6 +335,10 @@ def _scan(cfg: ScanConfig, start: int, end: int, sink: Sink | None, splitter: _R
                     break
                 else:
                     tail = b""
+                if at_eof:
+                    data = _without_trailing_blank_lines(data)
+                    if not data:
+                        break
             head = b""
             if first:
                 first = False
