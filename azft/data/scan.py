@@ -243,10 +243,15 @@ def _size_of(f: Any) -> int:
 
 
 def _without_trailing_blank_lines(data: bytes) -> bytes:
-    """The end of a file may hold blank lines (LF or CRLF; many editors write one): they are not rows."""
-    stripped = data.rstrip(b" \t\r\n")
-    cut = data.find(b"\n", len(stripped))
-    return data if cut < 0 else data[:cut]
+    """A file may end with one empty line (LF or CRLF: many editors write one); it is not a row. More blank lines,
+    or lines of spaces, are still reported."""
+    if data == b"\r":  # the empty CRLF line alone in the last chunk
+        return b""
+    if data.endswith(b"\n\r"):
+        return data[:-2]
+    if data.endswith(b"\n"):
+        return data[:-1]
+    return data
 
 
 def _scan(cfg: ScanConfig, start: int, end: int, sink: Sink | None, splitter: _RowSplitter | None) -> Partial:

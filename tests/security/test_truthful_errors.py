@@ -80,13 +80,16 @@ def test_backend_decided_problems_name_the_spec_line_and_field(run_cli, tmp_path
 
 
 @pytest.mark.parametrize("ending", ["\n", "\r\n"])
-@pytest.mark.parametrize("blanks", [1, 2])
-def test_a_blank_last_line_is_valid(run_cli, tmp_path, ending, blanks):
+@pytest.mark.parametrize("rows", [1, 12, 3000])
+def test_a_blank_last_line_is_valid(run_cli, tmp_path, ending, rows):
     p = tmp_path / "d.jsonl"
-    p.write_bytes("".join(ROW.replace("hi", f"hi {i}") + ending for i in range(12)).encode() +
-                  ending.encode() * blanks)
+    body = "".join(ROW.replace("hi", f"hi {i}") + ending for i in range(rows)).encode()
+    p.write_bytes(body + ending.encode())
     r = run_cli("data", "check", str(p), "--task", "chat-completion", "--output", "json")
     assert r.code == 0, r.text
+    p.write_bytes(body + ending.encode() * 2)  # more than one is reported, as blank lines inside are
+    r = run_cli("data", "check", str(p), "--task", "chat-completion")
+    assert r.code == 2 and "blank" in r.text
 
 
 def test_a_blank_line_inside_the_file_is_still_an_error(run_cli, tmp_path):
