@@ -113,7 +113,7 @@ def plan_view(d: Any, root: Path | None) -> str:
     with the checkout's absolute paths made relative (the base plan is made in another folder)."""
     import yaml
 
-    from azft.tracking.redact import redact
+    from azft.redact import redact
 
     if not isinstance(d, dict):
         view: Any = {"plan": "no plan"}
