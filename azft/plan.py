@@ -274,17 +274,6 @@ def _check_values(spec: JobSpec, model: ModelInfo, target: str, data: list[DataF
                        "CPU cores and no GPU")
 
 
-def file_sha256(path: str, chunk: int = 4 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while True:
-            b = f.read(chunk)
-            if not b:
-                break
-            h.update(b)
-    return h.hexdigest()
-
-
 def resolve_hyperparameters(spec: JobSpec, model: ModelInfo) -> dict:
     """Spec values win; unset ones take the model's registry defaults, then generic defaults."""
     hp = spec.hyperparameters.model_dump()
