@@ -194,6 +194,9 @@ def action_for_request(method: str, path: str, query: Optional[dict] = None) -> 
     history = re.match(r"^/history/v1\.0/.*/workspaces/[^/]+/(?:experiments/[^/]+/)?runs(/|$)", path, re.IGNORECASE)
     if history:
         return f"{ML}/workspaces/experiments/runs/{'read' if method == 'GET' else 'write'}"
+    if re.match(r"^/metric/v2\.0/.*/workspaces/[^/]+/runs/[^/]+/(list|full)$", path, re.IGNORECASE):
+        # the metric service's queries are POSTs that read a run's metrics
+        return f"{ML}/workspaces/experiments/runs/read"
     m = re.search(r"/providers/(Microsoft\.[A-Za-z]+)/(.*)$", path)
     if not m:
         return None

@@ -105,6 +105,7 @@ def test_the_hub_identity_reads_its_storage_and_the_project_identity_gets_nothin
     ("PUT", "/_blob/acct/azureml/LocalUpload/x.jsonl", f"{R.BLOBS}/write"),
     ("GET", "/history/v1.0" + WS + "/runs/x", f"{ML}/workspaces/experiments/runs/read"),
     ("GET", "/subscriptions/s/providers/Microsoft.MachineLearningServices/locations/eastus/mfeOperationsStatus/1", None),
+    ("POST", "/metric/v2.0" + WS + "/runs/x/full", f"{ML}/workspaces/experiments/runs/read"),
     ("GET", "/discovery", None),
 ])
 def test_actions_are_derived_from_the_rest_path(method, path, action):
