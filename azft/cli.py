@@ -556,6 +556,20 @@ def _exit_for(info) -> int:
             JobStatus.CANCELED: EXIT_CANCELLED}.get(info.status, EXIT_OK)
 
 
+def _runs_on(extra: dict) -> str:
+    """Where a fine-tuning job runs, as Azure reports it: cluster, instance types, queue tier, Azure's job kind."""
+    parts = []
+    if extra.get("compute"):
+        parts.append(f"cluster {extra['compute']}")
+    if extra.get("instance_types"):
+        parts.append("instance types " + ", ".join(extra["instance_types"]))
+    if extra.get("job_tier"):
+        parts.append(f"tier {extra['job_tier']}")
+    if extra.get("finetuning_job_type"):
+        parts.append(f"Azure fine-tuning job ({extra['finetuning_job_type']})")
+    return "; ".join(parts)
+
+
 def _info_line(info) -> str:
     s = f"{info.name}: {info.status.value}"
     if info.error:
@@ -780,6 +794,9 @@ def status(job_name: str, backend: Optional[str], output: str) -> int:
     info = api.get_job(job_name, backend).info()
     if output == "table":
         _console().print(_esc(_info_line(info)))
+        runs_on = _runs_on(info.extra)
+        if runs_on:
+            _console().print(_esc(f"  runs on: {runs_on}"))
         if info.studio_url:
             _console().print(f"  studio: {info.studio_url}")
     else:

@@ -476,7 +476,14 @@ def _check_maap(spec, model: ModelInfo, cat: Catalog, refuse, v: Verdict, backen
     if model.local and not model.local_path:
         refuse(f"{model.display_name} exists only on this machine; maap trains on an Azure ML cluster",
                "--backend local", "model: phi-3-mini-4k-instruct (or another catalog model) on maap")
-    if not c.cluster and backend != "mock":
+    managed = c.pipeline == "azure"
+    if not managed and (c.instance_types or c.job_tier):
+        refuse("compute.instance_types and compute.job_tier are settings of Azure's managed fine-tuning job",
+               "compute.pipeline: azure", "remove them (compute.cluster and compute.instance_type choose the "
+               f"cluster for compute.pipeline: {c.pipeline})")
+    if managed:
+        _check_managed(spec, model, cat, refuse, v)
+    if not c.cluster and backend != "mock" and not (managed and (c.instance_types or c.instance_type)):
         refuse("maap needs a compute cluster: set compute.cluster (and compute.instance_type with "
                "compute.create_cluster: true to create it)", "compute: {cluster: gpu-a100, instance_type: "
                f"{(model.allowed_skus or ['Standard_NC24ads_A100_v4'])[0]}, create_cluster: true}}")
@@ -484,12 +491,14 @@ def _check_maap(spec, model: ModelInfo, cat: Catalog, refuse, v: Verdict, backen
         refuse("compute.create_cluster needs compute.instance_type (the VM size of the new cluster)",
                f"compute.instance_type: {(model.allowed_skus or ['Standard_NC24ads_A100_v4'])[0]}")
     sku = c.instance_type
+    for other in c.instance_types:
+        _check_size_rules(spec, model, cat, other, refuse, v)
     if sku:
         _check_size_rules(spec, model, cat, sku, refuse, v)
     elif c.cluster:
         v.warnings.append(f"compute.instance_type is not set: the cluster {c.cluster}'s VM size is checked at submit "
                           "(GPU memory against the plan's estimate"
-                          + (", and the model's registry compute list)" if c.pipeline == "registry" else ")"))
+                          + (", and the model's registry compute list)" if c.pipeline != "azft" else ")"))
     if c.pipeline == "registry":
         if not cat.methods[spec.method].get("registry_pipeline"):
             refuse(f"Azure's registry chat_completion_pipeline has no {spec.method.upper()}: it offers LoRA or full "
@@ -520,18 +529,54 @@ def _check_maap(spec, model: ModelInfo, cat: Catalog, refuse, v: Verdict, backen
                    "a local data.train file", "compute.pipeline: azft")
 
 
+#: azft tasks Azure's managed fine-tuning job takes, and its taskType for each (REST enum FineTuningTaskType).
+MANAGED_TASKS = {"chat-completion": "ChatCompletion", "text-generation": "TextCompletion"}
+#: Spec fields Azure's managed job has a place for (the rest are its recipe's choice, named in a warning).
+MANAGED_COMPUTE = ("cluster", "instance_type", "instance_types", "job_tier", "pipeline", "create_cluster")
+
+
+def _check_managed(spec, model: ModelInfo, cat: Catalog, refuse, v: Verdict) -> None:
+    """Azure's managed fine-tuning job (the serverless FineTuningJob) on the user's compute: Azure's own recipe."""
+    c = spec.compute
+    if not model.registry_asset and not spec.model.startswith("azureml://registries/"):
+        refuse(f"Azure's managed fine-tuning job trains Azure registry models; {spec.model} is not one",
+               "compute.pipeline: azft")
+    if spec.task not in MANAGED_TASKS:
+        refuse(f"Azure's managed fine-tuning job takes the {' and '.join(MANAGED_TASKS)} tasks, not {spec.task}",
+               "compute.pipeline: azft")
+    if not cat.methods[spec.method].get("registry_pipeline"):
+        refuse(f"Azure's managed fine-tuning job has no {spec.method.upper()}: its recipe applies the model's "
+               "registry defaults (LoRA or full fine-tuning)", "compute.pipeline: azft (qlora and dora)")
+    if c.cluster and c.instance_types:
+        refuse("Azure's managed job runs on a cluster or on instance types, not both",
+               "remove compute.instance_types to use the cluster", "remove compute.cluster to use instance types")
+    if c.job_tier and c.cluster:
+        v.warnings.append(f"compute.job_tier {c.job_tier}: the queue tier applies to serverless compute; on cluster "
+                          f"{c.cluster} the cluster's own priority decides")
+    ignored = [f"hyperparameters.{k}" for k in spec.hyperparameters.model_fields
+               if k not in MAAS_EXPOSED and was_set(spec, "hyperparameters", k)]
+    ignored += [f"lora.{k}" for k in spec.lora.model_fields if was_set(spec, "lora", k)]
+    ignored += [f"compute.{k}" for k in c.model_fields if k not in MANAGED_COMPUTE and was_set(spec, "compute", k)]
+    if was_set(spec, "method"):
+        ignored.append("method")
+    if ignored:
+        v.warnings.append("Azure's managed fine-tuning job takes epochs, batch_size and learning_rate; its recipe "
+                          "decides the rest from the model's registry defaults. Not sent: " + ", ".join(ignored))
+
+
 def _check_size_rules(spec, model: ModelInfo, cat: Catalog, sku: str, refuse, v: Verdict) -> None:
     """The model's registry compute list binds Azure's registry pipeline; azft's component runs on any GPU that fits."""
     c = spec.compute
     on_list = not model.allowed_skus or sku.lower() in {s.lower() for s in model.allowed_skus}
     listed = ", ".join(model.allowed_skus)
-    if c.pipeline == "registry":
+    if c.pipeline != "azft":
+        who = "Azure's registry pipeline" if c.pipeline == "registry" else "Azure's managed fine-tuning job"
         if not model.allowed_skus:
             v.warnings.append(f"the registry publishes no fine-tuning compute list for {model.display_name}; "
-                              f"Azure's registry pipeline may refuse {sku}")
+                              f"{who} may refuse {sku}")
         elif not on_list:
             refuse(f"{sku} is not in {model.display_name}'s fine-tuning compute list (registry finetuneComputes), "
-                   "which Azure's registry pipeline enforces", "compute.instance_type: one of " + listed,
+                   f"which {who} enforces", "compute.instance_type: one of " + listed,
                    "compute.pipeline: azft (azft's component runs on any GPU size whose memory fits)")
     elif not on_list:
         v.warnings.append(f"{sku} is not in {model.display_name}'s registry fine-tuning compute list ({listed}); "
@@ -588,7 +633,9 @@ def _refuse_unfit(plan: "Plan", cat: Catalog) -> None:
     if plan.spec.compute.pipeline != "azft":
         # Azure's registry pipeline trains with its own recipe (its ZeRO configs offload to CPU): azft's estimate of
         # its own recipe is a hint there, and the registry's compute list is the rule
-        v.warnings.append(f"{problem} (azft's estimate of its own recipe; Azure's registry pipeline uses its own)")
+        v.warnings.append(f"{problem} (azft's estimate of its own recipe; Azure's "
+                          f"{'registry pipeline' if plan.spec.compute.pipeline == 'registry' else 'managed job'} "
+                          "uses its own)")
         return
     v.ok = False
     v.reasons.append(problem)

@@ -172,8 +172,16 @@ class ComputeSpec(_Section):
     create_cluster: bool = Field(False, description="Create the cluster (min 0 nodes) when it does not exist.")
     low_priority: bool = False
     max_nodes: Optional[int] = Field(None, ge=1, le=100)
-    pipeline: Literal["azft", "registry"] = Field(
-        "azft", description="maap: azft's own components, or Azure's registry chat_completion_pipeline."
+    pipeline: Literal["azft", "registry", "azure"] = Field(
+        "azft", description="maap: azft's own components, Azure's registry chat_completion_pipeline, or Azure's "
+        "managed fine-tuning job (the serverless FineTuningJob) on this cluster or these instance types."
+    )
+    instance_types: list[str] = Field(
+        default_factory=list,
+        description="pipeline: azure without a cluster: the VM sizes Azure may run its managed job on.",
+    )
+    job_tier: Optional[Literal["Spot", "Basic", "Standard", "Premium"]] = Field(
+        None, description="pipeline: azure: the queue tier of Azure's managed job (queueSettings.jobTier)."
     )
     deepspeed: DeepSpeedSpec = Field(default_factory=DeepSpeedSpec)
 

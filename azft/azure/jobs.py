@@ -158,9 +158,33 @@ def _str_value(value: Any) -> str:
 
 def build_maas_job(plan: "Plan"):
     """The serverless fine-tuning job (``CustomModelFineTuningJob``), exactly what ``jobs.create_or_update`` PUTs."""
+    return _finetuning_job(plan)
+
+
+def build_managed_job(plan: "Plan"):
+    """Azure's managed fine-tuning job on the user's compute (``compute.pipeline: azure``): the same
+    ``CustomModelFineTuningJob`` as serverless, with ``computeId`` (a cluster name, sent as the SDK sends it) or
+    ``resources.instanceTypes``, and ``queueSettings.jobTier``. Azure marks such a job ``_fineTuningJobType: MaaP``
+    (Azure/azure-sdk-assets recordings ``test_maap_finetuning_job.py*``)."""
+    from azure.ai.ml.entities import JobResources, QueueSettings
+
+    c = plan.spec.compute
+    extra: dict[str, Any] = {}
+    types = list(dict.fromkeys([*c.instance_types, *([c.instance_type] if c.instance_type and not c.cluster else [])]))
+    if c.cluster or not types:
+        extra["compute"] = cluster_name(plan)
+    if types:
+        extra["resources"] = JobResources(instance_types=types)
+    if c.job_tier:
+        extra["queue_settings"] = QueueSettings(job_tier=c.job_tier)
+    return _finetuning_job(plan, **extra)
+
+
+def _finetuning_job(plan: "Plan", **extra: Any):
     from azure.ai.ml import Input, Output
 
     from azft.azure.sdk import finetuning_job_class
+    from azft.plan import MANAGED_TASKS
 
     CustomModelFineTuningJob = finetuning_job_class()
     uris = data_inputs(plan)
@@ -172,7 +196,7 @@ def build_maas_job(plan: "Plan"):
         experiment_name=plan.spec.experiment,
         description=plan.spec.description,
         tags=job_tags(plan),
-        task=MAAS_TASK,
+        task=MANAGED_TASKS.get(plan.spec.task, MAAS_TASK),
         model=Input(type="mlflow_model", path=model_asset_uri(plan)),
         training_data=Input(type="uri_file", path=uris["train"]),
         hyperparameters=maas_hyperparameters(plan),
@@ -180,6 +204,7 @@ def build_maas_job(plan: "Plan"):
     )
     if "validation" in uris:
         kwargs["validation_data"] = Input(type="uri_file", path=uris["validation"])
+    kwargs.update(extra)
     return _quiet(lambda: CustomModelFineTuningJob(**kwargs))
 
 
@@ -427,11 +452,16 @@ def build_maap_job(plan: "Plan"):
 # ----------------------------------------------------------------------------------------------------------------
 
 
+def is_managed(plan: "Plan") -> bool:
+    """The plan asks for Azure's managed fine-tuning job on the user's compute."""
+    return plan.target == "maap" and plan.spec.compute.pipeline == "azure"
+
+
 def build_job(plan: "Plan"):
     if plan.target == "maas":
         return build_maas_job(plan)
     if plan.target == "maap":
-        return build_maap_job(plan)
+        return build_managed_job(plan) if is_managed(plan) else build_maap_job(plan)
     raise UsageError(f"no Azure job for target {plan.target!r}")
 
 
@@ -444,8 +474,9 @@ def job_to_dict(job) -> dict:
 
 def render(plan: "Plan") -> dict:
     """The job exactly as it would be sent, as the dict ``azft plan --output yaml`` prints."""
-    if plan.target == "maas" and plan.spec.data.validation_split and not plan.data_file("validation"):
-        note = (f"data.validation_split {plan.spec.data.validation_split:g}: serverless fine-tuning takes no split "
+    if (plan.target == "maas" or is_managed(plan)) and plan.spec.data.validation_split and \
+            not plan.data_file("validation"):
+        note = (f"data.validation_split {plan.spec.data.validation_split:g}: Azure's fine-tuning job takes no split "
                 "fraction; no validation file is sent and the service holds out its own validation share")
         if note not in plan.notes:
             plan.notes.append(note)
@@ -457,7 +488,7 @@ def render(plan: "Plan") -> dict:
     if plan.target == "maap" and plan.spec.compute.pipeline == "registry":
         plan.notes.extend(n for n in registry_notes(plan) if n not in plan.notes)
     if not plan.model_asset and plan.model.registry_asset and (
-            plan.target == "maas" or plan.spec.compute.pipeline == "registry"):
+            plan.target == "maas" or plan.spec.compute.pipeline != "azft"):
         note = (f"{plan.model.display_name}'s registry version is not published in Azure's registry specs, so azft "
                 "cannot pin it: the job names the registry's `latest` label (`azft catalog refresh` reads the version "
                 "from the live registry)")

@@ -119,6 +119,26 @@ def trust_ca(ca_bundle: Optional[str]) -> Iterator[None]:
                 os.environ["REQUESTS_CA_BUNDLE"] = previous
 
 
+def where_it_runs(job: Any) -> dict[str, Any]:
+    """A fine-tuning job's compute, instance types, queue tier and Azure's own job kind (``_fineTuningJobType``:
+    MaaP on the user's compute), as Azure returns them; empty for what a job does not say."""
+    out: dict[str, Any] = {}
+    props = getattr(job, "properties", None) or {}
+    kind = props.get("_fineTuningJobType") if isinstance(props, dict) else None
+    if kind:
+        out["finetuning_job_type"] = kind
+    compute = getattr(job, "compute", None)
+    if isinstance(compute, str) and compute:
+        out["compute"] = compute.rsplit("/", 1)[-1]
+    types = getattr(getattr(job, "resources", None), "instance_types", None)
+    if types and isinstance(types, (list, tuple)):
+        out["instance_types"] = [str(t) for t in types]
+    tier = getattr(getattr(job, "queue_settings", None), "job_tier", None)
+    if tier:
+        out["job_tier"] = str(tier)[:1].upper() + str(tier)[1:]  # Azure's spelling (the SDK lower-cases it)
+    return out
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # The job handle
 # ----------------------------------------------------------------------------------------------------------------
@@ -161,7 +181,7 @@ class AzureJob(Job):
             studio_url=getattr(job, "studio_url", None),
             outputs=outputs,
             mlflow_run_id=tags.get("azft.mlflow_run_id"),
-            extra={"target": self._backend.target, "job_type": getattr(job, "type", None)},
+            extra={"target": self._backend.target, "job_type": getattr(job, "type", None), **where_it_runs(job)},
         )
         if self.upload is not None:
             info.extra["bytes_uploaded"] = self.upload.bytes_uploaded

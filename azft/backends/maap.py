@@ -1,8 +1,9 @@
 """The `maap` backend: fine-tuning on the workspace's own GPU cluster (Models as a Platform).
 
 The job is the pipeline in ``pipelines/finetune.yml`` (azft's components: every method, ZeRO-1/2/3, multi-node with
-PyTorch distribution) or, with ``compute.pipeline: registry``, ``pipelines/registry_chat_completion.yml`` around
-Azure's registry ``chat_completion_pipeline``. Before any upload the cluster must exist with a VM size whose GPU
+PyTorch distribution), with ``compute.pipeline: registry`` ``pipelines/registry_chat_completion.yml`` around
+Azure's registry ``chat_completion_pipeline``, or with ``compute.pipeline: azure`` Azure's managed fine-tuning job
+(``FineTuningJob``, Azure's recipe) on the cluster or on serverless instance types with a queue tier. Before any upload the cluster must exist with a VM size whose GPU
 memory holds the plan's estimate (and, for the registry pipeline, one from the model's registry compute list);
 ``compute.create_cluster: true`` creates it (AmlCompute, min 0 nodes).
 """
@@ -36,6 +37,8 @@ class MaapBackend(AzureBackend):
         from azft.azure import jobs
 
         c = plan.spec.compute
+        if jobs.is_managed(plan) and not c.cluster and (c.instance_types or c.instance_type):
+            return  # Azure's managed job on serverless compute of these instance types: no cluster of ours
         name = jobs.cluster_name(plan)
         ops = self.ml_client.compute
         compute = None
@@ -93,10 +96,11 @@ def _check_size(plan: "Plan", size: str, what: str) -> None:
     from azft.plan import check_memory_fit, sizes_that_fit
 
     allowed = plan.model.allowed_skus
-    if plan.spec.compute.pipeline == "registry" and allowed and size.lower() not in {s.lower() for s in allowed}:
+    if plan.spec.compute.pipeline != "azft" and allowed and size.lower() not in {s.lower() for s in allowed}:
+        who = "registry pipeline" if plan.spec.compute.pipeline == "registry" else "managed fine-tuning job"
         raise IncompatibleError(
-            f"{what}, which is not in {plan.model.display_name}'s registry fine-tuning compute list (Azure's registry "
-            "pipeline enforces it); nothing was uploaded",
+            f"{what}, which is not in {plan.model.display_name}'s registry fine-tuning compute list (Azure's {who} "
+            "enforces it); nothing was uploaded",
             hint="compute.cluster: a cluster of one of " + ", ".join(allowed) + ", or compute.pipeline: azft",
         )
     if plan.spec.compute.pipeline != "azft":

@@ -396,8 +396,9 @@ class MockBackend(Backend):
             return self.target
         job = self.workspace.emulator.jobs.get(name)
         if job is not None:
-            jt = job.body.get("properties", {}).get("jobType")
-            return "maas" if jt == "FineTuning" else "maap"
+            props = job.body.get("properties", {})
+            managed = (props.get("properties") or {}).get("_fineTuningJobType") == "MaaP"
+            return "maas" if props.get("jobType") == "FineTuning" and not managed else "maap"
         return "maas"
 
     # -- faults -------------------------------------------------------------------------------------------------

@@ -90,6 +90,13 @@ def test_jobs_azft_did_not_create_are_read_as_azure_returns_them(emulator, user)
     assert r.returncode == 0, r.stdout + r.stderr
     info = json.loads(r.stdout)
     assert info["status"].lower() == "running"
+    # Azure's managed job on the customer's compute, as Azure returned it: its instance types and Azure's job kind
+    assert info["extra"]["instance_types"] == ["Standard_NC96ads_A100_v4", "Standard_E4s_v3"]
+    assert info["extra"]["finetuning_job_type"] == "MaaP"
+    r = user("status", "llama-maap", "--backend", "maas")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "runs on: instance types Standard_NC96ads_A100_v4, Standard_E4s_v3" in r.stdout
+    assert "Azure fine-tuning job (MaaP)" in r.stdout
     r = user("status", "llama-created", "--backend", "maas", "--output", "json")
     assert r.returncode == 0, r.stdout + r.stderr
     assert json.loads(r.stdout)["status"].lower() == "created"  # exists, not started: never terminal

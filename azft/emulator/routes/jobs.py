@@ -59,12 +59,25 @@ def job_resource(emu: Emulator, job: EmulatedJob) -> dict[str, Any]:
     return out
 
 
+def mark_managed(body: dict) -> None:
+    """A fine-tuning job on the customer's compute (a ``computeId`` or instance types) is one Azure marks
+    ``_fineTuningJobType: MaaP`` in its properties (Azure/azure-sdk-assets, recordings
+    ``finetuning_job/e2e_tests/test_maap_finetuning_job.py*``, 201 of the PUT)."""
+    props = body.get("properties") or {}
+    if props.get("jobType") != "FineTuning":
+        return
+    if props.get("computeId") or ((props.get("resources") or {}).get("instanceTypes")):
+        props["properties"] = {**(props.get("properties") or {}), "_fineTuningJobType": "MaaP"}
+
+
 def put_job(emu: Emulator, rec: RecordedRequest, m: re.Match[str]) -> Response:
     name, body = m["name"], rec.body
     if not isinstance(body, dict) or not isinstance(body.get("properties"), dict):
         raise HttpError(400, "UserError", "The request body must be a JSON object with 'properties'.")
     if not body["properties"].get("jobType"):
         raise HttpError(400, "UserError", "properties.jobType is required.")
+    body = json.loads(json.dumps(body))
+    mark_managed(body)
     existing = emu.jobs.get(name)
     if existing is not None:
         if comparable(existing.body) != comparable(body):
@@ -74,7 +87,7 @@ def put_job(emu: Emulator, rec: RecordedRequest, m: re.Match[str]) -> Response:
         return Response(200, job_resource(emu, existing))
     outcome = emu._named_outcomes.pop(name, None) or (
         emu._pending_outcomes.pop(0) if emu._pending_outcomes else Outcome())
-    job = EmulatedJob(name=name, body=json.loads(json.dumps(body)), created_at=emu.clock.now(),
+    job = EmulatedJob(name=name, body=body, created_at=emu.clock.now(),
                       created_wall=time.time(), outcome=outcome, state_seconds=dict(emu.state_seconds),
                       total_steps=emu.total_steps, api_version=rec.api_version)
     emu.jobs[name] = job
