@@ -172,7 +172,7 @@ def serverless_history(snapshots: list[tuple[str, str, dict]]) -> Optional[dict]
             withdrawn = None
         elif last is not None and withdrawn is None:
             withdrawn = (commit, date, facts)
-    if last is None:
+    if first is None or last is None:
         return None
     regions = last[2].get("maas_regions", (None, ""))[0] or []
     deploy = last[2].get("maas_deploy_regions", (None, ""))[0] or []

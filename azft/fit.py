@@ -118,7 +118,8 @@ def advice(plan: Any, cat: Any, est: Estimate, gpu_memory_gb: float, sku: Option
                   for k, w, c, s2, f in _candidates(ck)]
     if base_hours is None:
         base_hours = _hours(plan, cat, sku, est.setup.world_size)
-    rows, kinds = [], set()
+    rows: list[dict[str, Any]] = []
+    kinds: set[str] = set()
     for kind, what, change, setup, factor in tried:
         if kind in kinds:
             continue

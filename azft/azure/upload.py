@@ -309,7 +309,7 @@ class BlobUploader:
         target = DatastoreInfo((self.blob_endpoint or datastore.account_url).rstrip("/"), datastore.container,
                                datastore.datastore)
         try:
-            return upload_files([d.path for d in local], target, self.credential, self.progress,
+            return upload_files([d.path for d in local if d.path], target, self.credential, self.progress,
                                 connection_verify=self.connection_verify,
                                 sha256s={d.path: d.sha256 for d in local if d.path and d.sha256}, **kwargs)
         except AzftError:

@@ -190,7 +190,8 @@ def resolve_workspace(
             if v and v.strip():
                 values[name], sources[name] = v.strip(), f"environment variable {k}"
                 break
-    config_path, looked = None, []
+    config_path: Path | None = None
+    looked: list[Path] = []
     if any(n not in values for n in FIELDS):
         config_path, looked = find_config_json(cwd)
         if config_path is not None:

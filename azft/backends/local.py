@@ -266,7 +266,7 @@ class LocalJob(Job):
         self._write_state(state)
         if self._exit_code() is not None or not self._alive(state):
             return
-        pgid = state.get("pgid") or state.get("pid")
+        pgid = int(state.get("pgid") or state["pid"])
         try:
             os.killpg(pgid, signal.SIGTERM)
         except ProcessLookupError:

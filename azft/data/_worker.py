@@ -15,7 +15,7 @@ def main() -> None:
     if sys.argv[1:] == ["convert"]:
         from azft.data.convert import convert_range
 
-        result = convert_range(pickle.load(sys.stdin.buffer))
+        result: object = convert_range(pickle.load(sys.stdin.buffer))
     else:
         from azft.data.scan import scan_range
 

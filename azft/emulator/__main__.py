@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Azure ML emulator listening on {emu.base_url}")
         print(f"CA certificate: {emu.ca_pem_path}")
         print("Point azft at it with:")
-        for k, v in info["env"].items():
+        for k, v in emu.env().items():
             print(f"  export {k}={v}")
         print("Press Ctrl+C to stop.", flush=True)
     stop = threading.Event()

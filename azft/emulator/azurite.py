@@ -127,7 +127,7 @@ class Azurite:
             if self.process is None or self.process.poll() is not None:
                 return False
             try:
-                with socket.create_connection((self.host, self.port), timeout=1) as raw, \
+                with socket.create_connection((self.host, int(self.port or 0)), timeout=1) as raw, \
                         ctx.wrap_socket(raw, server_hostname=self.host) as tls:
                     tls.sendall(f"GET /{ACCOUNT_NAME}?comp=properties HTTP/1.1\r\nHost: {self.host}\r\n"
                                 "Connection: close\r\n\r\n".encode())

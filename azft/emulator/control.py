@@ -8,7 +8,7 @@ from dataclasses import asdict
 from typing import TYPE_CHECKING
 
 from azft.emulator.faults import FAULT_KEYS, Fault
-from azft.emulator.routes import Route
+from azft.emulator.routes.base import Route
 from azft.emulator.wire import HttpError, RecordedRequest, Response
 
 if TYPE_CHECKING:  # pragma: no cover

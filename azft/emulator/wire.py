@@ -195,7 +195,7 @@ def make_server(emulator: Any, host: str, port: int, context: ssl.SSLContext) ->
             with emulator._lock:
                 emulator._connections.add(tls)
             try:
-                self.RequestHandlerClass(tls, client_address, self)
+                self.RequestHandlerClass(tls, client_address, self)  # type: ignore[arg-type]
             except (ConnectionError, ssl.SSLError, OSError):
                 pass
             finally:

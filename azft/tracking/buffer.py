@@ -19,6 +19,7 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 import threading
 import uuid
 from contextlib import contextmanager
@@ -62,7 +63,7 @@ class _FileLock:
         if self._depth == 0:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._fh = open(self.path, "a+b")
-            if os.name == "nt":  # pragma: no cover - exercised on Windows only
+            if sys.platform == "win32":  # pragma: no cover - exercised on Windows only
                 import msvcrt
 
                 self._fh.seek(0)
@@ -78,7 +79,7 @@ class _FileLock:
         self._depth -= 1
         if self._depth == 0:
             try:
-                if os.name == "nt":  # pragma: no cover
+                if sys.platform == "win32":  # pragma: no cover
                     import msvcrt
 
                     self._fh.seek(0)

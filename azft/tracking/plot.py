@@ -31,7 +31,7 @@ def compare_plot(
     out_png: str | os.PathLike[str],
     metric: str = "loss",
     *,
-    tracker: "Tracker | None" = None,
+    tracker: "Tracker",
 ) -> Path:
     """Write a PNG with one ``metric`` curve per run (left) and the eval curves when any run has them (right).
 
@@ -39,10 +39,6 @@ def compare_plot(
     """
     if not run_ids:
         raise UsageError("give at least one run to compare")
-    if tracker is None:
-        from azft.tracking.tracker import Tracker
-
-        tracker = Tracker(None, "azft")
     import matplotlib
 
     matplotlib.use("Agg", force=True)

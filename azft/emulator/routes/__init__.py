@@ -4,52 +4,21 @@ A route is a row: method, path pattern, name, handler, how it authenticates, the
 the permission check and Azure's api-version answer) and the REST contract model its body must satisfy. The
 dispatcher answers, in Azure's order: authentication (401), api-version (400 ``NoRegisteredProviderFound``),
 workspace (404), permission (403 ``AuthorizationFailed``), request body against the contract (400 ``UserError``),
-then a served fixture (Azure's recorded answer, ``azft.emulator.fixtures``) or the handler. Adding a resource kind is a route module with rows (see ``resources.crud``), nothing else.
+then a served fixture (Azure's recorded answer, ``azft.emulator.fixtures``) or the handler. Adding a resource kind is a route module with rows (see ``resources.crud``), nothing else; the row type is in
+``base``.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
+from azft.emulator.routes.base import Route
 from azft.emulator.wire import PROVIDER, HttpError, RecordedRequest, Response, azure_error
 
 if TYPE_CHECKING:  # pragma: no cover
     from azft.emulator.server import Emulator
-
-Handler = Callable[["Emulator", RecordedRequest, "re.Match[str]"], Response]
-
-WS = (
-    r"^/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)/providers/Microsoft\.MachineLearningServices"
-    r"/workspaces/(?P<ws>[^/]+)"
-)
-OPS = r"^/subscriptions/(?P<sub>[^/]+)/providers/Microsoft\.MachineLearningServices/locations/(?P<loc>[^/]+)"
-
-
-@dataclass(frozen=True)
-class Route:
-    method: str
-    pattern: str
-    name: str
-    handler: Handler
-    #: True = ARM (bearer token + api-version), "token" = bearer only (data plane), False = none.
-    auth: Any = True
-    #: The ARM resource type below the provider, e.g. "workspaces/jobs": the permission check's action is
-    #: "<METHOD> Microsoft.MachineLearningServices/<resource_type>".
-    resource_type: str | None = None
-    #: The REST contract model the request body must satisfy (``azft.emulator.contract``), e.g. "JobBase", or a
-    #: function of the path match naming it.
-    body: str | Callable[[re.Match[str]], str] | None = None
-
-    def compiled(self) -> re.Pattern[str]:
-        return re.compile(self.pattern, re.IGNORECASE)
-
-    @property
-    def action_type(self) -> str:
-        return f"{PROVIDER}/{self.resource_type}" if self.resource_type else self.name
-
 
 def _auth_error() -> Response:
     return Response(401, azure_error(

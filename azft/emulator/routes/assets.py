@@ -7,7 +7,7 @@ import re
 import uuid
 from typing import TYPE_CHECKING
 
-from azft.emulator.routes import WS, Route
+from azft.emulator.routes.base import WS, Route
 from azft.emulator.store import asset_kind
 from azft.emulator.wire import HttpError, RecordedRequest, Response
 

@@ -14,7 +14,7 @@ import uuid
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from azft.emulator.routes import WS, Route
+from azft.emulator.routes.base import WS, Route
 from azft.emulator.wire import HttpError, RecordedRequest, Response
 
 if TYPE_CHECKING:  # pragma: no cover

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from azft.emulator.lifecycle import TERMINAL, EmulatedJob, Outcome
-from azft.emulator.routes import WS, Route
+from azft.emulator.routes.base import WS, Route
 from azft.emulator.wire import PROVIDER, HttpError, RecordedRequest, Response
 
 if TYPE_CHECKING:  # pragma: no cover

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
-from azft.emulator.routes import OPS, Route
+from azft.emulator.routes.base import OPS, Route
 from azft.emulator.wire import RecordedRequest, Response, now_iso
 
 if TYPE_CHECKING:  # pragma: no cover

@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Optional
 
-from azft.emulator.routes import Route
+from azft.emulator.routes.base import Route
 from azft.emulator.wire import PROVIDER, HttpError, RecordedRequest, Response
 
 if TYPE_CHECKING:  # pragma: no cover

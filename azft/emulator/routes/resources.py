@@ -10,7 +10,7 @@ import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from azft.emulator.routes import WS, Route
+from azft.emulator.routes.base import WS, Route
 from azft.emulator.wire import RecordedRequest, Response
 
 if TYPE_CHECKING:  # pragma: no cover

@@ -6,7 +6,7 @@ import re
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from azft.emulator.routes import WS, Route
+from azft.emulator.routes.base import WS, Route
 from azft.emulator.wire import PROVIDER, HttpError, RecordedRequest, Response
 
 if TYPE_CHECKING:  # pragma: no cover
