@@ -18,6 +18,8 @@ from typing import Optional
 from azft.errors import UsageError
 
 CATALOG_FILE = Path(__file__).with_name("catalog.yaml")
+#: azft tasks Azure's managed fine-tuning job takes, and its taskType for each (REST enum FineTuningTaskType).
+MANAGED_TASKS = {"chat-completion": "ChatCompletion", "text-generation": "TextCompletion"}
 
 
 def user_catalog_path() -> Path:

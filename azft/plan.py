@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from azft.catalog import Catalog, ModelInfo, get_model, load_catalog
+from azft.catalog import MANAGED_TASKS, Catalog, ModelInfo, get_model, load_catalog
 from azft.digest import file_sha256
 from azft.errors import Verdict
 from azft.spec import JobSpec, is_uri, was_set
@@ -529,8 +529,6 @@ def _check_maap(spec, model: ModelInfo, cat: Catalog, refuse, v: Verdict, backen
                    "a local data.train file", "compute.pipeline: azft")
 
 
-#: azft tasks Azure's managed fine-tuning job takes, and its taskType for each (REST enum FineTuningTaskType).
-MANAGED_TASKS = {"chat-completion": "ChatCompletion", "text-generation": "TextCompletion"}
 #: Spec fields Azure's managed job has a place for (the rest are its recipe's choice, named in a warning).
 MANAGED_COMPUTE = ("cluster", "instance_type", "instance_types", "job_tier", "pipeline", "create_cluster")
 

@@ -184,7 +184,7 @@ def _finetuning_job(plan: "Plan", **extra: Any):
     from azure.ai.ml import Input, Output
 
     from azft.azure.sdk import finetuning_job_class
-    from azft.plan import MANAGED_TASKS
+    from azft.catalog import MANAGED_TASKS
 
     CustomModelFineTuningJob = finetuning_job_class()
     uris = data_inputs(plan)
