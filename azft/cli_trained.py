@@ -1,0 +1,134 @@
+"""`azft eval`, `azft predict`, `azft export`: a finished job's model, judged and used here. Loaded on use; torch,
+transformers and peft are imported only inside the commands."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import click
+
+OUTPUTS = ("table", "json")
+
+
+def _trained(job: str):
+    from azft.trained.job import TrainedModel
+
+    return TrainedModel.from_job(job)
+
+
+def _quiet() -> None:
+    import os
+
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import warnings
+
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    warnings.filterwarnings("ignore", category=FutureWarning)
+
+
+@click.command(name="eval")
+@click.argument("job")
+@click.option("--data", type=click.Path(), default=None,
+              help="Held-out JSONL in the job's task format (default: the job's validation file).")
+@click.option("--base", is_flag=True, help="Also evaluate the base model on the same data, side by side.")
+@click.option("--samples", type=click.IntRange(0, 1000), default=4, show_default=True,
+              help="Greedy generations shown next to their references.")
+@click.option("--max-new-tokens", type=click.IntRange(1, 4096), default=48, show_default=True)
+@click.option("--batch-size", type=click.IntRange(1, 1024), default=8, show_default=True)
+@click.option("--out", "out_dir", type=click.Path(), default=None,
+              help="Where eval.json and report.md go (default: the job's folder, evaluation/).")
+@click.option("--output", "-o", type=click.Choice(OUTPUTS), default="table")
+def eval_(job: str, data: Optional[str], base: bool, samples: int, max_new_tokens: int, batch_size: int,
+          out_dir: Optional[str], output: str) -> int:
+    """Loss and perplexity on the assistant tokens, and greedy samples (prompt, reference, base, fine-tuned);
+    eval.json and a Markdown report, logged to the job's MLflow run."""
+    from azft.trained.evaluate import evaluate, save_and_log
+
+    tm = _trained(job)
+    _quiet()
+    result = evaluate(tm, data=data, base=base, samples=samples, max_new_tokens=max_new_tokens,
+                      batch_size=batch_size)
+    where = Path(out_dir) if out_dir else tm.model_dir.parent / "evaluation"
+    result["saved"] = save_and_log(tm, result, where)
+    if output == "json":
+        click.echo(json.dumps(result, indent=2))
+        return 0
+    _print_eval(result)
+    return 0
+
+
+def _print_eval(result: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    con = Console(highlight=False, soft_wrap=True)
+    t = Table(title=f"{result['job']} on {result['data']} ({result['split']})")
+    for col in ("model", "loss", "perplexity", "rows", "target tokens"):
+        t.add_column(col, justify="left" if col == "model" else "right")
+    for kind, m in result["models"].items():
+        t.add_row(kind, f"{m['loss']:.4f}", f"{m['perplexity']:.2f}", str(m["rows"]), str(m["target_tokens"]))
+    con.print(t)
+    if "loss_change" in result:
+        con.print(f"fine-tuning changed the loss by {result['loss_change']:+.4f}")
+    if result["samples"]:
+        kinds = list(result["models"])
+        s = Table(title="greedy samples", show_lines=True)
+        for col in ["prompt", "reference", *kinds]:
+            s.add_column(col, overflow="fold")
+        for row in result["samples"]:
+            s.add_row(*(str(row.get(c) if row.get(c) is not None else "—") for c in ["prompt", "reference", *kinds]))
+        con.print(s)
+    saved = result["saved"]
+    con.print(f"report: {saved['dir']}/report.md (and eval.json)"
+              + (f"; logged to MLflow run {saved['mlflow_run_id']}" if saved["mlflow_run_id"] else ""))
+
+
+@click.command()
+@click.argument("job")
+@click.option("--data", required=True, type=click.Path(),
+              help='JSONL prompts: {"messages": [...]} ending with a user turn (a final assistant turn is kept as '
+                   'the reference), or {"prompt": "..."}.')
+@click.option("--out", required=True, type=click.Path(), help="JSONL responses, one per input line, in order.")
+@click.option("--base", is_flag=True, help="Answer with the base model instead of the fine-tuned one.")
+@click.option("--max-new-tokens", type=click.IntRange(1, 4096), default=64, show_default=True)
+@click.option("--batch-size", type=click.IntRange(1, 1024), default=16, show_default=True)
+@click.option("--output", "-o", type=click.Choice(OUTPUTS), default="table")
+def predict(job: str, data: str, out: str, base: bool, max_new_tokens: int, batch_size: int, output: str) -> int:
+    """Batch inference: greedy, batched, with the KV cache."""
+    from azft.trained.predict import predict as run
+
+    tm = _trained(job)
+    _quiet()
+    res = run(tm, data, out, base=base, max_new_tokens=max_new_tokens, batch_size=batch_size)
+    if output == "json":
+        click.echo(json.dumps(res, indent=2))
+    else:
+        click.echo(f"{res['rows']} responses ({res['model']}, {res['completion_tokens']} tokens) -> {res['out']}")
+    return 0
+
+
+@click.command()
+@click.argument("job")
+@click.option("--format", "fmt", type=click.Choice(["merged", "adapter"]), default="merged", show_default=True,
+              help="merged: adapter folded into the base weights; adapter: the adapter alone.")
+@click.option("--out", required=True, type=click.Path(), help="The folder to write (must be empty, or --force).")
+@click.option("--force", is_flag=True, help="Replace a non-empty --out folder.")
+@click.option("--output", "-o", type=click.Choice(OUTPUTS), default="table")
+def export(job: str, fmt: str, out: str, force: bool, output: str) -> int:
+    """Write the fine-tuned model as a folder plain transformers (or peft) loads: safetensors, tokenizer, chat
+    template."""
+    from azft.trained.export import export as run
+
+    tm = _trained(job)
+    _quiet()
+    res = run(tm, fmt, out, force=force)
+    if output == "json":
+        click.echo(json.dumps(res, indent=2))
+    else:
+        click.echo(f"{res['format']} model -> {res['out']} ({', '.join(res['files'])})")
+    return 0
