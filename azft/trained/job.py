@@ -72,6 +72,9 @@ class TrainedModel:
         if status != "Completed":
             raise UsageError(f"job {name!r} is {status}, not Completed",
                              hint=f"`azft wait {name}` and try again")
+        from azft.backends.local import LocalJob
+
+        assert isinstance(job, LocalJob)  # job.backend == "local"
         state = job.state()
         opts = _argv_options([str(a) for a in state.get("command", [])])
         model_dir = Path(state["outputs"]["model_output"])
