@@ -271,7 +271,7 @@ def review_spec(item: dict, repo: Path, base: str | None, out: Path, runner: Run
     return code
 
 
-def submit_spec(item: dict, repo: Path, out: Path, runner: Runner, timeout: float, force: bool) -> int:
+def submit_spec(item: dict, repo: Path, out: Path, runner: Runner, timeout: float, flags: list[str]) -> int:
     """plan → submit --wait → results → summary for one spec."""
     spec, backend, key = item["spec"], item["backend"], item["key"]
     d = out / key
@@ -281,7 +281,7 @@ def submit_spec(item: dict, repo: Path, out: Path, runner: Runner, timeout: floa
     job = plan.data.get("job_name") if plan and isinstance(plan.data, dict) else None
     if code == EXIT_OK and not runner.interrupted:
         args = ["submit", spec, "--backend", backend, "--wait", "--timeout", f"{timeout:g}",
-                "--cancel-on-interrupt", "--output", "json"] + (["--force"] if force else [])
+                "--cancel-on-interrupt", "--output", "json", *flags]
         code = runner.run(args, d / "submit.json", cwd=repo)
         submitted = read_step("submit", str(d / "submit.json"))
         if submitted and isinstance(submitted.data, dict):
@@ -335,9 +335,11 @@ def review_cmd(selection: str, base: str | None, out: str, repo: str) -> int:
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False), help="One folder per spec here.")
 @click.option("--timeout", type=float, default=19800, show_default=True,
               help="Seconds to wait for each job (exit 3 after; the job keeps running).")
+@click.option("--retry", is_flag=True,
+              help="Passed to `azft submit`: run a spec whose job Failed or was Canceled again.")
 @click.option("--force", is_flag=True, help="Passed to `azft submit`: start a new job even if one exists.")
 @click.option("--repo", type=click.Path(file_okay=False, exists=True), default=".", show_default=True)
-def submit_cmd(selection: str, out: str, timeout: float, force: bool, repo: str) -> int:
+def submit_cmd(selection: str, out: str, timeout: float, retry: bool, force: bool, repo: str) -> int:
     """Submit each selected spec, wait for it, fetch its results and write the summary. An interrupt (the run was
     cancelled) cancels the running job and skips the rest (exit 3)."""
     if not timeout > 0:
@@ -347,8 +349,9 @@ def submit_cmd(selection: str, out: str, timeout: float, force: bool, repo: str)
     if not items:
         click.echo("no spec to submit", err=True)
         return EXIT_OK
+    flags = (["--retry"] if retry else []) + (["--force"] if force else [])
     with Runner(root) as runner:
-        return _loop(items, lambda it: submit_spec(it, root, dest, runner, timeout, force), runner)
+        return _loop(items, lambda it: submit_spec(it, root, dest, runner, timeout, flags), runner)
 
 
 def unfinished_jobs(items: list[dict], out: Path) -> list[tuple[dict, str]]:
