@@ -193,6 +193,10 @@ class MockWorkspace:
             store = getattr(em, attr)
             store.clear()
             store.update(state.get(attr, {}))
+        for kind, items in (state.get("named") or {}).items():  # online endpoints, their deployments, ...
+            store = em.store.collection(kind)
+            store.clear()
+            store.update(items)
         for attr in ("components", "codes"):
             store = getattr(em, attr)
             store.clear()
@@ -223,6 +227,8 @@ class MockWorkspace:
             "computes": em.computes,
             "marketplace_subscriptions": em.marketplace_subscriptions,
             "serverless_endpoints": em.serverless_endpoints,
+            "named": {k: v for k, v in em.store.named.items()
+                      if k not in ("computes", "marketplaceSubscriptions", "serverlessEndpoints")},
             "components": {f"{n}|{v}": body for (n, v), body in em.components.items()},
             "codes": {f"{n}|{v}": body for (n, v), body in em.codes.items()},
             "faults": [f.to_dict() for f in em.faults if f.times is None or f.hits < f.times],

@@ -36,10 +36,11 @@ from azft.emulator.wire import PROVIDER, RecordedRequest, Response, azure_error,
 
 log = logging.getLogger("azft.emulator")
 
-#: api-versions azure-ai-ml sends for azft's flows (see the wire notes); others get Azure's
-#: ``NoRegisteredProviderFound`` answer, naming the version.
+#: api-versions azure-ai-ml sends for azft's flows (see the wire notes; online endpoints and deployments go out at
+#: 2022-02-01-preview); others get Azure's ``NoRegisteredProviderFound`` answer, naming the version.
 API_VERSIONS: frozenset[str] = frozenset(
     {
+        "2022-02-01-preview",
         "2023-04-01",
         "2023-04-01-preview",
         "2023-08-01-preview",

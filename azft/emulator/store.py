@@ -119,7 +119,12 @@ class ResourceStore:
         store = self.collection(kind)
         if name not in store:
             return Response(204, None)
-        op = self.new_operation(on_done=lambda: store.pop(name, None))
+        def gone() -> None:
+            store.pop(name, None)
+            for child in [k for k in self.named if k.startswith(f"{kind}/{name}/")]:  # an endpoint's deployments
+                del self.named[child]
+
+        op = self.new_operation(on_done=gone)
         return Response(202, None, self.op_headers(op, rec.api_version or "", location=True))
 
     def page(self, rec: RecordedRequest, items: list[dict]) -> Response:

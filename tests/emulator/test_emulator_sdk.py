@@ -210,7 +210,9 @@ def test_computes_marketplace_and_serverless(emulator, ml_client):
 
     ep = ml_client.serverless_endpoints.begin_create_or_update(
         ServerlessEndpoint(name="phi4-ep", model_id="azureml://registries/azureml/models/Phi-4")).result()
-    assert ep.provisioning_state == "succeeded" and ep.scoring_uri.startswith("https://phi4-ep.")
+    # the inference URL is the emulator's own (it answers chat completions: tests/emulator/test_endpoints.py)
+    assert ep.provisioning_state == "succeeded" and ep.scoring_uri.startswith(emulator.base_url)
+    assert ep.scoring_uri.endswith("/serverless/phi4-ep")
     assert ml_client.serverless_endpoints.get("phi4-ep").name == "phi4-ep"
     assert not emulator.unmatched
 
@@ -222,10 +224,10 @@ def test_missing_job_is_resource_not_found(emulator, ml_client):
 
 def test_unknown_route_is_an_azure_shaped_404_and_recorded(emulator, ml_client):
     with pytest.raises(HttpResponseError) as e:
-        ml_client.online_endpoints.get("chat-endpoint")
+        ml_client.batch_endpoints.get("batch-endpoint")
     assert e.value.status_code == 404
     gaps = emulator.unmatched
-    assert gaps and gaps[0].path.endswith("/onlineEndpoints/chat-endpoint")
+    assert gaps and gaps[0].path.endswith("/batchEndpoints/batch-endpoint")
 
 
 def test_environment_label_latest_resolves_to_the_newest_version(emulator, ml_client):

@@ -57,6 +57,12 @@ class Router:
 
     def _check(self, emu: Emulator, route: Route, m: re.Match[str], rec: RecordedRequest,
                authorization: str | None) -> None:
+        if route.auth == "key":  # an endpoint's inference route: one of that endpoint's keys
+            from azft.emulator.routes.inference import key_ok
+
+            if not key_ok(emu, m.groupdict(), authorization):
+                raise _Answer(Response(401, azure_error("Unauthorized", "Missing or invalid endpoint key.")))
+            return
         if route.auth and not (authorization or "").startswith("Bearer "):
             raise _Answer(_auth_error())
         if route.auth is not True:  # data-plane and control routes carry no api-version
@@ -109,7 +115,7 @@ def check_api_version(emu: Emulator, route: Route, av: str | None) -> None:
 
 def all_routes() -> list[Route]:
     from azft.emulator import control
-    from azft.emulator.routes import assets, history, jobs, operations, registry, resources, workspace
+    from azft.emulator.routes import assets, history, inference, jobs, operations, registry, resources, workspace
 
     return [*workspace.ROUTES, *jobs.ROUTES, *resources.ROUTES, *assets.ROUTES, *operations.ROUTES,
-            *history.ROUTES, *registry.ROUTES, *control.ROUTES]
+            *history.ROUTES, *registry.ROUTES, *inference.ROUTES, *control.ROUTES]

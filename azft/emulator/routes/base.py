@@ -27,7 +27,8 @@ class Route:
     pattern: str
     name: str
     handler: Handler
-    #: True = ARM (bearer token + api-version), "token" = bearer only (data plane), False = none.
+    #: True = ARM (bearer token + api-version), "token" = bearer only (data plane), "key" = an endpoint's own key
+    #: (inference routes), False = none.
     auth: Any = True
     #: The ARM resource type below the provider, e.g. "workspaces/jobs": the permission check's action is
     #: "<METHOD> Microsoft.MachineLearningServices/<resource_type>".

@@ -1,26 +1,35 @@
-"""Named ARM resources served straight from the store: computes, marketplace subscriptions, serverless endpoints.
+"""Named ARM resources served straight from the store: computes, marketplace subscriptions, serverless endpoints,
+managed online endpoints and their deployments.
 
 ``crud(segment, title, ...)`` makes the four rows (PUT as an LRO, GET, DELETE as an LRO, list with paging) of a
-resource kind; a new kind (online endpoints, their deployments) is one call plus whatever its PUT adds.
+resource kind; a new kind is one call plus whatever its PUT adds (``extra``), what it checks first (``check``: a
+deployment needs its endpoint) and what a read fills in (``view``: scoring URLs name the port this emulator listens
+on, so a workspace saved by one process and loaded by the next answers with a URL that works). The endpoints'
+inference routes are in ``azft.emulator.routes.inference``.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from azft.emulator.routes.base import WS, Route
-from azft.emulator.wire import RecordedRequest, Response
+from azft.emulator.wire import HttpError, RecordedRequest, Response
+
+#: Where the emulator serves the endpoints' inference (scoring) routes.
+INFERENCE = "/_inference"
 
 if TYPE_CHECKING:  # pragma: no cover
     from azft.emulator.server import Emulator
 
 Extra = Callable[["Emulator", str, dict], None]
+Check = Callable[["Emulator", "re.Match[str]"], None]
 
 
 def crud(segment: str, title: str, *, route: str, body: str | None = None, extra: Extra | None = None,
-         parent: str = "", resource_type: str | None = None) -> list[Route]:
+         parent: str = "", resource_type: str | None = None, check: Check | None = None,
+         view: Extra | None = None) -> list[Route]:
     """The routes of a named resource kind under the workspace (``parent`` adds a path between, e.g.
     ``/onlineEndpoints/(?P<endpoint>[^/]+)`` with ``resource_type="workspaces/onlineEndpoints/deployments"``).
     ``extra(emu, name, resource)`` fills the properties the service sets on PUT."""
@@ -33,18 +42,25 @@ def crud(segment: str, title: str, *, route: str, body: str | None = None, extra
         return "/".join(p for key in parent_keys for p in (_segment_before(parent, key), m[key])) + \
             ("/" if parent_keys else "") + segment
 
+    def shown(emu: Emulator, res: dict) -> dict:
+        if view is not None:
+            view(emu, res["name"], res)
+        return res
+
     def put(emu: Emulator, rec: RecordedRequest, m: re.Match[str]) -> Response:
         name = m["name"]
+        if check is not None:
+            check(emu, m)
         return emu.store.put(kind(m), rec, name, (lambda res: extra(emu, name, res)) if extra else None)
 
     def get(emu: Emulator, rec: RecordedRequest, m: re.Match[str]) -> Response:
-        return Response(200, emu.store.get(kind(m), m["name"], title))
+        return Response(200, shown(emu, emu.store.get(kind(m), m["name"], title)))
 
     def delete(emu: Emulator, rec: RecordedRequest, m: re.Match[str]) -> Response:
         return emu.store.delete(kind(m), rec, m["name"])
 
     def list_(emu: Emulator, rec: RecordedRequest, m: re.Match[str]) -> Response:
-        return emu.store.page(rec, list(emu.store.collection(kind(m)).values()))
+        return emu.store.page(rec, [shown(emu, r) for r in emu.store.collection(kind(m)).values()])
 
     return [
         Route("PUT", item, f"{route}.put", put, resource_type=rtype, body=body),
@@ -75,15 +91,66 @@ def _marketplace(emu: Emulator, name: str, res: dict) -> None:
 def _serverless(emu: Emulator, name: str, res: dict) -> None:
     res.setdefault("location", emu.location)
     res["properties"].setdefault("authMode", "Key")
-    res["properties"]["inferenceEndpoint"] = {"uri": f"https://{name}.{emu.location}.models.ai.azure.com"}
     res["properties"]["endpointState"] = "Online"
+    _serverless_view(emu, name, res)
+
+
+def _serverless_view(emu: Emulator, name: str, res: dict) -> None:
+    # Azure: https://{name}.{region}.models.ai.azure.com; here the emulator's own host, which serves
+    # /v1/chat/completions below it (azft.emulator.routes.inference).
+    res["properties"]["inferenceEndpoint"] = {"uri": f"{emu.base_url}{INFERENCE}/serverless/{name}"}
+
+
+def endpoint_keys(emu: Emulator, kind: str, name: str) -> dict[str, str]:
+    """Deterministic, obviously fake keys: tests can check they never reach logs."""
+    return {"primaryKey": f"emulator-primary-{kind}-{name}", "secondaryKey": f"emulator-secondary-{kind}-{name}"}
 
 
 def serverless_keys(emu: Emulator, rec: RecordedRequest, m: re.Match[str]) -> Response:
     emu.store.get("serverlessEndpoints", m["name"], "Serverless endpoint")
-    # Deterministic, obviously fake keys: tests can check they never reach logs.
-    return Response(200, {"primaryKey": f"emulator-primary-{m['name']}",
-                          "secondaryKey": f"emulator-secondary-{m['name']}"})
+    return Response(200, endpoint_keys(emu, "serverless", m["name"]))
+
+
+def _online_endpoint(emu: Emulator, name: str, res: dict) -> None:
+    res.setdefault("location", emu.location)
+    res["properties"].setdefault("traffic", {})
+    _online_view(emu, name, res)
+
+
+def _online_view(emu: Emulator, name: str, res: dict) -> None:
+    # Azure: https://{name}.{region}.inference.ml.azure.com/score
+    res["properties"]["scoringUri"] = f"{emu.base_url}{INFERENCE}/online/{name}/score"
+    res["properties"]["swaggerUri"] = f"{emu.base_url}{INFERENCE}/online/{name}/swagger.json"
+
+
+def online_keys(emu: Emulator, rec: RecordedRequest, m: re.Match[str]) -> Response:
+    res = emu.store.get("onlineEndpoints", m["name"], "Online endpoint")
+    if str(res["properties"].get("authMode", "")).lower() != "key":
+        raise HttpError(400, "UserError", f"Online endpoint '{m['name']}' does not use key authentication.")
+    return Response(200, endpoint_keys(emu, "online", m["name"]))
+
+
+def _endpoint_exists(emu: Emulator, m: re.Match[str]) -> None:
+    """A deployment needs its endpoint (Azure answers 404 for a deployment under a missing endpoint)."""
+    emu.store.get("onlineEndpoints", m["endpoint"], "Online endpoint")
+
+
+#: What Azure fills in when a deployment PUT leaves them out (the defaults azure-ai-ml documents for
+#: ``OnlineRequestSettings``, ``ProbeSettings`` and ``DefaultScaleSettings``).
+_PROBE: dict[str, Any] = {"failureThreshold": 30, "successThreshold": 1, "timeout": "PT2S", "period": "PT10S", "initialDelay": "PT10S"}
+_DEPLOYMENT_DEFAULTS: dict[str, dict[str, Any]] = {
+    "scaleSettings": {"scaleType": "Default"},
+    "requestSettings": {"maxConcurrentRequestsPerInstance": 1, "requestTimeout": "PT5S", "maxQueueWait": "PT0.5S"},
+    "livenessProbe": _PROBE, "readinessProbe": _PROBE,
+}
+
+
+def _online_deployment(emu: Emulator, name: str, res: dict) -> None:
+    res.setdefault("location", emu.location)
+    res.setdefault("sku", {"name": "Default", "capacity": 1})
+    for key, value in _DEPLOYMENT_DEFAULTS.items():
+        if not res["properties"].get(key):
+            res["properties"][key] = dict(value)
 
 
 ROUTES = [
@@ -91,7 +158,14 @@ ROUTES = [
     *crud("marketplaceSubscriptions", "Marketplace subscription", route="marketplace",
           body="MarketplaceSubscription", extra=_marketplace),
     *crud("serverlessEndpoints", "Serverless endpoint", route="serverless", body="ServerlessEndpoint",
-          extra=_serverless),
+          extra=_serverless, view=_serverless_view),
     Route("POST", WS + r"/serverlessEndpoints/(?P<name>[^/]+)/listKeys$", "serverless.listKeys", serverless_keys,
           resource_type="workspaces/serverlessEndpoints"),
+    *crud("onlineEndpoints", "Online endpoint", route="online_endpoints", body="OnlineEndpoint",
+          extra=_online_endpoint, view=_online_view),
+    Route("POST", WS + r"/onlineEndpoints/(?P<name>[^/]+)/listKeys$", "online_endpoints.listKeys", online_keys,
+          resource_type="workspaces/onlineEndpoints"),
+    *crud("deployments", "Online deployment", route="online_deployments", body="OnlineDeployment",
+          extra=_online_deployment, parent="/onlineEndpoints/(?P<endpoint>[^/]+)",
+          resource_type="workspaces/onlineEndpoints/deployments", check=_endpoint_exists),
 ]
