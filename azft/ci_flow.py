@@ -296,19 +296,33 @@ def submit_spec(item: dict, repo: Path, out: Path, runner: Runner, timeout: floa
     return code
 
 
-def _loop(items: list[dict], fn, runner: Runner) -> int:
+def _loop(items: list[dict], fn, runner: Runner, output: str = "table") -> int:
     first = EXIT_OK
+    done: list[dict] = []
     for item in items:
         if runner.interrupted:
             click.echo(f"::warning title=azft::{item['spec']}: skipped, the run was interrupted", err=True)
+            done.append({"spec": item["spec"], "backend": item["backend"], "exit_code": None, "skipped": True})
             continue
         code = fn(item)
         if code != EXIT_OK:
-            click.echo(f"::error title=azft::{item['spec']} ({item['backend']}): exit {code}")
+            click.echo(f"::error title=azft::{item['spec']} ({item['backend']}): exit {code}", err=output == "json")
+        done.append({"spec": item["spec"], "backend": item["backend"], "exit_code": code, "skipped": False})
         first = first or code
     if runner.interrupted:
-        return EXIT_CANCELLED
+        first = EXIT_CANCELLED
+    _emit_json(output, {"exit_code": first, "specs": done})
     return first
+
+
+def _emit_json(output: str, doc: dict) -> None:
+    """`--output json`: what the command did, as one JSON document on stdout (progress stays on stderr)."""
+    if output == "json":
+        click.echo(json.dumps(doc, indent=2, default=str))
+
+
+_OUTPUT = click.option("--output", "-o", type=click.Choice(["table", "json"]), default="table",
+                       help="json: one document on stdout with each spec's exit code (files are written either way).")
 
 
 @click.command("review")
@@ -318,7 +332,8 @@ def _loop(items: list[dict], fn, runner: Runner) -> int:
               help="Compare each plan with the spec on this revision (default: the base `azft ci specs` used).")
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False), help="One folder per spec here.")
 @click.option("--repo", type=click.Path(file_okay=False, exists=True), default=".", show_default=True)
-def review_cmd(selection: str, base: str | None, out: str, repo: str) -> int:
+@_OUTPUT
+def review_cmd(selection: str, base: str | None, out: str, repo: str, output: str) -> int:
     """Validate and plan each selected spec, diff the plan against the base revision, write the summary and the
     pull-request comment body. Exit code: the first failing step's (0 when every spec can run)."""
     items = load_selection(selection)
@@ -326,7 +341,7 @@ def review_cmd(selection: str, base: str | None, out: str, repo: str) -> int:
         base = json.loads(Path(selection).read_text(encoding="utf-8")).get("base")
     root, dest = Path(repo).resolve(), Path(out).resolve()
     with Runner(root) as runner:
-        return _loop(items, lambda it: review_spec(it, root, base or None, dest, runner), runner)
+        return _loop(items, lambda it: review_spec(it, root, base or None, dest, runner), runner, output)
 
 
 @click.command("submit")
@@ -339,7 +354,8 @@ def review_cmd(selection: str, base: str | None, out: str, repo: str) -> int:
               help="Passed to `azft submit`: run a spec whose job Failed or was Canceled again.")
 @click.option("--force", is_flag=True, help="Passed to `azft submit`: start a new job even if one exists.")
 @click.option("--repo", type=click.Path(file_okay=False, exists=True), default=".", show_default=True)
-def submit_cmd(selection: str, out: str, timeout: float, retry: bool, force: bool, repo: str) -> int:
+@_OUTPUT
+def submit_cmd(selection: str, out: str, timeout: float, retry: bool, force: bool, repo: str, output: str) -> int:
     """Submit each selected spec, wait for it, fetch its results and write the summary. An interrupt (the run was
     cancelled) cancels the running job and skips the rest (exit 3)."""
     if not timeout > 0:
@@ -348,10 +364,11 @@ def submit_cmd(selection: str, out: str, timeout: float, retry: bool, force: boo
     root, dest = Path(repo).resolve(), Path(out).resolve()
     if not items:
         click.echo("no spec to submit", err=True)
+        _emit_json(output, {"exit_code": EXIT_OK, "specs": []})
         return EXIT_OK
     flags = (["--retry"] if retry else []) + (["--force"] if force else [])
     with Runner(root) as runner:
-        return _loop(items, lambda it: submit_spec(it, root, dest, runner, timeout, flags), runner)
+        return _loop(items, lambda it: submit_spec(it, root, dest, runner, timeout, flags), runner, output)
 
 
 def unfinished_jobs(items: list[dict], out: Path) -> list[tuple[dict, str]]:
@@ -374,20 +391,25 @@ def unfinished_jobs(items: list[dict], out: Path) -> list[tuple[dict, str]]:
               help="The JSON written by `azft ci specs --save FILE`.")
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False), help="The folder `ci submit` wrote.")
 @click.option("--repo", type=click.Path(file_okay=False, exists=True), default=".", show_default=True)
-def cancel_cmd(selection: str, out: str, repo: str) -> int:
+@_OUTPUT
+def cancel_cmd(selection: str, out: str, repo: str, output: str) -> int:
     """Cancel the jobs an interrupted `azft ci submit` left running (the CI run was cancelled before azft could)."""
     items = [it for it in load_selection(selection) if it.get("submit")]
     root, dest = Path(repo).resolve(), Path(out).resolve()
     pending = unfinished_jobs(items, dest)
     if not pending:
         click.echo("no running job to cancel", err=True)
+        _emit_json(output, {"exit_code": EXIT_OK, "cancelled": []})
         return EXIT_OK
     first = EXIT_OK
+    done = []
     with Runner(root) as runner:
         for item, job in pending:
             d = dest / item["key"]
             code = runner.run(["cancel", job, "--backend", item["backend"], "--output", "json"], d / "cancel.json")
+            done.append({"spec": item["spec"], "backend": item["backend"], "job_name": job, "exit_code": code})
             first = first or code
+    _emit_json(output, {"exit_code": first, "cancelled": done})
     return first
 
 
@@ -396,7 +418,9 @@ def cancel_cmd(selection: str, out: str, repo: str) -> int:
 @click.option("--backend", "-b", type=click.Choice(BACKENDS), required=True)
 @click.option("--base", required=True, metavar="REV", help="The revision to compare with (its merge base).")
 @click.option("--repo", type=click.Path(file_okay=False, exists=True), default=".", show_default=True)
-def plan_diff_cmd(spec: str, backend: str, base: str, repo: str) -> int:
+@click.option("--output", "-o", type=click.Choice(["table", "json"]), default="table",
+              help="json: {spec, backend, base, note, diff} instead of the note on stderr and the diff on stdout.")
+def plan_diff_cmd(spec: str, backend: str, base: str, repo: str, output: str) -> int:
     """The plan of SPEC (a path in the repository) against the same spec on BASE, as a unified diff."""
     root = Path(repo).resolve()
     rel = Path(os.path.relpath(Path(spec).resolve(), root)).as_posix()
@@ -405,6 +429,9 @@ def plan_diff_cmd(spec: str, backend: str, base: str, repo: str) -> int:
         runner.run(["plan", rel, "--backend", backend, "--output", "json"], work / "plan.json")
         head = read_step("plan", str(work / "plan.json"))
         note, diff = plan_diff(root, rel, backend, base, head.data if head else None, runner, work)
+    if output == "json":
+        _emit_json(output, {"spec": rel, "backend": backend, "base": base, "note": note, "diff": diff})
+        return EXIT_OK
     click.echo(note, err=True)
     click.echo(diff, nl=False)
     return EXIT_OK

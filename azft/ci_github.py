@@ -110,11 +110,21 @@ def comment_files(out: Path) -> list[tuple[str, str]]:
               help="The folder `azft ci review --out` wrote.")
 @click.option("--pr", "pr", type=int, default=None, help="Pull request number (default: from $GITHUB_EVENT_PATH).")
 @click.option("--repo", "repo", default=None, metavar="OWNER/NAME", help="Default: $GITHUB_REPOSITORY.")
-def comment_cmd(out: str, pr: int | None, repo: str | None) -> int:
+@click.option("--output", "-o", type=click.Choice(["table", "json"]), default="table",
+              help="json: one document on stdout with each comment's action and address.")
+def comment_cmd(out: str, pr: int | None, repo: str | None, output: str) -> int:
     """Post each spec's plan as one pull-request comment, updating the comment an earlier run posted."""
     bodies = comment_files(Path(out))
+    posted: list[dict] = []
+    doc: dict = {"pull_request": None, "comments": posted, "error": None}
+
+    def emit() -> None:
+        if output == "json":
+            click.echo(json.dumps(doc, indent=2))
+
     if not bodies:
         click.echo("no comment to post", err=True)
+        emit()
         return EXIT_OK
     number = pull_request_number(pr)
     repo = repo or os.environ.get("GITHUB_REPOSITORY")
@@ -126,10 +136,15 @@ def comment_cmd(out: str, pr: int | None, repo: str | None) -> int:
     gh = GitHub(os.environ.get("GITHUB_API_URL") or "https://api.github.com", token)
     try:
         existing = gh.comments(repo, number)
+        doc["pull_request"] = number
         for marker, body in bodies:
             action, url = gh.upsert(repo, number, marker, body, existing)
             click.echo(f"{marker[5:-4]}: {action} {url}", err=True)
+            posted.append({"spec": marker[5:-4].removeprefix("azft-plan:"), "action": action, "url": url})
     except GitHubError as e:
         # a read-only token (pull requests from forks) must not fail the review: the summary has the plans
-        click.echo(f"::warning title=azft::could not comment on pull request #{number}: {e.message}")
+        click.echo(f"::warning title=azft::could not comment on pull request #{number}: {e.message}",
+                   err=output == "json")
+        doc["error"] = e.message
+    emit()
     return EXIT_OK

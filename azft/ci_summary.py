@@ -640,9 +640,11 @@ def specs_cmd(paths: tuple[str, ...], globs: tuple[str, ...], base: str | None, 
 @click.option("--title", default=None, help="Heading (default: the spec and backend).")
 @click.option("--out", "out", default=None, metavar="FILE",
               help="Append the Markdown here (default: $GITHUB_STEP_SUMMARY when set, else stdout; - for stdout).")
+@click.option("--output", "-o", type=click.Choice(["table", "json"]), default="table",
+              help="json: {spec, backend, markdown, written} on stdout (the Markdown is still appended to a file).")
 def summary_cmd(spec: str, backend: str | None, validate_json: str | None, plan_json: str | None,
                 submit_json: str | None, wait_json: str | None, results_json: str | None,
-                title: str | None, out: str | None) -> int:
+                title: str | None, out: str | None, output: str = "table") -> int:
     """Markdown summary of a spec's CI steps (verdict, estimate, what is sent, job outcome, metrics).
 
     Give the JSON file of each step that ran; a named file that does not exist is shown as "did not run". The
@@ -655,6 +657,11 @@ def summary_cmd(spec: str, backend: str | None, validate_json: str | None, plan_
     ]
     markdown = render_summary(spec, backend, [s for s in steps if s is not None], title=title)
     target = out if out is not None else os.environ.get("GITHUB_STEP_SUMMARY")
+    if output == "json":
+        written = append_summary(markdown, target) if target and target != "-" else None
+        click.echo(json.dumps({"spec": spec, "backend": backend, "markdown": markdown, "written": written},
+                              indent=2))
+        return EXIT_OK
     written = append_summary(markdown, target)
     if written:
         click.echo(f"summary appended to {written}", err=True)

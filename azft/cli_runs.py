@@ -334,16 +334,22 @@ def compare_runs(
 @runs.command("flush")
 @click.option("--experiment", "-e", default="azft", hidden=True)
 @_tracking_uri
-def flush_runs(experiment: str, tracking_uri: str | None) -> None:
+@click.option("--output", "-o", type=click.Choice(["table", "json"]), default="table",
+              help="json: {tracking_uri, sent, pending}.")
+def flush_runs(experiment: str, tracking_uri: str | None, output: str = "table") -> None:
     """Send MLflow writes kept on disk while the tracking server was unreachable."""
     tracker = _tracker(tracking_uri, experiment)
     before = tracker.pending_count()
-    if before == 0:
+    sent = tracker.flush() if before else 0
+    left = tracker.pending_count() if before else 0
+    if output == "json":
+        _echo_json({"tracking_uri": tracker.display_uri, "sent": sent, "pending": left})
+    elif before == 0:
         click.echo(f"nothing buffered for {tracker.display_uri}")
+    else:
+        click.echo(f"sent {sent} buffered write(s) to {tracker.display_uri}; {left} still pending")
+    if before == 0:
         return
-    sent = tracker.flush()
-    left = tracker.pending_count()
-    click.echo(f"sent {sent} buffered write(s) to {tracker.display_uri}; {left} still pending")
     if left:
         from azft.errors import AzureError
 

@@ -248,9 +248,10 @@ def _check_values(spec: JobSpec, model: ModelInfo, target: str, data: list[DataF
     """Values that cannot work on this backend, refused before anything runs (the recipe would fail later)."""
     import os
 
-    def refuse(reason: str) -> None:
+    def refuse(reason: str, *alternatives: str) -> None:
         v.ok = False
         v.reasons.append(reason)
+        v.alternatives.extend(a for a in alternatives if a not in v.alternatives)
 
     if target != "maas" and spec.method != "full":
         from azft.memory import architecture_for
@@ -261,17 +262,20 @@ def _check_values(spec: JobSpec, model: ModelInfo, target: str, data: list[DataF
                    and m.rsplit(".", 1)[-1] not in known]
         if missing:
             refuse(f"lora.target_modules: {model.display_name} has no module named {', '.join(missing)} "
-                   f"(its linear layers: {', '.join(known or ())}; or all-linear)")
+                   f"(its linear layers: {', '.join(known or ())}; or all-linear)",
+                   f"lora.target_modules: [{', '.join(known[:2])}] (or all-linear)" if known else
+                   "lora.target_modules: [all-linear]")
     if target == "local":
         for d in data:
             if not d.local:
-                refuse(f"data.{d.role}: {d.ref} is a cloud URI; the local backend trains on local files "
-                       "(download it, or use --backend maap)")
+                refuse(f"data.{d.role}: {d.ref} is a cloud URI; the local backend trains on local files",
+                       f"data.{d.role}: a local copy of {d.ref}", "--backend maap or --backend maas (Azure reads it)")
         if spec.local.device != "cuda" and shutil.which("nvidia-smi") is None:
             cores = os.cpu_count() or 1
             if spec.local.num_processes > cores:
                 refuse(f"local.num_processes: {spec.local.num_processes} processes, but this machine has {cores} "
-                       "CPU cores and no GPU")
+                       "CPU cores and no GPU", f"local.num_processes: {cores} or fewer",
+                       "--backend maap for more processes (GPUs) than this machine has")
 
 
 def resolve_hyperparameters(spec: JobSpec, model: ModelInfo) -> dict:
@@ -371,6 +375,11 @@ def maas_models(cat: Catalog, today: Optional[_dt.date] = None) -> list[str]:
     return [m.id for m in cat.models.values() if m.maas.available_on(today)]
 
 
+def _rehearsal_model(working: list[str]) -> str:
+    """The model a `--backend mock` rehearsal of the serverless path uses: the smallest that works on maas."""
+    return "phi-4-mini-instruct" if "phi-4-mini-instruct" in working or not working else working[0]
+
+
 def check_compatibility(
     spec: JobSpec,
     model: ModelInfo,
@@ -434,7 +443,9 @@ def _check_maas(spec, model: ModelInfo, hp, cat: Catalog, refuse, v: Verdict, to
     elif model.maas.status == "never":
         why = model.maas.note or "no serverless fine-tuning offer exists for it"
         problem = f"{name} never had serverless (MaaS) fine-tuning: {why}"
-        alts = [a for a in (maap_alt, "--backend local" if model.local else None,
+        alts = [a for a in (maap_alt, "--backend local: train it on this machine" if model.local else None,
+                            f"--backend mock with model: {_rehearsal_model(working)}: the serverless "
+                            "path end to end against the Azure ML emulator, no Azure needed" if model.local else None,
                             f"model: {phi4} on maas") if a]
     elif model.maas.status == "unlisted":
         problem = f"{name} has no serverless fine-tuning offer today ({model.maas.note})"
@@ -443,10 +454,12 @@ def _check_maas(spec, model: ModelInfo, hp, cat: Catalog, refuse, v: Verdict, to
         problem = f"serverless fine-tuning of {name} ended on {_fmt_date(model.maas.retirement_date)}"
         alts = [a for a in (maap_alt, f"model: {phi4} on maas") if a]
     if problem:
-        if override and model.in_catalog:
+        if override and model.in_catalog and model.maas.status != "never":
             v.warnings.append(problem + " — submitting anyway because maas.allow_unavailable is true")
         else:
-            hint = " (if your workspace still allows it, set `maas: {allow_unavailable: true}`)" if model.in_catalog else ""
+            # only an offer that existed can still be open in a workspace; a model that never had one cannot be
+            hint = (" (if your workspace still allows it, set `maas: {allow_unavailable: true}`)"
+                    if model.in_catalog and model.maas.status != "never" else "")
             refuse(problem + hint, *alts)
     if region and model.maas.regions and region.lower().replace(" ", "") not in model.maas.regions and not problem:
         msg = (f"serverless fine-tuning of {name} is offered in {', '.join(model.maas.regions)}, "

@@ -274,7 +274,10 @@ class JobSpec(_Section):
     name: str = Field(description="Job name: lowercase letters, digits and hyphens.")
     description: Optional[str] = Field(None, description="Free text, kept with the run in MLflow.")
     model: str = Field(description="Catalog id (see `azft catalog`), registry asset id, local model directory or hub id.")
-    task: Task = Field("chat-completion", description="What the model learns; decides the data format (`ner` = token-classification).")
+    task: Task = Field("chat-completion", description="What the model learns; decides the data format. Short "
+                       "names are accepted and read as the full one: " + ", ".join(
+                           f"`{a}` = {t}" for a, t in TASK_ALIASES.items()) + " (plans, jobs and MLflow show the "
+                       "full name).")
     data: DataSpec = Field(description="Training and validation data.")
     method: Literal["lora", "qlora", "dora", "full"] = Field(
         "lora", description="lora/dora: small adapters; qlora: adapters on 4-bit weights (CUDA only); full: all weights.")
@@ -346,6 +349,8 @@ def json_schema() -> dict:
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["$id"] = "https://azft.dev/schema/jobspec.json"
     schema["title"] = "azft job spec"
+    task = schema["properties"]["task"]
+    task["enum"] = [*task["enum"], *TASK_ALIASES]  # editors accept what `azft validate` accepts
     return schema
 
 

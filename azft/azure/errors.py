@@ -47,6 +47,21 @@ HINTS: dict[str, str] = {
     "UserError": "check the job's inputs: run `azft data check` on the data files and `azft plan` on the spec",
 }
 
+#: Where the same code means something else per backend: serverless (maas) jobs run on Azure's capacity with the
+#: hyperparameters it exposes, so VM sizes, instance counts, ZeRO and gradient checkpointing are not the user's to
+#: change there; the general table above speaks of the user's own cluster (maap).
+HINTS_BY_TARGET: dict[str, dict[str, str]] = {
+    "maas": {
+        "QuotaExceeded": "serverless fine-tuning found no capacity for this model in this region for your "
+                         "subscription: wait for its other fine-tuning jobs to end and run `azft submit SPEC "
+                         "--retry`, use a workspace in another region that offers the model (`azft catalog "
+                         "--model MODEL` lists them), or train on your own cluster with --backend maap",
+        "OutOfMemory": "serverless fine-tuning picks its own hardware: lower hyperparameters.batch_size, shorten "
+                       "the longest rows (`azft data stats`), or use --backend maap where method, ZeRO stage and "
+                       "instance_type are yours to choose",
+    },
+}
+
 LOGIN_HINT = (
     "sign in one of the ways DefaultAzureCredential tries: `az login` (Azure CLI); in GitHub Actions, "
     "azure/login with OIDC (federated credential: AZURE_CLIENT_ID, AZURE_TENANT_ID, AZURE_SUBSCRIPTION_ID); "
@@ -117,18 +132,22 @@ class AzureReply:
         return f" ({label} {self.request_id})"
 
 
-def hint_for(*codes: Optional[str]) -> Optional[str]:
-    """The hint of the first (most specific) code that has one."""
+def hint_for(*codes: Optional[str], target: Optional[str] = None) -> Optional[str]:
+    """The hint of the first (most specific) code that has one: the backend's own (``target`` maas/maap) when that
+    code means something else there, else the general one."""
+    own = HINTS_BY_TARGET.get(target or "", {})
     for c in codes:
+        if c and c in own:
+            return own[c]
         if c and c in HINTS:
             return HINTS[c]
     return None
 
 
-def job_error_text(code: Optional[str], message: Optional[str], job: str) -> str:
-    """A failed job's error as shown by status/wait: Azure's message, then what to do about it."""
+def job_error_text(code: Optional[str], message: Optional[str], job: str, target: Optional[str] = None) -> str:
+    """A failed job's error as shown by status/wait: Azure's message, then what to do about it on this backend."""
     text = message or f"the job failed; see `azft logs {job}`"
-    hint = hint_for(code)
+    hint = hint_for(code, target=target)
     return text + (f" — {hint}" if hint else "")
 
 

@@ -29,7 +29,7 @@ import urllib.request
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional
 
-from azft.azure.errors import call, is_not_found, job_error_text, map_error
+from azft.azure.errors import HINTS_BY_TARGET, call, is_not_found, job_error_text, map_error
 from azft.azure.sdk import client_credential, run_history, run_history_client
 from azft.azure.upload import BlobUploader, DatastoreInfo, Uploader, UploadResult
 from azft.azure.sdk import quiet as quiet_sdk
@@ -187,10 +187,12 @@ class AzureJob(Job):
             info.extra["bytes_uploaded"] = self.upload.bytes_uploaded
         if self.existed:
             info.extra["existing"] = True
+        if status in (JobStatus.FAILED, JobStatus.CANCELED):
+            info.outputs = {}  # declared, never written: a failed job registered no model
         if status == JobStatus.FAILED:
             code, message = self._backend.job_error(self.name)
             info.error_code = code
-            info.error = job_error_text(code, message, self.name)
+            info.error = job_error_text(code, message, self.name, target=self._backend.target)
         if status == JobStatus.COMPLETED:
             info.metrics = {k: v[-1][1] for k, v in self.metrics_history().items() if v}
         self._backend.decorate_info(info)
@@ -430,11 +432,22 @@ class AzureBackend(Backend):
         job = jobs.build_job(plan)
         if self.before_create:
             self.before_create(plan, name)
-        with quiet_sdk(), trust_ca(self.ca_bundle), sdk_console():
+        with quiet_sdk(), trust_ca(self.ca_bundle), sdk_console(), self._own_hints():
             created = call(f"submitting job {name}", self.ml_client.jobs.create_or_update, job)
         self.on_event(f"submitted {getattr(created, 'name', name)}")
         self.after_command()
         return AzureJob(self, name, upload=upload)
+
+    @contextlib.contextmanager
+    def _own_hints(self) -> Iterator[None]:
+        """An Azure refusal keeps its code; its hint becomes this backend's when the code means something else here."""
+        try:
+            yield
+        except AzureError as e:
+            hint = HINTS_BY_TARGET.get(self.target, {}).get(getattr(e, "code", None) or "")
+            if hint:
+                e.hint = hint
+            raise
 
     def check_region(self, plan: "Plan") -> None:
         """Serverless regions are enforced before any upload; maap trains wherever the cluster is."""

@@ -143,6 +143,13 @@ class ComponentCommand:
 # ------------------------------------------------------------------------------------------- job handle
 
 
+def _outputs_it_has(outputs: dict, status: JobStatus) -> dict[str, str]:
+    """A finished job's outputs; a failed or cancelled one lists only those it wrote (a folder with files)."""
+    if status not in (JobStatus.FAILED, JobStatus.CANCELED):
+        return dict(outputs)
+    return {k: v for k, v in outputs.items() if Path(v).is_dir() and any(Path(v).iterdir())}
+
+
 class LocalJob(Job):
     backend = "local"
 
@@ -245,7 +252,7 @@ class LocalJob(Job):
             created=state.get("created"),
             error=error,
             error_code=None if code in (None, 0) else str(code),
-            outputs=dict(state.get("outputs", {})),
+            outputs=_outputs_it_has(state.get("outputs", {}), status),
             metrics=metrics,
             mlflow_run_id=state.get("mlflow_run_id"),
             extra={
