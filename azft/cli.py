@@ -80,6 +80,8 @@ class LazyGroup(click.Group):
         "eval": ("azft.cli_trained:eval_", "Loss, perplexity and samples of a trained model (--base: side by side)."),
         "predict": ("azft.cli_trained:predict", "Batch inference with a trained model: JSONL in, JSONL out."),
         "export": ("azft.cli_trained:export", "A trained model as a merged or adapter folder transformers loads."),
+        "deploy": ("azft.cli_deploy:deploy", "Serve a trained model: serverless, online endpoint or local (--ttl)."),
+        "endpoints": ("azft.cli_deploy:endpoints", "Deployments: list (age, cost so far, TTL), delete, gc expired."),
     },
     epilog=EXIT_CODES_HELP,
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -92,6 +94,20 @@ def cli(ctx: click.Context, debug: bool) -> None:
     (local) or an emulator (mock), tracked in MLflow."""
     ctx.ensure_object(dict)
     ctx.obj["debug"] = debug
+    _deployment_guard()
+
+
+def _deployment_guard() -> None:
+    """Deployments past their TTL: deleted now, with a warning on stderr (one file read when none expired)."""
+    from azft.deploy.guard import enforce
+
+    def warn(message: str) -> None:
+        _console(stderr=True).print(f"[yellow]warning:[/] {_esc(message)}")
+
+    try:
+        enforce(warn)
+    except AzftError as e:  # a broken record must not stop the command the user ran
+        warn(f"checking deployments' TTLs: {e.message}")
 
 
 # ------------------------------------------------------------------------------------------------------------------

@@ -89,7 +89,9 @@ def _print_eval(result: dict) -> None:
 
 
 @click.command()
-@click.argument("job")
+@click.argument("job", required=False)
+@click.option("--endpoint", default=None, metavar="NAME",
+              help="Send the prompts to this deployment (`azft endpoints list`) instead of loading JOB's model here.")
 @click.option("--data", required=True, type=click.Path(),
               help='JSONL prompts: {"messages": [...]} ending with a user turn (a final assistant turn is kept as '
                    'the reference), or {"prompt": "..."}.')
@@ -98,13 +100,23 @@ def _print_eval(result: dict) -> None:
 @click.option("--max-new-tokens", type=click.IntRange(1, 4096), default=64, show_default=True)
 @click.option("--batch-size", type=click.IntRange(1, 1024), default=16, show_default=True)
 @click.option("--output", "-o", type=click.Choice(OUTPUTS), default="table")
-def predict(job: str, data: str, out: str, base: bool, max_new_tokens: int, batch_size: int, output: str) -> int:
-    """Batch inference: greedy, batched, with the KV cache."""
-    from azft.trained.predict import predict as run
+def predict(job: Optional[str], endpoint: Optional[str], data: str, out: str, base: bool, max_new_tokens: int,
+            batch_size: int, output: str) -> int:
+    """Batch inference: greedy, batched, with the KV cache; or, with --endpoint, through a deployed endpoint."""
+    if endpoint:
+        if base:
+            raise click.UsageError("--base answers with the base model here; it does not apply to --endpoint")
+        from azft.deploy.client import predict_file
 
-    tm = _trained(job)
-    _quiet()
-    res = run(tm, data, out, base=base, max_new_tokens=max_new_tokens, batch_size=batch_size)
+        res = predict_file(endpoint, data, out, max_new_tokens=max_new_tokens)
+    elif not job:
+        raise click.UsageError("give JOB (its model runs here) or --endpoint NAME")
+    else:
+        from azft.trained.predict import predict as run
+
+        tm = _trained(job)
+        _quiet()
+        res = run(tm, data, out, base=base, max_new_tokens=max_new_tokens, batch_size=batch_size)
     if output == "json":
         click.echo(json.dumps(res, indent=2))
     else:

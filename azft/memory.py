@@ -685,3 +685,15 @@ def estimate_plan(plan: Any, cat: Any, sku: Optional[str] = None) -> tuple[Optio
     if arch is None:
         return None, why
     return estimate(arch, setup_for(plan, cat, sku)), ""
+
+
+# ----------------------------------------------------------------------------------------------------- serving
+
+
+def serving_gib(arch: Architecture, context_tokens: int, *, bytes_per_param: int = 2, batch: int = 1) -> float:
+    """GPU memory to serve a model (GiB): half-precision weights, the KV cache of ``batch`` sequences of
+    ``context_tokens`` in the same precision, 10% allocator slack and 1 GiB for the CUDA context and the scoring
+    server's workspace (the last two are assumptions, stated here)."""
+    weights = arch.parameters() * bytes_per_param
+    kv = 2 * arch.num_layers * arch.num_kv_heads * arch.d * context_tokens * batch * bytes_per_param
+    return ((weights + kv) * 1.10) / 2**30 + 1.0

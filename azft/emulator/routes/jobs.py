@@ -48,6 +48,8 @@ def job_resource(emu: Emulator, job: EmulatedJob) -> dict[str, Any]:
         {"createdAt": created, "createdBy": "azft emulator", "createdByType": "User"})
     props = out.setdefault("properties", {})
     props["status"] = job.status(emu.clock.now())
+    if props["status"] == "Completed":
+        register_outputs(emu, job)
     props.setdefault("experimentName", "Default")
     if props.get("jobType") in ("Command", "Pipeline", "Sweep", "FineTuning"):
         props["services"] = {
@@ -57,6 +59,31 @@ def job_resource(emu: Emulator, job: EmulatedJob) -> dict[str, Any]:
                          "endpoint": f"azureml://{emu.location}.api.azureml.ms/mlflow/v1.0{emu.workspace_id}"},
         }
     return out
+
+
+def output_models(body: dict) -> list[str]:
+    """The model names a job registers when it completes: a fine-tuning job's ``mlflow_model``/``custom_model``
+    outputs with an ``assetName``; a pipeline's ``model_name`` (or ``registered_model_name``) input, which azft's
+    ``register_model`` step registers."""
+    props = body.get("properties") or {}
+    names = [o.get("assetName") for o in (props.get("outputs") or {}).values()
+             if isinstance(o, dict) and o.get("jobOutputType") in ("mlflow_model", "custom_model")]
+    if props.get("jobType") == "Pipeline":
+        for key in ("model_name", "registered_model_name"):
+            literal = (props.get("inputs") or {}).get(key)
+            if isinstance(literal, dict) and literal.get("value"):
+                names.append(literal["value"])
+                break
+    return [str(n) for n in names if n]
+
+
+def register_outputs(emu: Emulator, job: EmulatedJob) -> None:
+    """A completed job's models, registered as Azure registers them (version 1, the job named in ``jobName``)."""
+    for name in output_models(job.body):
+        if not any(n == name for n, _ in emu.store.assets["models"]):
+            emu.store.put_version("models", name, "1", {"properties": {
+                "modelType": "mlflow_model", "jobName": job.name, "tags": {}, "properties": {}, "flavors": {},
+                "modelUri": f"azureml://jobs/{job.name}/outputs/registered_model"}})
 
 
 def mark_managed(body: dict) -> None:
