@@ -25,6 +25,15 @@ def _submit(run_cli, make_spec, tmp_path, name: str, target: str, **sections) ->
     return info["name"]
 
 
+def _run_tags(job: str) -> dict:
+    from azft.state import lookup_submission
+    from azft.tracking import Tracker
+
+    rec = lookup_submission(job) or {}
+    tracker = Tracker(rec.get("tracking_uri"), rec.get("experiment") or "azft", quiet=True)
+    return dict(tracker._read().get_run(tracker.journal.resolve(rec["mlflow_run_id"])).data.tags)
+
+
 @pytest.fixture
 def maas_job(run_cli, make_spec, tmp_path):
     return _submit(run_cli, make_spec, tmp_path, "bot", "maas")
@@ -37,6 +46,8 @@ def test_maas_deploy_predict_list_and_ttl_expiry(run_cli, maas_job, tmp_path, mo
     assert "serverless endpoint bot-ep" in res.out and "/v1/chat/completions" in res.out
     assert "$0.80/hour" in res.out and "a guess" in res.out  # the catalog's hosting price is labelled a guess
     assert "emulator-primary" not in res.text  # no key without --show-key
+    assert _run_tags(maas_job)["azft.deployment.name"] == "bot-ep"  # recorded on the job's MLflow run
+    assert _run_tags(maas_job)["azft.deployment.expires_at"] == "2026-12-05T16:00:00Z"
 
     prompts = tmp_path / "prompts.jsonl"
     prompts.write_text(json.dumps({"messages": [{"role": "user", "content": "hello"}]}) + "\n"
@@ -71,6 +82,7 @@ def test_maas_deploy_predict_list_and_ttl_expiry(run_cli, maas_job, tmp_path, mo
     with b.workspace.session() as em:
         assert "bot-ep" not in em.serverless_endpoints
     b.close()
+    assert _run_tags(maas_job)["azft.deployment.status"] == "deleted"
 
 
 def test_warn_only_keeps_the_deployment_and_warns_on_every_command(run_cli, maas_job, monkeypatch):
@@ -144,3 +156,26 @@ def test_an_instance_type_too_small_for_the_model_is_refused_with_the_sizes_that
     assert "needs about" in e.value.message and "Standard_NC4as_T4_v3 has 16 GB" in e.value.message
     assert "Standard_NC24ads_A100_v4" in (e.value.hint or "") and "T4" not in (e.value.hint or "")
     assert choose_instance(cat, "phi-3-mini-4k-instruct", None)[0] == "Standard_NC4as_T4_v3"
+
+
+def test_endpoint_calls_are_retried_and_never_show_the_key(emulator, ml_client):
+    """The client's azure-core pipeline retries 503/429 on the inference POST (faults injected in the emulator)."""
+    from azure.ai.ml.entities import ServerlessEndpoint
+
+    from azft.deploy.client import _endpoint
+    from azft.errors import AzureError
+
+    ep = ml_client.serverless_endpoints.begin_create_or_update(ServerlessEndpoint(
+        name="retry-ep", model_id=emulator.workspace_id + "/models/m/versions/1")).result()
+    key = ml_client.serverless_endpoints.get_keys("retry-ep").primary_key
+    url = ep.scoring_uri + "/v1/chat/completions"
+    dep = records.Deployment(name="retry-ep", backend="mock", kind="serverless", job="j", created=0.0)
+    emulator.inject(r"/_inference/serverless/retry-ep/", status=503, times=2)
+    emulator.inject(r"/_inference/serverless/retry-ep/", status=429, retry_after=0.01, times=1)
+    text, answer = _endpoint(dep, url, key, emulator.ca_pem_path, 4, 0.01).chat(
+        [{"role": "user", "content": "hi"}], max_tokens=8)
+    assert text and answer["usage"]["completion_tokens"] <= 8
+    assert len(emulator.requests_to(r"/_inference/serverless/retry-ep/", "POST")) == 4
+    with pytest.raises(AzureError) as e:
+        _endpoint(dep, url, "not-the-key", emulator.ca_pem_path, 0, 0.01).chat([{"role": "user", "content": "x"}])
+    assert "HTTP 401" in e.value.message and "not-the-key" not in e.value.message + str(e.value.hint)
