@@ -32,6 +32,8 @@ def _handle_errors(fn: Callable) -> Callable:
                                       indent=2))
                 sys.exit(exc.exit_code)
             click.echo(f"error: {exc.message}", err=True)
+            for p in exc.problems:
+                click.echo(f"  ✗ {p.render()}", err=True)
             if exc.hint:
                 click.echo(f"hint: {exc.hint}", err=True)
             sys.exit(exc.exit_code)
@@ -168,20 +170,31 @@ def stats_cmd(file, task, model, tokenizer, context_length, backend, epochs, wor
 @click.option("--seed", type=int, default=42, show_default=True)
 @click.option("--out-dir", type=click.Path(file_okay=False, path_type=str), default=None,
               help="Where to write <name>.train.jsonl and <name>.validation.jsonl (default: beside FILE).")
+@click.option("--task", "-t", type=click.Choice(("auto",) + TASKS), default="auto", show_default=True,
+              help="Data format the rows are checked against first (auto guesses it from the first rows).")
+@click.option("--force", is_flag=True, help="Overwrite existing train/validation files.")
 @click.option("--output", "-o", type=click.Choice(("table", "json")), default="table", show_default=True)
 @_handle_errors
-def split_cmd(file, validation, seed, out_dir, output):
-    """Split FILE into train and validation files, the same way every time for the same seed."""
+def split_cmd(file, validation, seed, out_dir, task, force, output):
+    """Split FILE into train and validation files, the same way every time for the same seed. The rows are
+    checked first (as `azft data check` does: an invalid row refuses the split); exact duplicate rows stay on one
+    side; existing outputs are kept unless --force."""
     from azft.data import split_file
 
-    train, val = split_file(file, validation, seed, out_dir=out_dir)
+    info: dict = {}
+    train, val = split_file(file, validation, seed, out_dir=out_dir, task=None if task == "auto" else task,
+                            force=force, info=info)
     n_train, n_val = _count_lines(train), _count_lines(val)
     if output == "json":
         click.echo(json.dumps({"train": str(train), "validation": str(val), "train_rows": n_train,
-                               "validation_rows": n_val, "seed": seed}))
+                               "validation_rows": n_val, "seed": seed, **info}))
     else:
         click.echo(f"train:      {train} ({n_train} rows)")
         click.echo(f"validation: {val} ({n_val} rows)")
+        click.echo(f"checked:    every row is valid {info.get('task')} data")
+        if info.get("duplicate_groups"):
+            click.echo(f"duplicates: {info['duplicate_rows']} repeated row(s) in {info['duplicate_groups']} "
+                       "group(s), each group kept on one side")
 
 
 @data.command("convert")
