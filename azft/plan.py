@@ -794,8 +794,24 @@ def estimate(plan: Plan, cat: Catalog, prices: dict, prices_source: Optional[str
     else:
         out["cost_usd"] = 0.0
         out["note"] = "runs on this machine"
+        _local_time(plan, out, billed)
         _memory(plan, cat, out, None, None)
     return out
+
+
+def _local_time(plan: Plan, out: dict, tokens: Optional[int]) -> None:
+    """Hours on this machine: tokens ÷ the tokens/s a completed local run measured here (else a stated guess)."""
+    from azft import throughput
+
+    spec = plan.spec
+    device = throughput.device_of(spec.local.device)
+    speed, source = throughput.local_speed(plan.model.id, spec.method, device, spec.local.num_processes,
+                                           plan.model.parameters_b)
+    out["tokens_per_second"] = speed
+    out["tokens_per_second_source"] = source
+    if tokens is not None:
+        out["hours"] = round(tokens / speed / 3600, 3)
+        out["formula"] = "hours = training tokens × epochs ÷ tokens per second"
 
 
 def _memory(plan: Plan, cat: Catalog, out: dict, gpu_mem: Optional[float], sku: Optional[str]) -> None:

@@ -143,6 +143,16 @@ class ComponentCommand:
 # ------------------------------------------------------------------------------------------- job handle
 
 
+def _throughput_key(plan: Any, processes: int) -> str:
+    """The configuration a completed run's tokens/s is cached under (azft.throughput)."""
+    from azft import throughput
+
+    spec, inputs = plan.spec, plan.component_inputs
+    model = getattr(getattr(plan, "model", None), "id", None) or str(inputs.get("model", "tiny-phi3"))
+    method = getattr(spec, "method", None) or str(inputs.get("method", "lora"))
+    return throughput.key(model, method, throughput.device_of(getattr(spec.local, "device", "auto")), processes)
+
+
 def _outputs_it_has(outputs: dict, status: JobStatus) -> dict[str, str]:
     """A finished job's outputs; a failed or cancelled one lists only those it wrote (a folder with files)."""
     if status not in (JobStatus.FAILED, JobStatus.CANCELED):
@@ -245,6 +255,11 @@ class LocalJob(Job):
                            if isinstance(v, (int, float)) and not isinstance(v, bool)}
             except ValueError:
                 metrics = {}
+        if status == JobStatus.COMPLETED and state.get("throughput_key") and metrics.get("tokens_per_second"):
+            from azft import throughput
+
+            throughput.record(state["throughput_key"], metrics["tokens_per_second"], self.name,
+                              state.get("started") or _now())
         return JobInfo(
             name=self.name,
             backend="local",
@@ -498,6 +513,7 @@ class LocalBackend(Backend):
             "deepspeed_stage": stage,
             "outputs": outputs,
             "mlflow_run_id": previous.get("mlflow_run_id"),
+            "throughput_key": _throughput_key(plan, nproc),
         }
         env = dict(os.environ)
         env.update(self._tracking_env(plan, job, state))

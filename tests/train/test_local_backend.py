@@ -58,6 +58,8 @@ def test_local_job_trains_tracks_and_is_found_again(data_dir, azft_cache):
     info = job.info()
     assert info.status == JobStatus.COMPLETED, "\n".join(lines[-30:])
     assert any(line.startswith("step 4/4") and "tok/s" in line and "ETA" in line for line in lines)
+    noise = [line for line in lines if "Warning" in line or "[WARNING]" in line or "warnings.warn(" in line]
+    assert not noise, noise  # no library deprecation or accelerator-guessing noise in the job's log
 
     # a new process (a new backend object) finds the job, its metrics and its outputs
     again = LocalBackend().get_job("quick-lora")
@@ -69,6 +71,12 @@ def test_local_job_trains_tracks_and_is_found_again(data_dir, azft_cache):
     assert [j.name for j in LocalBackend().list_jobs()] == ["quick-lora"]
     # re-submitting the same plan finds the finished job instead of training again
     assert LocalBackend().submit(make_plan("quick-lora", inputs(data_dir))).info().extra["attempt"] == 1
+    # the run measured this machine's speed: local plans of the same configuration estimate time from it
+    from azft import throughput
+
+    speed, source = throughput.local_speed("tiny-phi3", "lora", throughput.device_of("auto"), 1, 0.001)
+    assert source.startswith("measured on this machine by local job quick-lora")
+    assert speed == pytest.approx(info.metrics["tokens_per_second"], rel=0.01)
 
     # MLflow: the resolved configuration as params, every step's metrics, the artifacts
     from mlflow.tracking import MlflowClient

@@ -441,6 +441,16 @@ def quiet_libraries() -> None:
     """The recipe prints its own progress lines; the libraries' advisory output would bury them."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    import warnings
+
+    # peft's PeftModel reads transformers' deprecated `is_gradient_checkpointing` alias (the recipe itself uses
+    # neither); only that message is filtered, every other FutureWarning still shows
+    warnings.filterwarnings("ignore", message=r"`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+    if "DS_ACCELERATOR" not in os.environ:
+        import torch
+
+        if not torch.cuda.is_available():  # DeepSpeed warns when it has to guess; on a machine without CUDA, say so
+            os.environ["DS_ACCELERATOR"] = "cpu"
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
