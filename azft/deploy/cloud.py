@@ -83,10 +83,23 @@ def job_model(ml: Any, job: str) -> JobModel:
                     base=tags.get("azft.model", ""), target=tags.get("azft.target", "maas"))
 
 
+def serverless_model_id(ml: Any, model: JobModel) -> str:
+    """The id a serverless endpoint takes for a workspace's fine-tuned model:
+    ``azureml://locations/{region}/workspaces/{workspace guid}/models/{name}/versions/{version}``, the form the
+    serverless fine-tuning guide deploys with (MicrosoftDocs/azure-ai-docs ``articles/ai-foundry/how-to/
+    fine-tune-serverless.md``, "Deploy the model as a serverless endpoint")."""
+    with quiet_sdk():
+        ws = call("reading the workspace", ml.workspaces.get, ml.workspace_name)
+    guid = getattr(ws, "_workspace_id", None)
+    if not guid or not getattr(ws, "location", None):
+        return model.asset_id
+    return f"azureml://locations/{ws.location}/workspaces/{guid}/models/{model.name}/versions/{model.version}"
+
+
 def create_serverless(ml: Any, name: str, model: JobModel, tags: dict[str, str]) -> str:
     from azure.ai.ml.entities import ServerlessEndpoint
 
-    ep = ServerlessEndpoint(name=name, model_id=model.asset_id, tags=tags)
+    ep = ServerlessEndpoint(name=name, model_id=serverless_model_id(ml, model), tags=tags)
     with quiet_sdk():
         made = call(f"creating serverless endpoint {name}",
                     lambda: ml.serverless_endpoints.begin_create_or_update(ep).result())
