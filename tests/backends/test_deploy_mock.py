@@ -165,6 +165,7 @@ def test_endpoint_calls_are_retried_and_never_show_the_key(emulator, ml_client):
     from azft.deploy.client import _endpoint
     from azft.errors import AzureError
 
+    emulator.add_asset("models", "m", "1", {"modelType": "mlflow_model"})
     ep = ml_client.serverless_endpoints.begin_create_or_update(ServerlessEndpoint(
         name="retry-ep", model_id=emulator.workspace_id + "/models/m/versions/1")).result()
     key = ml_client.serverless_endpoints.get_keys("retry-ep").primary_key

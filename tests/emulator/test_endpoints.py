@@ -15,13 +15,18 @@ from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 CHAT = {"messages": [{"role": "user", "content": "What is LoRA?"}], "max_tokens": 32}
 
 
-def _deploy(ml_client, name="chat-ep"):
+def _deploy(ml_client, name="chat-ep", emulator=None):
     ep = ml_client.online_endpoints.begin_create_or_update(
         ManagedOnlineEndpoint(name=name, auth_mode="key", tags={"azft.expires_at": "2026-12-05T00:00:00Z"})).result()
     ml_client.online_deployments.begin_create_or_update(ManagedOnlineDeployment(
         name="azft", endpoint_name=name, model="azureml:ft-model:1", instance_type="Standard_NC24ads_A100_v4",
         instance_count=1)).result()
     return ep
+
+
+@pytest.fixture(autouse=True)
+def _registered_model(emulator):
+    emulator.add_asset("models", "ft-model", "1", {"modelType": "mlflow_model"})
 
 
 def test_online_endpoint_and_deployment_lifecycle(emulator, ml_client):
@@ -46,6 +51,12 @@ def test_deployment_needs_its_endpoint_and_a_valid_body(emulator, ml_client):
         ml_client.online_deployments.begin_create_or_update(ManagedOnlineDeployment(
             name="azft", endpoint_name="missing", model="azureml:ft-model:1",
             instance_type="Standard_NC24ads_A100_v4")).result()
+    _deploy(ml_client, "has-no-model")
+    with pytest.raises(HttpResponseError) as e:  # a deployment of a model the workspace does not have
+        ml_client.online_deployments.begin_create_or_update(ManagedOnlineDeployment(
+            name="other", endpoint_name="has-no-model", model="azureml:not-registered:3",
+            instance_type="Standard_NC24ads_A100_v4")).result()
+    assert e.value.status_code == 400 and "not-registered version 3 was not found" in str(e.value)
     base = emulator.workspace_id + "/onlineEndpoints/bad"
     token = emulator.make_credential().get_token("https://management.azure.com/.default").token
     for body, field in (({"location": "eastus2"}, "properties"),

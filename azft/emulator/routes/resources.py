@@ -24,7 +24,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from azft.emulator.server import Emulator
 
 Extra = Callable[["Emulator", str, dict], None]
-Check = Callable[["Emulator", "re.Match[str]"], None]
+Check = Callable[["Emulator", "re.Match[str]", object], None]
 
 
 def crud(segment: str, title: str, *, route: str, body: str | None = None, extra: Extra | None = None,
@@ -50,7 +50,7 @@ def crud(segment: str, title: str, *, route: str, body: str | None = None, extra
     def put(emu: Emulator, rec: RecordedRequest, m: re.Match[str]) -> Response:
         name = m["name"]
         if check is not None:
-            check(emu, m)
+            check(emu, m, rec.body)
         return emu.store.put(kind(m), rec, name, (lambda res: extra(emu, name, res)) if extra else None)
 
     def get(emu: Emulator, rec: RecordedRequest, m: re.Match[str]) -> Response:
@@ -130,9 +130,31 @@ def online_keys(emu: Emulator, rec: RecordedRequest, m: re.Match[str]) -> Respon
     return Response(200, endpoint_keys(emu, "online", m["name"]))
 
 
-def _endpoint_exists(emu: Emulator, m: re.Match[str]) -> None:
-    """A deployment needs its endpoint (Azure answers 404 for a deployment under a missing endpoint)."""
+_WS_MODEL = re.compile(r"/workspaces/(?P<ws>[^/]+)/models/(?P<name>[^/]+)/versions/(?P<version>[^/]+)$", re.I)
+
+
+def check_workspace_model(emu: Emulator, model_id: object, field: str) -> None:
+    """A workspace model a deployment names must be registered (ARM ids and ``azureml://locations/.../workspaces/
+    <guid>/models/...`` ids; registry models are not this workspace's to check)."""
+    m = _WS_MODEL.search(str(model_id or ""))
+    if m is None:
+        return
+    if (m["name"], m["version"]) not in emu.store.assets["models"]:
+        raise HttpError(400, "UserError", f"{field}: model {m['name']} version {m['version']} was not found in "
+                                          f"workspace {emu.workspace_name}.")
+
+
+def _serverless_check(emu: Emulator, m: re.Match[str], body: object = None) -> None:
+    settings = ((body or {}).get("properties") or {}).get("modelSettings") or {} if isinstance(body, dict) else {}
+    check_workspace_model(emu, settings.get("modelId"), "properties.modelSettings.modelId")
+
+
+def _endpoint_exists(emu: Emulator, m: re.Match[str], body: object = None) -> None:
+    """A deployment needs its endpoint (Azure answers 404 for a deployment under a missing endpoint) and a
+    registered model."""
     emu.store.get("onlineEndpoints", m["endpoint"], "Online endpoint")
+    props = (body.get("properties") or {}) if isinstance(body, dict) else {}
+    check_workspace_model(emu, props.get("model"), "properties.model")
 
 
 #: What Azure fills in when a deployment PUT leaves them out (the defaults azure-ai-ml documents for
@@ -158,7 +180,7 @@ ROUTES = [
     *crud("marketplaceSubscriptions", "Marketplace subscription", route="marketplace",
           body="MarketplaceSubscription", extra=_marketplace),
     *crud("serverlessEndpoints", "Serverless endpoint", route="serverless", body="ServerlessEndpoint",
-          extra=_serverless, view=_serverless_view),
+          extra=_serverless, view=_serverless_view, check=_serverless_check),
     Route("POST", WS + r"/serverlessEndpoints/(?P<name>[^/]+)/listKeys$", "serverless.listKeys", serverless_keys,
           resource_type="workspaces/serverlessEndpoints"),
     *crud("onlineEndpoints", "Online endpoint", route="online_endpoints", body="OnlineEndpoint",
