@@ -106,7 +106,7 @@ def _deployment_guard() -> None:
 
     try:
         enforce(warn)
-    except AzftError as e:  # a broken record must not stop the command the user ran
+    except AzftError as e:  # a broken record or clock must not stop the command the user ran
         warn(f"checking deployments' TTLs: {e.message}")
 
 

@@ -126,6 +126,12 @@ class Deployment:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Deployment":
         known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
+        for key in ("created", "expires_at", "hourly_usd", "last_call"):  # a hand-edited file: refuse, don't crash
+            value = known.get(key)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+                raise TypeError(f"{key} is not a number")
+        if not isinstance(known.get("name"), str) or not isinstance(known.get("kind"), str):
+            raise TypeError("name and kind must be strings")
         return cls(**known)
 
 

@@ -180,3 +180,34 @@ def test_endpoint_calls_are_retried_and_never_show_the_key(emulator, ml_client):
     with pytest.raises(AzureError) as e:
         _endpoint(dep, url, "not-the-key", emulator.ca_pem_path, 0, 0.01).chat([{"role": "user", "content": "x"}])
     assert "HTTP 401" in e.value.message and "not-the-key" not in e.value.message + str(e.value.hint)
+
+
+@pytest.mark.parametrize("args, says", [
+    *[(("--ttl", t), "--ttl") for t in ("abc", "0h", "-1h", "8", "100d", "8 hours", "1e9h")],
+    *[(("--name", n), "endpoint name") for n in ("a", "-ep", "ep-", "x" * 33, "../etc", "ep_1", "ép")],
+    (("--max-hourly-usd", "-1"), "-1"),
+])
+def test_bad_deploy_options_are_refused_before_any_azure_call(run_cli, args, says):
+    from azft.state import record_submission
+
+    record_submission("some-job", backend="maas", options={"workspace": {"subscription_id": "x"}})
+    res = run_cli("deploy", "some-job", *args)
+    assert res.code == 2 and says in res.err and "Traceback" not in res.text, res.text
+    assert not records.records_path().exists()
+
+
+def test_a_damaged_record_or_clock_never_stops_a_command(run_cli, monkeypatch):
+    from azft.state import write_private
+
+    write_private(records.records_path(), json.dumps({
+        "a": {"name": "a", "kind": "local", "backend": "local", "job": "j", "created": "yesterday"},
+        "b": "not an object", "c": {"name": "c"}}))
+    res = run_cli("endpoints", "list", "--output", "json")
+    assert res.code == 0 and json.loads(res.out) == []
+    write_private(records.records_path(), "{not json")
+    assert run_cli("endpoints", "list").code == 0
+    monkeypatch.setenv("AZFT_NOW", "next tuesday")
+    write_private(records.records_path(), json.dumps({"d": {"name": "d", "kind": "local", "backend": "local",
+                                                            "job": "j", "created": 0.0, "expires_at": 1.0}}))
+    res = run_cli("list")
+    assert res.code == 0 and "AZFT_NOW" in res.err
