@@ -112,7 +112,7 @@ def list_(output: str) -> int:
 
     t = Table()
     for col in ("name", "kind", "job", "age", "last call", "$/hour", "cost so far", "ttl", "expires"):
-        t.add_column(col, justify="right" if col in ("$/hour", "cost so far") else "left")
+        t.add_column(col, justify="right" if col in ("$/hour", "cost so far") else "left", overflow="fold")
     for r in rows:
         guess = "~" if r["price_is_guess"] else ""
         t.add_row(r["name"], r["kind"], r["job"], r["age"], r["last_call_at"] or "unknown",

@@ -40,6 +40,7 @@ class Endpoint:
     def chat(self, messages: list[dict], *, max_tokens: int = 64, temperature: float = 0.0) -> tuple[str, dict]:
         from azft.chat_wire import reply_text
 
+        messages = [{"role": m["role"], "content": m["content"]} for m in messages]  # nothing but the wire fields
         if self.kind == "online":  # Azure ML's chat-completion scoring shape
             body: dict[str, Any] = {"input_data": {"input_string": messages, "parameters": {
                 "max_new_tokens": max_tokens, "temperature": temperature}}}

@@ -99,8 +99,9 @@ def serverless_model_id(ml: Any, model: JobModel) -> str:
 def create_serverless(ml: Any, name: str, model: JobModel, tags: dict[str, str]) -> str:
     from azure.ai.ml.entities import ServerlessEndpoint
 
-    ep = ServerlessEndpoint(name=name, model_id=serverless_model_id(ml, model), tags=tags)
+    model_id = serverless_model_id(ml, model)
     with quiet_sdk():
+        ep = ServerlessEndpoint(name=name, model_id=model_id, tags=tags)
         made = call(f"creating serverless endpoint {name}",
                     lambda: ml.serverless_endpoints.begin_create_or_update(ep).result())
     return str(made.scoring_uri).rstrip("/") + "/v1/chat/completions"
@@ -109,11 +110,11 @@ def create_serverless(ml: Any, name: str, model: JobModel, tags: dict[str, str])
 def create_online(ml: Any, name: str, model: JobModel, instance_type: str, tags: dict[str, str]) -> str:
     from azure.ai.ml.entities import ManagedOnlineDeployment, ManagedOnlineEndpoint
 
-    endpoint = ManagedOnlineEndpoint(name=name, auth_mode="key", tags=tags,
-                                     description=f"azft: fine-tuned {model.base or model.name}")
     # azure-ai-ml prints progress dots on stdout while a deployment is created: they go to stderr, so stdout stays
     # the command's output (``--output json``)
     with quiet_sdk(), contextlib.redirect_stdout(sys.stderr):
+        endpoint = ManagedOnlineEndpoint(name=name, auth_mode="key", tags=tags,
+                                         description=f"azft: fine-tuned {model.base or model.name}")
         made = call(f"creating online endpoint {name}",
                     lambda: ml.online_endpoints.begin_create_or_update(endpoint).result())
         dep = ManagedOnlineDeployment(name=DEPLOYMENT_NAME, endpoint_name=name,
@@ -131,8 +132,8 @@ def create_online(ml: Any, name: str, model: JobModel, instance_type: str, tags:
 
 
 def endpoint_key(ml: Any, kind: str, name: str) -> str:
-    ops = ml.serverless_endpoints if kind == "serverless" else ml.online_endpoints
     with quiet_sdk():
+        ops = ml.serverless_endpoints if kind == "serverless" else ml.online_endpoints
         keys = call(f"reading the keys of {name}", ops.get_keys, name)
     return str(keys.primary_key)
 
@@ -149,8 +150,8 @@ def scoring_url(ml: Any, kind: str, name: str) -> str:
 
 def delete(ml: Any, kind: str, name: str) -> bool:
     """Delete an endpoint (an online endpoint's deployments go with it); False when it was already gone."""
-    ops = ml.serverless_endpoints if kind == "serverless" else ml.online_endpoints
     with quiet_sdk():
+        ops = ml.serverless_endpoints if kind == "serverless" else ml.online_endpoints
         try:
             ops.begin_delete(name).result()
         except Exception as e:
