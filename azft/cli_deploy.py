@@ -96,12 +96,14 @@ def endpoints() -> None:
 
 
 @endpoints.command(name="list")
+@click.option("--backend", "remote", type=click.Choice(["maas", "maap", "mock"]), default=None,
+              help="Also list the endpoints azft made in this workspace from other machines (read from their tags).")
 @click.option("--output", "-o", type=click.Choice(OUTPUTS), default="table")
-def list_(output: str) -> int:
+def list_(remote: Optional[str], output: str) -> int:
     """Recorded deployments with their age, last call (when known), cost so far and TTL."""
     from azft.deploy.service import list_all
 
-    rows = list_all()
+    rows = list_all(remote)
     if output == "json":
         click.echo(json.dumps(rows, indent=2))
         return 0
@@ -115,11 +117,13 @@ def list_(output: str) -> int:
         t.add_column(col, justify="right" if col in ("$/hour", "cost so far") else "left", overflow="fold")
     for r in rows:
         guess = "~" if r["price_is_guess"] else ""
-        t.add_row(r["name"], r["kind"], r["job"], r["age"], r["last_call_at"] or "unknown",
+        t.add_row(r["name"] + ("" if r["recorded_here"] else " *"), r["kind"], r["job"], r["age"], r["last_call_at"] or "unknown",
                   f"{guess}{r['hourly_usd']:.2f}", f"{guess}{r['cost_so_far_usd']:.2f}", r["ttl"] or "none",
                   ("[red]expired[/] " if r["expired"] else "") + (r["expires_at"] or "—"))
     con = _console()
     con.print(t)
+    if not all(r["recorded_here"] for r in rows):
+        con.print("* deployed from another machine: read from the endpoint's azft tags (last call unknown)")
     if any(r["price_is_guess"] for r in rows):
         con.print("~ a guessed price (catalog `source: assumed`); `--output json` shows each price's source")
     return 0

@@ -27,6 +27,7 @@ TAG_EXPIRES = "azft.expires_at"
 TAG_TTL = "azft.ttl"
 TAG_JOB = "azft.job"
 TAG_CREATED = "azft.created_at"
+TAG_HOURLY = "azft.hourly_usd"
 _TTL = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$", re.IGNORECASE)
 _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 MAX_TTL_SECONDS = 90 * 86400

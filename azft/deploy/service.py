@@ -104,7 +104,8 @@ def _deploy_local(dep: Deployment, limit: Optional[float]) -> None:
 
 
 def azure_tags(dep: Deployment) -> dict[str, str]:
-    tags = {records.TAG_JOB: dep.job, records.TAG_CREATED: records.iso(dep.created)}
+    tags = {records.TAG_JOB: dep.job, records.TAG_CREATED: records.iso(dep.created),
+            records.TAG_HOURLY: f"{dep.hourly_usd:.2f}"}
     if dep.expires_at is not None:
         tags[records.TAG_EXPIRES] = records.iso(dep.expires_at)
         tags[records.TAG_TTL] = str(dep.ttl)
@@ -208,9 +209,56 @@ def describe(dep: Deployment, at: float) -> dict[str, Any]:
     }
 
 
-def list_all() -> list[dict[str, Any]]:
+def list_all(remote: Optional[str] = None) -> list[dict[str, Any]]:
+    """The recorded deployments; with ``remote`` (maas, maap, mock) also the workspace's endpoints azft made that
+    are not recorded here (deployed from another machine), from their tags."""
     at = records.now()
-    return [describe(d, at) for d in records.load_all()]
+    rows = [{**describe(d, at), "recorded_here": True} for d in records.load_all()]
+    if remote:
+        from azft.deploy import cloud
+
+        known = {r["name"] for r in rows}
+        options = _remote_options(remote)
+        if options is None:
+            raise UsageError(f"no Azure workspace is configured here for --backend {remote}",
+                             hint="set AZURE_SUBSCRIPTION_ID, AZURE_RESOURCE_GROUP and AZUREML_WORKSPACE_NAME, or "
+                                  "add a config.json")
+        with cloud.workspace_client(remote, options) as ml:
+            for ep in cloud.tagged_endpoints(ml):
+                if ep["name"] not in known:
+                    rows.append({**describe(_from_tags(remote, ep), at), "recorded_here": False})
+    return rows
+
+
+def _from_tags(backend: str, ep: dict[str, Any]) -> Deployment:
+    tags = ep["tags"]
+
+    def when(key: str) -> Optional[float]:
+        try:
+            return records.parse_time(tags[key]) if tags.get(key) else None
+        except ValueError:
+            return None
+
+    try:
+        hourly = float(tags.get(records.TAG_HOURLY) or 0)
+    except ValueError:
+        hourly = 0.0
+    return Deployment(name=ep["name"], backend=backend, kind=ep["kind"], job=tags.get(records.TAG_JOB, ""),
+                      created=when(records.TAG_CREATED) or records.now(), expires_at=when(records.TAG_EXPIRES),
+                      ttl=tags.get(records.TAG_TTL), hourly_usd=hourly,
+                      price_source=f"the endpoint's {records.TAG_HOURLY} tag", price_is_guess=True)
+
+
+def _remote_options(backend: str) -> Optional[dict[str, Any]]:
+    """How to reach the workspace this directory resolves (``AZURE_*`` or ``config.json``); None when none is."""
+    if backend == "mock":
+        return {}
+    try:
+        from azft.azure.workspace import resolve_workspace
+
+        return {"workspace": resolve_workspace({}).values()}
+    except AzftError:
+        return None
 
 
 def gc(*, remote: Optional[str] = "maas") -> dict[str, Any]:
@@ -235,14 +283,9 @@ def _gc_remote(backend: str, at: float, deleted: list[str], failed: list[dict]) 
     ``AZURE_*`` or ``config.json``; the mock: its emulated workspace), made from any machine."""
     from azft.deploy import cloud
 
-    options: dict[str, Any] = {}
-    if backend != "mock":
-        try:
-            from azft.azure.workspace import resolve_workspace
-
-            options = {"workspace": resolve_workspace({}).values()}
-        except AzftError:
-            return  # no workspace configured here: only the local records were checked
+    options = _remote_options(backend)
+    if options is None:
+        return  # no workspace configured here: only the local records were checked
     with cloud.workspace_client(backend, options) as ml:
         for ep in cloud.tagged_endpoints(ml):
             expires = ep["tags"].get(records.TAG_EXPIRES)

@@ -105,6 +105,10 @@ def test_gc_finds_expired_endpoints_by_their_azure_tag_without_a_local_record(ru
     monkeypatch.setenv("AZFT_NOW", T0)
     assert run_cli("deploy", maas_job, "--ttl", "2h", "--name", "other-machine").code == 0
     records.forget("other-machine")  # as if another machine had deployed it
+    assert json.loads(run_cli("endpoints", "list", "-o", "json").out) == []
+    seen = json.loads(run_cli("endpoints", "list", "--backend", "mock", "-o", "json").out)
+    assert [(r["name"], r["recorded_here"], r["ttl"], r["hourly_usd"], r["job"]) for r in seen] == [
+        ("other-machine", False, "2h", 0.8, maas_job)]
     monkeypatch.setenv("AZFT_NOW", "2026-12-05T09:00:00Z")
     assert json.loads(run_cli("endpoints", "gc", "--backend", "mock", "--output", "json").out)["deleted"] == []
     monkeypatch.setenv("AZFT_NOW", "2026-12-05T10:00:00Z")
