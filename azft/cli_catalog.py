@@ -107,11 +107,10 @@ def _one(cat, model, output: str) -> int:
     for col in ("fact", "value", "source"):
         t.add_column(col, overflow="fold")
     for r in rows:
-        v = r["value"]
-        shown = ", ".join(map(str, v)) if isinstance(v, list) else (
-            ", ".join(f"{k}={x}" for k, x in v.items()) if isinstance(v, dict) else str(v))
+        from azft.render import cell
+
         style = "[yellow]" if r["source"].get("not_published") else ""
-        t.add_row(r["fact"], escape(shown or "—"), style + escape(r["where"]))
+        t.add_row(r["fact"], escape(cell(r["value"])), style + escape(r["where"]))
     _console().print(t)
     return EXIT_OK
 

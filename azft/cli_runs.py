@@ -116,7 +116,26 @@ def _fmt(value: Any) -> str:
         if math.isnan(value):
             return "nan"
         return f"{value:.4g}"
+    if isinstance(value, str):
+        value = _param_value(value)
     return escape(cell(value))
+
+
+def _param_value(text: str) -> Any:
+    """MLflow keeps every param as a string: an empty or missing one (`None`, `[]`, `{}`) is shown as missing, a
+    list or mapping as one (never its JSON or repr)."""
+    stripped = text.strip()
+    if stripped in ("None", "null"):
+        return None
+    if stripped[:1] in ("[", "{") and stripped[-1:] in ("]", "}"):
+        import ast
+
+        for parse in (json.loads, ast.literal_eval):
+            try:
+                return parse(stripped)
+            except (ValueError, SyntaxError, RecursionError):
+                continue
+    return text
 
 
 def _console():
