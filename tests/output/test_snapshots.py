@@ -52,6 +52,11 @@ CASES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "data-check": (("data", "check", str(TRAIN)), ("table", "json")),
     "data-stats": (("data", "stats", str(TRAIN)), ("table", "json")),
     "ci-summary": (("ci", "summary", "specs/bot.yaml", "--out", "-"), ("table", "json")),
+    "init": (("init", "azft.yaml", "--force"), ("table", "json")),
+    "data-split": (("data", "split", str(TRAIN), "--out-dir", "split", "--force"), ("table", "json")),
+    "wait-completed": (("wait", "{completed}", "--poll", "0.05"), ("table", "json")),
+    "runs-compare": (("runs", "compare", "{completed}", "{failed}", "--no-log", "--out", "cmp.png"), ("table", "json")),
+    "endpoints-list": (("endpoints", "list"), ("table", "json")),
 }
 
 _SUBS = [
