@@ -26,8 +26,9 @@ KEY_PARAMS = (
     "lora_r",
     "max_seq_length",
 )
-LOSS_KEYS = ("train_loss", "loss")
-EVAL_KEYS = ("eval_loss", "eval/loss", "validation_loss", "val_loss")
+# metric names as azft.metrics names them (every run's metrics go through azft.metrics.canonical first)
+LOSS_KEYS = ("train_loss",)
+EVAL_KEYS = ("eval_loss",)
 
 _tracking_uri = click.option(
     "--tracking-uri",
@@ -70,7 +71,9 @@ def _first(metrics: dict[str, float], keys: tuple[str, ...]) -> float | None:
 
 
 def run_summary(run: Any) -> dict[str, Any]:
-    """What azft shows about a run: identity, backend, key params, final metrics, where the outputs are."""
+    """What azft shows about a run: identity, backend, key params, final metrics (azft's metric names, also for
+    runs recorded by other tools or earlier versions), where the outputs are."""
+    from azft.metrics import canonical
     from azft.tracking.tracker import (
         TAG_BACKEND,
         TAG_JOB,
@@ -101,7 +104,7 @@ def run_summary(run: Any) -> dict[str, Any]:
         "spec_hash": tags.get(TAG_SPEC_HASH),
         "studio_url": tags.get(TAG_URL),
         "params": key_params,
-        "metrics": dict(sorted(run.data.metrics.items())),
+        "metrics": dict(sorted(canonical(run.data.metrics).items())),
         "outputs": {k[len(TAG_OUTPUT_PREFIX) :]: v for k, v in sorted(tags.items()) if k.startswith(TAG_OUTPUT_PREFIX)},
         "artifact_uri": run.info.artifact_uri,
     }
@@ -314,6 +317,7 @@ def compare_runs(
 ) -> None:
     """Key params and final metrics side by side, and a PNG of the loss curves."""
     tracker = _tracker(tracking_uri)
+    metric = metric.removeprefix("train_")  # the plot pairs <metric>/train_<metric> with eval_<metric>
     found = [_resolve_run(tracker, ref) for ref in run_refs]
     ids = [r.info.run_id for r in found]
     if len(set(ids)) != len(ids):

@@ -35,6 +35,8 @@ from azft.azure.upload import BlobUploader, DatastoreInfo, Uploader, UploadResul
 from azft.azure.sdk import quiet as quiet_sdk
 from azft.backends.base import Backend, Job, JobInfo, JobStatus
 from azft.errors import AzftError, AzureError, IncompatibleError, UsageError
+from azft.metrics import canonical
+from azft.render import timestamp
 
 if TYPE_CHECKING:  # pragma: no cover
     from azft.plan import Plan
@@ -166,7 +168,7 @@ class AzureJob(Job):
         created = None
         ctx = getattr(job, "creation_context", None)
         if ctx is not None and getattr(ctx, "created_at", None):
-            created = str(ctx.created_at)
+            created = timestamp(ctx.created_at)
         outputs: dict[str, str] = {}
         for key, out in (getattr(job, "outputs", None) or {}).items():
             name = getattr(out, "name", None) or getattr(out, "path", None)
@@ -471,8 +473,8 @@ class AzureBackend(Backend):
                     if "azft.spec_hash" not in tags:
                         continue
                     out.append(JobInfo(name=job.name, backend=self.name, status=parse_status(job.status),
-                                       created=str(getattr(getattr(job, "creation_context", None), "created_at", "")
-                                                   or "") or None,
+                                       created=timestamp(getattr(getattr(job, "creation_context", None),
+                                                                 "created_at", None)),
                                        studio_url=getattr(job, "studio_url", None),
                                        mlflow_run_id=tags.get("azft.mlflow_run_id")))
                     if len(out) >= limit:
@@ -520,8 +522,12 @@ class AzureBackend(Backend):
         return lines
 
     def job_metrics(self, name: str) -> dict[str, list[tuple[int, float]]]:
-        """Per-step metrics of the job: from the workspace's run-history metric service (where Azure ML keeps what a
-        job logs to MLflow), else from its MLflow endpoint (needs the azureml-mlflow package)."""
+        """Per-step metrics of the job under azft's metric names (azft/metrics.py): from the workspace's run-history
+        metric service (where Azure ML keeps what a job logs to MLflow), else from its MLflow endpoint (needs the
+        azureml-mlflow package)."""
+        return canonical(self._job_metrics(name))
+
+    def _job_metrics(self, name: str) -> dict[str, list[tuple[int, float]]]:
         try:
             return self._run_history_metrics(name)
         except Exception as exc:

@@ -79,8 +79,11 @@ class JobInfo:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
+        from azft.render import timestamp
+
         d = dict(self.__dict__)
         d["status"] = self.status.value
+        d["created"] = timestamp(self.created)
         return d
 
 

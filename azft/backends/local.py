@@ -33,6 +33,8 @@ from typing import Any, Iterator
 
 from azft.backends.base import Backend, Job, JobInfo, JobStatus
 from azft.errors import DataError, JobFailedError, UsageError
+from azft.metrics import canonical
+from azft.render import timestamp
 from azft.state import azft_home, check_job_name, jobs_dir, write_private
 
 ERROR_PREFIX = "azft-finetune: error:"
@@ -43,7 +45,7 @@ _OPTIONAL = re.compile(r"\$\[\[(.*?)\]\]", re.S)
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _free_port() -> int:
@@ -251,8 +253,8 @@ class LocalJob(Job):
         summary = Path(state["outputs"]["metrics"]) / "metrics.json"
         if summary.exists():
             try:
-                metrics = {k: float(v) for k, v in json.loads(summary.read_text()).items()
-                           if isinstance(v, (int, float)) and not isinstance(v, bool)}
+                metrics = canonical({k: float(v) for k, v in json.loads(summary.read_text()).items()
+                                     if isinstance(v, (int, float)) and not isinstance(v, bool)})
             except ValueError:
                 metrics = {}
         if status == JobStatus.COMPLETED and state.get("throughput_key") and metrics.get("tokens_per_second"):
@@ -264,7 +266,7 @@ class LocalJob(Job):
             name=self.name,
             backend="local",
             status=status,
-            created=state.get("created"),
+            created=timestamp(state.get("created")),
             error=error,
             error_code=None if code in (None, 0) else str(code),
             outputs=_outputs_it_has(state.get("outputs", {}), status),
@@ -345,7 +347,7 @@ class LocalJob(Job):
             for k, v in row.items():
                 if k != "step" and isinstance(v, (int, float)) and not isinstance(v, bool):
                     history.setdefault(k, []).append((step, float(v)))
-        return history
+        return canonical(history)
 
     def wait(self, timeout=None, poll_interval: float = 1.0, on_update=None) -> JobInfo:
         return super().wait(timeout=timeout, poll_interval=poll_interval, on_update=on_update)

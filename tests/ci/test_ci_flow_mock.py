@@ -59,14 +59,14 @@ def test_mock_flow_validate_plan_submit_wait_results(run_cli):
     done = _json(res)
     assert done["name"] == job_name and done["status"] == "Completed" and done["error"] is None
     assert done["outputs"] == {"registered_model": "support-bot-mock"}
-    assert done["metrics"]["loss"] > 0 and done["mlflow_run_id"] == submitted["mlflow_run_id"]
+    assert done["metrics"]["train_loss"] > 0 and done["mlflow_run_id"] == submitted["mlflow_run_id"]
 
     res = run_cli("results", job_name, "--output", "json")
     assert res.code == 0, res.text
     results = _json(res)
     assert results["job_name"] == job_name and results["run_id"] == submitted["mlflow_run_id"]
     assert results["status"] == "FINISHED" and results["backend"] == "mock"
-    assert results["metrics"]["loss"] == pytest.approx(done["metrics"]["loss"])
+    assert results["metrics"]["train_loss"] == pytest.approx(done["metrics"]["train_loss"])
     assert results["outputs"]["registered_model"] == "support-bot-mock"
 
     # a rerun of the same CI step finds the job instead of paying for a second one

@@ -64,10 +64,10 @@ def test_local_job_trains_tracks_and_is_found_again(data_dir, azft_cache):
     # a new process (a new backend object) finds the job, its metrics and its outputs
     again = LocalBackend().get_job("quick-lora")
     info = again.info()
-    assert info.status == JobStatus.COMPLETED and info.metrics["global_step"] == 4
+    assert info.status == JobStatus.COMPLETED and info.metrics["steps"] == 4
     assert Path(info.outputs["model_output"], "adapter_model.safetensors").exists()
     assert Path(info.outputs["metrics"], "loss_curve.png").exists()
-    assert [s for s, _ in again.metrics_history()["loss"]] == [1, 2, 3, 4]
+    assert [s for s, _ in again.metrics_history()["train_loss"]] == [1, 2, 3, 4]
     assert [j.name for j in LocalBackend().list_jobs()] == ["quick-lora"]
     # re-submitting the same plan finds the finished job instead of training again
     assert LocalBackend().submit(make_plan("quick-lora", inputs(data_dir))).info().extra["attempt"] == 1
@@ -87,8 +87,12 @@ def test_local_job_trains_tracks_and_is_found_again(data_dir, azft_cache):
     assert run.info.status == "FINISHED"
     assert run.data.params["method"] == "lora" and float(run.data.params["learning_rate"]) == 5e-3
     assert run.data.tags["azft.job_name"] == "quick-lora"
-    assert [m.step for m in client.get_metric_history(run.info.run_id, "loss")] == [1, 2, 3, 4]
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "train_loss")] == [1, 2, 3, 4]
     assert client.get_metric_history(run.info.run_id, "eval_loss")
+    # one name per meaning (docs/metrics.md): no `final_` copies, the scheduled rate apart from the learning_rate param
+    names = set(run.data.metrics)
+    assert {"train_loss", "train_loss_mean", "scheduled_lr", "epochs_completed", "steps"} <= names
+    assert not {n for n in names if n.startswith("final_")} | ({"loss", "epoch", "epochs", "learning_rate"} & names)
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"model", "loss_curve.png", "metrics.json", "resolved_config.json"} <= artifacts
     assert "model/adapter_model.safetensors" in {a.path for a in client.list_artifacts(run.info.run_id, "model")}
@@ -129,11 +133,11 @@ def test_killed_job_resumes_to_the_same_final_loss(data_dir, azft_cache):
     s = straight.wait(poll_interval=0.5, timeout=300)
     assert r.status == s.status == JobStatus.COMPLETED, "\n".join(list(resumed.logs())[-20:])
     assert r.extra["attempt"] == 2 and r.metrics["resumed_from_step"] >= 10
-    assert r.metrics["global_step"] == s.metrics["global_step"] == 40
-    assert abs(r.metrics["final_loss"] - s.metrics["final_loss"]) < 1e-3
+    assert r.metrics["steps"] == s.metrics["steps"] == 40
+    assert abs(r.metrics["train_loss"] - s.metrics["train_loss"]) < 1e-3
     assert abs(r.metrics["eval_loss"] - s.metrics["eval_loss"]) < 1e-3
     # the resumed run's history has each step once
-    steps = [st for st, _ in resumed.metrics_history()["loss"]]
+    steps = [st for st, _ in resumed.metrics_history()["train_loss"]]
     assert steps == list(range(1, 41))
 
 
@@ -163,7 +167,7 @@ def test_two_process_training(stage, data_dir, azft_cache):
     launcher = "deepspeed.launcher.runner" if stage else "torch.distributed.run"
     assert launcher in " ".join(info.extra["command"])
     assert f"processes 2 | ZeRO-{stage}" in log if stage else "processes 2" in log
-    assert info.metrics["global_step"] == 4 and info.metrics["eval_loss"] > 0
+    assert info.metrics["steps"] == 4 and info.metrics["eval_loss"] > 0
     from safetensors.torch import load_file
 
     adapter = load_file(str(Path(info.outputs["model_output"]) / "adapter_model.safetensors"))

@@ -15,6 +15,33 @@ import time
 from pathlib import Path
 from typing import Any, NamedTuple
 
+#: The names the recipe's files use → the names its MLflow metrics have (azft's metric vocabulary, azft/metrics.py:
+#: the recipe imports nothing from azft, so the table is here too and a test keeps both equal). One name per
+#: meaning: the last per-step value is the final one, no ``final_`` copies; what the run measured is named apart from
+#: the hyperparameters (``scheduled_lr`` vs the ``learning_rate`` param, ``epochs_completed`` vs ``epochs``).
+MLFLOW_NAMES = {
+    "loss": "train_loss",
+    "final_loss": "train_loss",
+    "train_loss": "train_loss_mean",  # in metrics.json: the Trainer's mean over the whole run
+    "learning_rate": "scheduled_lr",
+    "epoch": "epochs_completed",
+    "epochs": "epochs_completed",
+    "perplexity": "eval_perplexity",
+    "global_step": "steps",
+    "train_runtime_seconds": "train_seconds",
+}
+
+
+def mlflow_names(metrics: dict[str, Any]) -> dict[str, float]:
+    """A record of the recipe's metrics (a metrics.jsonl line, the metrics.json summary) as MLflow metrics."""
+    out: dict[str, float] = {}
+    for k, v in metrics.items():
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            continue
+        out[MLFLOW_NAMES.get(k, k)] = float(v)
+    return out
+
+
 _SECRETISH = re.compile(r"(key|secret|token|password|sas|connection_string|credential)", re.I)
 
 
@@ -171,7 +198,7 @@ class MlflowLogger:
         self._call("log_params", go, redact_params(params))
 
     def log_metrics(self, metrics: dict[str, float], step: int) -> None:
-        clean = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and math.isfinite(v)}
+        clean = mlflow_names(metrics)
         if clean:
             # asynchronous: a slow tracking store must not slow the training steps down
             self._call("log_metrics", lambda m: m.log_metrics(clean, step=step, synchronous=False))

@@ -355,7 +355,8 @@ class FinetuneRecipe:
         self.summary = self._summary()
         summary_path = self.files.write_summary(self.summary)
         curve = self.files.plot(title=f"{Path(self.source).name} · {self.args.method}")
-        self.tracker.log_metrics({f"final_{k}": v for k, v in self.summary.items() if isinstance(v, (int, float))},
+        # names: ft_report.MLFLOW_NAMES; the last loss and epoch are already the last per-step points
+        self.tracker.log_metrics({k: v for k, v in self.summary.items() if k not in ("final_loss", "epochs")},
                                  step=self.trainer.state.global_step)
         for path, name in ((self.out_dir, "model"), (curve, None), (summary_path, None),
                            (Path(self.args.metrics) / "resolved_config.json", None)):
