@@ -12,7 +12,7 @@ from azft.backends.base import Job, JobInfo, backend_class, backend_names, get_b
 from azft.errors import IncompatibleError, Problem, UsageError
 from azft.plan import Plan, make_plan
 from azft.spec import JobSpec, load_spec
-from azft.state import check_job_name, locked, lookup_submission, record_submission, state_dir
+from azft.state import check_job_name, locked, lookup_submission, record_submission, state_dir, submissions
 
 
 def load_prices(path: Optional[str]) -> tuple[dict, Optional[str]]:
@@ -287,12 +287,11 @@ def get_job(name: str, backend: Optional[str] = None, **backend_options: Any) ->
 
     The name is checked against Azure ML's name rule first (UsageError otherwise): it never reaches a path unchecked."""
     check_job_name(name)
+    name = resolve_job_name(name, backend)
     rec = lookup_submission(name) or {}
     backend = backend or rec.get("backend")
     if not backend:
-        raise UsageError(f"no job named {name!r} was submitted from here",
-                         hint="pass --backend maas|maap|local|mock (and the workspace) to look it up remotely; "
-                              "`azft list` shows known jobs")
+        raise _unknown_job(name)
     recorded = dict(rec.get("options") or {}) if rec.get("backend") == backend else {}
     if rec.get("backend") == backend and "options" not in rec:  # recorded by an earlier azft
         recorded = {k: v for k, v in (("workspace", rec.get("azure")),
@@ -300,6 +299,33 @@ def get_job(name: str, backend: Optional[str] = None, **backend_options: Any) ->
     cls = backend_class(backend)
     opts = {k: v for k, v in recorded.items() if k in cls.lookup_keys}
     return cls(**{**opts, **backend_options}).get_job(name)
+
+
+def resolve_job_name(ref: str, backend: Optional[str] = None) -> str:
+    """A job name, or the unique prefix of one submitted from here (on ``backend`` when given), as ``azft list``
+    prints them. An ambiguous prefix is a UsageError listing the jobs it matches; a name nothing here knows is
+    returned as given (a remote backend may still know it)."""
+    index = submissions()
+    if ref in index:
+        return ref
+    known = [n for n, rec in index.items() if isinstance(rec, dict) and (backend is None or rec.get("backend") == backend)]
+    matches = sorted(n for n in known if n.startswith(ref))
+    if len(matches) == 1:
+        return matches[0]
+    if len(matches) > 1:
+        shown = ", ".join(matches[:8]) + (f" and {len(matches) - 8} more" if len(matches) > 8 else "")
+        raise UsageError(f"job id prefix {ref!r} matches {len(matches)} jobs: {shown}",
+                         hint="give more characters of the job name (`azft list` shows them whole)")
+    return ref
+
+
+def _unknown_job(name: str) -> UsageError:
+    recent = sorted(((rec.get("created") or "", n) for n, rec in submissions().items() if isinstance(rec, dict)),
+                    reverse=True)[:5]
+    listed = f"; jobs submitted from here: {', '.join(n for _, n in recent)}" if recent else ""
+    return UsageError(f"no job named {name!r} (or starting with it) was submitted from here{listed}",
+                      hint="pass --backend maas|maap|local|mock (and the workspace) to look it up remotely; "
+                           "`azft list` shows known jobs")
 
 
 def list_jobs(backend: Optional[str] = None, limit: int = 50, *, spec: JobSpec | str | Path | None = None,

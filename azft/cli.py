@@ -970,7 +970,10 @@ def list_(backend: Optional[str], limit: int, spec_file: Optional[str], output: 
     t.add_column("created", no_wrap=True, min_width=20)
     t.add_column("error", overflow="fold")
     for i in infos:
-        t.add_row(i.name, i.backend, i.status.value, cell(timestamp(i.created)), _esc(cell(i.error or i.error_code)))
+        message = (i.error or "").split(" — ", 1)[0]  # the hint is in `azft status JOB`
+        error = f"{i.error_code}: {message}" if i.error_code and message and i.error_code not in message else \
+            (message or i.error_code)
+        t.add_row(i.name, i.backend, i.status.value, cell(timestamp(i.created)), _esc(cell(error)))
     print_table(_console(), t)
     return EXIT_OK
 

@@ -403,6 +403,9 @@ def results(job: str, tracking_uri: str | None, output: str) -> None:
     from azft.state import check_job_name
 
     check_job_name(job)  # before it reaches a search filter or a path
+    from azft.api import resolve_job_name
+
+    job = resolve_job_name(job)  # a unique prefix of a job submitted from here, as `azft list` prints them
     tracker = _tracker(tracking_uri)
     run_id = tracker.find_run_for_job(job)
     if run_id is None:

@@ -477,6 +477,10 @@ class AzureBackend(Backend):
                                                                  "created_at", None)),
                                        studio_url=getattr(job, "studio_url", None),
                                        mlflow_run_id=tags.get("azft.mlflow_run_id")))
+                    if out[-1].status == JobStatus.FAILED:  # the Azure code, as `azft status` shows it
+                        code, message = self.job_error(job.name)
+                        out[-1].error_code, out[-1].error = code, job_error_text(code, message, job.name,
+                                                                             target=self.target)
                     if len(out) >= limit:
                         break
         except AzftError:
