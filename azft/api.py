@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
 from azft.backends.base import Job, JobInfo, backend_class, backend_names, get_backend
-from azft.errors import IncompatibleError, Problem, UsageError
+from azft.errors import IncompatibleError, JobCancelledError, Problem, UsageError
 from azft.plan import Plan, make_plan
 from azft.spec import JobSpec, load_spec
 from azft.state import check_job_name, locked, lookup_submission, record_submission, state_dir, submissions
@@ -46,9 +46,11 @@ def workspace_options(spec: Optional[JobSpec], backend: str) -> dict[str, Any]:
 
 
 def plan(spec: JobSpec | str | Path, backend: str = "local", *, prices: Optional[str] = None,
-         force: bool = False, check_data: bool = True, render: bool = True) -> Plan:
+         force: bool = False, check_data: bool = True, render: bool = True,
+         max_usd: Optional[float] = None) -> Plan:
     """The dry-run of a spec on a backend (no network): the pure plan, the workspace a submit would use, and the
-    request the backend would send (``Backend.render``) when the verdict allows a submit. ``force`` gives the job a fresh name."""
+    request the backend would send (``Backend.render``) when the verdict allows a submit. ``force`` gives the job a fresh name.
+    ``max_usd`` lowers or sets the spec's ``budget.max_usd`` for the plan's budget check."""
     if not isinstance(spec, JobSpec):
         spec = load_spec(spec)
     table, source = load_prices(prices)
@@ -61,6 +63,10 @@ def plan(spec: JobSpec | str | Path, backend: str = "local", *, prices: Optional
     p.workspace = where
     if render and p.ok:
         p.request = b.render(p)
+    if max_usd is not None:
+        from azft.budget import check, spec_limits
+
+        p.budget = check(p.estimate, spec, spec_limits(spec, max_usd))
     return p
 
 
@@ -153,8 +159,10 @@ def _reason_field(spec: JobSpec, reason: str) -> Optional[str]:
 
 
 def submit(plan: Plan, *, force: bool = False, retry: bool = False, track: bool = True,
-           backend_options: Optional[dict] = None, on_event: Optional[Callable[[str], None]] = None) -> Job:
-    """Submit a plan. Nothing is uploaded or submitted unless every check passed.
+           backend_options: Optional[dict] = None, on_event: Optional[Callable[[str], None]] = None,
+           max_usd: Optional[float] = None) -> Job:
+    """Submit a plan. Nothing is uploaded or submitted unless every check passed, the budget included
+    (``max_usd`` lowers or sets the spec's ``budget.max_usd``).
 
     Idempotent: the same spec and data give the same job name, and a second submit returns the existing job (one
     job and one MLflow run, also when identical submits run at once). A job that Failed or was Canceled is not
@@ -164,6 +172,9 @@ def submit(plan: Plan, *, force: bool = False, retry: bool = False, track: bool 
     """
     if not plan.ok:
         raise _refuse(plan)
+    from azft.budget import enforce
+
+    enforce(plan, max_usd)
     say = on_event or (lambda msg: None)
     backend = get_backend(plan.backend, **{**workspace_options(plan.spec, plan.backend), **(backend_options or {})})
     with locked(state_dir() / "locks" / plan.job_name):
@@ -192,7 +203,7 @@ def _find_job(backend: Any, name: str) -> Optional[Job]:
 def _apply_resubmit_rule(plan: Plan, backend: Any, retry: bool, say: Callable[[str], None]) -> None:
     """Point the plan at the latest attempt of this job; refuse or retry one that Failed or was Canceled."""
     from azft.backends.base import JobStatus
-    from azft.errors import JobCancelledError, JobFailedError
+    from azft.errors import JobFailedError
 
     original = plan.job_name
     name = _latest_attempt(original)
@@ -264,6 +275,7 @@ def _submit_locked(plan: Plan, backend: Any, *, force: bool, retry: bool, track:
         tracking_uri=plan.tracking_uri,
         mlflow_run_id=run_id,
         options=backend.lookup_options(plan) or None,
+        max_hours=plan.spec.budget.max_hours if plan.spec.budget else None,
     )
     say(f"submitted {job.name} to {plan.backend}")
     return job
@@ -344,13 +356,31 @@ def list_jobs(backend: Optional[str] = None, limit: int = 50, *, spec: JobSpec |
 
 def wait(job: Job, *, timeout: Optional[float] = None, poll_interval: Optional[float] = None,
          on_update: Optional[Callable[[JobInfo], None]] = None,
-         on_event: Optional[Callable[[str], None]] = None) -> JobInfo:
+         on_event: Optional[Callable[[str], None]] = None, now: Optional[float] = None) -> JobInfo:
     """Follow a job to its end, then copy its metrics and outputs into its MLflow run and close the run.
 
-    Raises JobCancelledError (exit 3) when ``timeout`` passes first (the job keeps running). Returns the final
-    JobInfo; ``info.status`` says Completed, Failed or Canceled."""
+    Raises JobCancelledError (exit 3) when ``timeout`` passes first (the job keeps running), and cancels a job still
+    running ``budget.max_hours`` after it was created (JobCancelledError, exit 3; the submission index says when the
+    job was created and its limit; ``now`` is the wall clock, for a controlled clock). Returns the final JobInfo;
+    ``info.status`` says Completed, Failed or Canceled."""
+    from azft.budget import seconds_left
+
     check_wait_options(timeout, poll_interval)
-    info = job.wait(timeout=timeout, poll_interval=poll_interval or default_poll(job.backend), on_update=on_update)
+    poll = poll_interval or default_poll(job.backend)
+    rec = lookup_submission(job.name) or {}
+    left = seconds_left(rec, now)
+    if left is None or (timeout is not None and timeout <= left):
+        info = job.wait(timeout=timeout, poll_interval=poll, on_update=on_update)
+    else:
+        try:
+            info = job.wait(timeout=max(0.0, left), poll_interval=poll, on_update=on_update)
+        except JobCancelledError:
+            job.cancel()
+            raise JobCancelledError(
+                f"{job.name} ran past budget.max_hours {rec['max_hours']:g} (created {rec['created']}): "
+                "cancel requested",
+                hint=f"raise budget.max_hours to let such a job finish; `azft status {job.name}` shows it stop",
+            ) from None
     try:
         finish_tracking(job, info)
     except Exception as e:  # tracking never hides the job's outcome

@@ -325,12 +325,14 @@ def _data_problems(spec, model, spec_file: str):
               help="Also list every GPU size in the catalog: per-GPU memory estimate, fits or not, hours and cost.")
 @click.option("--export", "export_dir", type=click.Path(file_okay=False), default=None,
               help="maap: write the job as a folder `az ml job create -f DIR/job.yml` accepts (components, code, data).")
+@click.option("--max-usd", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Hold the estimate against this cost limit (lowers or sets the spec's budget.max_usd).")
 def plan(spec_file: str, backend: str, output: str, prices: Optional[str], fit: bool,
-         export_dir: Optional[str] = None) -> int:
+         export_dir: Optional[str] = None, max_usd: Optional[float] = None) -> int:
     """Dry-run: what would be sent, the compatibility verdict and a cost/time estimate. Nothing is sent."""
     from azft import api
 
-    p = api.plan(spec_file, backend, prices=prices)
+    p = api.plan(spec_file, backend, prices=prices, max_usd=max_usd)
     data = p.to_dict()
     if export_dir and p.ok:
         from azft.azure.export import export_maap
@@ -357,7 +359,7 @@ def plan(spec_file: str, backend: str, output: str, prices: Optional[str], fit: 
         _print_plan(data)
         if fit:
             _print_fit(data["fit"], data["estimate"].get("training_tokens_total"))
-    return EXIT_OK if p.ok else EXIT_INVALID
+    return EXIT_OK if p.ok and (p.budget or {}).get("ok", True) else EXIT_INVALID
 
 
 def _print_fit(rows: list[dict], tokens) -> None:
@@ -451,6 +453,8 @@ def _print_plan(d: dict) -> None:
                 con.print(f"    → {_esc(a)}")
     for w in v["warnings"]:
         con.print(f"  [yellow]![/] {_esc(w)}")
+    if d.get("budget"):
+        _print_budget(con, d["budget"])
     e = d["estimate"]
     from azft.render import kv_table
 
@@ -478,6 +482,20 @@ def _gb(value) -> str:
     from azft.render import cell
 
     return f"{value:.2f} GB" if isinstance(value, (int, float)) and 0 < abs(value) < 1 else cell(value, "gb")
+
+
+def _print_budget(con, b: dict) -> None:
+    limit = ", ".join(f"{k} {b[k]:g}" for k in ("max_usd", "max_hours") if b.get(k) is not None)
+    cost = "unknown" if b.get("cost_usd") is None else f"${b['cost_usd']:,.2f}"
+    hours = "unknown" if b.get("hours") is None else f"{b['hours']:g} h"
+    style, word = ("green", "within budget") if b["ok"] else ("red", "over budget: submit refuses it")
+    con.print(f"[bold {style}]budget: {word}[/] — estimate {cost}, {hours} against {limit} ({b['source']})")
+    for p in b.get("problems") or []:
+        con.print(f"  [red]✗[/] {_esc(p)}")
+    for c in b.get("changes") or []:
+        con.print(f"    → {_esc(c)}")
+    if b.get("note"):
+        con.print(f"  [dim]{_esc(b['note'])}[/]")
 
 
 def _print_memory(con, mem: dict) -> None:
@@ -801,10 +819,12 @@ def _print_outcome(info, output: str) -> None:
               help="mock: inject a fault into this submission, e.g. job_error:state=Running,error=quota_exceeded "
                    "or http_error:status=503,times=2 (repeatable; adds to the spec's mock.faults).")
 @click.option("--cancel-on-interrupt", is_flag=True, help="With --wait: Ctrl-C also cancels the job.")
+@click.option("--max-usd", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Refuse (exit 2, nothing uploaded) when the estimate is above this cost; lowers or sets budget.max_usd.")
 @click.option("--output", "-o", type=click.Choice(OUTPUTS), default="table")
 def submit(spec_file: str, backend: str, wait_: bool, timeout: Optional[float], poll: Optional[float], retry: bool,
            force: bool, prices: Optional[str], tracking_uri: Optional[str], mock_target: Optional[str],
-           faults: tuple[str, ...], cancel_on_interrupt: bool, output: str) -> int:
+           faults: tuple[str, ...], cancel_on_interrupt: bool, output: str, max_usd: Optional[float] = None) -> int:
     """Validate, upload and submit a spec. Re-running the same submit finds the existing job; one that Failed or was
     Canceled is run again only with --retry."""
     from azft import api
@@ -817,12 +837,12 @@ def submit(spec_file: str, backend: str, wait_: bool, timeout: Optional[float], 
         raise UsageError("--fault works with --backend mock only")
     api.apply_overrides(spec, backend, tracking_uri=tracking_uri, mock_target=mock_target,
                         faults=[parse_fault(f) for f in faults])
-    p = api.plan(spec, backend, prices=prices, force=force)
+    p = api.plan(spec, backend, prices=prices, force=force, max_usd=max_usd)
     con = _console(stderr=True)
     if output == "table" and p.ok:
         for w in p.verdict.warnings:
             con.print(f"[yellow]![/] {_esc(w)}")
-    job = api.submit(p, force=force, retry=retry,
+    job = api.submit(p, force=force, retry=retry, max_usd=max_usd,
                      on_event=lambda m: con.print(_esc(m)) if output == "table" else None)
     info = job.info()
     if output == "table":

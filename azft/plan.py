@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
+from azft.budget import check as budget_check
+from azft.budget import spec_limits
 from azft.catalog import MANAGED_TASKS, Catalog, ModelInfo, get_model, load_catalog
 from azft.digest import file_sha256
 from azft.errors import Verdict
@@ -61,6 +63,7 @@ class Plan:
     prices_source: Optional[str] = None
     notes: list[str] = field(default_factory=list)
     model_asset: Optional[str] = None  # the pinned registry model version an Azure job trains (maas/maap)
+    budget: Optional[dict] = None  # the estimate against budget:/--max-usd (azft.budget.check)
 
     @property
     def ok(self) -> bool:
@@ -120,6 +123,7 @@ class Plan:
                 for d in self.data
             ],
             "estimate": self.estimate,
+            "budget": self.budget,
             "request": self.request,
             "workspace": self.workspace,
             "tracking": {"experiment": self.spec.experiment, "tracking_uri": self.tracking_uri},
@@ -190,6 +194,7 @@ def make_plan(
         model_asset=asset,
     )
     plan.estimate = estimate(plan, cat, prices or {}, prices_source)
+    plan.budget = budget_check(plan.estimate, spec, spec_limits(spec))
     _refuse_unfit(plan, cat)
     return plan
 

@@ -268,6 +268,53 @@ class MockSpec(_Section):
         "everything). docs/roles.md lists what each azft action needs.")
 
 
+class BudgetSpec(_Section):
+    """What a job (or a whole sweep) may cost and how long it may run."""
+
+    max_usd: Optional[float] = Field(
+        None, gt=0, description="Refuse to submit when the estimated cost exceeds this many US dollars (a sweep: the "
+        "sum over its trials). An estimate without a price is refused too: pass --prices.")
+    max_hours: Optional[float] = Field(
+        None, gt=0, le=24 * 30, description="Refuse when the estimated hours exceed this (a sweep: per trial); sets the "
+        "cluster job's own time limit (`limits.timeout` of the training step) and `azft wait` cancels a job still "
+        "running this long after it was created (the only limit on serverless, which has none of its own).")
+
+    @model_validator(mode="after")
+    def _something(self) -> "BudgetSpec":
+        if self.max_usd is None and self.max_hours is None:
+            raise ValueError("set max_usd, max_hours or both")
+        return self
+
+
+class SweepSpec(_Section):
+    """Many jobs from one spec: a grid, or a seeded random sample, over any spec field by its dotted path."""
+
+    strategy: Literal["grid", "random"] = Field("grid", description="grid: every combination; random: max_trials "
+                                                "combinations drawn with `seed` (the same seed, the same trials).")
+    parameters: Dict[str, List[Any]] = Field(
+        min_length=1, description="Dotted spec path → the values to try, e.g. `hyperparameters.learning_rate: [1e-4, "
+        "2e-4]`, `lora.r: [8, 16]`, `method: [lora, dora]`, `model: [...]`.")
+    max_trials: Optional[int] = Field(None, ge=1, le=1000, description="At most this many trials (random: required).")
+    max_concurrent: int = Field(4, ge=1, le=100, description="Trials submitted at once.")
+    seed: int = Field(0, ge=0, description="random: the sampling seed.")
+
+    @field_validator("parameters")
+    @classmethod
+    def _paths(cls, v: Dict[str, List[Any]]) -> Dict[str, List[Any]]:
+        for path, values in v.items():
+            if path.split(".")[0] in ("name", "sweep", "budget"):
+                raise ValueError(f"{path}: a sweep cannot vary name, sweep or budget")
+            if not values:
+                raise ValueError(f"{path}: give at least one value")
+        return v
+
+    @model_validator(mode="after")
+    def _random_needs_trials(self) -> "SweepSpec":
+        if self.strategy == "random" and self.max_trials is None:
+            raise ValueError("strategy random needs max_trials")
+        return self
+
+
 class JobSpec(_Section):
     """An azft job spec: one file, any backend."""
 
@@ -291,6 +338,8 @@ class JobSpec(_Section):
     maas: MaasSpec = Field(default_factory=MaasSpec, description="Serverless backend settings.")
     local: LocalSpec = Field(default_factory=LocalSpec, description="Local backend settings.")
     mock: MockSpec = Field(default_factory=MockSpec, description="Mock backend settings: emulated path, clock, faults.")
+    budget: Optional[BudgetSpec] = Field(None, description="Cost and time limits: submit refuses an estimate above "
+                                         "them; the job's time limit and `azft wait` enforce max_hours.")
 
     # Where the spec came from and the line of every key; not part of the schema.
     _source: Optional[Path] = None
@@ -332,7 +381,11 @@ class JobSpec(_Section):
         return self.tracking.experiment or self.name
 
     def canonical(self) -> dict:
-        return self.model_dump(mode="json")
+        d = self.model_dump(mode="json")
+        for key in ("budget", "sweep"):  # unset sections leave job names as they were before they existed
+            if d.get(key) is None:
+                d.pop(key, None)
+        return d
 
     def content_hash(self, extra: str = "") -> str:
         """A stable hash of the resolved spec (plus e.g. data file hashes): the basis of idempotent job names."""

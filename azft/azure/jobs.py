@@ -444,6 +444,12 @@ def build_maap_job(plan: "Plan"):
         dist = getattr(node, "distribution", None)
         if dist is None or not _is_binding(getattr(dist, "process_count_per_instance", None)):
             node.distribution = PyTorchDistribution(process_count_per_instance=gpus_per_node(plan))
+        budget = plan.spec.budget
+        if budget and budget.max_hours:
+            from azure.ai.ml.entities import CommandJobLimits
+
+            # Azure ML cancels a command step running longer than limits.timeout (seconds)
+            node.limits = CommandJobLimits(timeout=int(budget.max_hours * 3600))
     return job
 
 
