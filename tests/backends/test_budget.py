@@ -71,12 +71,12 @@ def test_no_price_means_no_budget_check_can_pass(run_cli, make_spec, tmp_path):
 
 
 def test_max_hours_is_the_cluster_jobs_own_time_limit(make_spec, tmp_path):
-    from azft.plan import make_plan
+    from azft import api
 
     spec = make_spec(model="phi-3-mini-4k-instruct", compute=MAAP, budget={"max_hours": 1.5})
-    steps = make_plan(spec, "maap").request["jobs"]
+    steps = api.plan(spec, "maap").request["jobs"]
     assert steps["finetune"]["limits"]["timeout"] == 5400
-    unlimited = make_plan(make_spec(name="free", model="phi-3-mini-4k-instruct", compute=MAAP), "maap")
+    unlimited = api.plan(make_spec(name="free", model="phi-3-mini-4k-instruct", compute=MAAP), "maap")
     assert "limits" not in unlimited.request["jobs"]["finetune"]
 
 
