@@ -78,6 +78,7 @@ class LazyGroup(click.Group):
         "ci": ("azft.ci_summary:ci", "CI helpers: changed specs as a matrix, Markdown job summary."),
         "catalog": ("azft.cli_catalog:catalog", "The models azft knows, each fact with its source; GPU sizes."),
         "eval": ("azft.cli_trained:eval_", "Loss, perplexity and samples of a trained model (--base: side by side)."),
+        "chat": ("azft.cli_trained:chat", "Talk to a trained model with its chat template (/reset, /exit)."),
         "predict": ("azft.cli_trained:predict", "Batch inference with a trained model: JSONL in, JSONL out."),
         "export": ("azft.cli_trained:export", "A trained model as a merged or adapter folder transformers loads."),
         "deploy": ("azft.cli_deploy:deploy", "Serve a trained model: serverless, online endpoint or local (--ttl)."),
@@ -799,6 +800,9 @@ def _print_outcome(info, output: str) -> None:
         _console().print(_esc(f"  {k}: {cell(val, kind_of(k))}"))
     for k, val in (info.outputs or {}).items():
         _console().print(_esc(f"  {k}: {cell(val)}"))
+    if info.status.value == "Completed" and info.backend == "local":
+        _console().print(f"next: [bold]azft eval {info.name} --base[/]  (loss and samples, base vs fine-tuned)")
+        _console().print(f"      [bold]azft chat {info.name}[/]         (talk to it; /exit to leave)")
 
 
 @cli.command()

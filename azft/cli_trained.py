@@ -89,6 +89,38 @@ def _print_eval(result: dict) -> None:
 
 
 @click.command()
+@click.argument("job")
+@click.option("--base", is_flag=True, help="Talk to the base model instead of the fine-tuned one.")
+@click.option("--system", default=None, help="A system message that starts every conversation.")
+@click.option("--max-new-tokens", type=click.IntRange(1, 4096), default=256, show_default=True)
+@click.option("--output", "-o", type=click.Choice(OUTPUTS), default="table",
+              help="json: one JSON object per reply (user, assistant, tokens, finish_reason).")
+def chat(job: str, base: bool, system: Optional[str], max_new_tokens: int, output: str) -> int:
+    """Talk to the trained model, one line per message, with the chat template it was trained with (greedy).
+    /reset starts over, /exit or Ctrl-D ends; stdin may be a pipe."""
+    import sys
+
+    from azft.trained.chat import HELP, ChatSession, chat_loop
+
+    tm = _trained(job)
+    _quiet()
+    session = ChatSession.for_job(tm, base=base, system=system, max_new_tokens=max_new_tokens)
+    interactive = sys.stdin.isatty()
+    if interactive and output == "table":
+        click.echo(f"{tm.job} ({'base model' if base else 'fine-tuned'}, greedy) — {HELP}", err=True)
+
+    def emit(user: str, gen) -> None:
+        if output == "json":
+            click.echo(json.dumps({"user": user, "assistant": gen.text, "tokens": gen.tokens,
+                                   "finish_reason": gen.finish_reason}, ensure_ascii=False))
+        else:
+            click.echo(gen.text if not interactive else f"model> {gen.text}")
+
+    chat_loop(session, stdin=sys.stdin, emit=emit, note=lambda m: click.echo(m, err=True))
+    return 0
+
+
+@click.command()
 @click.argument("job", required=False)
 @click.option("--endpoint", default=None, metavar="NAME",
               help="Send the prompts to this deployment (`azft endpoints list`) instead of loading JOB's model here.")
