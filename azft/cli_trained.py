@@ -22,6 +22,10 @@ def _quiet() -> None:
     import os
 
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import torch
+
+    if not torch.cuda.is_available():  # deepspeed (imported by peft's merge) otherwise prints its detection to stdout
+        os.environ.setdefault("DS_ACCELERATOR", "cpu")
     import warnings
 
     import transformers
