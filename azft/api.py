@@ -61,6 +61,9 @@ def plan(spec: JobSpec | str | Path, backend: str = "local", *, prices: Optional
     p = make_plan(spec, backend, target=cls.target_for(spec), prices=table, prices_source=source,
                   check_data=check_data, force_suffix=suffix, region=(where or {}).get("region"))
     p.workspace = where
+    if cls.uses_workspace and where and "error" in where:  # the spec may run; a submit from here cannot
+        p.verdict.warnings.append(f"no Azure ML workspace: `azft submit` refuses until one is configured. "
+                                  f"{where['error']}" + (f" ({where['hint']})" if where.get("hint") else ""))
     if render and p.ok:
         p.request = b.render(p)
     if max_usd is not None:
@@ -177,6 +180,8 @@ def submit(plan: Plan, *, force: bool = False, retry: bool = False, track: bool 
     enforce(plan, max_usd)
     say = on_event or (lambda msg: None)
     backend = get_backend(plan.backend, **{**workspace_options(plan.spec, plan.backend), **(backend_options or {})})
+    if backend.uses_workspace and hasattr(backend, "workspace_ref") and "error" in (backend.destination() or {}):
+        backend.workspace_ref()  # raises the resolution error (naming where it looked) before any MLflow run exists
     with locked(state_dir() / "locks" / plan.job_name):
         if not force:
             _apply_resubmit_rule(plan, backend, retry, say)

@@ -396,7 +396,9 @@ def _plan_section(d: dict) -> list[str]:
         out.append(f"- ➡️ instead: {md_cell(alt)}")
     for w in v.get("warnings") or []:
         out.append(f"- ⚠️ {md_cell(w)}")
-    if v.get("reasons") or v.get("alternatives") or v.get("warnings"):
+    for n in d.get("notes") or []:  # what the backend does differently from the spec (e.g. a split not sent)
+        out.append(f"- ℹ️ {md_cell(n)}")
+    if v.get("reasons") or v.get("alternatives") or v.get("warnings") or d.get("notes"):
         out.append("")
     model = d.get("model") or {}
     hp = d.get("hyperparameters") or {}

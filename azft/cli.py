@@ -254,7 +254,7 @@ def validate(spec_file: str, backend: Optional[str], no_data: bool, output: str)
         if not plan.ok and plan.verdict.alternatives:
             problems[-1].hint = "what works instead: " + "; ".join(plan.verdict.alternatives)
     elif not no_data:
-        problems += _data_problems(spec, model, spec_file)
+        problems += _data_problems(spec, model, spec_file, warnings)
     if problems:
         raise SpecError(f"{spec_file}: {len(problems)} problem{'s' if len(problems) != 1 else ''} found",
                         problems=problems)
@@ -269,7 +269,7 @@ def validate(spec_file: str, backend: Optional[str], no_data: bool, output: str)
     return EXIT_OK
 
 
-def _data_problems(spec, model, spec_file: str):
+def _data_problems(spec, model, spec_file: str, warnings: Optional[list[str]] = None):
     from azft.errors import Problem
     from azft.safe_yaml import path_problem
     from azft.spec import is_uri, line_of
@@ -308,6 +308,8 @@ def _data_problems(spec, model, spec_file: str):
             path = prepared.path
         report = check_file(path, spec.task, model=model.id if model.in_catalog else None,
                             max_tokens=spec.hyperparameters.max_seq_length)
+        if warnings is not None:  # the same lines `azft plan` and the CI summary show
+            warnings.extend(f"data.{role}: {w}" for w in report.warning_lines())
         if not report.ok:
             first = report.errors[0].render() if report.errors else ""
             out.append(Problem(f"{ref} has {len(report.errors)} data error(s); first: {first}", file=spec_file,
@@ -392,6 +394,7 @@ def _plan_summary_lines(d: dict) -> list[str]:
     lines += [f"refused: {r}" for r in v["reasons"]]
     lines += [f"instead: {a}" for a in v["alternatives"]]
     lines += [f"warning: {w}" for w in v["warnings"]]
+    lines += [f"note: {n}" for n in d.get("notes") or []]
     return lines
 
 
@@ -442,7 +445,10 @@ def _print_plan(d: dict) -> None:
     for label, value in _workspace_rows(d.get("workspace")):
         head.add_row(label, _esc(value))
     con.print(Panel(head, title="azft plan", expand=False))
-    if v["ok"]:
+    if v["ok"] and "error" in (d.get("workspace") or {}):
+        con.print("[bold yellow]verdict: the spec can run on this backend, but no Azure ML workspace is configured: "
+                  "`azft submit` refuses until one is (see the workspace row for where azft looked)[/]")
+    elif v["ok"]:
         con.print("[bold green]verdict: can run[/]")
     else:
         con.print("[bold red]verdict: cannot run on this backend[/]")
@@ -454,6 +460,14 @@ def _print_plan(d: dict) -> None:
                 con.print(f"    → {_esc(a)}")
     for w in v["warnings"]:
         con.print(f"  [yellow]![/] {_esc(w)}")
+    notes = d.get("notes") or []
+    if notes:  # what the backend does differently from the spec, every one of them
+        con.print(f"[bold]notes ({len(notes)}):[/]")
+        for n in notes:
+            con.print(f"  [cyan]i[/] {_esc(n)}")
+    if v["warnings"] or notes:
+        con.print(f"  {len(v['warnings'])} warning{'s' if len(v['warnings']) != 1 else ''}, "
+                  f"{len(notes)} note{'s' if len(notes) != 1 else ''}")
     if d.get("budget"):
         _print_budget(con, d["budget"])
     e = d["estimate"]

@@ -729,8 +729,8 @@ def _check_data(spec: JobSpec, model: ModelInfo, target: str, data: list[DataFil
             what = f"{d.ref} (converted to {d.path})" if d.source else d.ref
             v.reasons.append(f"data.{d.role}: {what} has {d.report.get('error_count', n)} error(s); first: {first}"
                              f" (run `azft data check {d.path if d.source else d.ref} --task {spec.task}` for all)")
-        for w in report.warnings[:3]:
-            v.warnings.append(f"data.{d.role}: {w.render()}")
+        for w in report.warning_lines():
+            v.warnings.append(f"data.{d.role}: {w}")
 
 
 # ----------------------------------------------------------------------------------------------------------------

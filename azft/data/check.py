@@ -223,7 +223,8 @@ def _check_file(
     stats.tokenizer = tok.note
     if tok.spec is not None and tok.spec.chat_template is None and task == "chat-completion":
         stats.tokenizer += " (no chat template in the tokenizer: Phi-3's template is applied)"
-    cfg = ScanConfig(path=str(p), task=task, tokenizer=tok.spec, context_length=context_length, cap=cap)
+    cfg = ScanConfig(path=str(p), task=task, tokenizer=tok.spec, context_length=context_length, cap=cap,
+                     context_label="max_seq_length" if max_tokens is not None else "the model's context length")
 
     n = _default_workers() if workers is None else max(1, workers)
     threshold = PARALLEL_MIN_BYTES_EXACT if tok.spec is not None else PARALLEL_MIN_BYTES

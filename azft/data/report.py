@@ -140,6 +140,21 @@ class DataReport:
             out.setdefault(getattr(p, "kind", ""), []).append(p)
         return out
 
+    def warning_lines(self, first: int = 3) -> list[str]:
+        """One line per kind of warning: how many rows have it and where the first ones are (what validate, plan and
+        the CI summary all show), e.g. ``12 rows: line 3: about 80 tokens, over max_seq_length of 64 — …; also
+        lines 5, 9``."""
+        out = []
+        for kind, problems in self.grouped("warning").items():
+            total = self.warning_counts.get(kind, len(problems))
+            head = problems[0].render()
+            more = [str(p.line) for p in problems[1:first] if getattr(p, "line", None)]
+            also = f"; also line{'s' if len(more) > 1 else ''} {', '.join(more)}" if more else ""
+            rest = total - 1 - len(more)
+            also += f" and {rest} more" if rest > 0 else ""
+            out.append(f"{total} row{'s' if total != 1 else ''}: {head}{also}" if total > 1 else head)
+        return out
+
     def add(self, problem: DataProblem) -> None:
         self.extend(problem.kind, problem.severity, [problem], 1)
 

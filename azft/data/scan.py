@@ -38,6 +38,8 @@ class ScanConfig:
     task: str
     tokenizer: TokenizerSpec | None = None
     context_length: int | None = None
+    #: what the limit is, for messages: the spec's max_seq_length when one is given, else the model's context length
+    context_label: str = "the model's context length"
     cap: int = 50  # problems kept per (severity, kind)
     chunk_size: int = CHUNK_SIZE
     parallel_tokenizer: bool = True  # let the Rust tokenizer use all cores (off inside worker processes)
@@ -125,7 +127,10 @@ def _json_error(line: bytes, exc: Exception) -> tuple[str, str, str | None]:
     except ValueError as je:
         if not isinstance(je, json.JSONDecodeError) and "surrogate" in str(je):
             return ("invalid-utf8", str(je), "escape sequences must encode real Unicode characters")
-        msg = f"{je.msg} at column {je.colno}" if isinstance(je, json.JSONDecodeError) else str(je)
+        if isinstance(je, json.JSONDecodeError):  # "Unterminated string starting at" already ends with "at"
+            msg = f"{je.msg}{'' if je.msg.endswith(' at') else ' at'} column {je.colno}"
+        else:
+            msg = str(je)
     except RecursionError:
         msg = "JSON nested too deeply"
     else:
@@ -289,7 +294,7 @@ def _scan(cfg: ScanConfig, start: int, end: int, sink: Sink | None, splitter: _R
             part.over_context += 1
             col.line = line
             about = "" if part.exact else "about "
-            emit("too-long", None, f"{about}{total} tokens, over the model's context length of {ctx}",
+            emit("too-long", None, f"{about}{total} tokens, over {cfg.context_label} of {ctx}",
                  "training truncates the row (or drops it); shorten or split it", "warning")
 
     def flush() -> None:
