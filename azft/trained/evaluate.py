@@ -7,7 +7,7 @@ import json
 import math
 import sys
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from azft.errors import DataError
 from azft.trained.generate import generate, prompt_ids, read_prompts
@@ -87,6 +87,27 @@ def evaluate(tm: TrainedModel, *, data: Optional[str] = None, base: bool = False
     return result
 
 
+def evaluate_generations(data: str, task: str, generate_fn: Callable[[list[list[dict]]], list[str]], *,
+                         job: str, samples: int = 4, label: str = "fine-tuned") -> dict:
+    """Side-by-side samples from a model that only answers prompts (a deployed endpoint): ``generate_fn`` takes the
+    conversations (each ending with a user turn) and returns one reply text each. The result has the shape of
+    ``evaluate``'s, for ``markdown_report`` and ``save_and_log``, without a loss: an endpoint returns no
+    log-probabilities of the reference replies."""
+    if not Path(data).is_file():
+        raise DataError(f"{data}: no such file")
+    try:
+        prompts = read_prompts(data, task)[: max(samples, 0)]
+    except recipe_module("ft_data").DataFormatError as e:
+        raise _data_error(e) from None
+    texts = list(generate_fn([p.messages for p in prompts]))
+    if len(texts) != len(prompts):
+        raise DataError(f"{len(texts)} replies for {len(prompts)} prompts from {label}")
+    return {"job": job, "data": str(data), "split": "given", "task": task, "decoding": "the endpoint's",
+            "max_new_tokens": None, "models": {}, "samples": [
+                {"line": p.line, "prompt": _prompt_text(p.messages), "reference": p.reference, label: texts[i]}
+                for i, p in enumerate(prompts)]}
+
+
 def _prompt_text(messages: list[dict]) -> str:
     return "\n".join(f"{m['role']}: {m['content']}" for m in messages)
 
@@ -100,12 +121,14 @@ def _cell(text: Optional[str], limit: int = 160) -> str:
 
 
 def markdown_report(result: dict) -> str:
-    kinds = list(result["models"])
+    kinds = list(result["models"]) or [k for k in (result["samples"][0] if result["samples"] else {})
+                                        if k not in ("line", "prompt", "reference")]
     lines = [f"# Evaluation of {result['job']}", "",
              f"Data: `{result['data']}` ({result['split']}, task {result['task']}); loss over assistant tokens; "
-             f"greedy decoding, at most {result['max_new_tokens']} new tokens.", "",
+             f"{result['decoding']} decoding"
+             + (f", at most {result['max_new_tokens']} new tokens." if result["max_new_tokens"] else "."), "",
              "| model | loss | perplexity | rows | target tokens |", "|---|---:|---:|---:|---:|"]
-    for k in kinds:
+    for k in result["models"]:
         m = result["models"][k]
         lines.append(f"| {k} | {m['loss']:.4f} | {m['perplexity']:.2f} | {m['rows']} | {m['target_tokens']} |")
     if "loss_change" in result:

@@ -61,6 +61,11 @@ class TrainedModel:
         from azft.state import lookup_submission
 
         job = get_job(name)
+        if job.backend == "maas":
+            raise UsageError(
+                f"job {name!r} ran on serverless fine-tuning (maas): its model runs only behind a deployed endpoint",
+                hint=f"`azft deploy {name}` creates one (billed hourly while it exists: use --ttl), then "
+                     "`azft predict --endpoint NAME --data FILE --out FILE` answers your prompts through it")
         if job.backend != "local":
             raise UsageError(
                 f"job {name!r} ran on {job.backend}: evaluating, predicting and exporting run here only for local "

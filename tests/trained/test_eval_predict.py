@@ -77,3 +77,23 @@ def test_predict_jsonl_in_order_matches_one_by_one(at_home, run_cli, tmp_path):
     tok, model = tm.tokenizer(), tm.load()
     ids = [prompt_ids(tok, p.messages) for p in read_prompts(str(src), tm.task)]
     assert [g.text for g in generate_one_by_one(model, tok, ids, max_new_tokens=10)] == [g["response"] for g in got]
+
+
+def test_evaluate_generations_from_a_prompt_only_model(tmp_path):
+    """The endpoint path's report: any callable answering conversations (here a stand-in for a deployed endpoint,
+    which this test has none of) gives side-by-side samples and a Markdown report without a loss."""
+    from azft.trained.evaluate import evaluate_generations, markdown_report
+
+    seen = []
+
+    def answer(conversations):
+        seen.extend(conversations)
+        return [f"reply to {c[-1]['content'][:10]}" for c in conversations]
+
+    res = evaluate_generations(str(EXAMPLES / "data" / "chat_val.jsonl"), "chat-completion", answer, job="j",
+                               samples=2)
+    assert len(seen) == 2 and all(c[-1]["role"] == "user" for c in seen)
+    assert [s["line"] for s in res["samples"]] == [1, 2] and all(s["reference"] for s in res["samples"])
+    assert res["samples"][0]["fine-tuned"].startswith("reply to ") and res["models"] == {}
+    report = markdown_report(res)
+    assert "## Samples" in report and "| fine-tuned |" in report and "None" not in report
