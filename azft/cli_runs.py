@@ -217,12 +217,17 @@ def list_runs(experiment: str | None, limit: int, tracking_uri: str | None, outp
     from rich.table import Table
 
     table = Table(title=f"azft runs at {tracker.display_uri}", title_justify="left")
-    for col in ("run", "job", "backend", "model", "method", "status", "epochs", "lr", "loss", "eval_loss"):
+    from azft.render import id_column, print_table
+
+    for col in ("run", "job", "backend", "model", "method", "status", "epochs", "lr", "train_loss", "eval_loss"):
+        if col in ("run", "job"):  # ids are never cut: `runs show` and `status` take them back
+            id_column(table, col)
+            continue
         table.add_column(
             col,
             overflow="fold",
-            no_wrap=col in ("run", "job", "status"),
-            justify="right" if col in ("epochs", "lr", "loss", "eval_loss") else "left",
+            no_wrap=col == "status",
+            justify="right" if col in ("epochs", "lr", "train_loss", "eval_loss") else "left",
         )
     for s in summaries:
         table.add_row(
@@ -244,7 +249,7 @@ def list_runs(experiment: str | None, limit: int, tracking_uri: str | None, outp
         where = f" in experiment {experiment!r}" if experiment else ""
         console.print(f"no azft runs at {tracker.display_uri}{where}")
         return
-    console.print(table)
+    print_table(console, table)
 
 
 @runs.command("show")

@@ -55,3 +55,19 @@ def test_runs_list_keeps_job_names_whole_at_80_columns(run_cli, in_jobs_home, mo
     monkeypatch.setenv("COLUMNS", "80")
     out = run_cli("runs", "list").out
     assert in_jobs_home["completed"] in out and in_jobs_home["failed"] in out and "…" not in out
+
+
+def test_runs_list_keeps_a_long_job_name_whole_at_80_columns(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from azft.cli_runs import runs
+    from azft.tracking import Tracker
+
+    monkeypatch.setenv("COLUMNS", "80")
+    uri = f"sqlite:///{(tmp_path / 'mlflow.db').as_posix()}"
+    long = "a-fine-tuning-job-with-a-name-long-enough-to-be-cut-at-eighty-columns-0123456789"
+    tracker = Tracker(uri, "wide", buffer_dir=tmp_path / "buffer", quiet=True)
+    rid = tracker.start_submission(spec={"model": "tiny-phi3", "method": "lora"}, plan={}, data_report=None,
+                                   backend="mock", job_name=long, studio_url=None, tags={})
+    out = CliRunner().invoke(runs, ["list", "--tracking-uri", uri]).output
+    assert long in out and rid[:12] in out
