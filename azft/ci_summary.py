@@ -431,7 +431,7 @@ def _plan_section(d: dict) -> list[str]:
     if d.get("request") is not None:
         import yaml
 
-        text = yaml.safe_dump(d["request"], sort_keys=False, width=120, allow_unicode=True)
+        text = yaml.safe_dump(d["request"], sort_keys=False, width=1_000_000, allow_unicode=True)
         if len(text) > MAX_REQUEST_CHARS:
             text = text[:MAX_REQUEST_CHARS] + "\n# … cut; the plan artifact has the whole request\n"
         label = "What would be sent to Azure ML" if d.get("target") in ("maas", "maap") else "What would run"

@@ -488,7 +488,8 @@ def _print_plan(d: dict) -> None:
         import yaml
 
         con.print("[bold]would send:[/]" if d["target"] in ("maas", "maap") else "[bold]would run:[/]")
-        con.print(_esc(yaml.safe_dump(d["request"], sort_keys=False, width=120)))
+        # one line per value: a folded command line would not paste back into a shell
+        con.print(_esc(yaml.safe_dump(d["request"], sort_keys=False, width=1_000_000)))
 
 
 

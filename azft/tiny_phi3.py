@@ -12,10 +12,12 @@ Heavy libraries (torch, transformers, tokenizers) are imported inside the functi
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
@@ -115,7 +117,10 @@ def ensure_tiny_phi3(cache_dir: str | os.PathLike | None = None) -> Path:
                 return target
             tmp = Path(tempfile.mkdtemp(prefix=f".{NAME}-", dir=root))
             try:
-                build(tmp)
+                # transformers imports deepspeed when it is installed, and deepspeed prints its accelerator detection
+                # to stdout: a first `azft plan -o json` would not be JSON. Its logger binds to stderr instead.
+                with contextlib.redirect_stdout(sys.stderr):
+                    build(tmp)
                 if target.exists():
                     shutil.rmtree(target)
                 os.replace(tmp, target)

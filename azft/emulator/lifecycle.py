@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import random
+import re
 import threading
 import time
 import zlib
@@ -154,9 +155,10 @@ class EmulatedJob:
         return int(self.total_steps * min(1.0, (min(now, end) - start) / duration))
 
     def metrics(self, now: float) -> dict[str, list[tuple[int, float]]]:
-        """A decaying training loss every step and an evaluation loss every tenth step, deterministic per name."""
+        """A decaying training loss every step and an evaluation loss every tenth step, deterministic per job name
+        without its generated suffix: the same spec gives the same curves wherever its data files sit."""
         n = self.steps_done(now)
-        rng = random.Random(zlib.crc32(self.name.encode()))
+        rng = random.Random(zlib.crc32(re.sub(r"-[0-9a-f]{10}$", "", self.name).encode()))
         tau = max(1.0, self.total_steps / 4)
         loss: list[tuple[int, float]] = []
         eval_loss: list[tuple[int, float]] = []

@@ -5,6 +5,7 @@ is a documented alias."""
 from __future__ import annotations
 
 import json
+import os
 
 import click
 import pytest
@@ -81,3 +82,17 @@ def test_task_chat_is_a_documented_alias(run_cli, tmp_path):
     jsonschema = pytest.importorskip("jsonschema")
     jsonschema.validate({"name": "s", "model": "tiny-phi3", "task": "chat", "data": {"train": "t.jsonl"}},
                         json_schema())
+
+
+def test_first_plan_on_a_fresh_cache_prints_only_json(tmp_path):
+    """The first local plan builds tiny-phi3; whatever that imports prints nothing on stdout (deepspeed's
+    accelerator detection used to), so `-o json` is JSON on a newcomer's first run too."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, "AZFT_CACHE": str(tmp_path / "cache"), "AZFT_HOME": str(tmp_path / "home")}
+    res = subprocess.run([sys.executable, "-m", "azft", "plan", str(EXAMPLES / "tiny-local.yaml"), "--backend",
+                          "local", "--output", "json"], capture_output=True, text=True, env=env, cwd=tmp_path,
+                         timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["backend"] == "local"
