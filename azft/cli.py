@@ -332,10 +332,23 @@ def _data_problems(spec, model, spec_file: str, warnings: Optional[list[str]] = 
               help="Hold the estimate against this cost limit (lowers or sets the spec's budget.max_usd).")
 def plan(spec_file: str, backend: str, output: str, prices: Optional[str], fit: bool,
          export_dir: Optional[str] = None, max_usd: Optional[float] = None) -> int:
-    """Dry-run: what would be sent, the compatibility verdict and a cost/time estimate. Nothing is sent."""
-    from azft import api
+    """Dry-run: what would be sent, the compatibility verdict and a cost/time estimate. Nothing is sent.
 
-    p = api.plan(spec_file, backend, prices=prices, max_usd=max_usd)
+    A spec with a `sweep:` section shows every trial (values, estimate, verdict) and the sweep's totals."""
+    from azft import api
+    from azft.spec import load_spec
+
+    spec = load_spec(spec_file)
+    if spec.sweep is not None:
+        if fit or export_dir:
+            from azft.errors import UsageError
+
+            raise UsageError("--fit and --export plan one job; this spec is a sweep",
+                             hint="remove the sweep: section (or plan one trial's values in its own spec)")
+        from azft.cli_sweep import plan_command
+
+        return plan_command(spec, backend, output, prices, max_usd)
+    p = api.plan(spec, backend, prices=prices, max_usd=max_usd)
     data = p.to_dict()
     if export_dir and p.ok:
         from azft.azure.export import export_maap

@@ -286,6 +286,17 @@ class BudgetSpec(_Section):
         return self
 
 
+class EarlyStoppingSpec(_Section):
+    """Median stopping: a running trial whose best value so far is worse than the median of the other trials' running
+    averages at the same step is cancelled (lower is better)."""
+
+    policy: Literal["median"] = Field("median", description="median: the median stopping rule.")
+    metric: Literal["eval_loss", "train_loss"] = Field("eval_loss", description="The metric compared (lower is better).")
+    delay_steps: int = Field(10, ge=0, description="No trial is stopped before it has reported past this step.")
+    min_trials: int = Field(3, ge=2, le=1000, description="Compare only when at least this many trials (the one judged "
+                            "included) have reported the metric at that step.")
+
+
 class SweepSpec(_Section):
     """Many jobs from one spec: a grid, or a seeded random sample, over any spec field by its dotted path."""
 
@@ -297,6 +308,9 @@ class SweepSpec(_Section):
     max_trials: Optional[int] = Field(None, ge=1, le=1000, description="At most this many trials (random: required).")
     max_concurrent: int = Field(4, ge=1, le=100, description="Trials submitted at once.")
     seed: int = Field(0, ge=0, description="random: the sampling seed.")
+    early_stopping: Optional[EarlyStoppingSpec] = Field(
+        None, description="Cancel trials that fall behind while `azft wait SWEEP` watches them (backends that report "
+        "per-step metrics: mock, local, maas/maap through run history).")
 
     @field_validator("parameters")
     @classmethod
@@ -340,6 +354,8 @@ class JobSpec(_Section):
     mock: MockSpec = Field(default_factory=MockSpec, description="Mock backend settings: emulated path, clock, faults.")
     budget: Optional[BudgetSpec] = Field(None, description="Cost and time limits: submit refuses an estimate above "
                                          "them; the job's time limit and `azft wait` enforce max_hours.")
+    sweep: Optional[SweepSpec] = Field(None, description="Many trials from this spec (`azft plan` shows each, "
+                                       "`azft submit` submits them; docs/sweeps.md).")
 
     # Where the spec came from and the line of every key; not part of the schema.
     _source: Optional[Path] = None
@@ -356,6 +372,14 @@ class JobSpec(_Section):
     @classmethod
     def _task_alias(cls, v: Any) -> Any:
         return TASK_ALIASES.get(v, v) if isinstance(v, str) else v
+
+    @model_validator(mode="after")
+    def _sweep_paths_exist(self) -> "JobSpec":
+        for path in (self.sweep.parameters if self.sweep else {}):
+            problem = sweep_path_problem(path)
+            if problem:
+                raise ValueError(f"sweep.parameters: {problem}")
+        return self
 
     @property
     def source(self) -> Optional[Path]:
@@ -391,6 +415,36 @@ class JobSpec(_Section):
         """A stable hash of the resolved spec (plus e.g. data file hashes): the basis of idempotent job names."""
         blob = json.dumps(self.canonical(), sort_keys=True, separators=(",", ":")) + extra
         return hashlib.sha256(blob.encode()).hexdigest()
+
+
+SWEEP_BACKEND_KEY = "backend"
+
+
+def sweep_path_problem(path: str) -> Optional[str]:
+    """Why a sweep parameter's dotted path names no spec field (None when it does: a field, a key under a mapping
+    such as `tags.team`, or `backend`, the backend each trial runs on)."""
+    if path == SWEEP_BACKEND_KEY:
+        return None
+    model: Any = JobSpec
+    parts = path.split(".")
+    for i, part in enumerate(parts):
+        fields = getattr(model, "model_fields", None)
+        if fields is None:  # a mapping (tags): any key below it
+            return None if model is dict and i == len(parts) - 1 else f"{path}: no such spec field"
+        if part not in fields:
+            close = difflib.get_close_matches(part, list(fields), n=1, cutoff=0.6)
+            return f"{path}: no such spec field" + (f" (did you mean `{'.'.join(parts[:i] + [close[0]])}`?)"
+                                                    if close else "")
+        ann = fields[part].annotation
+        is_list = getattr(ann, "__origin__", None) in (list, List)
+        inner = [] if is_list else [a for a in (ann, *getattr(ann, "__args__", ())) if isinstance(a, type)]
+        model = next((a for a in inner if issubclass(a, BaseModel)), None) or \
+            (dict if getattr(ann, "__origin__", None) in (dict, Dict) else None)
+        if model is None and i < len(parts) - 1:
+            return f"{path}: `{'.'.join(parts[:i + 1])}` has no fields below it"
+    if isinstance(model, type) and issubclass(model, BaseModel):
+        return f"{path}: `{path}` is a section; sweep one of its fields (e.g. `{path}.{next(iter(model.model_fields))}`)"
+    return None
 
 
 def is_uri(value: str) -> bool:
