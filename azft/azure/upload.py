@@ -164,31 +164,35 @@ def upload_files(
             raise DataError(f"{f}: no such file to upload")
     if block_size <= 0 or block_size > 4000 * 1024 * 1024:
         raise ValueError("block_size must be between 1 byte and 4000 MiB")
+    client, info = _client_and_info(target, credential, datastore, connection_verify)
+    result = UploadResult()
+    plans = _blobs_to_send(files, client, info, sha256s or {}, result)
+    _send(plans, info, result, block_size=block_size, max_concurrency=max_concurrency,
+          progress=progress, console=console)
+    return result
+
+
+def _client_and_info(target: Any, credential: Any, datastore: str,
+                     connection_verify: str | None) -> tuple[Any, DatastoreInfo]:
+    """The container client to upload with and where it points, from a DatastoreInfo or a ContainerClient."""
     if isinstance(target, DatastoreInfo):
-        info = target
         if credential is None:
             raise AzureError("uploading needs a credential (the same one the ML client uses)")
-        client = container_client_for(info, credential, connection_verify=connection_verify)
-    else:
-        client = target
-        url = str(getattr(client, "url", ""))
-        info = DatastoreInfo(account_url=url[: -len(client.container_name)].rstrip("/") or url,
-                             container=client.container_name, datastore=datastore)
+        return container_client_for(target, credential, connection_verify=connection_verify), target
+    url = str(getattr(target, "url", ""))
+    info = DatastoreInfo(account_url=url[: -len(target.container_name)].rstrip("/") or url,
+                         container=target.container_name, datastore=datastore)
+    return target, info
 
-    from rich.progress import (
-        BarColumn,
-        DownloadColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-        TransferSpeedColumn,
-    )
 
-    result = UploadResult()
+def _blobs_to_send(files: list[Path], client: Any, info: DatastoreInfo, sha256s: Mapping[str, str],
+                   result: UploadResult) -> list[tuple[Path, str, str, Any]]:
+    """Record every file's URI in ``result``; the (file, sha256, blob name, blob client) of those the datastore
+    does not hold yet (a committed blob with the same hash and size is skipped)."""
     plans = []
     with azure_errors(f"checking blobs in container {info.container!r}"):
         for f in files:
-            sha = (sha256s or {}).get(str(f)) or file_sha256(f)
+            sha = sha256s.get(str(f)) or file_sha256(f)
             name = blob_path(sha, f.name)
             blob = client.get_blob_client(name)
             existing, size = _existing_hash(blob)
@@ -198,6 +202,20 @@ def upload_files(
                 result.files_skipped += 1
                 continue
             plans.append((f, sha, name, blob))
+    return plans
+
+
+def _send(plans: list[tuple[Path, str, str, Any]], info: DatastoreInfo, result: UploadResult, *, block_size: int,
+          max_concurrency: int, progress: bool, console: Any) -> None:
+    """Upload the planned files one after the other behind one progress bar; counts go to ``result``."""
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
 
     todo_bytes = sum(f.stat().st_size for f, *_ in plans)
     progress_bar = Progress(
@@ -215,7 +233,6 @@ def upload_files(
             result.bytes_uploaded += sent
             result.blocks_reused += reused
             result.files_uploaded += 1
-    return result
 
 
 def _raise_upload_error(e: Exception, f: Path, info: DatastoreInfo) -> None:
