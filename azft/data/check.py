@@ -180,42 +180,11 @@ def _check_file(
     report = DataReport(path=fname, task=task)
     stats = DataStats(task=task, size_bytes=size, context_length=context_length, epochs=epochs)
     report.stats = stats
-
-    def file_problem(kind: str, message: str, hint: str | None = None, severity: str = "error") -> None:
-        report.add(DataProblem(message, file=fname, hint=hint, severity=severity, kind=kind))
-        if stream is not None:
-            stream.problem(report.errors[-1] if severity == "error" else report.warnings[-1])
-
+    file_problem = _FileProblems(report, fname, stream)
     if backend == "maas" and size >= MAAS_MAX_FILE_BYTES:
         file_problem("file-too-large", f"{size / 2**20:.0f} MB is over the 512 MB limit of serverless fine-tuning",
                      "split the data, or train on a compute cluster (backend maap)")
-    if size == 0:
-        file_problem("empty-file", "the file is empty", "a training file needs at least one row")
-        stats.elapsed_s = time.perf_counter() - started
-        return report
-    with open(p, "rb") as f:
-        head = f.read(_SNIFF)
-    stats.has_bom = head.startswith(BOM)
-    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
-        file_problem("invalid-utf8", "the file is UTF-16 (it starts with a UTF-16 byte-order mark)",
-                     "save it as UTF-8; a UTF-8 byte-order mark is fine")
-        stats.elapsed_s = time.perf_counter() - started
-        return report
-    if b"\x00" in head:
-        nul = head.index(b"\x00")
-        line = head.count(b"\n", 0, nul) + 1
-        report.add(DataProblem(f"binary data (a NUL byte on line {line}, byte offset {nul}), not a JSONL text file",
-                               file=fname, line=line, severity="error", kind="binary-file",
-                               hint="the file may be compressed (.gz, .zip) or in another format (parquet, arrow): "
-                                    "export it as JSON Lines, one object per line"))
-        if stream is not None:
-            stream.problem(report.errors[-1])
-        stats.elapsed_s = time.perf_counter() - started
-        return report
-    body = head.rstrip(b"\n")
-    if b"\n" not in body and b"\r" in body.rstrip(b"\r"):  # lines broken by CR alone
-        file_problem("cr-line-endings", "the lines end with CR only (classic Mac OS line endings), not LF or CRLF",
-                     "convert the line endings to LF, e.g. `tr '\\r' '\\n' < in.jsonl > out.jsonl`")
+    if _refused_whole(p, size, stats, file_problem):
         stats.elapsed_s = time.perf_counter() - started
         return report
 
@@ -225,25 +194,71 @@ def _check_file(
         stats.tokenizer += " (no chat template in the tokenizer: Phi-3's template is applied)"
     cfg = ScanConfig(path=str(p), task=task, tokenizer=tok.spec, context_length=context_length, cap=cap,
                      context_label="max_seq_length" if max_tokens is not None else "the model's context length")
-
-    n = _default_workers() if workers is None else max(1, workers)
-    threshold = PARALLEL_MIN_BYTES_EXACT if tok.spec is not None else PARALLEL_MIN_BYTES
-    if size < threshold:
-        n = 1
-    ranges = _line_ranges(p, size, n) if n > 1 else [(0, size)]
-    stats.workers = len(ranges)
-    if stream is not None or outputs is not None:
-        parts = _scan_streaming(cfg, ranges, stream, outputs)
-    elif len(ranges) == 1:
-        parts = [scan_range(cfg, 0, size)]
-    else:
-        parts = _scan_parallel(cfg, ranges)
+    parts = _scan_file(cfg, p, size, workers, stats, stream, outputs)
     _merge(report, stats, parts, fname, cap, stream)
     if stats.rows and stats.rows < MIN_ROWS_WARNING:
         file_problem("few-rows", f"only {stats.rows} rows", "fine-tuning usually needs at least 10 examples, "
                      "and far more for a noticeable effect", "warning")
     stats.elapsed_s = round(time.perf_counter() - started, 4)
     return report
+
+
+class _FileProblems:
+    """Records a problem of the whole file (no line, or the line the file-level check found) in the report, and
+    hands it to the problem stream."""
+
+    def __init__(self, report: DataReport, fname: str, stream: ProblemStream | None):
+        self.report, self.fname, self.stream = report, fname, stream
+
+    def __call__(self, kind: str, message: str, hint: str | None = None, severity: str = "error",
+                 line: int | None = None) -> None:
+        report = self.report
+        report.add(DataProblem(message, file=self.fname, line=line, hint=hint, severity=severity, kind=kind))
+        if self.stream is not None:
+            self.stream.problem(report.errors[-1] if severity == "error" else report.warnings[-1])
+
+
+def _refused_whole(p: Path, size: int, stats: DataStats, file_problem: _FileProblems) -> bool:
+    """Whether the file is refused before any line is read: empty, UTF-16, binary, or lines ended by CR alone."""
+    if size == 0:
+        file_problem("empty-file", "the file is empty", "a training file needs at least one row")
+        return True
+    with open(p, "rb") as f:
+        head = f.read(_SNIFF)
+    stats.has_bom = head.startswith(BOM)
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        file_problem("invalid-utf8", "the file is UTF-16 (it starts with a UTF-16 byte-order mark)",
+                     "save it as UTF-8; a UTF-8 byte-order mark is fine")
+        return True
+    if b"\x00" in head:
+        nul = head.index(b"\x00")
+        line = head.count(b"\n", 0, nul) + 1
+        file_problem("binary-file", f"binary data (a NUL byte on line {line}, byte offset {nul}), not a JSONL text "
+                     "file", "the file may be compressed (.gz, .zip) or in another format (parquet, arrow): "
+                     "export it as JSON Lines, one object per line", line=line)
+        return True
+    body = head.rstrip(b"\n")
+    if b"\n" not in body and b"\r" in body.rstrip(b"\r"):  # lines broken by CR alone
+        file_problem("cr-line-endings", "the lines end with CR only (classic Mac OS line endings), not LF or CRLF",
+                     "convert the line endings to LF, e.g. `tr '\\r' '\\n' < in.jsonl > out.jsonl`")
+        return True
+    return False
+
+
+def _scan_file(cfg: ScanConfig, p: Path, size: int, workers: int | None, stats: DataStats,
+               stream: ProblemStream | None, outputs: SplitOutputs | None) -> list[Partial]:
+    """Scan the whole file: in worker processes, one byte range each, when it is large enough to pay for them."""
+    n = _default_workers() if workers is None else max(1, workers)
+    threshold = PARALLEL_MIN_BYTES_EXACT if cfg.tokenizer is not None else PARALLEL_MIN_BYTES
+    if size < threshold:
+        n = 1
+    ranges = _line_ranges(p, size, n) if n > 1 else [(0, size)]
+    stats.workers = len(ranges)
+    if stream is not None or outputs is not None:
+        return _scan_streaming(cfg, ranges, stream, outputs)
+    if len(ranges) == 1:
+        return [scan_range(cfg, 0, size)]
+    return _scan_parallel(cfg, ranges)
 
 
 def _scan_streaming(cfg: ScanConfig, ranges: list[tuple[int, int]], stream: ProblemStream | None,
