@@ -162,14 +162,16 @@ def predict(job: Optional[str], endpoint: Optional[str], data: str, out: str, ba
 
 @click.command()
 @click.argument("job")
-@click.option("--format", "fmt", type=click.Choice(["merged", "adapter"]), default="merged", show_default=True,
-              help="merged: adapter folded into the base weights; adapter: the adapter alone.")
+@click.option("--format", "fmt", type=click.Choice(["merged", "adapter", "onnx"]), default="merged",
+              show_default=True,
+              help="merged: adapter folded into the base weights; adapter: the adapter alone; onnx: the merged model "
+                   "as model.onnx for ONNX Runtime, checked against PyTorch (needs azft[onnx]).")
 @click.option("--out", required=True, type=click.Path(), help="The folder to write (must be empty, or --force).")
 @click.option("--force", is_flag=True, help="Replace a non-empty --out folder.")
 @click.option("--output", "-o", type=click.Choice(OUTPUTS), default="table")
 def export(job: str, fmt: str, out: str, force: bool, output: str) -> int:
-    """Write the fine-tuned model as a folder plain transformers (or peft) loads: safetensors, tokenizer, chat
-    template."""
+    """Write the fine-tuned model as a folder plain transformers (or peft, or ONNX Runtime) loads: weights, tokenizer,
+    chat template."""
     from azft.trained.export import export as run
 
     tm = _trained(job)
@@ -179,4 +181,8 @@ def export(job: str, fmt: str, out: str, force: bool, output: str) -> int:
         click.echo(json.dumps(res, indent=2))
     else:
         click.echo(f"{res['format']} model -> {res['out']} ({', '.join(res['files'])})")
+        if "onnx" in res:
+            c = res["onnx"]["check"]
+            click.echo(f"checked with onnxruntime {c['onnxruntime']} on a {c['prompt_tokens']}-token prompt: logits "
+                       f"within {c['max_abs_diff']:.2g} of PyTorch's (tolerance {c['tolerance']:.2g})")
     return 0

@@ -13,7 +13,7 @@ stamp=.venv/.azft-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ "${AZFT_REINSTALL:-}" = 1 ]; then
   python -m pip install -q --upgrade pip
   python -m pip install -q "torch==2.13.0"
-  python -m pip install -q -e ".[train,deepspeed,test]"
+  python -m pip install -q -e ".[train,deepspeed,onnx,test]"
   touch "$stamp"
 fi
 if [ "${1:-}" = "--with-test-services" ]; then

@@ -2,6 +2,7 @@
 
 ``merged``: LoRA/DoRA folded into the base weights (safetensors, config, tokenizer with the chat template).
 ``adapter``: the adapter alone (adapter_config.json + adapter_model.safetensors) with the tokenizer.
+``onnx``: the merged model as an ONNX graph for ONNX Runtime, checked against PyTorch (``onnx_export``).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pathlib import Path
 from azft.errors import UsageError
 from azft.trained.job import TrainedModel
 
-FORMATS = ("merged", "adapter")
+FORMATS = ("merged", "adapter", "onnx")
 
 
 def _check_out(out: Path, force: bool) -> None:
@@ -31,9 +32,18 @@ def export(tm: TrainedModel, fmt: str, out: str, *, force: bool = False) -> dict
     if fmt == "adapter" and not tm.is_adapter:
         raise UsageError(f"job {tm.job!r} trained all weights ({tm.method}); there is no adapter to export",
                          hint="use --format merged (a full model folder)")
+    if fmt == "onnx":
+        from azft.trained import onnx_export
+
+        onnx_export.require()  # the extra, before anything is loaded or written
     _check_out(dest, force)
     tokenizer = tm.tokenizer()
-    if fmt == "merged":
+    extra: dict = {}
+    if fmt == "onnx":
+        from azft.trained.onnx_export import export_onnx
+
+        extra["onnx"] = export_onnx(tm, dest, tokenizer)
+    elif fmt == "merged":
         model = tm.load(merged=True)
         model.config.use_cache = True
         model.save_pretrained(str(dest), safe_serialization=True)
@@ -47,4 +57,4 @@ def export(tm: TrainedModel, fmt: str, out: str, *, force: bool = False) -> dict
     tokenizer.save_pretrained(str(dest))
     files = sorted(p.name for p in dest.iterdir())
     return {"format": fmt, "out": str(dest), "files": files, "base_model": tm.base,
-            "method": tm.method}
+            "method": tm.method, **extra}

@@ -60,3 +60,76 @@ def test_export_merged_equals_adapter_and_loads_without_azft(at_home, run_cli, t
     assert (out / "adapter_model.safetensors").is_file() and not (out / "model.safetensors").exists()
     cfg = json.loads((out / "adapter_config.json").read_text())
     assert os.path.isdir(cfg["base_model_name_or_path"])  # the bundled base, a folder peft can load
+
+
+# the ONNX graph is run by a fresh interpreter with onnxruntime, numpy and tokenizers only (no torch, no azft), on
+# the same rendered prompt as the PyTorch model; batched with padding too
+RUN_ORT = textwrap.dedent("""
+    import json, sys
+    import numpy as np, onnxruntime as ort
+    from tokenizers import Tokenizer
+    tok = Tokenizer.from_file(sys.argv[1] + "/tokenizer.json")
+    s = ort.InferenceSession(sys.argv[1] + "/model.onnx", providers=["CPUExecutionProvider"])
+    ids = json.loads(sys.argv[2])
+    one = s.run(["logits"], {"input_ids": np.array([ids], np.int64),
+                             "attention_mask": np.ones((1, len(ids)), np.int64)})[0]
+    short = ids[:5]
+    batch = np.array([ids, short + [0] * (len(ids) - 5)], np.int64)
+    mask = np.array([[1] * len(ids), [1] * 5 + [0] * (len(ids) - 5)], np.int64)
+    two = s.run(["logits"], {"input_ids": batch, "attention_mask": mask})[0]
+    print(json.dumps({"one": one[0].tolist(), "short": two[1, :5].tolist(), "torch": "torch" in sys.modules,
+                      "inputs": [(i.name, i.shape) for i in s.get_inputs()],
+                      "text": tok.decode(ids, skip_special_tokens=False)}))
+""")
+
+
+def test_export_onnx_runs_in_onnxruntime_with_the_adapter_models_logits(at_home, run_cli, tmp_path):
+    """Measured on this job (tiny-phi3, 24 LoRA steps) over its 440 training and validation conversations:
+    onnxruntime's logits are within 1.6e-6 of the PyTorch adapter model's (fp32, CPU); the test holds them to 1e-5."""
+    import torch
+
+    from azft.trained.generate import prompt_ids
+    from azft.trained.job import TrainedModel
+
+    _, name = at_home
+    out = tmp_path / "onnx"
+    r = run_cli("export", name, "--format", "onnx", "--out", str(out), "--output", "json")
+    assert r.code == 0, r.text
+    res = json.loads(r.out)  # stdout is the JSON alone: the exporter's progress stays off it
+    assert {"model.onnx", "config.json", "tokenizer.json", "tokenizer_config.json"} <= set(res["files"])
+    check = res["onnx"]["check"]
+    assert res["onnx"]["inputs"] == ["input_ids", "attention_mask"] and res["onnx"]["outputs"] == ["logits"]
+    assert check["max_abs_diff"] < 1e-5 and check["tolerance"] >= 1e-4 and check["same_greedy_tokens"]
+
+    tm = TrainedModel.from_job(name)
+    tok = tm.tokenizer()
+    ids = prompt_ids(tok, [{"role": "user", "content": "Where is my order? It has not arrived yet."}])
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AZFT")}
+    proc = subprocess.run([sys.executable, "-c", RUN_ORT, str(out), json.dumps(ids)], capture_output=True,
+                          text=True, env=env, cwd=tmp_path, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    ort_out = json.loads(proc.stdout.splitlines()[-1])
+    assert not ort_out["torch"] and ort_out["text"].startswith("<|user|>")
+    assert [n for n, _ in ort_out["inputs"]] == ["input_ids", "attention_mask"]
+
+    adapter_model = tm.load()  # PeftModel: base + LoRA, not merged: the model as trained
+    with torch.no_grad():
+        ref = adapter_model(input_ids=torch.tensor([ids])).logits[0]
+        ref_short = adapter_model(input_ids=torch.tensor([ids[:5]])).logits[0]
+    assert (ref - torch.tensor(ort_out["one"])).abs().max().item() < 1e-5
+    assert (ref_short - torch.tensor(ort_out["short"])).abs().max().item() < 1e-5  # right-padded row in a batch
+
+    # a non-empty --out is refused before anything is exported
+    r = run_cli("export", name, "--format", "onnx", "--out", str(out))
+    assert r.code == 2 and "not empty" in r.err
+
+
+def test_export_onnx_without_the_extra_names_it(at_home, run_cli, tmp_path, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "onnxruntime" else real(n, *a))
+    out = tmp_path / "never"
+    r = run_cli("export", at_home[1], "--format", "onnx", "--out", str(out))
+    assert r.code == 2 and "onnxruntime" in r.err and "azft[onnx]" in r.err and "Traceback" not in r.text
+    assert not out.exists()  # refused before the folder was made
