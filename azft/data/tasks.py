@@ -74,6 +74,66 @@ def _typename(v: Any) -> str:
 
 
 def check_chat(obj: dict, emit: Emit) -> Row | None:
+    messages = _chat_messages(obj, emit)
+    if messages is None:
+        return None
+    ok = True
+    est = EST_TOKENS_PER_ROW
+    est_out = 0
+    prev = None
+    n_assistant = 0
+    n_trained = 0
+    last_role = None
+    for i, m in enumerate(messages):
+        if type(m) is not dict:
+            emit("wrong-type", f"messages[{i}]", f"message must be an object, got {_typename(m)}", None, "error")
+            ok = False
+            prev = last_role = None
+            continue
+        role = m.get("role")
+        content = m.get("content")
+        if len(m) > 2 or "role" not in m or "content" not in m:
+            fields_ok, untrained = _check_message_fields(m, i, role, emit)
+            ok = ok and fields_ok
+            n_trained -= untrained
+        if type(role) is not str or role not in ROLES:
+            _role_error(role, i, emit)
+            ok = False
+            role = None
+        if type(content) is str and content and not content.isspace():
+            t = estimate_tokens(content)
+            est += t + EST_TOKENS_PER_MESSAGE
+            if role == "assistant":
+                est_out += t + 1
+        else:
+            _content_error(m, content, i, emit)
+            ok = False
+        if role == "assistant":
+            n_assistant += 1
+            n_trained += 1
+        if not _check_role_order(role, prev, i, emit):
+            ok = False
+        prev = role
+        last_role = role
+    if n_assistant == 0:
+        emit("no-assistant", "messages", "no assistant message", "every row needs at least one assistant turn",
+             "error")
+        return None
+    if last_role != "assistant" and type(messages[-1]) is dict and messages[-1].get("role") in ("user", "system"):
+        emit("last-not-assistant", f"messages[{len(messages) - 1}].role",
+             "the last message is not from the assistant", "end every conversation with the assistant's answer",
+             "error")
+        ok = False
+    if n_trained <= 0 and ok:
+        emit("invalid-weight", "messages", "every assistant message has weight 0: nothing to train on", None, "error")
+        ok = False
+    if not ok:
+        return None
+    return Row(est, est_out, len(messages), None, messages, (), ())
+
+
+def _chat_messages(obj: dict, emit: Emit) -> list | None:
+    """The row's non-empty ``messages`` array (unknown top-level fields warned about), or None."""
     messages = obj.get("messages")
     if messages is None:
         hint = "each line needs {\"messages\": [{\"role\": ..., \"content\": ...}, ...]}"
@@ -95,104 +155,74 @@ def check_chat(obj: dict, emit: Emit) -> Row | None:
     if not messages:
         emit("empty-value", "messages", "'messages' is empty", "add at least a user and an assistant message", "error")
         return None
+    return messages
 
+
+def _check_message_fields(m: dict, i: int, role: Any, emit: Emit) -> tuple[bool, int]:
+    """A message's fields beyond role and content: (whether they are valid, 1 when ``weight`` 0 takes an assistant
+    message out of training)."""
     ok = True
-    est = EST_TOKENS_PER_ROW
-    est_out = 0
-    prev = None
-    n_assistant = 0
-    n_trained = 0
-    last_role = None
-    for i, m in enumerate(messages):
-        if type(m) is not dict:
-            emit("wrong-type", f"messages[{i}]", f"message must be an object, got {_typename(m)}", None, "error")
-            ok = False
-            prev = last_role = None
-            continue
-        role = m.get("role")
-        content = m.get("content")
-        if len(m) > 2 or "role" not in m or "content" not in m:
-            for key in m:
-                if key not in MESSAGE_KEYS:
-                    hint = "tool calls and function messages are not supported here" if key in (
-                        "tool_calls", "function_call", "tool_call_id") else None
-                    emit("unknown-field", f"messages[{i}].{key}", f"unknown message field {key!r} is ignored", hint,
-                         "warning")
-            if "name" in m and type(m["name"]) is not str:
-                emit("wrong-type", f"messages[{i}].name", f"'name' must be a string, got {_typename(m['name'])}",
-                     None, "error")
-                ok = False
-            if "weight" in m:
-                w = m["weight"]
-                if type(w) not in (int, float) or w not in (0, 1):
-                    emit("invalid-weight", f"messages[{i}].weight", f"'weight' must be 0 or 1, got {w!r}"[:200],
-                         None, "error")
-                    ok = False
-                elif role != "assistant":
-                    emit("invalid-weight", f"messages[{i}].weight", "'weight' is only allowed on assistant messages",
-                         None, "error")
-                    ok = False
-                elif w == 0:
-                    n_trained -= 1
-        if role is None:
-            emit("missing-field", f"messages[{i}].role", "missing required field 'role'", None, "error")
-            ok = False
-        elif role not in ROLES or type(role) is not str:
-            emit("unknown-role", f"messages[{i}].role", f"unknown role {role!r}"[:200],
-                 "roles are system, user and assistant", "error")
-            ok = False
-            role = None
-        if content is None:
-            if "content" in m:
-                emit("wrong-type", f"messages[{i}].content", "'content' is null", "give every message text", "error")
-            else:
-                emit("missing-field", f"messages[{i}].content", "missing required field 'content'", None, "error")
-            ok = False
-        elif type(content) is not str:
-            hint = "multi-part (list) content is not supported for fine-tuning; use a string" if type(
-                content) is list else None
-            emit("wrong-type", f"messages[{i}].content", f"'content' must be a string, got {_typename(content)}",
-                 hint, "error")
-            ok = False
-        elif not content or content.isspace():
-            emit("empty-value", f"messages[{i}].content", "'content' is empty", None, "error")
-            ok = False
+    for key in m:
+        if key not in MESSAGE_KEYS:
+            hint = "tool calls and function messages are not supported here" if key in (
+                "tool_calls", "function_call", "tool_call_id") else None
+            emit("unknown-field", f"messages[{i}].{key}", f"unknown message field {key!r} is ignored", hint,
+                 "warning")
+    if "name" in m and type(m["name"]) is not str:
+        emit("wrong-type", f"messages[{i}].name", f"'name' must be a string, got {_typename(m['name'])}",
+             None, "error")
+        ok = False
+    if "weight" in m:
+        w = m["weight"]
+        if type(w) not in (int, float) or w not in (0, 1):
+            emit("invalid-weight", f"messages[{i}].weight", f"'weight' must be 0 or 1, got {w!r}"[:200],
+                 None, "error")
+            return False, 0
+        if role != "assistant":
+            emit("invalid-weight", f"messages[{i}].weight", "'weight' is only allowed on assistant messages",
+                 None, "error")
+            return False, 0
+        if w == 0:
+            return ok, 1
+    return ok, 0
+
+
+def _role_error(role: Any, i: int, emit: Emit) -> None:
+    if role is None:
+        emit("missing-field", f"messages[{i}].role", "missing required field 'role'", None, "error")
+    else:
+        emit("unknown-role", f"messages[{i}].role", f"unknown role {role!r}"[:200],
+             "roles are system, user and assistant", "error")
+
+
+def _content_error(m: dict, content: Any, i: int, emit: Emit) -> None:
+    if content is None:
+        if "content" in m:
+            emit("wrong-type", f"messages[{i}].content", "'content' is null", "give every message text", "error")
         else:
-            t = estimate_tokens(content)
-            est += t + EST_TOKENS_PER_MESSAGE
-            if role == "assistant":
-                est_out += t + 1
-        if role == "assistant":
-            n_assistant += 1
-            n_trained += 1
-        # role order
-        if role == "system" and i != 0:
-            emit("role-order", f"messages[{i}].role", "a system message is only allowed first", None, "error")
-            ok = False
-        elif role == "assistant" and prev in (None, "system") and i == (1 if prev == "system" else 0):
-            emit("role-order", f"messages[{i}].role", "the conversation starts with an assistant message",
-                 "start with a user message (after an optional system message)", "error")
-            ok = False
-        elif role is not None and role == prev and role != "system":
-            emit("role-order", f"messages[{i}].role", f"two {role} messages in a row",
-                 "merge them or put the other role between them", "warning")
-        prev = role
-        last_role = role
-    if n_assistant == 0:
-        emit("no-assistant", "messages", "no assistant message", "every row needs at least one assistant turn",
-             "error")
-        return None
-    if last_role != "assistant" and type(messages[-1]) is dict and messages[-1].get("role") in ("user", "system"):
-        emit("last-not-assistant", f"messages[{len(messages) - 1}].role",
-             "the last message is not from the assistant", "end every conversation with the assistant's answer",
-             "error")
-        ok = False
-    if n_trained <= 0 and ok:
-        emit("invalid-weight", "messages", "every assistant message has weight 0: nothing to train on", None, "error")
-        ok = False
-    if not ok:
-        return None
-    return Row(est, est_out, len(messages), None, messages, (), ())
+            emit("missing-field", f"messages[{i}].content", "missing required field 'content'", None, "error")
+    elif type(content) is not str:
+        hint = "multi-part (list) content is not supported for fine-tuning; use a string" if type(
+            content) is list else None
+        emit("wrong-type", f"messages[{i}].content", f"'content' must be a string, got {_typename(content)}",
+             hint, "error")
+    else:
+        emit("empty-value", f"messages[{i}].content", "'content' is empty", None, "error")
+
+
+def _check_role_order(role: str | None, prev: str | None, i: int, emit: Emit) -> bool:
+    """Whether the message may follow ``prev`` (a second message of the same role is only a warning)."""
+    if role == "system" and i != 0:
+        emit("role-order", f"messages[{i}].role", "a system message is only allowed first", None, "error")
+        return False
+    if role == "assistant" and prev in (None, "system") and i == (1 if prev == "system" else 0):
+        emit("role-order", f"messages[{i}].role", "the conversation starts with an assistant message",
+             "start with a user message (after an optional system message)", "error")
+        return False
+    if role is not None and role == prev and role != "system":
+        emit("role-order", f"messages[{i}].role", f"two {role} messages in a row",
+             "merge them or put the other role between them", "warning")
+    return True
 
 
 # --------------------------------------------------------------------------------------------------- field tasks
