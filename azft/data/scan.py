@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from array import array
 from collections import Counter
 from dataclasses import dataclass, field
@@ -260,156 +260,187 @@ def _without_trailing_blank_lines(data: bytes) -> bytes:
 
 
 def _scan(cfg: ScanConfig, start: int, end: int, sink: Sink | None, splitter: _RowSplitter | None) -> Partial:
-    part = Partial()
-    chunk_records: list | None = [] if (sink is not None or splitter is not None) else None
-    col = _Collector(part, cfg.cap, chunk_records)
-    emit = col.emit
-    checker = CHECKERS[cfg.task]
-    chat = cfg.task == "chat-completion"
-    classify = cfg.task == "text-classification"
-    counter = None
-    if cfg.tokenizer is not None:
-        if not cfg.parallel_tokenizer:
-            import os
+    scanner = _RangeScanner(cfg, sink, splitter)
+    with open(cfg.path, "rb") as f:
+        for data, head, tail in _chunks(f, start, end, cfg.chunk_size):
+            scanner.scan_chunk(data, head, tail)
+    scanner.part.lines = scanner.lineno
+    return scanner.part
 
-            os.environ["TOKENIZERS_PARALLELISM"] = "false"
-        counter = TokenCounter(cfg.tokenizer)
-        part.exact = True
-    ctx = cfg.context_length
-    loads = orjson.loads
-    JSONDecodeError = orjson.JSONDecodeError
-    hashes_append = part.hashes.append
-    hash_lines_append = part.hash_lines.append
-    tokens = part.tokens
-    out_tokens = part.output_tokens
-    msg_counts = part.messages
-    labels = part.labels
-    pending: list[tuple[int, Row]] = []
-    pending_chars = 0
 
-    def add_counts(line: int, total: int, out: int) -> None:
-        tokens[total] += 1
-        out_tokens[out] += 1
+def _chunks(f: Any, start: int, end: int, chunk_size: int) -> Iterator[tuple[bytes, bytes, bytes]]:
+    """The lines of [start, end) in chunks of about ``chunk_size``, each cut at a newline: (the lines joined by
+    newlines, the byte-order mark that stood before the file's first line, what follows the last line in the
+    file). Blank lines that end the file are dropped; a chunk is never empty."""
+    at_eof = end >= _size_of(f)  # trailing blank lines at the end of the file are fine
+    f.seek(start)
+    remaining = end - start
+    carry = b""
+    first = start == 0
+    while remaining > 0 or carry:
+        buf = f.read(min(chunk_size, remaining)) if remaining > 0 else b""
+        remaining -= len(buf)
+        if not buf:
+            remaining = 0
+        data = carry + buf if carry else buf
+        tail = b"\n"  # what follows the chunk's last line in the file
+        if remaining > 0:
+            cut = data.rfind(b"\n")
+            if cut < 0:
+                carry = data
+                continue
+            carry = data[cut + 1:]
+            data = data[:cut]
+        else:
+            carry = b""
+            if data.endswith(b"\n"):
+                data = data[:-1]
+            elif not data:
+                return
+            else:
+                tail = b""
+            if at_eof:
+                data = _without_trailing_blank_lines(data)
+                if not data:
+                    return
+        head = b""
+        if first:
+            first = False
+            if data.startswith(BOM):
+                data = data[3:]
+                head = BOM
+        yield data, head, tail
+
+
+class _RangeScanner:
+    """Checks the lines of one byte range chunk by chunk, gathering the range's :class:`Partial`."""
+
+    def __init__(self, cfg: ScanConfig, sink: Sink | None, splitter: _RowSplitter | None):
+        self.cfg = cfg
+        self.sink = sink
+        self.splitter = splitter
+        self.part = part = Partial()
+        self.records: list | None = [] if (sink is not None or splitter is not None) else None
+        self.col = _Collector(part, cfg.cap, self.records)
+        self.checker = CHECKERS[cfg.task]
+        self.chat = cfg.task == "chat-completion"
+        self.classify = cfg.task == "text-classification"
+        self.counter: TokenCounter | None = None
+        if cfg.tokenizer is not None:
+            if not cfg.parallel_tokenizer:
+                # only worker processes (azft.data._worker) scan with parallel_tokenizer off: the process is theirs
+                os.environ["TOKENIZERS_PARALLELISM"] = "false"
+            self.counter = TokenCounter(cfg.tokenizer)
+            part.exact = True
+        self.pending: list[tuple[int, Row]] = []  # valid rows waiting for exact token counts
+        self.pending_chars = 0
+        self.lineno = 0
+
+    def scan_chunk(self, data: bytes, head: bytes, tail: bytes) -> None:
+        chunk_first = self.lineno + 1
+        lines = data.split(b"\n")
+        self._scan_lines(lines)
+        if self.counter is not None:
+            self._flush()
+        if self.records is not None:
+            _end_chunk(self.records, chunk_first, data, lines, head, tail, self.sink, self.splitter)
+
+    def _scan_lines(self, lines: list[bytes]) -> None:
+        """The hot loop: parse and check each line once."""
+        part, col = self.part, self.col
+        emit = col.emit
+        checker = self.checker
+        loads = orjson.loads
+        JSONDecodeError = orjson.JSONDecodeError
+        hashes_append = part.hashes.append
+        hash_lines_append = part.hash_lines.append
+        lineno = self.lineno
+        for line in lines:
+            lineno += 1
+            if not line or line.isspace():
+                part.blank_lines += 1
+                col.line = lineno
+                emit("blank-line", None, "blank line", "delete it: every line must hold one JSON object", "error")
+                continue
+            part.rows += 1
+            try:
+                obj = loads(line)
+            except JSONDecodeError as exc:
+                try:
+                    obj = _fallback_loads(line)
+                except (ValueError, RecursionError):
+                    kind, message, hint = _json_error(line, exc)
+                    col.line = lineno
+                    emit(kind, None, message, hint, "error")
+                    continue
+            col.line = lineno
+            if type(obj) is not dict:
+                emit("not-an-object", None, "the line holds a JSON " + (
+                    "array" if type(obj) is list else "string" if type(obj) is str else "value") +
+                     ", not an object", "each line must be one JSON object {...}", "error")
+                continue
+            hashes_append(hash(line) & MASK64)
+            hash_lines_append(lineno)
+            col.row_errors = 0
+            try:
+                row = checker(obj, emit)
+            except RecursionError:
+                emit("invalid-json", None, "JSON nested too deeply", None, "error")
+                row = None
+            if row is None or col.row_errors:
+                continue
+            self._add_row(lineno, len(line), row)
+        self.lineno = lineno
+
+    def _add_row(self, lineno: int, n_bytes: int, row: Row) -> None:
+        """Count a valid row: messages or label, and its tokens (estimated now, or exactly in the next batch)."""
+        part = self.part
+        part.valid_rows += 1
+        if self.chat:
+            part.messages[row.n_messages] += 1
+        elif self.classify:
+            label = row.label if type(row.label) is str else str(row.label)
+            labels = part.labels
+            if label in labels or len(labels) < MAX_LABELS:
+                labels[label] += 1
+            else:
+                part.labels_truncated = True
+        if self.counter is None:
+            self._add_counts(lineno, row.est_total, row.est_output)
+        else:
+            self.pending.append((lineno, row))
+            self.pending_chars += n_bytes
+            if self.pending_chars >= TOKEN_BATCH_CHARS:
+                self._flush()
+
+    def _add_counts(self, line: int, total: int, out: int) -> None:
+        part = self.part
+        part.tokens[total] += 1
+        part.output_tokens[out] += 1
+        ctx = self.cfg.context_length
         if ctx is not None and total > ctx:
             part.over_context += 1
-            col.line = line
+            self.col.line = line
             about = "" if part.exact else "about "
-            emit("too-long", None, f"{about}{total} tokens, over {cfg.context_label} of {ctx}",
-                 "training truncates the row (or drops it); shorten or split it", "warning")
+            self.col.emit("too-long", None, f"{about}{total} tokens, over {self.cfg.context_label} of {ctx}",
+                          "training truncates the row (or drops it); shorten or split it", "warning")
 
-    def flush() -> None:
-        nonlocal pending_chars
-        if not pending:
+    def _flush(self) -> None:
+        """Count the pending rows' tokens exactly, in one tokenizer batch."""
+        pending, counter = self.pending, self.counter
+        if not pending or counter is None:
             return
-        if chat:
+        if self.chat:
             results = counter.count_chat([r.chat for _, r in pending])
         else:
             results = counter.count_fields([(r.inputs, r.outputs) for _, r in pending])
         for (line, _row), res in zip(pending, results):
             if isinstance(res, str):
-                col.line = line
-                emit("template-error", "messages", res, "fix the conversation so the model's chat template accepts it",
-                     "error")
-                part.valid_rows -= 1
+                self.col.line = line
+                self.col.emit("template-error", "messages", res,
+                              "fix the conversation so the model's chat template accepts it", "error")
+                self.part.valid_rows -= 1
                 continue
-            add_counts(line, res[0], res[1])
+            self._add_counts(line, res[0], res[1])
         pending.clear()
-        pending_chars = 0
-
-    lineno = 0
-    with open(cfg.path, "rb") as f:
-        at_eof = end >= _size_of(f)  # trailing blank lines at the end of the file are fine
-        f.seek(start)
-        remaining = end - start
-        carry = b""
-        first = start == 0
-        while remaining > 0 or carry:
-            buf = f.read(min(cfg.chunk_size, remaining)) if remaining > 0 else b""
-            remaining -= len(buf)
-            if not buf:
-                remaining = 0
-            data = carry + buf if carry else buf
-            tail = b"\n"  # what follows the chunk's last line in the file
-            if remaining > 0:
-                cut = data.rfind(b"\n")
-                if cut < 0:
-                    carry = data
-                    continue
-                carry = data[cut + 1:]
-                data = data[:cut]
-            else:
-                carry = b""
-                if data.endswith(b"\n"):
-                    data = data[:-1]
-                elif not data:
-                    break
-                else:
-                    tail = b""
-                if at_eof:
-                    data = _without_trailing_blank_lines(data)
-                    if not data:
-                        break
-            head = b""
-            if first:
-                first = False
-                if data.startswith(BOM):
-                    data = data[3:]
-                    head = BOM
-            chunk_first = lineno + 1
-            lines = data.split(b"\n")
-            for line in lines:
-                lineno += 1
-                if not line or line.isspace():
-                    part.blank_lines += 1
-                    col.line = lineno
-                    emit("blank-line", None, "blank line", "delete it: every line must hold one JSON object", "error")
-                    continue
-                part.rows += 1
-                try:
-                    obj = loads(line)
-                except JSONDecodeError as exc:
-                    try:
-                        obj = _fallback_loads(line)
-                    except (ValueError, RecursionError):
-                        kind, message, hint = _json_error(line, exc)
-                        col.line = lineno
-                        emit(kind, None, message, hint, "error")
-                        continue
-                col.line = lineno
-                if type(obj) is not dict:
-                    emit("not-an-object", None, "the line holds a JSON " + (
-                        "array" if type(obj) is list else "string" if type(obj) is str else "value") +
-                         ", not an object", "each line must be one JSON object {...}", "error")
-                    continue
-                hashes_append(hash(line) & MASK64)
-                hash_lines_append(lineno)
-                col.row_errors = 0
-                try:
-                    row = checker(obj, emit)
-                except RecursionError:
-                    emit("invalid-json", None, "JSON nested too deeply", None, "error")
-                    row = None
-                if row is None or col.row_errors:
-                    continue
-                part.valid_rows += 1
-                if chat:
-                    msg_counts[row.n_messages] += 1
-                elif classify:
-                    label = row.label if type(row.label) is str else str(row.label)
-                    if label in labels or len(labels) < MAX_LABELS:
-                        labels[label] += 1
-                    else:
-                        part.labels_truncated = True
-                if counter is None:
-                    add_counts(lineno, row.est_total, row.est_output)
-                else:
-                    pending.append((lineno, row))
-                    pending_chars += len(line)
-                    if pending_chars >= TOKEN_BATCH_CHARS:
-                        flush()
-            if counter is not None:
-                flush()
-            if chunk_records is not None:
-                _end_chunk(chunk_records, chunk_first, data, lines, head, tail, sink, splitter)
-    part.lines = lineno
-    return part
+        self.pending_chars = 0
