@@ -111,8 +111,8 @@ def check_chat(obj: dict, emit: Emit) -> Row | None:
         if role == "assistant":
             n_assistant += 1
             n_trained += 1
-        if not _check_role_order(role, prev, i, emit):
-            ok = False
+        if (i < 2 or role == prev or role == "system") and not _check_role_order(role, prev, i, emit):
+            ok = False  # (the first two messages, a repeated role and a system message are all it can refuse)
         prev = role
         last_role = role
     if n_assistant == 0:
