@@ -74,7 +74,7 @@ def run_summary(run: Any) -> dict[str, Any]:
     """What azft shows about a run: identity, backend, key params, final metrics (azft's metric names, also for
     runs recorded by other tools or earlier versions), where the outputs are."""
     from azft.metrics import canonical
-    from azft.tracking.tracker import (
+    from azft.tracking.store import (
         TAG_BACKEND,
         TAG_JOB,
         TAG_METHOD,
@@ -208,7 +208,7 @@ def list_runs(experiment: str | None, limit: int, tracking_uri: str | None, outp
             "status": "BUFFERED",
             "experiment": op["experiment"],
         }
-        for op in tracker._pending_submissions()
+        for op in tracker.store.pending_submissions()
         if experiment in (None, op["experiment"])
     ]
     if output == "json":
@@ -382,7 +382,7 @@ def flush_runs(experiment: str, tracking_uri: str | None, output: str = "table")
         from azft.errors import AzureError
 
         raise AzureError(
-            f"MLflow tracking at {tracker.display_uri} is not answering ({tracker.last_error})",
+            f"MLflow tracking at {tracker.display_uri} is not answering ({tracker.store.last_error})",
             hint="the writes stay in .azft/mlflow-buffer; run `azft runs flush` again when the server is back",
         )
 

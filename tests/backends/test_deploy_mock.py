@@ -31,7 +31,7 @@ def _run_tags(job: str) -> dict:
 
     rec = lookup_submission(job) or {}
     tracker = Tracker(rec.get("tracking_uri"), rec.get("experiment") or "azft", quiet=True)
-    return dict(tracker._read().get_run(tracker.journal.resolve(rec["mlflow_run_id"])).data.tags)
+    return dict(tracker.store.read().get_run(tracker.store.journal.resolve(rec["mlflow_run_id"])).data.tags)
 
 
 @pytest.fixture

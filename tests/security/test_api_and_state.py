@@ -106,7 +106,7 @@ def test_four_identical_submits_at_once_make_one_job_and_one_run(tmp_path):
     from azft.tracking.tracker import default_tracking_uri
 
     tracker = Tracker(default_tracking_uri(), "racing")
-    client = tracker._read()
+    client = tracker.store.read()
     runs = client.search_runs([e.experiment_id for e in client.search_experiments()],
                               filter_string=f"tags.`azft.job_name` = '{names[0]}'")
     assert len(runs) == 1

@@ -107,7 +107,7 @@ def test_runs_compare_writes_a_png_with_one_curve_per_run(mlflow_server, three_r
     # logged as an artifact of each compared run
     tracker = Tracker(mlflow_server, EXPERIMENT)
     for rid in three_runs.values():
-        assert [f.path for f in tracker._client().list_artifacts(rid, "comparisons")] == ["comparisons/cmp.png"]
+        assert [f.path for f in tracker.store.client().list_artifacts(rid, "comparisons")] == ["comparisons/cmp.png"]
 
 
 def test_compare_names_the_metrics_runs_have_when_the_metric_is_missing(mlflow_server, three_runs, tmp_path):

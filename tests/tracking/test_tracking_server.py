@@ -20,12 +20,12 @@ EVAL = [(4, 1.3), (8, 0.9)]
 
 
 def _artifacts(tracker: Tracker, run_id: str, path: str | None = None) -> set[str]:
-    return {f.path for f in tracker._client().list_artifacts(run_id, path)}
+    return {f.path for f in tracker.store.client().list_artifacts(run_id, path)}
 
 
 def _history_rows(tracker: Tracker, run_id: str, key: str) -> list[tuple[int, float]]:
     """Every stored row, duplicates included (Tracker.metric_history de-duplicates by step)."""
-    return sorted((m.step, m.value) for m in tracker._client().get_metric_history(run_id, key))
+    return sorted((m.step, m.value) for m in tracker.store.client().get_metric_history(run_id, key))
 
 
 def test_local_submission_training_logs_into_the_run_itself(mlflow_server, workdir: Path, make_spec):
@@ -133,7 +133,7 @@ def test_server_down_mid_run_loses_nothing(mlflow_server, workdir: Path, make_sp
     assert tracker.pending_count() > 0
     err = capsys.readouterr().err
     assert "not answering" in err and "mlflow-buffer" in err
-    journal = tracker.journal.journal_path.read_text()
+    journal = tracker.store.journal.journal_path.read_text()
     saved_journal = journal  # to replay everything once more below, as after a crash mid-flush
 
     mlflow_server.start()
@@ -156,16 +156,16 @@ def test_server_down_mid_run_loses_nothing(mlflow_server, workdir: Path, make_sp
     assert later.get_run(second_id).data.params["lora.lora_r"] == "8"
 
     # a replay of operations already sent (a crash before they were marked done) writes nothing twice
-    later.journal.journal_path.write_text(saved_journal)
-    state = later.journal.load_state()
+    later.store.journal.journal_path.write_text(saved_journal)
+    state = later.store.journal.load_state()
     state["applied"] = []
-    later.journal.save_state(state)
+    later.store.journal.save_state(state)
     assert later.flush() > 0
     assert later.flush() == 0
     assert _history_rows(later, run_id, "loss") == LOSS
     assert _history_rows(later, second_id, "loss") == LOSS
-    exp = later._client().get_experiment_by_name("server-outage")
-    jobs = [r.data.tags["azft.job_name"] for r in later._client().search_runs([exp.experiment_id])]
+    exp = later.store.client().get_experiment_by_name("server-outage")
+    jobs = [r.data.tags["azft.job_name"] for r in later.store.client().search_runs([exp.experiment_id])]
     assert sorted(jobs) == ["outage-job-1", "outage-job-2"]
 
 
@@ -210,7 +210,7 @@ def test_a_hanging_server_never_blocks_a_submit(black_hole, workdir: Path, make_
     tracker.log_final(run_id, {"train_loss": 1.0}, "Completed")
     assert run_id.startswith("pending-")
     assert tracker.run_env(run_id) == {}  # training does not try to log into a run that does not exist yet
-    kept = [(op["op"], op.get("name")) for op in tracker.journal.pending()]
+    kept = [(op["op"], op.get("name")) for op in tracker.store.journal.pending()]
     assert kept == [
         ("create_run", None),
         ("params", None),
