@@ -1,5 +1,6 @@
 """Code rules: ruff and mypy pass with the project's configuration (pyproject.toml), and azft's imports follow the
-layering ARCHITECTURE.md states (no cycles, the pure plan imports no backend and no Azure module)."""
+layering ARCHITECTURE.md states (no cycles, the pure plan imports no backend and no Azure module), and no
+function of azft or the components is over 80 lines, no class over 400."""
 
 from __future__ import annotations
 
@@ -105,3 +106,36 @@ def test_the_graph_sees_lazy_imports():
     """The rules cover imports inside functions: the CLI's heavy commands import their modules lazily."""
     full, top = import_graph(), import_graph(top_only=True)
     assert "azft.api" in full["azft.cli"] - top["azft.cli"]
+
+
+# ------------------------------------------------------------------------------------------------ sizes
+
+MAX_FUNCTION_LINES = 80
+MAX_CLASS_LINES = 400
+
+
+def _oversized(root: Path) -> list[str]:
+    import ast
+
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                kind, limit = "function", MAX_FUNCTION_LINES
+            elif isinstance(node, ast.ClassDef):
+                kind, limit = "class", MAX_CLASS_LINES
+            else:
+                continue
+            lines = (node.end_lineno or node.lineno) - node.lineno + 1
+            if lines > limit:
+                found.append(f"{path.relative_to(REPO)}:{node.lineno}: {kind} {node.name} is {lines} lines "
+                             f"(at most {limit})")
+    return found
+
+
+def test_no_function_over_80_lines_and_no_class_over_400():
+    """Readable pieces: every function of azft and of the components (the recipe included) fits in 80 lines, every
+    class in 400."""
+    found = _oversized(REPO / "azft") + _oversized(REPO / "components")
+    assert not found, "split these into named pieces:\n" + "\n".join(found)
