@@ -12,7 +12,7 @@ from typing import Any
 
 from azft.data.report import DataProblem, DataReport, DataStats, TokenStats
 from azft.data.scan import BOM, Partial, ScanConfig, scan_range
-from azft.data.stream import ProblemStream, SplitOutputs, scan_parallel_streaming
+from azft.data.stream import ProblemStream, SplitOutputs, run_workers, scan_parallel_streaming
 from azft.data.tasks import detect_task, normalize_task
 from azft.data.tokens import TokenizerLoad, TokenizerSpec, load_tokenizer, resolve_model, spec_from_object, verified
 from azft.errors import DataError, Problem, UsageError
@@ -278,28 +278,7 @@ def _scan_streaming(cfg: ScanConfig, ranges: list[tuple[int, int]], stream: Prob
 
 def _scan_parallel(cfg: ScanConfig, ranges: list[tuple[int, int]]) -> list[Partial]:
     """Scan each range in its own worker process (see azft.data._worker) and return the parts in file order."""
-    import pickle
-    import subprocess
-    import sys
-    from concurrent.futures import ThreadPoolExecutor
-
-    env = dict(os.environ)
-    root = str(Path(__file__).resolve().parent.parent.parent)
-    env["PYTHONHASHSEED"] = "0"  # duplicate detection compares line hashes across workers
-    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-
-    def run(rng: tuple[int, int]) -> Partial:
-        payload = pickle.dumps((cfg, rng[0], rng[1]), protocol=pickle.HIGHEST_PROTOCOL)
-        proc = subprocess.run([sys.executable, "-m", "azft.data._worker"], input=payload, capture_output=True,
-                              env=env, check=False)
-        if proc.returncode != 0:
-            tail = proc.stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or ["no message"]
-            raise DataError(f"{cfg.path}: a data-check worker process failed (exit {proc.returncode}): {tail[0]}",
-                            hint="rerun with --workers 1")
-        return pickle.loads(proc.stdout)
-
-    with ThreadPoolExecutor(max_workers=len(ranges)) as pool:
-        return list(pool.map(run, ranges))
+    return run_workers([(cfg, start, end) for start, end in ranges], cfg.path, "data-check")
 
 
 def _merge(report: DataReport, stats: DataStats, parts: list[Partial], fname: str, cap: int,

@@ -497,27 +497,9 @@ def convert_range(job: _Job) -> _Part:
 
 
 def _convert_parallel(jobs: list[_Job]) -> list[_Part]:
-    import pickle
-    import subprocess
-    import sys
-    from concurrent.futures import ThreadPoolExecutor
+    from azft.data.stream import run_workers
 
-    from azft.data.stream import _worker_env
-
-    env = _worker_env()
-
-    def run(job: _Job) -> _Part:
-        proc = subprocess.run([sys.executable, "-m", "azft.data._worker", "convert"],
-                              input=pickle.dumps(job, protocol=pickle.HIGHEST_PROTOCOL), capture_output=True,
-                              env=env, check=False)
-        if proc.returncode != 0:
-            tail = proc.stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or ["no message"]
-            raise DataError(f"{job.path}: a conversion worker process failed (exit {proc.returncode}): {tail[0]}",
-                            hint="rerun with --workers 1")
-        return pickle.loads(proc.stdout)
-
-    with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
-        return list(pool.map(run, jobs))
+    return run_workers(jobs, jobs[0].path, "conversion", ("convert",))
 
 
 def _merge(report: ConvertReport, parts: list[_Part], unit: str, cap: int) -> None:

@@ -206,6 +206,35 @@ def _worker_env() -> dict[str, str]:
     return env
 
 
+def worker_error(path: str, what: str, returncode: int, stderr: bytes) -> DataError:
+    """The error for a worker process that failed: its exit status and the last line it wrote on stderr."""
+    tail = stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or ["no message"]
+    return DataError(f"{path}: a {what} worker process failed (exit {returncode}): {tail[0]}",
+                     hint="rerun with --workers 1")
+
+
+def run_workers(jobs: list[Any], path: str, what: str, args: tuple[str, ...] = ()) -> list[Any]:
+    """Run each job in its own ``python -m azft.data._worker *args`` process (the job pickled on its stdin, its
+    result pickled on its stdout), all at once; the results in the order of ``jobs``."""
+    import pickle
+    import subprocess
+    import sys
+    from concurrent.futures import ThreadPoolExecutor
+
+    env = _worker_env()
+
+    def run(job: Any) -> Any:
+        proc = subprocess.run([sys.executable, "-m", "azft.data._worker", *args],
+                              input=pickle.dumps(job, protocol=pickle.HIGHEST_PROTOCOL), capture_output=True,
+                              env=env, check=False)
+        if proc.returncode != 0:
+            raise worker_error(path, what, proc.returncode, proc.stderr)
+        return pickle.loads(proc.stdout)
+
+    with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
+        return list(pool.map(run, jobs))
+
+
 def scan_parallel_streaming(cfgs: list[ScanConfig], ranges: list[tuple[int, int]],
                             stream: ProblemStream | None) -> list[Partial]:
     """Scan each range in a worker process; stream the first range's problems live and replay the others in
@@ -247,9 +276,7 @@ def scan_parallel_streaming(cfgs: list[ScanConfig], ranges: list[tuple[int, int]
                 proc.wait()
                 if proc.returncode != 0:
                     err.seek(0)
-                    tail = err.read().decode("utf-8", "replace").strip().splitlines()[-1:] or ["no message"]
-                    results[i] = DataError(f"{cfg.path}: a data-check worker process failed (exit "
-                                           f"{proc.returncode}): {tail[0]}", hint="rerun with --workers 1")
+                    results[i] = worker_error(cfg.path, "data-check", proc.returncode, err.read())
                 else:
                     results[i] = pickle.loads(out)
         except BaseException as exc:
