@@ -48,15 +48,6 @@ def _tracker(tracking_uri: str | None, experiment: str | None = None):
     return Tracker(tracking_uri, experiment or "azft")
 
 
-def _leaf(mapping: dict[str, str], name: str) -> str | None:
-    if name in mapping:
-        return mapping[name]
-    for key, value in mapping.items():
-        if key.endswith("." + name):
-            return value
-    return None
-
-
 def _iso(ms: int | None) -> str | None:
     from azft.render import timestamp
 
@@ -83,11 +74,12 @@ def run_summary(run: Any) -> dict[str, Any]:
         TAG_SPEC_HASH,
         TAG_URL,
     )
+    from azft.tracking.tracker import leaf_value
 
     tags, params = run.data.tags, run.data.params
     key_params = {}
     for name in KEY_PARAMS:
-        value = _leaf(params, name)
+        value = leaf_value(params, name)
         if value is not None:
             key_params[name] = value
     return {

@@ -144,20 +144,28 @@ def read_alpaca(obj: dict, m: Mapping) -> list[dict]:
 
 # ------------------------------------------------------------------------------------------------ sharegpt
 
+def _turns(obj: dict, key: str, what: str, known: frozenset, m: Mapping, media: bool = False) -> list:
+    """The row's array of turns under ``key``; the row's other fields checked (unknown ones noted, tools dropped,
+    media refused when ``media``)."""
+    turns = obj.get(key)
+    if turns is None:
+        raise Skip("wrong-format", f"missing {key!r}: not {what}", key)
+    if type(turns) is not list:
+        raise Skip("wrong-type", f"must be an array, got {_typename(turns)}", key)
+    if len(obj) > 1:
+        _unknown_fields(obj, known, m)
+        if media:
+            _no_media(obj)
+        _tools_dropped(obj, m)
+    return turns
+
+
 _SHAREGPT_KEYS = frozenset(("conversations", "system", "tools") + MEDIA_KEYS)
 
 
 def read_sharegpt(obj: dict, m: Mapping) -> list[dict]:
     """conversations: [{"from": "human"|"gpt"|"system", "value": ...}] (or role/content turns); system → first."""
-    conv = obj.get("conversations")
-    if conv is None:
-        raise Skip("wrong-format", "missing 'conversations': not a ShareGPT row", "conversations")
-    if type(conv) is not list:
-        raise Skip("wrong-type", f"must be an array, got {_typename(conv)}", "conversations")
-    if len(obj) > 1:
-        _unknown_fields(obj, _SHAREGPT_KEYS, m)
-        _no_media(obj)
-        _tools_dropped(obj, m)
+    conv = _turns(obj, "conversations", "a ShareGPT row", _SHAREGPT_KEYS, m, media=True)
     roles = m.sharegpt_roles
     seen = m.row_roles
     msgs = []
@@ -241,14 +249,7 @@ _OPENAI_KEYS = frozenset(("messages", "tools", "functions", "parallel_tool_calls
 
 def read_openai(obj: dict, m: Mapping) -> list[dict]:
     """messages with role/content (text parts joined); developer → system; tool calls refused."""
-    messages = obj.get("messages")
-    if messages is None:
-        raise Skip("wrong-format", "missing 'messages': not an OpenAI chat row", "messages")
-    if type(messages) is not list:
-        raise Skip("wrong-type", f"must be an array, got {_typename(messages)}", "messages")
-    if len(obj) > 1:
-        _unknown_fields(obj, _OPENAI_KEYS, m)
-        _tools_dropped(obj, m)
+    messages = _turns(obj, "messages", "an OpenAI chat row", _OPENAI_KEYS, m)
     roles = m.openai_roles
     out = []
     for i, msg in enumerate(messages):

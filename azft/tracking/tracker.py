@@ -87,7 +87,8 @@ def spec_hash(spec: Mapping[str, Any]) -> str:
     return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def _leaf(flat: Mapping[str, str], name: str) -> str | None:
+def leaf_value(flat: Mapping[str, str], name: str) -> str | None:
+    """The value of ``name`` in flattened params: the key itself, else the first key ending in ``.name``."""
     if name in flat:
         return flat[name]
     for key, value in flat.items():
@@ -104,7 +105,7 @@ def _model_name(spec: Mapping[str, Any], flat: Mapping[str, str]) -> str:
         for k in ("name", "id", "hub_id", "path"):
             if isinstance(model.get(k), str):
                 return model[k]
-    return _leaf(flat, "model") or ""
+    return leaf_value(flat, "model") or ""
 
 
 def _spec_tags(spec: Mapping[str, Any]) -> dict[str, str]:
@@ -189,8 +190,8 @@ class Tracker:
             TAG_BACKEND: backend,
             TAG_JOB: job_name,
             TAG_MODEL: _model_name(spec_r, flat),
-            TAG_METHOD: _leaf(flat, "method") or "",
-            TAG_TASK: _leaf(flat, "task") or "",
+            TAG_METHOD: leaf_value(flat, "method") or "",
+            TAG_TASK: leaf_value(flat, "task") or "",
             TAG_SPEC_HASH: str(plan_r.get("spec_hash") or spec_hash(spec_r)),
             TAG_SUBMISSION: placeholder,
             "mlflow.source.name": "azft",
