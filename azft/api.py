@@ -8,7 +8,7 @@ import secrets
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
-from azft.backends.base import Job, JobInfo, backend_class, backend_names, get_backend
+from azft.backends.base import Backend, Job, JobInfo, backend_class, backend_names, get_backend
 from azft.errors import IncompatibleError, JobCancelledError, Problem, UsageError
 from azft.plan import Plan, make_plan
 from azft.spec import JobSpec, load_spec
@@ -163,7 +163,7 @@ def _reason_field(spec: JobSpec, reason: str) -> Optional[str]:
 
 def submit(plan: Plan, *, force: bool = False, retry: bool = False, track: bool = True,
            backend_options: Optional[dict] = None, on_event: Optional[Callable[[str], None]] = None,
-           max_usd: Optional[float] = None) -> Job:
+           max_usd: Optional[float] = None, backend: Optional[Backend] = None) -> Job:
     """Submit a plan. Nothing is uploaded or submitted unless every check passed, the budget included
     (``max_usd`` lowers or sets the spec's ``budget.max_usd``).
 
@@ -172,6 +172,7 @@ def submit(plan: Plan, *, force: bool = False, retry: bool = False, track: bool 
     submitted again silently: that raises JobFailedError/JobCancelledError (exit 1/3) unless ``retry`` is set, which
     starts it again (local: in place, resuming from its last checkpoint; Azure and mock: a new job named
     ``<job>-retry<N>``, as Azure job names cannot be reused). ``force`` submits a new job whatever exists.
+    ``backend``: a backend instance to submit through (a sweep shares one, with its clients, across its trials).
     """
     if not plan.ok:
         raise _refuse(plan)
@@ -179,7 +180,8 @@ def submit(plan: Plan, *, force: bool = False, retry: bool = False, track: bool 
 
     enforce(plan, max_usd)
     say = on_event or (lambda msg: None)
-    backend = get_backend(plan.backend, **{**workspace_options(plan.spec, plan.backend), **(backend_options or {})})
+    if backend is None:
+        backend = get_backend(plan.backend, **{**workspace_options(plan.spec, plan.backend), **(backend_options or {})})
     if backend.uses_workspace and hasattr(backend, "workspace_ref") and "error" in (backend.destination() or {}):
         backend.workspace_ref()  # raises the resolution error (naming where it looked) before any MLflow run exists
     with locked(state_dir() / "locks" / plan.job_name):
@@ -299,10 +301,13 @@ def _tag_run(tracker: Any, run_id: str, job: Job, job_tags: dict, say: Callable[
         say(f"warning: could not update MLflow run {run_id}: {e}")
 
 
-def get_job(name: str, backend: Optional[str] = None, **backend_options: Any) -> Job:
+def get_job(name: str, backend: Optional[str] = None, *, backends: Optional[dict] = None,
+            **backend_options: Any) -> Job:
     """Find a job by name: the local submission index says which backend it went to, or pass `backend`.
 
-    The name is checked against Azure ML's name rule first (UsageError otherwise): it never reaches a path unchecked."""
+    The name is checked against Azure ML's name rule first (UsageError otherwise): it never reaches a path unchecked.
+    ``backends``: a dict this call keeps the backend instance in, keyed by backend and options, so finding many jobs
+    (a sweep's) reuses one client per workspace."""
     check_job_name(name)
     name = resolve_job_name(name, backend)
     rec = lookup_submission(name) or {}
@@ -314,8 +319,15 @@ def get_job(name: str, backend: Optional[str] = None, **backend_options: Any) ->
         recorded = {k: v for k, v in (("workspace", rec.get("azure")),
                                       ("target", (rec.get("mock") or {}).get("target"))) if v}
     cls = backend_class(backend)
-    opts = {k: v for k, v in recorded.items() if k in cls.lookup_keys}
-    return cls(**{**opts, **backend_options}).get_job(name)
+    opts = {**{k: v for k, v in recorded.items() if k in cls.lookup_keys}, **backend_options}
+    if backends is None:
+        return cls(**opts).get_job(name)
+    import json
+
+    key = f"{backend}|{json.dumps(opts, sort_keys=True, default=str)}"
+    if key not in backends:
+        backends[key] = cls(**opts)
+    return backends[key].get_job(name)
 
 
 def resolve_job_name(ref: str, backend: Optional[str] = None) -> str:

@@ -853,22 +853,37 @@ def _print_outcome(info, output: str) -> None:
 @click.option("--cancel-on-interrupt", is_flag=True, help="With --wait: Ctrl-C also cancels the job.")
 @click.option("--max-usd", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Refuse (exit 2, nothing uploaded) when the estimate is above this cost; lowers or sets budget.max_usd.")
+@click.option("--skip-invalid", is_flag=True,
+              help="A sweep: submit the trials that can run and skip the others (default: refuse the sweep).")
 @click.option("--output", "-o", type=click.Choice(OUTPUTS), default="table")
 def submit(spec_file: str, backend: str, wait_: bool, timeout: Optional[float], poll: Optional[float], retry: bool,
            force: bool, prices: Optional[str], tracking_uri: Optional[str], mock_target: Optional[str],
-           faults: tuple[str, ...], cancel_on_interrupt: bool, output: str, max_usd: Optional[float] = None) -> int:
+           faults: tuple[str, ...], cancel_on_interrupt: bool, output: str, max_usd: Optional[float] = None,
+           skip_invalid: bool = False) -> int:
     """Validate, upload and submit a spec. Re-running the same submit finds the existing job; one that Failed or was
-    Canceled is run again only with --retry."""
+    Canceled is run again only with --retry. A spec with `sweep:` submits every trial (docs/sweeps.md)."""
     from azft import api
+    from azft.errors import UsageError
     from azft.spec import load_spec
 
     spec = load_spec(spec_file)
     if faults and backend != "mock":
-        from azft.errors import UsageError
-
         raise UsageError("--fault works with --backend mock only")
     api.apply_overrides(spec, backend, tracking_uri=tracking_uri, mock_target=mock_target,
                         faults=[parse_fault(f) for f in faults])
+    if spec.sweep is not None:
+        if force:
+            raise UsageError("--force submits one job under a fresh name; a sweep's trials are found again by name",
+                             hint="--retry runs failed or canceled trials again")
+        from azft.cli_sweep import submit_command
+
+        if wait_ and cancel_on_interrupt:
+            _interrupt_on_ci_signals()
+        return submit_command(spec, backend, output=output, prices=prices, max_usd=max_usd, retry=retry,
+                              skip_invalid=skip_invalid, wait=wait_, timeout=timeout, poll=poll,
+                              cancel_on_interrupt=cancel_on_interrupt)
+    if skip_invalid:
+        raise UsageError("--skip-invalid is for sweeps (a spec with a sweep: section)")
     p = api.plan(spec, backend, prices=prices, force=force, max_usd=max_usd)
     con = _console(stderr=True)
     if output == "table" and p.ok:
@@ -926,8 +941,13 @@ def _job_options(f):
 @_job_options
 @click.option("--output", "-o", type=click.Choice(OUTPUTS), default="table")
 def status(job_name: str, backend: Optional[str], output: str) -> int:
-    """Show a job's state."""
+    """Show a job's state (a sweep's name: every trial's)."""
     from azft import api
+    from azft.cli_sweep import status_command, sweep_for
+
+    sweep = sweep_for(job_name)
+    if sweep is not None:
+        return status_command(sweep, output)
 
     info = api.get_job(job_name, backend).info()
     if output == "table":
@@ -951,8 +971,16 @@ def status(job_name: str, backend: Optional[str], output: str) -> int:
 @click.option("--output", "-o", type=click.Choice(OUTPUTS), default="table")
 def wait(job_name: str, backend: Optional[str], timeout: Optional[float], poll: Optional[float],
          cancel_on_interrupt: bool, output: str) -> int:
-    """Wait for a job to end. Exit 0 completed, 1 failed, 3 cancelled or timed out. Safe to interrupt and rerun."""
+    """Wait for a job (or every trial of a sweep) to end. Exit 0 completed, 1 failed, 3 cancelled or timed out. Safe to
+    interrupt and rerun."""
     from azft import api
+    from azft.cli_sweep import follow, sweep_for
+
+    sweep = sweep_for(job_name)
+    if sweep is not None:
+        if cancel_on_interrupt:
+            _interrupt_on_ci_signals()
+        return follow(sweep, output=output, timeout=timeout, poll=poll, cancel_on_interrupt=cancel_on_interrupt)
 
     job = api.get_job(job_name, backend)
     return _follow(job, timeout=timeout, poll=poll, output=output, cancel_on_interrupt=cancel_on_interrupt,
@@ -984,8 +1012,13 @@ def logs(job_name: str, backend: Optional[str], follow: bool, output: str) -> in
 @_job_options
 @click.option("--output", "-o", type=click.Choice(OUTPUTS), default="table")
 def cancel(job_name: str, backend: Optional[str], output: str) -> int:
-    """Cancel a job."""
+    """Cancel a job (a sweep's name: every trial still running)."""
     from azft import api
+    from azft.cli_sweep import cancel_command, sweep_for
+
+    sweep = sweep_for(job_name)
+    if sweep is not None:
+        return cancel_command(sweep, output)
 
     job = api.get_job(job_name, backend)
     job.cancel()

@@ -34,13 +34,6 @@ def emit(data: Any, output: str) -> None:
         click.echo(yaml.safe_dump(json.loads(json.dumps(data, default=str)), sort_keys=False, allow_unicode=True))
 
 
-def values_text(values: dict[str, Any]) -> str:
-    """``learning_rate=0.0001, lora.r=8``: each swept value under its path (sections of one word kept)."""
-    from azft.render import cell
-
-    return ", ".join(f"{k.removeprefix('hyperparameters.')}={cell(v)}" for k, v in values.items())
-
-
 # ----------------------------------------------------------------------------------------------------------------
 # plan
 # ----------------------------------------------------------------------------------------------------------------
@@ -62,6 +55,7 @@ def print_plan(d: dict) -> None:
     from rich.table import Table
 
     from azft.render import cell, print_table
+    from azft.sweep import values_text
 
     con = _console()
     how = f"grid of {d['combinations']}" if d["strategy"] == "grid" else \
@@ -112,3 +106,145 @@ def print_budget(con, b: dict) -> None:
         con.print(f"  [red]✗[/] {_esc(p)}")
     for c in b.get("changes") or []:
         con.print(f"    → {_esc(c)}")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# submit / status / wait / cancel
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def sweep_for(ref: str) -> Optional[dict]:
+    """The sweep `ref` names (its name, or a prefix no submitted job also starts with); None for a job."""
+    from azft.state import JOB_NAME_RE, lookup_sweep, submissions
+    from azft.sweep_run import find_sweep, lookup_record
+
+    if not JOB_NAME_RE.fullmatch(ref):
+        return None
+    if lookup_sweep(ref):
+        return lookup_record(ref)
+    if any(name.startswith(ref) for name in submissions()):
+        return None
+    return find_sweep(ref)
+
+
+def submit_command(spec: Any, backend: str, *, output: str, prices: Optional[str], max_usd: Optional[float],
+                   retry: bool, skip_invalid: bool, wait: bool, timeout: Optional[float], poll: Optional[float],
+                   cancel_on_interrupt: bool) -> int:
+    from azft.sweep import plan_sweep
+    from azft.sweep_run import lookup_record, submit_exit_code, submit_sweep
+
+    con = _console(stderr=True)
+    say = (lambda m: con.print(_esc(m))) if output == "table" else None
+    sp = plan_sweep(spec, backend, prices=prices, max_usd=max_usd)
+    result = submit_sweep(sp, max_usd=max_usd, retry=retry, skip_invalid=skip_invalid, on_event=say)
+    code = submit_exit_code(result)
+    if output == "table":
+        print_submitted(result)
+    if not wait:
+        if output != "table":
+            emit(result, output)
+        return code
+    rc = follow(lookup_record(result["sweep"]), output=output, timeout=timeout, poll=poll,
+                cancel_on_interrupt=cancel_on_interrupt)
+    return code or rc
+
+
+def print_submitted(result: dict) -> None:
+    from azft.sweep import values_text
+
+    con = _console()
+    for r in result["trials"]:
+        what = {"submitted": "submitted", "existing": "already submitted (found)", "skipped": "skipped (cannot run)",
+                "error": "[red]not submitted[/]"}[r["submitted"]]
+        tail = f" — {_esc(r['error'])}" if r.get("error") else ""
+        con.print(f"trial {r['trial']} [bold]{_esc(r.get('job_name') or '—')}[/] ({_esc(values_text(r['values']))}): "
+                  f"{what}{tail}")
+    con.print(f"[bold]sweep {result['sweep']}[/]: {result['submitted']} submitted, {result['existing']} found, "
+              f"{result['error']} not submitted, {result['skipped']} skipped"
+              + (f" · mlflow parent run {result['parent_run_id']} (experiment {result['experiment']})"
+                 if result.get("parent_run_id") else ""))
+    if result["error"]:
+        con.print(f"[red]{result['error']} trial(s) were not submitted; `azft submit` again submits only those[/]")
+    con.print(f"next: [bold]azft wait {result['sweep']}[/] · [bold]azft runs compare {result['sweep']}[/]")
+
+
+def print_rows(d: dict, title: str) -> None:
+    from rich.table import Table
+
+    from azft.render import cell, id_column, print_table
+    from azft.sweep import values_text
+
+    t = Table(title=title, title_justify="left")
+    t.add_column("trial", justify="right", no_wrap=True)
+    id_column(t, "job")
+    t.add_column("values", overflow="fold")
+    t.add_column("status", no_wrap=True)
+    t.add_column("eval_loss", justify="right", no_wrap=True)
+    t.add_column("train_loss", justify="right", no_wrap=True)
+    t.add_column("note", overflow="fold")
+    for r in d["trials"]:
+        m = r.get("metrics") or {}
+        note = r.get("stopped") or ((f"{r['error_code']}: " if r.get("error_code") else "") + (r.get("error") or ""))
+        style = {"Completed": "green", "Failed": "red", "NotSubmitted": "red"}.get(r["status"], "yellow")
+        t.add_row(str(r["trial"]), cell(r.get("job_name")), _esc(values_text(r["values"])),
+                  f"[{style}]{r['status']}[/]", cell(m.get("eval_loss")), cell(m.get("train_loss")), _esc(cell(note)))
+    print_table(_console(), t)
+    _console().print(", ".join(f"{n} {k}" for k, n in d["counts"].items()))
+
+
+def status_command(record: dict, output: str) -> int:
+    from azft.sweep_run import sweep_status
+
+    d = sweep_status(record)
+    if output == "table":
+        print_rows(d, f"sweep {record['name']}")
+    else:
+        emit(d, output)
+    return EXIT_OK
+
+
+def cancel_command(record: dict, output: str) -> int:
+    from azft.sweep_run import cancel_sweep
+
+    con = _console(stderr=True)
+    d = cancel_sweep(record, say=(lambda m: con.print(_esc(m))) if output == "table" else None)
+    if output == "table":
+        print_rows(d, f"sweep {record['name']}: cancel requested for every trial still running")
+    else:
+        emit(d, output)
+    return EXIT_OK
+
+
+def follow(record: dict, *, output: str, timeout: Optional[float], poll: Optional[float],
+           cancel_on_interrupt: bool) -> int:
+    """`azft wait SWEEP` (and `submit --wait`): every trial to its end; exit 0 all completed, 1 a trial failed or was
+    not submitted, 3 a trial was canceled (early stopping aside) or the timeout passed. With ``cancel_on_interrupt``
+    the caller has made SIGTERM/SIGHUP interrupt too."""
+    import time
+
+    from azft.errors import EXIT_CANCELLED
+    from azft.sweep_run import cancel_sweep, wait_sweep
+
+    con = _console(stderr=True)
+    started = time.monotonic()
+
+    def update(trial: dict, info: Any) -> None:
+        if output == "table":
+            elapsed = time.strftime("%H:%M:%S", time.gmtime(time.monotonic() - started))
+            con.print(f"[dim]{elapsed}[/] trial {trial['trial']} [bold]{info.name}[/] → {info.status.value}")
+
+    try:
+        d = wait_sweep(record, timeout=timeout, poll_interval=poll, on_update=update,
+                       on_event=lambda m: con.print(f"[yellow]{_esc(m)}[/]") if output == "table" else None)
+    except KeyboardInterrupt:
+        if cancel_on_interrupt:
+            cancel_sweep(record, say=lambda m: con.print(_esc(m)))
+            con.print(f"interrupted: cancel requested for every running trial of {record['name']}")
+        else:
+            con.print(f"interrupted: the trials keep running; `azft wait {record['name']}` resumes watching")
+        return EXIT_CANCELLED
+    if output == "table":
+        print_rows(d, f"sweep {record['name']}")
+    else:
+        emit(d, output)
+    return d["exit_code"]

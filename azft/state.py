@@ -159,3 +159,39 @@ def lookup_submission(job_name: str) -> Optional[dict]:
 
 def submissions() -> dict:
     return read_json(_index_path())
+
+
+# ------------------------------------------------------------------------------------------------ sweeps
+
+
+def sweeps_dir() -> Path:
+    return state_dir() / "sweeps"
+
+
+def sweep_file(name: str) -> Path:
+    """``.azft/sweeps/<name>.json`` for a validated sweep name (sweep names follow the job name rule)."""
+    return sweeps_dir() / f"{check_job_name(name)}.json"
+
+
+def record_sweep(name: str, **fields: Any) -> dict:
+    """Create or update a sweep's record (redacted, 0600, atomic, under its lock); returns the record."""
+    from azft.redact import redact
+
+    clean = redact({k: v for k, v in fields.items() if v is not None})
+
+    def change(rec: dict) -> None:
+        rec.update(clean)
+        rec["name"] = name
+        rec.setdefault("created", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+
+    return update_json(sweep_file(name), change)
+
+
+def lookup_sweep(name: str) -> Optional[dict]:
+    path = sweep_file(name)
+    return read_json(path) if path.is_file() else None
+
+
+def sweep_names() -> list[str]:
+    d = sweeps_dir()
+    return sorted(p.stem for p in d.glob("*.json")) if d.is_dir() else []

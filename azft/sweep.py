@@ -103,6 +103,13 @@ class SweepPlan:
         })
 
 
+def values_text(values: dict[str, Any]) -> str:
+    """``learning_rate=0.0001, lora.r=8``: each swept value under its path (hyperparameters' without the section)."""
+    from azft.render import cell
+
+    return ", ".join(f"{k.removeprefix('hyperparameters.')}={cell(v)}" for k, v in values.items())
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Expansion
 # ----------------------------------------------------------------------------------------------------------------

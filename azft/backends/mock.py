@@ -39,6 +39,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Optional
@@ -107,6 +108,9 @@ class MockWorkspace:
         self.seconds_per_state = seconds_per_state
         self._emulator = None
         self._depth = 0
+        #: One session at a time in this process too (a sweep submits from several threads): the holder's thread
+        #: re-enters, the others wait their turn, as other processes do on the file lock.
+        self._thread_lock = threading.RLock()
 
     @property
     def state_file(self) -> Path:
@@ -114,6 +118,10 @@ class MockWorkspace:
 
     @property
     def emulator(self):
+        with self._thread_lock:
+            return self._started_emulator()
+
+    def _started_emulator(self):
         if self._emulator is None:
             from azft.emulator.server import Emulator
 
@@ -140,23 +148,31 @@ class MockWorkspace:
         return make_test_ca(d)
 
     def stop(self) -> None:
-        if self._emulator is not None:
-            self._emulator.stop()
-            self._emulator = None
+        with self._thread_lock:
+            if self._emulator is not None:
+                self._emulator.stop()
+                self._emulator = None
 
     @contextlib.contextmanager
     def session(self) -> Iterator[Any]:
         """Load the saved workspace, run one command against it, save it; one process at a time.
 
-        Re-entrant: a nested session (a status that reads metrics) joins the one already open.
+        Re-entrant: a nested session (a status that reads metrics) joins the one already open; another thread's
+        session waits until this one is saved.
         """
-        if self._depth:
-            self._depth += 1
-            try:
-                yield self.emulator
-            finally:
-                self._depth -= 1
-            return
+        with self._thread_lock:
+            if self._depth:
+                self._depth += 1
+                try:
+                    yield self.emulator
+                finally:
+                    self._depth -= 1
+                return
+            with self._file_session() as em:
+                yield em
+
+    @contextlib.contextmanager
+    def _file_session(self) -> Iterator[Any]:
         with _locked(self.root / "lock"):
             em = self.emulator
             self._load()
@@ -368,6 +384,10 @@ class MockBackend(Backend):
 
     # -- the real backend, aimed at the emulator -------------------------------------------------------------
     def inner(self, target: str) -> AzureBackend:
+        with self.workspace._thread_lock:
+            return self._inner_locked(target)
+
+    def _inner_locked(self, target: str) -> AzureBackend:
         if target not in self._inner:
             em = self.workspace.emulator
             client = em.make_ml_client(retry_total=self.retry_total, retry_backoff_factor=MOCK_RETRY_BACKOFF)

@@ -7,6 +7,7 @@ clock instead.
 
 from __future__ import annotations
 
+import json
 import math
 import random
 import re
@@ -154,16 +155,40 @@ class EmulatedJob:
             return self.total_steps
         return int(self.total_steps * min(1.0, (min(now, end) - start) / duration))
 
+    def settings(self) -> str:
+        """The job's training settings as sent (serverless ``hyperParameters``, a pipeline's literal inputs), without
+        data locations: what makes two jobs of one spec (a sweep's trials) train differently."""
+        found: list[tuple[str, Any]] = []
+
+        def walk(node: Any, path: str) -> None:
+            if isinstance(node, dict):
+                if node.get("jobInputType") == "literal" and "value" in node:
+                    found.append((path, node["value"]))
+                    return
+                for key, value in node.items():
+                    if key == "hyperParameters" and isinstance(value, dict):
+                        found.extend((f"{path}.{k}", v) for k, v in value.items())
+                    elif key not in ("tags", "displayName", "experimentName", "outputs"):
+                        walk(value, f"{path}.{key}")
+            elif isinstance(node, list):
+                for i, item in enumerate(node):
+                    walk(item, f"{path}[{i}]")
+
+        walk(self.body.get("properties", {}), "")
+        return json.dumps(sorted(found, key=lambda kv: kv[0]), default=str)
+
     def metrics(self, now: float) -> dict[str, list[tuple[int, float]]]:
         """A decaying training loss every step and an evaluation loss every tenth step, deterministic per job name
-        without its generated suffix: the same spec gives the same curves wherever its data files sit."""
+        without its generated suffix and per training settings: the same spec gives the same curves wherever its data
+        files sit, and a sweep's trials (one name, different settings) end at different losses."""
         n = self.steps_done(now)
-        rng = random.Random(zlib.crc32(re.sub(r"-[0-9a-f]{10}$", "", self.name).encode()))
+        rng = random.Random(zlib.crc32((re.sub(r"-[0-9a-f]{10}$", "", self.name) + self.settings()).encode()))
+        floor = 0.35 + 0.3 * rng.random()
         tau = max(1.0, self.total_steps / 4)
         loss: list[tuple[int, float]] = []
         eval_loss: list[tuple[int, float]] = []
         for step in range(1, n + 1):
-            base = 0.45 + 2.1 * math.exp(-step / tau)
+            base = floor + 2.1 * math.exp(-step / tau)
             loss.append((step, round(base + rng.gauss(0.0, 0.03), 5)))
             if step % 10 == 0 or step == self.total_steps:
                 eval_loss.append((step, round(base + 0.08 + rng.gauss(0.0, 0.01), 5)))
