@@ -110,8 +110,8 @@ def run_recipe(a, model: str, train: Path, out: Path) -> dict:
     cmd = [sys.executable, str(RECIPE / "train.py"), "--model", model, "--train_data", str(train),
            "--method", "lora", "--epochs", "1", "--learning_rate", str(a.learning_rate),
            "--batch_size", str(a.batch_size), "--max_seq_length", str(a.max_seq_length), "--seed", str(a.seed),
-           "--lora_r", "8", "--lora_alpha", "16", "--lora_dropout", str(a.lora_dropout),
-           "--lora_target_modules", "all-linear", "--precision", "auto",
+           "--lora_r", str(a.lora_r), "--lora_alpha", str(2 * a.lora_r), "--lora_dropout", str(a.lora_dropout),
+           "--lora_target_modules", a.lora_targets, "--precision", "auto",
            "--packing", "true", "--save_steps", "1000000", "--logging_steps", "10",
            "--model_output", str(out / "model"), "--metrics", str(out / "metrics"), "--resume", "never"]
     env = {k: "" for k in ("MLFLOW_TRACKING_URI", "MLFLOW_RUN_ID")}  # no tracking in a throughput measurement
@@ -127,7 +127,8 @@ def run_recipe(a, model: str, train: Path, out: Path) -> dict:
 def run_baseline(a, model: str, train: Path, out: Path) -> dict:
     cmd = [sys.executable, __file__, "--worker", "baseline", "--model", model, "--train-file", str(train),
            "--out", str(out), "--learning-rate", str(a.learning_rate), "--batch-size", str(a.batch_size),
-           "--max-seq-length", str(a.max_seq_length), "--seed", str(a.seed), "--lora-dropout", str(a.lora_dropout)]
+           "--max-seq-length", str(a.max_seq_length), "--seed", str(a.seed), "--lora-dropout", str(a.lora_dropout),
+           "--lora-r", str(a.lora_r), "--lora-targets", a.lora_targets]
     code, rss, log = _run_measured(cmd)
     if code != 0:
         raise SystemExit(f"baseline failed:\n{log[-3000:]}")
@@ -154,8 +155,9 @@ def baseline_worker(a) -> None:
     model = AutoModelForCausalLM.from_pretrained(a.model, attn_implementation="sdpa",
                                                  dtype=torch.bfloat16 if cuda else torch.float32)
     model.config.use_cache = False
-    model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, lora_dropout=a.lora_dropout,
-                                             target_modules="all-linear", task_type="CAUSAL_LM"))
+    targets = "all-linear" if a.lora_targets == "all-linear" else a.lora_targets.split(",")
+    model = get_peft_model(model, LoraConfig(r=a.lora_r, lora_alpha=2 * a.lora_r, lora_dropout=a.lora_dropout,
+                                             target_modules=targets, task_type="CAUSAL_LM"))
     args = TrainingArguments(
         output_dir=str(Path(a.out) / "ckpt"), per_device_train_batch_size=a.batch_size, num_train_epochs=1,
         learning_rate=a.learning_rate, lr_scheduler_type="linear", seed=a.seed, data_seed=a.seed,
@@ -202,17 +204,43 @@ def phi3_mini_random(cache: Path) -> Path:
     return dest
 
 
+def phi3_small_random(cache: Path) -> Path:
+    """The issue's new-user model: Phi-3 with 4 layers, 512 wide (8 heads of 64, MLP 1,376), random weights in fp32,
+    with tiny-phi3's own tokenizer (1,024 ids). Built once into ``cache``; its matmuls are large enough for the
+    CPU's vector units (and bf16 units) to matter, unlike tiny-phi3's 128-wide ones."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    from azft.tiny_phi3 import ensure_tiny_phi3
+
+    dest = cache / "phi3-4x512-random"
+    if (dest / "config.json").exists():
+        return dest
+    tiny = ensure_tiny_phi3()
+    config = AutoConfig.from_pretrained(tiny)
+    config.update({"hidden_size": 512, "intermediate_size": 1376, "num_hidden_layers": 4,
+                   "num_attention_heads": 8, "num_key_value_heads": 8})
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    model.save_pretrained(dest)
+    AutoTokenizer.from_pretrained(tiny).save_pretrained(dest)
+    return dest
+
+
+BUILT_MODELS = {"phi3-mini-random": phi3_mini_random, "phi3-4x512-random": phi3_small_random}
+
+
 def resolve_bench_model(name: str) -> str:
     import torch
 
     if name == "auto":
-        name = "phi3-mini-random" if torch.cuda.is_available() else "tiny-phi3"
+        name = "phi3-mini-random" if torch.cuda.is_available() else "phi3-4x512-random"
     if name == "tiny-phi3":
         from azft.tiny_phi3 import ensure_tiny_phi3
 
         return str(ensure_tiny_phi3())
-    if name == "phi3-mini-random":
-        return str(phi3_mini_random(Path(os.environ.get("AZFT_CACHE", Path.home() / ".cache" / "azft"))))
+    if name in BUILT_MODELS:
+        return str(BUILT_MODELS[name](Path(os.environ.get("AZFT_CACHE", Path.home() / ".cache" / "azft"))))
     return name
 
 
@@ -257,14 +285,17 @@ def parse_args():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--worker", choices=["baseline"], help=argparse.SUPPRESS)
     p.add_argument("--model", default="auto",
-                   help="tiny-phi3, phi3-mini-random or a local Hugging Face model directory (auto: phi3-mini-random "
-                        "with CUDA, tiny-phi3 without)")
+                   help="phi3-4x512-random, tiny-phi3, phi3-mini-random or a local Hugging Face model directory "
+                        "(auto: phi3-mini-random with CUDA, phi3-4x512-random without)")
     p.add_argument("--data", choices=sorted(TARGETS), default="long-tail", help="the length mix of the chat data")
-    p.add_argument("--train", type=int, default=384, help="training examples")
-    p.add_argument("--val", type=int, default=64, help="validation examples")
+    p.add_argument("--train", type=int, default=1800, help="training examples")
+    p.add_argument("--val", type=int, default=128, help="validation examples")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--batch-size", dest="batch_size", type=int, default=8)
-    p.add_argument("--max-seq-length", dest="max_seq_length", type=int, default=1024)
+    p.add_argument("--max-seq-length", dest="max_seq_length", type=int, default=512)
+    p.add_argument("--lora-r", dest="lora_r", type=int, default=16, help="LoRA rank (alpha = 2 × rank)")
+    p.add_argument("--lora-targets", dest="lora_targets", default="qkv_proj,o_proj",
+                   help="comma-separated module names, or all-linear")
     p.add_argument("--learning-rate", dest="learning_rate", type=float, default=2e-3)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--lora-dropout", dest="lora_dropout", type=float, default=0.0,
@@ -323,8 +354,8 @@ def report(a, model: str, results: dict, ratio: float) -> None:
     b, z = results["baseline"], results["azft"]
     print()
     print(f"load average during the run: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
-    print(f"model {Path(model).name}, data {a.data}, {a.train} training examples, batch {a.batch_size}, LoRA r=8 "
-          f"dropout {a.lora_dropout:g}, 1 epoch, median of {a.repeats}")
+    print(f"model {Path(model).name}, data {a.data}, {a.train} training examples, batch {a.batch_size}, "
+          f"{a.max_seq_length} tokens, LoRA r={a.lora_r} on {a.lora_targets} dropout {a.lora_dropout:g}, 1 epoch, median of {a.repeats}")
     print(f"{'':10s} {'precision':>9s} {'real tok/s':>11s} {'TFLOP/s':>9s} {'MFU':>7s} {'padding':>8s} "
           f"{'val loss':>9s} {'peak RSS':>9s} {'steps':>6s}")
     for side, label in (("baseline", "HF Trainer"), ("azft", "azft")):

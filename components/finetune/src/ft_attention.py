@@ -2,9 +2,12 @@
 
 Packed rows carry position ids that restart at 0 for every example. Flash-attention kernels (CUDA) turn those into
 variable-length attention; elsewhere transformers builds a dense block-diagonal mask, and the attention kernel
-then still computes every cross-example block only to mask it out. ``packed_sdpa`` instead slices each row at its
-position-id restarts and runs ``scaled_dot_product_attention(is_causal=True)`` per example: the same result as the
-block-diagonal mask (the packing test checks it), with no work on blocks that are masked anyway.
+then still computes every cross-example block only to mask it out. ``packed_sdpa`` instead lays the examples out
+one per row (gathered at their position-id restarts) and runs one ``scaled_dot_product_attention(is_causal=True)``
+over them: the same result as the block-diagonal mask (the packing test checks it), with no work on cross-example
+blocks. Only the attention sees that per-example layout; the linear layers, which do most of the arithmetic, keep
+running on the packed tokens without padding. (One kernel call per layer: calling the kernel once per example,
+sliced out of the row, cost more on CPU in per-call overhead and slice gradients than the attention itself.)
 
 Registered with transformers' ``AttentionInterface`` / ``AttentionMaskInterface`` under ``NAME``; batches that do
 carry a padding mask fall back to the stock SDPA path.
@@ -15,13 +18,22 @@ from __future__ import annotations
 NAME = "azft_packed_sdpa"
 
 
-def _segments(position_ids_row) -> list[tuple[int, int]]:
-    starts = (position_ids_row == 0).nonzero().flatten().tolist()
-    n = int(position_ids_row.shape[0])
-    if not starts or starts[0] != 0:
-        starts = [0] + starts
-    bounds = starts + [n]
-    return [(s, e) for s, e in zip(bounds, bounds[1:]) if e > s]
+def _padded_layout(position_ids, n_rows: int, width: int):
+    """Where each packed token goes in a [examples, longest example] layout: flat indices, examples, longest.
+
+    An example starts wherever a position id is 0 (and at the start of each row); the tokens of an example keep
+    their order, so each example's tokens land at the left of its own padded row.
+    """
+    import torch
+
+    pos = position_ids.expand(n_rows, -1).reshape(-1)
+    starts = pos == 0
+    starts[::width] = True  # every row begins an example
+    example = torch.cumsum(starts, 0) - 1
+    first = starts.nonzero().flatten()  # the index of each example's first token
+    offset = torch.arange(pos.numel(), device=pos.device) - first[example]
+    longest = int(offset.max()) + 1
+    return example * longest + offset, int(first.numel()), longest
 
 
 def packed_sdpa_attention(module, query, key, value, attention_mask, dropout: float = 0.0, scaling=None,
@@ -36,23 +48,25 @@ def packed_sdpa_attention(module, query, key, value, attention_mask, dropout: fl
     if n_rep > 1:  # grouped-query attention: share each key/value head across its query heads
         key = key.repeat_interleave(n_rep, dim=1)
         value = value.repeat_interleave(n_rep, dim=1)
-    if position_ids.shape[0] != query.shape[0]:
-        position_ids = position_ids.expand(query.shape[0], -1)
-    rows = []
-    for b in range(query.shape[0]):
-        parts = []
-        for s, e in _segments(position_ids[b]):
-            q, k, v = query[b : b + 1, :, s:e], key[b : b + 1, :, s:e], value[b : b + 1, :, s:e]
-            mask, causal = None, True
-            if sliding_window and e - s > sliding_window:
-                i = torch.arange(e - s, device=q.device)
-                mask = (i[None, :] <= i[:, None]) & (i[:, None] - i[None, :] < sliding_window)
-                causal = False
-            parts.append(torch.nn.functional.scaled_dot_product_attention(
-                q, k, v, attn_mask=mask, dropout_p=dropout, is_causal=causal, scale=scaling))
-        rows.append(torch.cat(parts, dim=2) if len(parts) > 1 else parts[0])
-    out = torch.cat(rows, dim=0) if len(rows) > 1 else rows[0]
-    return out.transpose(1, 2).contiguous(), None
+    rows, heads, width, dim = query.shape
+    where, n_examples, longest = _padded_layout(position_ids, rows, width)
+
+    def to_examples(t):  # [rows, heads, width, dim] -> [examples, heads, longest, dim], zeros after each example
+        tokens = t.transpose(1, 2).reshape(rows * width, heads, t.shape[-1])
+        padded = tokens.new_zeros(n_examples * longest, heads, t.shape[-1]).index_copy(0, where, tokens)
+        return padded.view(n_examples, longest, heads, -1).transpose(1, 2)
+
+    mask, causal = None, True
+    if sliding_window and longest > sliding_window:
+        i = torch.arange(longest, device=query.device)
+        mask = (i[None, :] <= i[:, None]) & (i[:, None] - i[None, :] < sliding_window)
+        causal = False
+    # right padding under a causal mask: no real query ever sees a padding key, and padded queries are dropped below
+    out = torch.nn.functional.scaled_dot_product_attention(
+        to_examples(query), to_examples(key), to_examples(value), attn_mask=mask, dropout_p=dropout,
+        is_causal=causal, scale=scaling)
+    out = out.transpose(1, 2).reshape(n_examples * longest, heads, -1).index_select(0, where)
+    return out.view(rows, width, heads, -1), None
 
 
 def packed_mask(*args, **kwargs):
