@@ -3,7 +3,9 @@ transformers and peft are imported only inside the commands."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Optional
 
@@ -18,21 +20,36 @@ def _trained(job: str):
     return TrainedModel.from_job(job)
 
 
-def _quiet() -> None:
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """While a trained model runs here: transformers' info logs and progress bars, FutureWarnings and the
+    tokenizers fork notice off; all restored after (the command may run inside a longer-lived Python process)."""
     import os
+    import warnings
 
+    added = [] if "TOKENIZERS_PARALLELISM" in os.environ else ["TOKENIZERS_PARALLELISM"]
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     import torch
 
-    if not torch.cuda.is_available():  # deepspeed (imported by peft's merge) otherwise prints its detection to stdout
-        os.environ.setdefault("DS_ACCELERATOR", "cpu")
-    import warnings
-
+    if not torch.cuda.is_available() and "DS_ACCELERATOR" not in os.environ:
+        os.environ["DS_ACCELERATOR"] = "cpu"  # deepspeed (imported by peft's merge) otherwise prints to stdout
+        added.append("DS_ACCELERATOR")
     import transformers
 
+    verbosity = transformers.logging.get_verbosity()
+    bars = transformers.utils.logging.is_progress_bar_enabled()
     transformers.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
-    warnings.filterwarnings("ignore", category=FutureWarning)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=FutureWarning)
+            yield
+    finally:
+        transformers.logging.set_verbosity(verbosity)
+        if bars:
+            transformers.utils.logging.enable_progress_bar()
+        for name in added:
+            os.environ.pop(name, None)
 
 
 @click.command(name="eval")
@@ -54,11 +71,11 @@ def eval_(job: str, data: Optional[str], base: bool, samples: int, max_new_token
     from azft.trained.evaluate import evaluate, save_and_log
 
     tm = _trained(job)
-    _quiet()
-    result = evaluate(tm, data=data, base=base, samples=samples, max_new_tokens=max_new_tokens,
-                      batch_size=batch_size)
-    where = Path(out_dir) if out_dir else tm.model_dir.parent / "evaluation"
-    result["saved"] = save_and_log(tm, result, where)
+    with _quiet():
+        result = evaluate(tm, data=data, base=base, samples=samples, max_new_tokens=max_new_tokens,
+                          batch_size=batch_size)
+        where = Path(out_dir) if out_dir else tm.model_dir.parent / "evaluation"
+        result["saved"] = save_and_log(tm, result, where)
     if output == "json":
         click.echo(json.dumps(result, indent=2))
         return 0
@@ -107,20 +124,20 @@ def chat(job: str, base: bool, system: Optional[str], max_new_tokens: int, outpu
     from azft.trained.chat import HELP, ChatSession, chat_loop
 
     tm = _trained(job)
-    _quiet()
-    session = ChatSession.for_job(tm, base=base, system=system, max_new_tokens=max_new_tokens)
-    interactive = sys.stdin.isatty()
-    if interactive and output == "table":
-        click.echo(f"{tm.job} ({'base model' if base else 'fine-tuned'}, greedy) — {HELP}", err=True)
+    with _quiet():
+        session = ChatSession.for_job(tm, base=base, system=system, max_new_tokens=max_new_tokens)
+        interactive = sys.stdin.isatty()
+        if interactive and output == "table":
+            click.echo(f"{tm.job} ({'base model' if base else 'fine-tuned'}, greedy) — {HELP}", err=True)
 
-    def emit(user: str, gen) -> None:
-        if output == "json":
-            click.echo(json.dumps({"user": user, "assistant": gen.text, "tokens": gen.tokens,
-                                   "finish_reason": gen.finish_reason}, ensure_ascii=False))
-        else:
-            click.echo(gen.text if not interactive else f"model> {gen.text}")
+        def emit(user: str, gen) -> None:
+            if output == "json":
+                click.echo(json.dumps({"user": user, "assistant": gen.text, "tokens": gen.tokens,
+                                       "finish_reason": gen.finish_reason}, ensure_ascii=False))
+            else:
+                click.echo(gen.text if not interactive else f"model> {gen.text}")
 
-    chat_loop(session, stdin=sys.stdin, emit=emit, note=lambda m: click.echo(m, err=True))
+        chat_loop(session, stdin=sys.stdin, emit=emit, note=lambda m: click.echo(m, err=True))
     return 0
 
 
@@ -151,8 +168,8 @@ def predict(job: Optional[str], endpoint: Optional[str], data: str, out: str, ba
         from azft.trained.predict import predict as run
 
         tm = _trained(job)
-        _quiet()
-        res = run(tm, data, out, base=base, max_new_tokens=max_new_tokens, batch_size=batch_size)
+        with _quiet():
+            res = run(tm, data, out, base=base, max_new_tokens=max_new_tokens, batch_size=batch_size)
     if output == "json":
         click.echo(json.dumps(res, indent=2))
     else:
@@ -175,8 +192,8 @@ def export(job: str, fmt: str, out: str, force: bool, output: str) -> int:
     from azft.trained.export import export as run
 
     tm = _trained(job)
-    _quiet()
-    res = run(tm, fmt, out, force=force)
+    with _quiet():
+        res = run(tm, fmt, out, force=force)
     if output == "json":
         click.echo(json.dumps(res, indent=2))
     else:

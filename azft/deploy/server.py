@@ -132,6 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=0)
     args = p.parse_args(argv)
+    # the entry point of the server's own process (`python -m azft.deploy.server`): the setting is the process's
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     folder = deployment_dir(args.name)
     srv = ModelServer(args.name, args.job, folder)

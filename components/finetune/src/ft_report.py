@@ -153,7 +153,9 @@ class MlflowLogger:
 
     def __init__(self, enabled: bool):
         self.enabled = enabled and bool(os.environ.get("MLFLOW_RUN_ID") or os.environ.get("MLFLOW_TRACKING_URI"))
-        if self.enabled:  # fail fast rather than retry for minutes when the tracking server is down
+        # fail fast rather than retry for minutes when the tracking server is down; MLflow reads these only from the
+        # environment, and the training job's process is the recipe's own (a value the job sets is kept)
+        if self.enabled:
             os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
             os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
         self._warned = False

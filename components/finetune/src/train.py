@@ -439,7 +439,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def quiet_libraries() -> None:
-    """The recipe prints its own progress lines; the libraries' advisory output would bury them."""
+    """The recipe prints its own progress lines; the libraries' advisory output would bury them.
+
+    Process-wide on purpose: only ``main`` calls it, and the training job's process is the recipe's own."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
     import warnings
