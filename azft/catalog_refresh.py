@@ -56,7 +56,7 @@ def registry_client(registry: str = "azureml", env: Optional[dict] = None) -> An
     import os
 
     from azft.azure.workspace import (CA_BUNDLE_ENV, ENDPOINT_ENV, _cloud_for_endpoint, build_credential,
-                                      retry_kwargs)
+                                      new_ml_client, retry_kwargs)
 
     env = dict(os.environ if env is None else env)
     endpoint = env.get(ENDPOINT_ENV) or None
@@ -67,16 +67,7 @@ def registry_client(registry: str = "azureml", env: Optional[dict] = None) -> An
     if endpoint:
         cloud, metadata = _cloud_for_endpoint(endpoint)
         kw.update(cloud=cloud, cloud_metadata=metadata)
-    from azure.ai.ml import MLClient
-
-    previous = os.environ.get("AZUREML_CURRENT_CLOUD")
-    try:
-        return MLClient(build_credential(endpoint, env), registry_name=registry, **kw)
-    finally:  # MLClient records its cloud process-wide; keep later clients unaffected
-        if previous is None:
-            os.environ.pop("AZUREML_CURRENT_CLOUD", None)
-        else:
-            os.environ["AZUREML_CURRENT_CLOUD"] = previous
+    return new_ml_client(build_credential(endpoint, env), registry_name=registry, **kw)
 
 
 def refresh(ml_client: Any, *, models: Optional[list[str]] = None, registry: str = "azureml",

@@ -339,7 +339,6 @@ def make_ml_client(
         raise UsageError(f"{CA_BUNDLE_ENV}: CA bundle {ca} does not exist")
     if credential is None:
         credential = build_credential(endpoint, env)
-    from azure.ai.ml import MLClient
 
     kw: dict[str, Any] = retry_kwargs(retry_total, retry_backoff_factor, retry_backoff_max)
     if ca is not None:
@@ -352,10 +351,18 @@ def make_ml_client(
         # azure-ai-ml 1.35 loses a failed code-upload error without progress reporting and then waits forever for
         # the file count to add up; azft hides the SDK's bars on stderr instead (backends/azureml.py).
         raise UsageError("make_ml_client: show_progress must stay on")
+    return new_ml_client(credential, ws.subscription_id, ws.resource_group, ws.workspace, **kw)
+
+
+def new_ml_client(*args: Any, **kwargs: Any) -> Any:
+    """``azure.ai.ml.MLClient(*args, **kwargs)``. MLClient records its cloud process-wide (``AZUREML_CURRENT_CLOUD``);
+    the variable is restored right after, so clients created later without ``cloud=`` are unaffected."""
+    from azure.ai.ml import MLClient
+
     previous = os.environ.get("AZUREML_CURRENT_CLOUD")
     try:
-        return MLClient(credential, ws.subscription_id, ws.resource_group, ws.workspace, **kw)
-    finally:  # MLClient records its cloud process-wide; keep later clients unaffected
+        return MLClient(*args, **kwargs)
+    finally:
         if previous is None:
             os.environ.pop("AZUREML_CURRENT_CLOUD", None)
         else:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -13,21 +12,14 @@ def make_ml_client(emu: Emulator, retry_total: int = 0, *, credential: Any = Non
                    retry_backoff_factor: float = 0.01, **kwargs: Any):
     """``MLClient`` writes ``AZUREML_CURRENT_CLOUD`` into the environment; it is restored right after construction
     so clients created later without ``cloud=`` keep targeting public Azure."""
-    from azure.ai.ml import MLClient
+    from azft.azure.workspace import new_ml_client
 
-    previous = os.environ.get("AZUREML_CURRENT_CLOUD")
     kwargs.setdefault("connection_verify", emu.ca_pem_path)
     kwargs.setdefault("enable_telemetry", False)
     # show_progress must stay on: with it off, azure-ai-ml 1.35 drops the error of a failed code-folder blob
     # upload and then waits forever for the file count to add up (azft silences the bars, not the errors)
     kwargs.setdefault("show_progress", True)
     kwargs.setdefault("polling_interval", 0)
-    try:
-        return MLClient(credential or emu.make_credential(), emu.subscription_id, emu.resource_group,
-                        emu.workspace_name, cloud=emu.cloud_name(), cloud_metadata=emu.cloud_metadata(),
-                        retry_total=retry_total, retry_backoff_factor=retry_backoff_factor, **kwargs)
-    finally:
-        if previous is None:
-            os.environ.pop("AZUREML_CURRENT_CLOUD", None)
-        else:
-            os.environ["AZUREML_CURRENT_CLOUD"] = previous
+    return new_ml_client(credential or emu.make_credential(), emu.subscription_id, emu.resource_group,
+                         emu.workspace_name, cloud=emu.cloud_name(), cloud_metadata=emu.cloud_metadata(),
+                         retry_total=retry_total, retry_backoff_factor=retry_backoff_factor, **kwargs)
