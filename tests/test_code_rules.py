@@ -139,3 +139,15 @@ def test_no_function_over_80_lines_and_no_class_over_400():
     class in 400."""
     found = _oversized(REPO / "azft") + _oversized(REPO / "components")
     assert not found, "split these into named pieces:\n" + "\n".join(found)
+
+
+def test_the_recipe_knows_the_tasks_azft_checks():
+    """The recipe runs on Azure compute without azft installed, so it keeps its own list of tasks: the same one."""
+    import ast
+
+    from azft.data.tasks import TASKS
+
+    tree = ast.parse((REPO / "components" / "finetune" / "src" / "ft_data.py").read_text(encoding="utf-8"))
+    recipe = next(ast.literal_eval(n.value) for n in tree.body if isinstance(n, ast.Assign)
+                  and any(isinstance(t, ast.Name) and t.id == "TASKS" for t in n.targets))
+    assert recipe == TASKS, f"components/finetune/src/ft_data.py TASKS {recipe} differ from azft's {TASKS}"
