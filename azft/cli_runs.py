@@ -307,12 +307,24 @@ def show_run(run: str, tracking_uri: str | None, output: str) -> None:
     show_default=True,
     help="Also log the PNG into each compared run (artifact folder comparisons/).",
 )
+@click.option("--rank-by", default=None, metavar="METRIC",
+              help="A sweep: the final metric its trials are ranked by, lowest first (default eval_loss, else "
+                   "train_loss).")
 @_tracking_uri
 @_output
 def compare_runs(
-    run_refs: tuple[str, ...], out: Path, metric: str, log_artifact: bool, tracking_uri: str | None, output: str
+    run_refs: tuple[str, ...], out: Path, metric: str, log_artifact: bool, tracking_uri: str | None, output: str,
+    rank_by: str | None = None,
 ) -> None:
-    """Key params and final metrics side by side, and a PNG of the loss curves."""
+    """Key params and final metrics side by side, and a PNG of the loss curves. A sweep's name compares its trials:
+    one curve per trial and a table ranked by --rank-by with the best trial's values."""
+    from azft.cli_sweep import compare_command, sweep_for
+
+    sweep = sweep_for(run_refs[0]) if len(run_refs) == 1 else None
+    if sweep is not None:
+        compare_command(sweep, out=out, metric=metric.removeprefix("train_"), log_artifact=log_artifact,
+                        tracking_uri=tracking_uri, output=output, rank_by=rank_by)
+        return
     tracker = _tracker(tracking_uri)
     metric = metric.removeprefix("train_")  # the plot pairs <metric>/train_<metric> with eval_<metric>
     found = [_resolve_run(tracker, ref) for ref in run_refs]

@@ -248,3 +248,44 @@ def follow(record: dict, *, output: str, timeout: Optional[float], poll: Optiona
     else:
         emit(d, output)
     return d["exit_code"]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# runs compare SWEEP
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def compare_command(record: dict, *, out: Any, metric: str, log_artifact: bool, tracking_uri: Optional[str],
+                    output: str, rank_by: Optional[str]) -> None:
+    """Every trial's curve in one PNG (also logged to the sweep's parent run) and the trials ranked by a final
+    metric, lowest first, with the best trial's values."""
+    from azft.sweep_run import compare_sweep
+
+    d = compare_sweep(record, out=out, metric=metric, log_artifact=log_artifact, tracking_uri=tracking_uri,
+                      rank_by=rank_by)
+    if output == "json":
+        emit(d, "json")
+        return
+    from rich.table import Table
+
+    from azft.render import cell, id_column, print_table
+    from azft.sweep import values_text
+
+    t = Table(title=f"sweep {d['sweep']}: trials ranked by {d['rank_by']} (lowest first)", title_justify="left")
+    for col in ("rank", "trial"):
+        t.add_column(col, justify="right", no_wrap=True)
+    id_column(t, "job")
+    t.add_column("values", overflow="fold")
+    t.add_column("status", no_wrap=True)
+    t.add_column(d["rank_by"], justify="right", no_wrap=True)
+    for r in d["ranked"]:
+        t.add_row(cell(r.get("rank")), str(r["trial"]), cell(r.get("job_name")), _esc(values_text(r["values"])),
+                  cell(r.get("status")), cell(r.get("value")))
+    con = _console()
+    print_table(con, t)
+    if d.get("best"):
+        b = d["best"]
+        con.print(f"[bold green]best: trial {b['trial']} ({_esc(b['job_name'])})[/] {d['rank_by']} "
+                  f"{cell(b['value'])} — {_esc(values_text(b['values']))}")
+    con.print(f"curves: {d['png']} ({d['curves']} trials)" + (" (also logged to the sweep's parent run under "
+                                                              "comparisons/)" if d.get("logged") else ""))

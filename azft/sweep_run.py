@@ -516,3 +516,57 @@ def finish_parent(record: dict, rows: list[dict], exit_code: int, say: Say) -> N
         tracker.log_final(parent, metrics, status)
     except Exception as e:  # tracking never hides the outcome
         say(f"warning: could not close the sweep's MLflow parent run: {e}")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Comparing the trials
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def trial_runs(record: dict, tracker: Any) -> dict[str, str]:
+    """{job name: MLflow run id} of the sweep's submitted trials."""
+    from azft.state import lookup_submission
+
+    out = {}
+    for t in record.get("trials") or []:
+        name = t.get("job_name")
+        if not name or t.get("submitted") not in ("submitted", "existing"):
+            continue
+        run_id = (lookup_submission(name) or {}).get("mlflow_run_id") or tracker.find_run_for_job(name)
+        if run_id:
+            out[name] = tracker.resolve(run_id) or run_id
+    return out
+
+
+def compare_sweep(record: dict, *, out: Any, metric: str = "loss", log_artifact: bool = True,
+                  tracking_uri: Optional[str] = None, rank_by: Optional[str] = None) -> dict[str, Any]:
+    """One curve per trial in a PNG, and the trials ranked by ``rank_by`` (lowest first; default eval_loss when any
+    trial has it, else train_loss), from the trials' MLflow runs."""
+    from azft.metrics import canonical
+
+    tracker = _tracker(tracking_uri or record.get("tracking_uri"), record.get("experiment") or "azft")
+    runs = trial_runs(record, tracker)
+    if not runs:
+        raise UsageError(f"sweep {record['name']} has no trial with an MLflow run",
+                         hint="trials submitted with tracking off are not in MLflow; `azft status` shows them")
+    finals = {name: canonical(tracker.get_run(run_id).data.metrics) for name, run_id in runs.items()}
+    if rank_by is None:
+        rank_by = "eval_loss" if any("eval_loss" in m for m in finals.values()) else "train_loss"
+    png = tracker.compare_plot(list(runs.values()), out, metric=metric)
+    parent = record.get("parent_run_id")
+    if log_artifact and parent:
+        tracker.log_artifact(parent, png, artifact_path="comparisons")
+    rows = []
+    for t in record.get("trials") or []:
+        value = finals.get(t.get("job_name") or "", {}).get(rank_by)
+        rows.append({"trial": t["trial"], "job_name": t.get("job_name"), "values": t["values"],
+                     "run_id": runs.get(t.get("job_name") or ""), "value": value,
+                     "status": tracker.get_run(runs[t["job_name"]]).info.status if t.get("job_name") in runs else
+                     "NOT_SUBMITTED"})
+    ranked = sorted(rows, key=lambda r: (r["value"] is None, r["value"] if r["value"] is not None else 0,
+                                         r["trial"]))
+    for i, r in enumerate(x for x in ranked if x["value"] is not None):
+        r["rank"] = i + 1
+    best = ranked[0] if ranked and ranked[0]["value"] is not None else None
+    return {"sweep": record["name"], "rank_by": rank_by, "png": str(png), "curves": len(runs),
+            "logged": bool(log_artifact and parent), "parent_run_id": parent, "ranked": ranked, "best": best}
