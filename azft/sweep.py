@@ -270,7 +270,8 @@ def plan_sweep(spec: JobSpec, backend: str = "local", *, prices: Optional[str] =
         if t.spec is None:
             continue
         try:
-            t.plan = api.plan(t.spec, t.backend, prices=prices, check_data=check_data)
+            # the request each trial's backend would send is built at submit; the sweep's plan shows trials, not it
+            t.plan = api.plan(t.spec, t.backend, prices=prices, check_data=check_data, render=False)
         except AzftError as e:  # one trial's refusal does not hide the others
             t.problems.append(Problem(e.message, file=str(spec.source) if spec.source else None, hint=e.hint))
     tot = totals(spec, trials)
