@@ -9,10 +9,21 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass, field
-from typing import Callable, Optional, TextIO
+from typing import Callable, Optional, Protocol, TextIO
 
 from azft.trained.generate import Generation, generate, prompt_ids
 from azft.trained.job import TrainedModel
+
+class Conversation(Protocol):
+    """What ``chat_loop`` drives: a local ``ChatSession`` or a deployed endpoint's (``azft.deploy.chat``)."""
+
+    dropped_turns: int
+    max_length: int
+
+    def reset(self) -> None: ...
+
+    def reply(self, text: str) -> Generation: ...
+
 
 HELP = "/reset starts a new conversation · /exit (or Ctrl-D) ends it · /help shows this"
 
@@ -82,7 +93,7 @@ def iter_lines(stdin: TextIO, prompt: str):
             yield line.rstrip("\r\n")
 
 
-def chat_loop(session: ChatSession, *, stdin: TextIO, emit: Callable[[str, Generation], None],
+def chat_loop(session: Conversation, *, stdin: TextIO, emit: Callable[[str, Generation], None],
               note: Callable[[str], None], prompt: str = "you> ") -> int:
     """Answer each line until /exit, end of input or Ctrl-C; returns the number of replies."""
     replies = 0

@@ -144,21 +144,29 @@ def markdown_report(result: dict) -> str:
 
 def save_and_log(tm: TrainedModel, result: dict, out_dir: Path) -> dict:
     """eval.json and report.md into ``out_dir``; metrics and both files into the job's MLflow run."""
+    return save_and_log_run(result, out_dir, run_id=tm.mlflow_run_id, tracking_uri=tm.tracking_uri,
+                            experiment=tm.experiment)
+
+
+def save_and_log_run(result: dict, out_dir: Path, *, run_id: Optional[str], tracking_uri: Optional[str],
+                     experiment: Optional[str]) -> dict:
+    """``save_and_log`` for any job's MLflow run (a remote job's, whose model is not here)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "eval.json").write_text(json.dumps(result, indent=2))
     (out_dir / "report.md").write_text(markdown_report(result))
     logged = None
-    if tm.mlflow_run_id:
+    if run_id:
         from azft.tracking import Tracker
 
-        tracker = Tracker(tm.tracking_uri, tm.experiment, quiet=True)
+        tracker = Tracker(tracking_uri, experiment or "azft", quiet=True)
         metrics = {}
         for kind, m in result["models"].items():
             prefix = "eval_tuned" if kind == "fine-tuned" else "eval_base"  # the recipe's own eval_loss stays
             metrics[f"{prefix}_loss"] = [(0, m["loss"])]
             metrics[f"{prefix}_perplexity"] = [(0, m["perplexity"])]
-        tracker.log_metrics(tm.mlflow_run_id, metrics)
+        if metrics:
+            tracker.log_metrics(run_id, metrics)
         for name in ("eval.json", "report.md"):
-            tracker.log_artifact(tm.mlflow_run_id, out_dir / name, "evaluation")
-        logged = tm.mlflow_run_id
+            tracker.log_artifact(run_id, out_dir / name, "evaluation")
+        logged = run_id
     return {"dir": str(out_dir), "mlflow_run_id": logged}

@@ -14,12 +14,12 @@ import requests
 CHAT = {"model": "x", "messages": [{"role": "user", "content": "What is the capital of France?"}], "max_tokens": 8}
 
 
-def _azft(home, *args, now=None):
+def _azft(home, *args, now=None, stdin=None):
     env = {**os.environ, "AZFT_HOME": str(home), "HF_HUB_OFFLINE": "1"}
     if now:
         env["AZFT_NOW"] = now
     return subprocess.run([sys.executable, "-m", "azft", *args], cwd=home, env=env, capture_output=True, text=True,
-                          timeout=300)
+                          timeout=300, input=stdin)
 
 
 def test_local_server_answers_chat_completions_and_expires(at_home, tmp_path):
@@ -52,6 +52,23 @@ def test_local_server_answers_chat_completions_and_expires(at_home, tmp_path):
         assert res.returncode == 0, res.stdout + res.stderr
         assert json.loads(out.read_text())["response"] == body["choices"][0]["message"]["content"]
         assert key not in res.stdout + res.stderr
+
+        # azft chat --endpoint: the same greedy answer as the plain HTTP call, twice across a /reset
+        question = CHAT["messages"][0]["content"]
+        res = _azft(home, "chat", "--endpoint", "tiny-ep", "--max-new-tokens", "8", "-o", "json",
+                    now="2026-12-05T08:12:00Z", stdin=f"{question}\n/reset\n{question}\n")
+        assert res.returncode == 0, res.stdout + res.stderr
+        replies = [json.loads(line) for line in res.stdout.splitlines()]
+        assert [r["assistant"] for r in replies] == [body["choices"][0]["message"]["content"]] * 2
+        assert key not in res.stdout + res.stderr
+
+        # azft eval JOB --endpoint: the validation samples answered by the server, next to their references
+        res = _azft(home, "eval", job, "--endpoint", "tiny-ep", "--samples", "2", "--max-new-tokens", "8", "-o",
+                    "json", now="2026-12-05T08:14:00Z")
+        assert res.returncode == 0, res.stdout + res.stderr
+        ev = json.loads(res.stdout)
+        assert ev["endpoint"] == "tiny-ep" and ev["data"].endswith("chat_val.jsonl") and len(ev["samples"]) == 2
+        assert all(s["reference"] and s["fine-tuned"] for s in ev["samples"])
 
         listed = json.loads(_azft(home, "endpoints", "list", "-o", "json", now="2026-12-05T08:30:00Z").stdout)
         assert listed[0]["name"] == "tiny-ep" and listed[0]["age"] == "30m" and listed[0]["last_call_at"]

@@ -97,6 +97,46 @@ def mark_managed(body: dict) -> None:
         props["properties"] = {**(props.get("properties") or {}), "_fineTuningJobType": "MaaP"}
 
 
+_JOB_OUTPUT = re.compile(r"^azureml://jobs/(?P<job>[^/]+)/outputs/(?P<output>[^/]+)")
+
+
+def _bad(target: str, message: str) -> HttpError:
+    return HttpError(400, "UserError", message, details=[{"code": "InvalidPipelineStep", "target": target,
+                                                          "message": message}])
+
+
+def check_steps(emu: Emulator, body: dict) -> None:
+    """A pipeline's steps against the workspace components they name: the component exists, every input the step sets is
+    one the component declares, every required input (not optional, no default) is set. A step input naming
+    another job's output (``azureml://jobs/<job>/outputs/<output>``) names a job of this workspace and one of its
+    outputs: a guess, labelled as one, that Azure refuses at submission what could only fail when the step runs."""
+    for step_name, step in ((body.get("properties") or {}).get("jobs") or {}).items():
+        if not isinstance(step, dict) or not str(step.get("componentId") or "").startswith("/subscriptions/"):
+            continue  # a registry component (azureml://registries/...) is not this workspace's to check
+        target = f"properties.jobs.{step_name}"
+        ref = str(step["componentId"]).split("/components/")[-1].split("/versions/")
+        found = emu.store.assets["components"].get((ref[0], ref[1])) if len(ref) == 2 else None
+        if found is None:
+            raise _bad(target + ".componentId", f"Component {step['componentId']} was not found.")
+        declared = ((found.get("properties") or {}).get("componentSpec") or {}).get("inputs") or {}
+        given = step.get("inputs") or {}
+        for name, value in given.items():
+            if name not in declared:
+                raise _bad(f"{target}.inputs.{name}", f"'{name}' is not an input of the step's component.")
+            uri = value.get("uri") if isinstance(value, dict) else None
+            hit = _JOB_OUTPUT.match(str(uri or ""))
+            if hit:
+                other = emu.jobs.get(hit["job"])
+                outputs = ((other.body.get("properties") or {}).get("outputs") or {}) if other else {}
+                if other is None or hit["output"] not in outputs:
+                    raise _bad(f"{target}.inputs.{name}",
+                               f"{uri}: job '{hit['job']}' " + ("was not found." if other is None else
+                                                                f"has no output '{hit['output']}'."))
+        for name, spec in declared.items():
+            if isinstance(spec, dict) and not spec.get("optional") and "default" not in spec and name not in given:
+                raise _bad(f"{target}.inputs.{name}", f"Required input '{name}' of the step's component is not set.")
+
+
 def put_job(emu: Emulator, rec: RecordedRequest, m: re.Match[str]) -> Response:
     name, body = m["name"], rec.body
     if not isinstance(body, dict) or not isinstance(body.get("properties"), dict):
@@ -105,6 +145,8 @@ def put_job(emu: Emulator, rec: RecordedRequest, m: re.Match[str]) -> Response:
         raise HttpError(400, "UserError", "properties.jobType is required.")
     body = json.loads(json.dumps(body))
     mark_managed(body)
+    if body["properties"].get("jobType") == "Pipeline":
+        check_steps(emu, body)
     existing = emu.jobs.get(name)
     if existing is not None:
         if comparable(existing.body) != comparable(body):
