@@ -155,6 +155,36 @@ def test_packed_batch_gives_the_same_per_example_loss_as_unpacked_examples(recip
     assert int(batch["real_tokens"]) == int(pad["attention_mask"].sum())
 
 
+def test_packed_training_step_gives_the_same_gradients_as_padded_batches(recipe, tokenizer, tiny_model, data_dir):
+    """What training uses: the gradients of a packed step (rows end to end, per-example attention) equal a padded
+    step's, so packing changes the speed of the run and not what it learns."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    import ft_attention
+    import ft_trainer
+
+    examples = recipe.data.encode_file(data_dir / "train.jsonl", "chat-completion", tokenizer, 128).examples[:8]
+    grads = {}
+    for name, attention, batch in (
+        ("packed", ft_attention.register(), recipe.data.PackingCollator(tokenizer.pad_token_id, 128)(examples)),
+        ("padded", "sdpa", recipe.data.PaddingCollator(tokenizer.pad_token_id)(examples)),
+    ):
+        torch.manual_seed(0)
+        model = AutoModelForCausalLM.from_pretrained(tiny_model, attn_implementation=attention)
+        model.config.use_cache = False
+        model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, init_lora_weights=False,
+                                                 target_modules=["qkv_proj", "o_proj"], task_type="CAUSAL_LM"))
+        batch = {k: v for k, v in batch.items() if k not in ft_trainer.COUNTER_KEYS}  # as the trainer passes it
+        loss, count = ft_trainer.reply_loss_sum(model, batch)
+        (loss / count).backward()
+        grads[name] = {n: p.grad for n, p in model.named_parameters() if p.requires_grad}
+    assert grads["packed"].keys() == grads["padded"].keys()
+    for n, g in grads["padded"].items():
+        assert torch.allclose(grads["packed"][n], g, rtol=1e-3, atol=1e-6), n
+
+
 def test_recipe_packed_loss_scores_only_reply_tokens_and_matches_the_padded_loss(recipe, tokenizer, tiny_model,
                                                                                  data_dir):
     """The recipe's training loss (rows end to end, LM head only at scored positions) equals the plain loss."""
