@@ -57,3 +57,34 @@ def run_cli(capsys):
         return CliResult(code, cap.out, cap.err)
 
     return run
+
+
+# Under pytest-xdist (scripts/test.sh runs two workers, each taking whole files): the files that train or build
+# something go out first, so the run does not end on one worker still training while the other waits; the
+# after-training tests (tests/trained/) share one trained job, so they all go to the same worker.
+_FIRST = ("tests/trained/", "tests/train/", "tests/backends/test_workspace_resolution.py",
+          "tests/backends/test_maap_submit.py", "tests/ci/test_action.py", "tests/packaging/", "tests/assets/")
+
+
+def pytest_collection_modifyitems(config, items):
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+
+    def rank(item) -> int:
+        return next((i for i, prefix in enumerate(_FIRST) if item.nodeid.startswith(prefix)), len(_FIRST))
+
+    items.sort(key=rank)  # stable: the order inside each group is kept
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    from xdist.scheduler import LoadFileScheduling
+
+    class OneWorkerForTrained(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return "tests/trained/" if nodeid.startswith("tests/trained/") else super()._split_scope(nodeid)
+
+    if config.getoption("dist") != "loadfile":
+        return None
+    config.option.loadscopereorder = False  # keep the order above
+    return OneWorkerForTrained(config, log)
