@@ -183,50 +183,43 @@ def baseline_worker(a) -> None:
 # ------------------------------------------------------------------------------------------------ models
 
 
-def phi3_mini_random(cache: Path) -> Path:
-    """A Phi-3-mini-shaped model with random weights (the real config: 32 layers, 3072 wide, 32k vocabulary), in
-    bf16, with tiny-phi3's tokenizer (its ids all lie inside the 32k vocabulary). Built once into ``cache``."""
+def _random_phi3(cache: Path, name: str, shape: dict, dtype: str) -> Path:
+    """A Phi-3 with random weights in ``dtype``, tiny-phi3's config changed by ``shape`` and tiny-phi3's tokenizer
+    (its ids all lie inside any larger vocabulary). Built once into ``cache/name``."""
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     from azft.tiny_phi3 import ensure_tiny_phi3
 
-    dest = cache / "phi3-mini-random"
+    dest = cache / name
     if (dest / "config.json").exists():
         return dest
     tiny = ensure_tiny_phi3()
     config = AutoConfig.from_pretrained(tiny)
-    config.update({"hidden_size": 3072, "intermediate_size": 8192, "num_hidden_layers": 32,
-                   "num_attention_heads": 32, "num_key_value_heads": 32, "vocab_size": 32064,
-                   "sliding_window": 2047, "tie_word_embeddings": False})
+    config.update(shape)
     torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
+    model = AutoModelForCausalLM.from_config(config, dtype=getattr(torch, dtype))
     model.save_pretrained(dest)
     AutoTokenizer.from_pretrained(tiny).save_pretrained(dest)
     return dest
+
+
+def phi3_mini_random(cache: Path) -> Path:
+    """A Phi-3-mini-shaped model (the real config: 32 layers, 3072 wide, 32k vocabulary) in bf16."""
+    return _random_phi3(cache, "phi3-mini-random", {
+        "hidden_size": 3072, "intermediate_size": 8192, "num_hidden_layers": 32, "num_attention_heads": 32,
+        "num_key_value_heads": 32, "vocab_size": 32064, "sliding_window": 2047, "tie_word_embeddings": False,
+    }, "bfloat16")
 
 
 def phi3_small_random(cache: Path) -> Path:
-    """The issue's new-user model: Phi-3 with 4 layers, 512 wide (8 heads of 64, MLP 1,376), random weights in fp32,
-    with tiny-phi3's own tokenizer (1,024 ids). Built once into ``cache``; its matmuls are large enough for the
-    CPU's vector units (and bf16 units) to matter, unlike tiny-phi3's 128-wide ones."""
-    import torch
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
-
-    from azft.tiny_phi3 import ensure_tiny_phi3
-
-    dest = cache / "phi3-4x512-random"
-    if (dest / "config.json").exists():
-        return dest
-    tiny = ensure_tiny_phi3()
-    config = AutoConfig.from_pretrained(tiny)
-    config.update({"hidden_size": 512, "intermediate_size": 1376, "num_hidden_layers": 4,
-                   "num_attention_heads": 8, "num_key_value_heads": 8})
-    torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-    model.save_pretrained(dest)
-    AutoTokenizer.from_pretrained(tiny).save_pretrained(dest)
-    return dest
+    """A new user's first model: Phi-3 with 4 layers, 512 wide (8 heads of 64, MLP 1,376) in fp32, with tiny-phi3's
+    1,024-id tokenizer; its matmuls are large enough for the CPU's vector (and bf16) units to matter, unlike
+    tiny-phi3's 128-wide ones."""
+    return _random_phi3(cache, "phi3-4x512-random", {
+        "hidden_size": 512, "intermediate_size": 1376, "num_hidden_layers": 4, "num_attention_heads": 8,
+        "num_key_value_heads": 8,
+    }, "float32")
 
 
 BUILT_MODELS = {"phi3-mini-random": phi3_mini_random, "phi3-4x512-random": phi3_small_random}
