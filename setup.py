@@ -44,8 +44,10 @@ def _rewrite_includes(text: str, src_dir: Path, dst_dir: Path, build_pkg: Path, 
         else:
             rel = next((target.relative_to(HERE) for d in ASSET_DIRS if target.is_relative_to(HERE / d)), None)
             if rel is None:
-                raise SystemExit(f"{where}: additional include {m.group(3)!r} is outside the package and the shipped "
-                                 f"assets ({', '.join(ASSET_DIRS)}), so an installed azft could not resolve it")
+                raise SystemExit(
+                    f"{where}: additional include {m.group(3)!r} is outside the package and the shipped "
+                    f"assets ({', '.join(ASSET_DIRS)}), so an installed azft could not resolve it"
+                )
             new = build_pkg / rel
         return f"{m.group(1)}{Path(os.path.relpath(new, dst_dir)).as_posix()}{m.group(4)}"
 

@@ -32,8 +32,10 @@ def load_prices(path: Optional[str]) -> tuple[dict, Optional[str]]:
         raise UsageError(f"--prices: {path} must be a mapping")
     unknown = set(data) - {"maas_price_per_1k_tokens", "skus"}
     if unknown:
-        raise UsageError(f"--prices: {path}: unknown keys {', '.join(sorted(unknown))}",
-                         hint="use maas_price_per_1k_tokens: {model: price} and skus: {size: {price_per_hour: x}}")
+        raise UsageError(
+            f"--prices: {path}: unknown keys {', '.join(sorted(unknown))}",
+            hint="use maas_price_per_1k_tokens: {model: price} and skus: {size: {price_per_hour: x}}",
+        )
     return data, str(p)
 
 
@@ -45,9 +47,16 @@ def workspace_options(spec: Optional[JobSpec], backend: str) -> dict[str, Any]:
     return {"workspace": spec.azure.model_dump(exclude_none=True)}
 
 
-def plan(spec: JobSpec | str | Path, backend: str = "local", *, prices: Optional[str] = None,
-         force: bool = False, check_data: bool = True, render: bool = True,
-         max_usd: Optional[float] = None) -> Plan:
+def plan(
+    spec: JobSpec | str | Path,
+    backend: str = "local",
+    *,
+    prices: Optional[str] = None,
+    force: bool = False,
+    check_data: bool = True,
+    render: bool = True,
+    max_usd: Optional[float] = None,
+) -> Plan:
     """The dry-run of a spec on a backend (no network): the pure plan, the workspace a submit would use, and the
     request the backend would send (``Backend.render``) when the verdict allows a submit. ``force`` gives the job a fresh name.
     ``max_usd`` lowers or sets the spec's ``budget.max_usd`` for the plan's budget check."""
@@ -58,12 +67,22 @@ def plan(spec: JobSpec | str | Path, backend: str = "local", *, prices: Optional
     cls = backend_class(backend)
     b = cls(**workspace_options(spec, backend))
     where = b.destination()
-    p = make_plan(spec, backend, target=cls.target_for(spec), prices=table, prices_source=source,
-                  check_data=check_data, force_suffix=suffix, region=(where or {}).get("region"))
+    p = make_plan(
+        spec,
+        backend,
+        target=cls.target_for(spec),
+        prices=table,
+        prices_source=source,
+        check_data=check_data,
+        force_suffix=suffix,
+        region=(where or {}).get("region"),
+    )
     p.workspace = where
     if cls.uses_workspace and where and "error" in where:  # the spec may run; a submit from here cannot
-        p.verdict.warnings.append(f"no Azure ML workspace: `azft submit` refuses until one is configured. "
-                                  f"{where['error']}" + (f" ({where['hint']})" if where.get("hint") else ""))
+        p.verdict.warnings.append(
+            f"no Azure ML workspace: `azft submit` refuses until one is configured. "
+            f"{where['error']}" + (f" ({where['hint']})" if where.get("hint") else "")
+        )
     if render and p.ok:
         p.request = b.render(p)
     if max_usd is not None:
@@ -73,8 +92,14 @@ def plan(spec: JobSpec | str | Path, backend: str = "local", *, prices: Optional
     return p
 
 
-def apply_overrides(spec: JobSpec, backend: str, *, tracking_uri: Optional[str] = None,
-                    mock_target: Optional[str] = None, faults: Sequence[Any] = ()) -> JobSpec:
+def apply_overrides(
+    spec: JobSpec,
+    backend: str,
+    *,
+    tracking_uri: Optional[str] = None,
+    mock_target: Optional[str] = None,
+    faults: Sequence[Any] = (),
+) -> JobSpec:
     """Command-line overrides, applied the same way for the CLI and scripts (the spec object is changed in place).
 
     The MLflow tracking URI is the first of: ``tracking_uri``, the spec's ``tracking.tracking_uri``,
@@ -95,8 +120,12 @@ def apply_overrides(spec: JobSpec, backend: str, *, tracking_uri: Optional[str] 
 
 def resolve_tracking_uri(spec: Optional[JobSpec], override: Optional[str] = None) -> Optional[str]:
     """``override`` > the spec's tracking.tracking_uri > ``$MLFLOW_TRACKING_URI`` > None (azft's local store)."""
-    return override or (spec.tracking.tracking_uri if spec is not None else None) or \
-        os.environ.get("MLFLOW_TRACKING_URI") or None
+    return (
+        override
+        or (spec.tracking.tracking_uri if spec is not None else None)
+        or os.environ.get("MLFLOW_TRACKING_URI")
+        or None
+    )
 
 
 def default_poll(backend: str) -> float:
@@ -132,7 +161,7 @@ def verdict_problems(plan: Plan, file: Optional[str] = None) -> list[Problem]:
         field = _reason_field(spec, reason)
         message = reason
         if field and reason.startswith(field + ": "):
-            message = reason[len(field) + 2:]
+            message = reason[len(field) + 2 :]
         loc = tuple(field.split(".")) if field else ()
         out.append(Problem(message, file=file, line=line_of(spec, *loc) if loc else None, field=field))
     return out
@@ -143,15 +172,17 @@ def _reason_field(spec: JobSpec, reason: str) -> Optional[str]:
     import re
 
     lines = getattr(spec, "_lines", None) or {}
-    written = sorted({".".join(str(p) for p in k) for k in lines if k and all(isinstance(p, str) for p in k)},
-                     key=len, reverse=True)
+    written = sorted(
+        {".".join(str(p) for p in k) for k in lines if k and all(isinstance(p, str) for p in k)}, key=len, reverse=True
+    )
     m = re.match(r"([a-z_]+(?:\.[a-z_]+)*): ", reason)
     if m and m.group(1) in written:
         return m.group(1)
     for field in written:
         leaf = field.rsplit(".", 1)[-1]
         if re.search(rf"(?<![\w.]){re.escape(field)}(?![\w])", reason) or (
-                "." in field and re.search(rf"(?<![\w.]){re.escape(leaf)}(?![\w])", reason)):
+            "." in field and re.search(rf"(?<![\w.]){re.escape(leaf)}(?![\w])", reason)
+        ):
             return field
     for key in ("model", "method", "task"):
         if key in written and re.search(rf"\b{key}\b", reason, re.I):
@@ -161,9 +192,17 @@ def _reason_field(spec: JobSpec, reason: str) -> Optional[str]:
     return None
 
 
-def submit(plan: Plan, *, force: bool = False, retry: bool = False, track: bool = True,
-           backend_options: Optional[dict] = None, on_event: Optional[Callable[[str], None]] = None,
-           max_usd: Optional[float] = None, backend: Optional[Backend] = None) -> Job:
+def submit(
+    plan: Plan,
+    *,
+    force: bool = False,
+    retry: bool = False,
+    track: bool = True,
+    backend_options: Optional[dict] = None,
+    on_event: Optional[Callable[[str], None]] = None,
+    max_usd: Optional[float] = None,
+    backend: Optional[Backend] = None,
+) -> Job:
     """Submit a plan. Nothing is uploaded or submitted unless every check passed, the budget included
     (``max_usd`` lowers or sets the spec's ``budget.max_usd``).
 
@@ -225,8 +264,10 @@ def _apply_resubmit_rule(plan: Plan, backend: Any, retry: bool, say: Callable[[s
         ended = "failed" if info.status == JobStatus.FAILED else "was canceled"
         why = f" ({info.error_code + ': ' if info.error_code else ''}{info.error})" if info.error else ""
         cls = JobFailedError if info.status == JobStatus.FAILED else JobCancelledError
-        raise cls(f"job {name} {ended}{why}; nothing was submitted",
-                  hint="`azft submit --retry` runs it again (`azft logs " + name + "` shows what happened)")
+        raise cls(
+            f"job {name} {ended}{why}; nothing was submitted",
+            hint="`azft submit --retry` runs it again (`azft logs " + name + "` shows what happened)",
+        )
     if plan.backend != "local":  # Azure job names are final: the new attempt gets its own
         n = 2
         while _find_job(backend, f"{original}-retry{n}") is not None:
@@ -236,8 +277,9 @@ def _apply_resubmit_rule(plan: Plan, backend: Any, retry: bool, say: Callable[[s
     say(f"job {name} {info.status.value.lower()}; trying again as {plan.job_name}")
 
 
-def _submit_locked(plan: Plan, backend: Any, *, force: bool, retry: bool, track: bool,
-                   say: Callable[[str], None]) -> Job:
+def _submit_locked(
+    plan: Plan, backend: Any, *, force: bool, retry: bool, track: bool, say: Callable[[str], None]
+) -> Job:
     tracker = None
     run_id = None
     created_run = False
@@ -301,8 +343,9 @@ def _tag_run(tracker: Any, run_id: str, job: Job, job_tags: dict, say: Callable[
         say(f"warning: could not update MLflow run {run_id}: {e}")
 
 
-def get_job(name: str, backend: Optional[str] = None, *, backends: Optional[dict] = None,
-            **backend_options: Any) -> Job:
+def get_job(
+    name: str, backend: Optional[str] = None, *, backends: Optional[dict] = None, **backend_options: Any
+) -> Job:
     """Find a job by name: the local submission index says which backend it went to, or pass `backend`.
 
     The name is checked against Azure ML's name rule first (UsageError otherwise): it never reaches a path unchecked.
@@ -316,8 +359,9 @@ def get_job(name: str, backend: Optional[str] = None, *, backends: Optional[dict
         raise _unknown_job(name)
     recorded = dict(rec.get("options") or {}) if rec.get("backend") == backend else {}
     if rec.get("backend") == backend and "options" not in rec:  # recorded by an earlier azft
-        recorded = {k: v for k, v in (("workspace", rec.get("azure")),
-                                      ("target", (rec.get("mock") or {}).get("target"))) if v}
+        recorded = {
+            k: v for k, v in (("workspace", rec.get("azure")), ("target", (rec.get("mock") or {}).get("target"))) if v
+        }
     cls = backend_class(backend)
     opts = {**{k: v for k, v in recorded.items() if k in cls.lookup_keys}, **backend_options}
     if backends is None:
@@ -337,28 +381,36 @@ def resolve_job_name(ref: str, backend: Optional[str] = None) -> str:
     index = submissions()
     if ref in index:
         return ref
-    known = [n for n, rec in index.items() if isinstance(rec, dict) and (backend is None or rec.get("backend") == backend)]
+    known = [
+        n for n, rec in index.items() if isinstance(rec, dict) and (backend is None or rec.get("backend") == backend)
+    ]
     matches = sorted(n for n in known if n.startswith(ref))
     if len(matches) == 1:
         return matches[0]
     if len(matches) > 1:
         shown = ", ".join(matches[:8]) + (f" and {len(matches) - 8} more" if len(matches) > 8 else "")
-        raise UsageError(f"job id prefix {ref!r} matches {len(matches)} jobs: {shown}",
-                         hint="give more characters of the job name (`azft list` shows them whole)")
+        raise UsageError(
+            f"job id prefix {ref!r} matches {len(matches)} jobs: {shown}",
+            hint="give more characters of the job name (`azft list` shows them whole)",
+        )
     return ref
 
 
 def _unknown_job(name: str) -> UsageError:
-    recent = sorted(((rec.get("created") or "", n) for n, rec in submissions().items() if isinstance(rec, dict)),
-                    reverse=True)[:5]
+    recent = sorted(
+        ((rec.get("created") or "", n) for n, rec in submissions().items() if isinstance(rec, dict)), reverse=True
+    )[:5]
     listed = f"; jobs submitted from here: {', '.join(n for _, n in recent)}" if recent else ""
-    return UsageError(f"no job named {name!r} (or starting with it) was submitted from here{listed}",
-                      hint="pass --backend maas|maap|local|mock (and the workspace) to look it up remotely; "
-                           "`azft list` shows known jobs")
+    return UsageError(
+        f"no job named {name!r} (or starting with it) was submitted from here{listed}",
+        hint="pass --backend maas|maap|local|mock (and the workspace) to look it up remotely; "
+        "`azft list` shows known jobs",
+    )
 
 
-def list_jobs(backend: Optional[str] = None, limit: int = 50, *, spec: JobSpec | str | Path | None = None,
-              **backend_options: Any) -> list[JobInfo]:
+def list_jobs(
+    backend: Optional[str] = None, limit: int = 50, *, spec: JobSpec | str | Path | None = None, **backend_options: Any
+) -> list[JobInfo]:
     """Jobs of a backend (default: local and mock). maas/maap/mock list the workspace resolved like a submit's:
     ``spec``'s ``azure:`` section when given, then ``AZURE_*``, then ``config.json``."""
     if spec is not None and not isinstance(spec, JobSpec):
@@ -371,9 +423,15 @@ def list_jobs(backend: Optional[str] = None, limit: int = 50, *, spec: JobSpec |
     return out[:limit] if backend else out
 
 
-def wait(job: Job, *, timeout: Optional[float] = None, poll_interval: Optional[float] = None,
-         on_update: Optional[Callable[[JobInfo], None]] = None,
-         on_event: Optional[Callable[[str], None]] = None, now: Optional[float] = None) -> JobInfo:
+def wait(
+    job: Job,
+    *,
+    timeout: Optional[float] = None,
+    poll_interval: Optional[float] = None,
+    on_update: Optional[Callable[[JobInfo], None]] = None,
+    on_event: Optional[Callable[[str], None]] = None,
+    now: Optional[float] = None,
+) -> JobInfo:
     """Follow a job to its end, then copy its metrics and outputs into its MLflow run and close the run.
 
     Raises JobCancelledError (exit 3) when ``timeout`` passes first (the job keeps running), and cancels a job still

@@ -11,9 +11,19 @@ from typing import Any, Optional
 
 from azft.errors import EXIT_INVALID, AzftError
 
-INPUT_KEYS = ("training_tokens_total", "token_count", "epochs", "price_per_1k_tokens", "price_per_node_hour",
-              "price_source", "assumed_tokens_per_second_per_gpu", "gpus", "instance_type", "instance_count",
-              "formula")
+INPUT_KEYS = (
+    "training_tokens_total",
+    "token_count",
+    "epochs",
+    "price_per_1k_tokens",
+    "price_per_node_hour",
+    "price_source",
+    "assumed_tokens_per_second_per_gpu",
+    "gpus",
+    "instance_type",
+    "instance_count",
+    "formula",
+)
 
 
 class BudgetExceededError(AzftError):
@@ -45,8 +55,10 @@ def _changes(estimate: dict, spec: Any, over_usd: bool, over_hours: bool) -> lis
     out.append(f"fewer epochs (hyperparameters.epochs is {estimate.get('epochs')}) or a hyperparameters.max_steps cap")
     out.append("less training data (the estimate scales with training tokens)")
     if estimate.get("instance_type") and over_usd:
-        out.append(f"a cheaper compute.instance_type than {estimate['instance_type']} (`azft plan --fit` lists sizes "
-                   "with hours and cost)")
+        out.append(
+            f"a cheaper compute.instance_type than {estimate['instance_type']} (`azft plan --fit` lists sizes "
+            "with hours and cost)"
+        )
     if estimate.get("instance_count", 1) > 1 and over_hours:
         out.append(f"more nodes shorten the run (compute.instance_count is {estimate['instance_count']})")
     if hp.max_seq_length and over_usd:
@@ -63,21 +75,32 @@ def check(estimate: dict, spec: Any, lim: Optional[dict]) -> Optional[dict]:
     over_usd = over_hours = False
     if lim.get("max_usd") is not None:
         if cost is None:
-            problems.append(f"no cost estimate to hold against max_usd {lim['max_usd']:g} "
-                            f"({estimate.get('cost_note') or 'no price for this model and size'})")
+            problems.append(
+                f"no cost estimate to hold against max_usd {lim['max_usd']:g} "
+                f"({estimate.get('cost_note') or 'no price for this model and size'})"
+            )
         elif cost > lim["max_usd"]:
             over_usd = True
             problems.append(f"estimated cost ${cost:,.2f} exceeds max_usd ${lim['max_usd']:,.2f} ({lim['source']})")
     if lim.get("max_hours") is not None and hours is not None and hours > lim["max_hours"]:
         over_hours = True
         problems.append(f"estimated {hours:g} h exceeds max_hours {lim['max_hours']:g}")
-    out = {**lim, "cost_usd": cost, "hours": hours, "ok": not problems, "problems": problems,
-           "inputs": {k: estimate[k] for k in INPUT_KEYS if estimate.get(k) is not None}}
+    out = {
+        **lim,
+        "cost_usd": cost,
+        "hours": hours,
+        "ok": not problems,
+        "problems": problems,
+        "inputs": {k: estimate[k] for k in INPUT_KEYS if estimate.get(k) is not None},
+    }
     if lim.get("max_hours") is not None and hours is None:
         out["note"] = "no time estimate for this backend: max_hours is enforced while the job runs, not before"
     if problems:
-        out["changes"] = _changes(estimate, spec, over_usd, over_hours) if (over_usd or over_hours) else [
-            "pass --prices prices.yaml (see examples/prices.yaml) so the estimate has a price"]
+        out["changes"] = (
+            _changes(estimate, spec, over_usd, over_hours)
+            if (over_usd or over_hours)
+            else ["pass --prices prices.yaml (see examples/prices.yaml) so the estimate has a price"]
+        )
         if over_usd:
             out["changes"].append(f"or raise budget.max_usd to at least {cost:g}")
     return out
@@ -86,7 +109,8 @@ def check(estimate: dict, spec: Any, lim: Optional[dict]) -> Optional[dict]:
 def refusal(name: str, result: dict) -> BudgetExceededError:
     inputs = ", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in result["inputs"].items())
     return BudgetExceededError(
-        f"{name} is over its budget; nothing was uploaded or submitted: " + "; ".join(result["problems"])
+        f"{name} is over its budget; nothing was uploaded or submitted: "
+        + "; ".join(result["problems"])
         + (f". Estimate inputs — {inputs}" if inputs else ""),
         hint="change: " + "; ".join(result.get("changes") or []),
     )

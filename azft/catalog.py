@@ -208,7 +208,12 @@ def get_model(ref: str, *, base_dir: Optional[Path] = None) -> ModelInfo:
         name = m.group(1)
     name = name.split("/")[-1] if "/" in name and not Path(ref).exists() else name
     for mid, info in cat.models.items():
-        keys = {_norm(mid), _norm(info.display_name), _norm(info.registry_name or ""), _norm((info.hf_id or "").split("/")[-1])}
+        keys = {
+            _norm(mid),
+            _norm(info.display_name),
+            _norm(info.registry_name or ""),
+            _norm((info.hf_id or "").split("/")[-1]),
+        }
         if _norm(name) in keys - {""}:
             return info
     # a local model directory
@@ -227,8 +232,9 @@ def get_model(ref: str, *, base_dir: Optional[Path] = None) -> ModelInfo:
     raise UsageError(f"unknown model {ref!r}: not a catalog id, registry asset, hub id or local directory", hint=hint)
 
 
-def _custom_model(ref: str, *, hf_id: str | None = None, local_path: str | None = None,
-                  registry_asset: str | None = None) -> ModelInfo:
+def _custom_model(
+    ref: str, *, hf_id: str | None = None, local_path: str | None = None, registry_asset: str | None = None
+) -> ModelInfo:
     config_ctx = None
     if local_path:
         cfg = Path(local_path) / "config.json"

@@ -55,8 +55,14 @@ def registry_client(registry: str = "azureml", env: Optional[dict] = None) -> An
     ``AZFT_AZURE_CA_BUNDLE`` aim it elsewhere (the emulator), as for every other azft client."""
     import os
 
-    from azft.azure.workspace import (CA_BUNDLE_ENV, ENDPOINT_ENV, _cloud_for_endpoint, build_credential,
-                                      new_ml_client, retry_kwargs)
+    from azft.azure.workspace import (
+        CA_BUNDLE_ENV,
+        ENDPOINT_ENV,
+        _cloud_for_endpoint,
+        build_credential,
+        new_ml_client,
+        retry_kwargs,
+    )
 
     env = dict(os.environ if env is None else env)
     endpoint = env.get(ENDPOINT_ENV) or None
@@ -70,9 +76,15 @@ def registry_client(registry: str = "azureml", env: Optional[dict] = None) -> An
     return new_ml_client(build_credential(endpoint, env), registry_name=registry, **kw)
 
 
-def refresh(ml_client: Any, *, models: Optional[list[str]] = None, registry: str = "azureml",
-            overlay: Optional[Path] = None, today: Optional[_dt.date] = None,
-            on_event: Callable[[str], None] = lambda _m: None) -> dict[str, Any]:
+def refresh(
+    ml_client: Any,
+    *,
+    models: Optional[list[str]] = None,
+    registry: str = "azureml",
+    overlay: Optional[Path] = None,
+    today: Optional[_dt.date] = None,
+    on_event: Callable[[str], None] = lambda _m: None,
+) -> dict[str, Any]:
     """Read each catalog model's latest registry version and merge its facts into the user overlay.
 
     Returns ``{"updated": {id: version}, "missing": {id: reason}, "overlay": path}``.
@@ -103,7 +115,7 @@ def refresh(ml_client: Any, *, models: Optional[list[str]] = None, registry: str
             on_event(f"{mid}: {missing[mid]}")
             continue
         entry = live_entry(entity, registry, read)
-        old = (doc.setdefault("models", {}).get(mid) or {})
+        old = doc.setdefault("models", {}).get(mid) or {}
         merged = {**old, **{k: v for k, v in entry.items() if k != "provenance"}}
         merged["provenance"] = {**(old.get("provenance") or {}), **entry["provenance"]}
         doc["models"][mid] = merged
@@ -111,7 +123,10 @@ def refresh(ml_client: Any, *, models: Optional[list[str]] = None, registry: str
         on_event(f"{mid}: {name} version {entity.version}")
     if updated:
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text("# written by `azft catalog refresh` from the live registry; merged over azft's catalog\n"
-                        + yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
+        path.write_text(
+            "# written by `azft catalog refresh` from the live registry; merged over azft's catalog\n"
+            + yaml.safe_dump(doc, sort_keys=False),
+            encoding="utf-8",
+        )
         _load.cache_clear()
     return {"updated": updated, "missing": missing, "overlay": str(path)}

@@ -99,27 +99,50 @@ def spec_facts(doc: dict) -> dict[str, tuple[Any, str]]:
         "name": _first((doc.get("name"), "name")),
         "version": _first((doc.get("version"), "version")),
         "archived": _first((doc.get("isArchived"), "isArchived")),
-        "context_length": _first((sm.get("textContextWindow"), "system_metadata.textContextWindow"),
-                                 (tags.get("textContextWindow"), "tags.textContextWindow")),
+        "context_length": _first(
+            (sm.get("textContextWindow"), "system_metadata.textContextWindow"),
+            (tags.get("textContextWindow"), "tags.textContextWindow"),
+        ),
         "finetune_computes": _first(
-            (_list(_get(sm, "supportedComputes", "finetuneComputes")), "system_metadata.supportedComputes.finetuneComputes"),
-            (_list(tags.get("finetune_compute_allow_list")), "tags.finetune_compute_allow_list")),
-        "min_spec": _first((_get(sm, "SKU", "finetuneMinSkuSpec"), "system_metadata.SKU.finetuneMinSkuSpec"),
-                           (props.get("finetune-min-sku-spec"), "properties.finetune-min-sku-spec")),
+            (
+                _list(_get(sm, "supportedComputes", "finetuneComputes")),
+                "system_metadata.supportedComputes.finetuneComputes",
+            ),
+            (_list(tags.get("finetune_compute_allow_list")), "tags.finetune_compute_allow_list"),
+        ),
+        "min_spec": _first(
+            (_get(sm, "SKU", "finetuneMinSkuSpec"), "system_metadata.SKU.finetuneMinSkuSpec"),
+            (props.get("finetune-min-sku-spec"), "properties.finetune-min-sku-spec"),
+        ),
         "registry_defaults": _first((_mapping(tags.get("model_specific_defaults")), "tags.model_specific_defaults")),
         "maas_finetuning": _first((_truthy(tags.get("maas-finetuning")), "tags.maas-finetuning")),
-        "maas_regions": _first((_list(tags.get("maas-finetuning-regions") or tags.get("maas-finetuning-region")),
-                                "tags.maas-finetuning-regions")),
+        "maas_regions": _first(
+            (
+                _list(tags.get("maas-finetuning-regions") or tags.get("maas-finetuning-region")),
+                "tags.maas-finetuning-regions",
+            )
+        ),
         "maas_deploy_regions": _first(
-            (_list(_get(sm, "maasFinetuning", "maasFinetuningDeployRegions")),
-             "system_metadata.maasFinetuning.maasFinetuningDeployRegions"),
-            (_list(tags.get("maas-finetuning-deploy-regions")), "tags.maas-finetuning-deploy-regions")),
+            (
+                _list(_get(sm, "maasFinetuning", "maasFinetuningDeployRegions")),
+                "system_metadata.maasFinetuning.maasFinetuningDeployRegions",
+            ),
+            (_list(tags.get("maas-finetuning-deploy-regions")), "tags.maas-finetuning-deploy-regions"),
+        ),
         "deprecation_date": _first(
-            (_date(_get(sm, "deprecation", "finetuneDeprecationDate")), "system_metadata.deprecation.finetuneDeprecationDate"),
-            (_date(tags.get("FinetuneDeprecationDate")), "tags.FinetuneDeprecationDate")),
+            (
+                _date(_get(sm, "deprecation", "finetuneDeprecationDate")),
+                "system_metadata.deprecation.finetuneDeprecationDate",
+            ),
+            (_date(tags.get("FinetuneDeprecationDate")), "tags.FinetuneDeprecationDate"),
+        ),
         "retirement_date": _first(
-            (_date(_get(sm, "deprecation", "finetuneRetirementDate")), "system_metadata.deprecation.finetuneRetirementDate"),
-            (_date(tags.get("FinetuneRetirementDate")), "tags.FinetuneRetirementDate")),
+            (
+                _date(_get(sm, "deprecation", "finetuneRetirementDate")),
+                "system_metadata.deprecation.finetuneRetirementDate",
+            ),
+            (_date(tags.get("FinetuneRetirementDate")), "tags.FinetuneRetirementDate"),
+        ),
     }
     out = {k: v for k, v in found.items() if v is not None}
     if "archived" in out:
@@ -187,9 +210,22 @@ def serverless_history(snapshots: list[tuple[str, str, dict]]) -> Optional[dict]
 
 #: Every fact a catalog model carries; each needs a provenance entry (tests/spec/test_catalog_sources.py).
 FACTS = (
-    "display_name", "family", "registry_asset", "registry_version", "hf_id", "context_length", "parameters_b",
-    "archived", "maas.status", "maas.regions", "maas.deployment_regions", "maas.deprecation_date",
-    "maas.retirement_date", "maap.allowed_skus", "maap.min_spec", "defaults",
+    "display_name",
+    "family",
+    "registry_asset",
+    "registry_version",
+    "hf_id",
+    "context_length",
+    "parameters_b",
+    "archived",
+    "maas.status",
+    "maas.regions",
+    "maas.deployment_regions",
+    "maas.deprecation_date",
+    "maas.retirement_date",
+    "maap.allowed_skus",
+    "maap.min_spec",
+    "defaults",
 )
 
 

@@ -27,8 +27,7 @@ class ChatRequestError(ValueError):
         self.message, self.param = message, param
 
     def body(self) -> dict[str, Any]:
-        return {"error": {"message": self.message, "type": "invalid_request_error", "param": self.param,
-                          "code": None}}
+        return {"error": {"message": self.message, "type": "invalid_request_error", "param": self.param, "code": None}}
 
 
 @dataclass
@@ -104,8 +103,9 @@ def parse_request(body: Any) -> ChatRequest:
     return req
 
 
-def response(req: ChatRequest, text: str, *, model: str, prompt_tokens: int, completion_tokens: int,
-             finish_reason: str) -> dict[str, Any]:
+def response(
+    req: ChatRequest, text: str, *, model: str, prompt_tokens: int, completion_tokens: int, finish_reason: str
+) -> dict[str, Any]:
     """The answer body for ``req``'s shape."""
     if req.shape == "score":
         return {"output": text}
@@ -114,10 +114,12 @@ def response(req: ChatRequest, text: str, *, model: str, prompt_tokens: int, com
         "object": "chat.completion",
         "created": int(time.time()),
         "model": model,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                     "finish_reason": finish_reason}],
-        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                  "total_tokens": prompt_tokens + completion_tokens},
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish_reason}],
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        },
     }
 
 

@@ -45,8 +45,15 @@ MARKER = "<!-- azft-plan:{key} -->"
 #: GitHub refuses comment bodies over 65,536 characters.
 MAX_COMMENT_CHARS = 60_000
 MAX_DIFF_LINES = 400
-ESTIMATE_KEYS = ("instance_type", "instance_count", "gpus", "training_tokens_total", "hours", "cost_usd",
-                 "price_source")
+ESTIMATE_KEYS = (
+    "instance_type",
+    "instance_count",
+    "gpus",
+    "training_tokens_total",
+    "hours",
+    "cost_usd",
+    "price_source",
+)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -79,8 +86,9 @@ class Runner:
     def run(self, args: list[str], out: Path, *, cwd: Path | None = None) -> int:
         click.echo(f"$ azft {' '.join(args)}", err=True)
         with open(out, "w", encoding="utf-8") as f:
-            self.child = subprocess.Popen([sys.executable, "-m", "azft", *args], stdout=f,
-                                          cwd=str(cwd or self.cwd or Path.cwd()))
+            self.child = subprocess.Popen(
+                [sys.executable, "-m", "azft", *args], stdout=f, cwd=str(cwd or self.cwd or Path.cwd())
+            )
             while True:
                 try:
                     code = self.child.wait()
@@ -128,8 +136,9 @@ def plan_view(d: Any, root: Path | None) -> str:
             "task": d.get("task"),
             "method": d.get("method"),
             "hyperparameters": d.get("hyperparameters"),
-            "data": [{k: f.get(k) for k in ("role", "ref", "size", "sha256", "ok", "errors")}
-                     for f in d.get("data") or []],
+            "data": [
+                {k: f.get(k) for k in ("role", "ref", "size", "sha256", "ok", "errors")} for f in d.get("data") or []
+            ],
             "estimate": {k: v for k, v in est.items() if k not in ("label", "formula")},
             "request": d.get("request"),
         }
@@ -140,8 +149,12 @@ def plan_view(d: Any, root: Path | None) -> str:
 
 
 def _exists_at(repo: Path, rev: str, path: str) -> bool:
-    return subprocess.run(["git", "cat-file", "-e", f"{rev}:{path}"], cwd=repo, capture_output=True,
-                          check=False).returncode == 0
+    return (
+        subprocess.run(
+            ["git", "cat-file", "-e", f"{rev}:{path}"], cwd=repo, capture_output=True, check=False
+        ).returncode
+        == 0
+    )
 
 
 def base_checkout(repo: Path, rev: str, spec: str, dest: Path) -> bool:
@@ -160,8 +173,9 @@ def base_checkout(repo: Path, rev: str, spec: str, dest: Path) -> bool:
     return True
 
 
-def plan_diff(repo: Path, spec: str, backend: str, base: str | None, head_plan: Any,
-              runner: Runner, work: Path) -> tuple[str, str]:
+def plan_diff(
+    repo: Path, spec: str, backend: str, base: str | None, head_plan: Any, runner: Runner, work: Path
+) -> tuple[str, str]:
     """(note, unified diff) of the plan of ``spec`` on ``base``'s merge base and the head plan."""
     if not base:
         return "no base revision to compare with (every spec was taken)", ""
@@ -179,8 +193,11 @@ def plan_diff(repo: Path, spec: str, backend: str, base: str | None, head_plan: 
         base_plan = read_step("plan", str(out))
         before = plan_view(base_plan.data if base_plan else None, root)
     after = plan_view(head_plan, repo)
-    lines = list(difflib.unified_diff(before.splitlines(), after.splitlines(), f"plan on base ({short})",
-                                      "plan on this change", lineterm="", n=3))
+    lines = list(
+        difflib.unified_diff(
+            before.splitlines(), after.splitlines(), f"plan on base ({short})", "plan on this change", lineterm="", n=3
+        )
+    )
     if not lines:
         return f"the plan is the same as on the base revision `{short}`", ""
     changed = sum(1 for line in lines if line[:1] in "+-" and line[:3] not in ("+++", "---"))
@@ -232,8 +249,16 @@ def render_comment(key: str, spec: str, backend: str, steps: dict, note: str, di
         lines = diff.splitlines()
         cut = len(lines) > MAX_DIFF_LINES
         body = "\n".join(lines[:MAX_DIFF_LINES]) + ("\n… (cut; the run's artifact has plan.diff)" if cut else "")
-        out += ["<details><summary>the plan, base → this change</summary>", "", "```diff", body, "```", "",
-                "</details>", ""]
+        out += [
+            "<details><summary>the plan, base → this change</summary>",
+            "",
+            "```diff",
+            body,
+            "```",
+            "",
+            "</details>",
+            "",
+        ]
     link = _run_link()
     out.append(f"<sub>azft {__version__}" + (f" · [run]({link})" if link else "") + "</sub>")
     text = "\n".join(out) + "\n"
@@ -262,8 +287,9 @@ def review_spec(item: dict, repo: Path, base: str | None, out: Path, runner: Run
     else:
         note, diff = "no plan on this change to compare", ""
     (d / "plan.diff").write_text(diff, encoding="utf-8")
-    summary = render_summary(spec, backend, [s for s in steps.values() if s and s.state != "missing"] or
-                             [s for s in steps.values() if s])
+    summary = render_summary(
+        spec, backend, [s for s in steps.values() if s and s.state != "missing"] or [s for s in steps.values() if s]
+    )
     (d / "summary.md").write_text(summary, encoding="utf-8")
     if os.environ.get("GITHUB_STEP_SUMMARY"):
         append_summary(summary, os.environ["GITHUB_STEP_SUMMARY"])
@@ -280,8 +306,19 @@ def submit_spec(item: dict, repo: Path, out: Path, runner: Runner, timeout: floa
     plan = read_step("plan", str(d / "plan.json"))
     job = plan.data.get("job_name") if plan and isinstance(plan.data, dict) else None
     if code == EXIT_OK and not runner.interrupted:
-        args = ["submit", spec, "--backend", backend, "--wait", "--timeout", f"{timeout:g}",
-                "--cancel-on-interrupt", "--output", "json", *flags]
+        args = [
+            "submit",
+            spec,
+            "--backend",
+            backend,
+            "--wait",
+            "--timeout",
+            f"{timeout:g}",
+            "--cancel-on-interrupt",
+            "--output",
+            "json",
+            *flags,
+        ]
         code = runner.run(args, d / "submit.json", cwd=repo)
         submitted = read_step("submit", str(d / "submit.json"))
         if submitted and isinstance(submitted.data, dict):
@@ -321,15 +358,29 @@ def _emit_json(output: str, doc: dict) -> None:
         click.echo(json.dumps(doc, indent=2, default=str))
 
 
-_OUTPUT = click.option("--output", "-o", type=click.Choice(["table", "json"]), default="table",
-                       help="json: one document on stdout with each spec's exit code (files are written either way).")
+_OUTPUT = click.option(
+    "--output",
+    "-o",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    help="json: one document on stdout with each spec's exit code (files are written either way).",
+)
 
 
 @click.command("review")
-@click.option("--specs", "selection", required=True, type=click.Path(dir_okay=False, exists=True),
-              help="The JSON written by `azft ci specs --save FILE`.")
-@click.option("--base", default=None, metavar="REV",
-              help="Compare each plan with the spec on this revision (default: the base `azft ci specs` used).")
+@click.option(
+    "--specs",
+    "selection",
+    required=True,
+    type=click.Path(dir_okay=False, exists=True),
+    help="The JSON written by `azft ci specs --save FILE`.",
+)
+@click.option(
+    "--base",
+    default=None,
+    metavar="REV",
+    help="Compare each plan with the spec on this revision (default: the base `azft ci specs` used).",
+)
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False), help="One folder per spec here.")
 @click.option("--repo", type=click.Path(file_okay=False, exists=True), default=".", show_default=True)
 @_OUTPUT
@@ -345,13 +396,24 @@ def review_cmd(selection: str, base: str | None, out: str, repo: str, output: st
 
 
 @click.command("submit")
-@click.option("--specs", "selection", required=True, type=click.Path(dir_okay=False, exists=True),
-              help="The JSON written by `azft ci specs --save FILE`; specs marked `submit` are submitted.")
+@click.option(
+    "--specs",
+    "selection",
+    required=True,
+    type=click.Path(dir_okay=False, exists=True),
+    help="The JSON written by `azft ci specs --save FILE`; specs marked `submit` are submitted.",
+)
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False), help="One folder per spec here.")
-@click.option("--timeout", type=float, default=19800, show_default=True,
-              help="Seconds to wait for each job (exit 3 after; the job keeps running).")
-@click.option("--retry", is_flag=True,
-              help="Passed to `azft submit`: run a spec whose job Failed or was Canceled again.")
+@click.option(
+    "--timeout",
+    type=float,
+    default=19800,
+    show_default=True,
+    help="Seconds to wait for each job (exit 3 after; the job keeps running).",
+)
+@click.option(
+    "--retry", is_flag=True, help="Passed to `azft submit`: run a spec whose job Failed or was Canceled again."
+)
 @click.option("--force", is_flag=True, help="Passed to `azft submit`: start a new job even if one exists.")
 @click.option("--repo", type=click.Path(file_okay=False, exists=True), default=".", show_default=True)
 @_OUTPUT
@@ -387,8 +449,13 @@ def unfinished_jobs(items: list[dict], out: Path) -> list[tuple[dict, str]]:
 
 
 @click.command("cancel")
-@click.option("--specs", "selection", required=True, type=click.Path(dir_okay=False, exists=True),
-              help="The JSON written by `azft ci specs --save FILE`.")
+@click.option(
+    "--specs",
+    "selection",
+    required=True,
+    type=click.Path(dir_okay=False, exists=True),
+    help="The JSON written by `azft ci specs --save FILE`.",
+)
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False), help="The folder `ci submit` wrote.")
 @click.option("--repo", type=click.Path(file_okay=False, exists=True), default=".", show_default=True)
 @_OUTPUT
@@ -418,8 +485,13 @@ def cancel_cmd(selection: str, out: str, repo: str, output: str) -> int:
 @click.option("--backend", "-b", type=click.Choice(BACKENDS), required=True)
 @click.option("--base", required=True, metavar="REV", help="The revision to compare with (its merge base).")
 @click.option("--repo", type=click.Path(file_okay=False, exists=True), default=".", show_default=True)
-@click.option("--output", "-o", type=click.Choice(["table", "json"]), default="table",
-              help="json: {spec, backend, base, note, diff} instead of the note on stderr and the diff on stdout.")
+@click.option(
+    "--output",
+    "-o",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    help="json: {spec, backend, base, note, diff} instead of the note on stderr and the diff on stdout.",
+)
 def plan_diff_cmd(spec: str, backend: str, base: str, repo: str, output: str) -> int:
     """The plan of SPEC (a path in the repository) against the same spec on BASE, as a unified diff."""
     root = Path(repo).resolve()

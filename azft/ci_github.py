@@ -40,13 +40,18 @@ class GitHub:
 
     def call(self, method: str, path: str, body: dict | None = None) -> Any:
         data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(f"{self.api}{path}", data=data, method=method, headers={
-            "Accept": "application/vnd.github+json",
-            "Authorization": f"Bearer {self.token}",
-            "X-GitHub-Api-Version": "2022-11-28",
-            "User-Agent": "azft-ci",
-            **({"Content-Type": "application/json"} if data else {}),
-        })
+        req = urllib.request.Request(
+            f"{self.api}{path}",
+            data=data,
+            method=method,
+            headers={
+                "Accept": "application/vnd.github+json",
+                "Authorization": f"Bearer {self.token}",
+                "X-GitHub-Api-Version": "2022-11-28",
+                "User-Agent": "azft-ci",
+                **({"Content-Type": "application/json"} if data else {}),
+            },
+        )
         try:
             with urllib.request.urlopen(req, timeout=self.timeout) as resp:
                 text = resp.read().decode("utf-8", "replace")
@@ -106,12 +111,22 @@ def comment_files(out: Path) -> list[tuple[str, str]]:
 
 
 @click.command("comment")
-@click.option("--out", "out", required=True, type=click.Path(file_okay=False, exists=True),
-              help="The folder `azft ci review --out` wrote.")
+@click.option(
+    "--out",
+    "out",
+    required=True,
+    type=click.Path(file_okay=False, exists=True),
+    help="The folder `azft ci review --out` wrote.",
+)
 @click.option("--pr", "pr", type=int, default=None, help="Pull request number (default: from $GITHUB_EVENT_PATH).")
 @click.option("--repo", "repo", default=None, metavar="OWNER/NAME", help="Default: $GITHUB_REPOSITORY.")
-@click.option("--output", "-o", type=click.Choice(["table", "json"]), default="table",
-              help="json: one document on stdout with each comment's action and address.")
+@click.option(
+    "--output",
+    "-o",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    help="json: one document on stdout with each comment's action and address.",
+)
 def comment_cmd(out: str, pr: int | None, repo: str | None, output: str) -> int:
     """Post each spec's plan as one pull-request comment, updating the comment an earlier run posted."""
     bodies = comment_files(Path(out))
@@ -143,8 +158,9 @@ def comment_cmd(out: str, pr: int | None, repo: str | None, output: str) -> int:
             posted.append({"spec": marker[5:-4].removeprefix("azft-plan:"), "action": action, "url": url})
     except GitHubError as e:
         # a read-only token (pull requests from forks) must not fail the review: the summary has the plans
-        click.echo(f"::warning title=azft::could not comment on pull request #{number}: {e.message}",
-                   err=output == "json")
+        click.echo(
+            f"::warning title=azft::could not comment on pull request #{number}: {e.message}", err=output == "json"
+        )
         doc["error"] = e.message
     emit()
     return EXIT_OK

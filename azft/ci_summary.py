@@ -95,8 +95,9 @@ def backend_for(path: str, text: str, default: str) -> tuple[str, str]:
         name = m.group(1)
         if name not in BACKENDS:
             line = text[: m.start(1)].count("\n") + 1
-            raise UsageError(f"{path}:{line}: azft-backend: unknown backend {name!r}",
-                             hint=f"choose one of: {', '.join(BACKENDS)}")
+            raise UsageError(
+                f"{path}:{line}: azft-backend: unknown backend {name!r}", hint=f"choose one of: {', '.join(BACKENDS)}"
+            )
         return name, "comment"
     words = re.split(r"[/\\._-]+", re.sub(r"\.ya?ml$", "", path).lower())
     found = [w for w in words if w in BACKENDS]
@@ -140,9 +141,11 @@ def _git(repo: Path, *args: str) -> str:
         raise UsageError("git is not installed", hint="azft ci specs compares revisions with git") from None
     if proc.returncode != 0:
         detail = (proc.stderr.strip().splitlines() or ["git failed"])[-1]
-        raise UsageError(f"git {' '.join(args)}: {detail}",
-                         hint="check out the full history (actions/checkout with fetch-depth: 0; Azure DevOps "
-                              "checkout with fetchDepth: 0) and pass a base revision that exists")
+        raise UsageError(
+            f"git {' '.join(args)}: {detail}",
+            hint="check out the full history (actions/checkout with fetch-depth: 0; Azure DevOps "
+            "checkout with fetchDepth: 0) and pass a base revision that exists",
+        )
     return proc.stdout
 
 
@@ -161,14 +164,18 @@ def changed_since(repo: Path, base: str | None, head: str = "HEAD") -> tuple[lis
     try:
         _git(repo, "rev-parse", "--verify", "--quiet", f"{head}^{{commit}}")
     except UsageError:
-        raise UsageError(f"unknown revision {head!r} in {repo}",
-                         hint="check out the full history (actions/checkout with fetch-depth: 0; Azure DevOps "
-                              "checkout with fetchDepth: 0)") from None
+        raise UsageError(
+            f"unknown revision {head!r} in {repo}",
+            hint="check out the full history (actions/checkout with fetch-depth: 0; Azure DevOps "
+            "checkout with fetchDepth: 0)",
+        ) from None
     try:
         _git(repo, "rev-parse", "--verify", "--quiet", f"{base}^{{commit}}")
     except UsageError:
-        return None, (f"the base revision {base} is not in this clone (rewritten by a force-push, or a shallow "
-                      "checkout: use fetch-depth: 0); every spec is checked")
+        return None, (
+            f"the base revision {base} is not in this clone (rewritten by a force-push, or a shallow "
+            "checkout: use fetch-depth: 0); every spec is checked"
+        )
     try:
         _git(repo, "merge-base", base, head)
     except UsageError:
@@ -217,13 +224,23 @@ def find_specs(
             if not why:
                 continue
         backend, source = backend_for(rel, text, default_backend)
-        found.append(CiSpec(spec=rel, key=spec_key(rel), backend=backend, backend_source=source,
-                            submit=backend in submit_backends, changed=why))
+        found.append(
+            CiSpec(
+                spec=rel,
+                key=spec_key(rel),
+                backend=backend,
+                backend_source=source,
+                submit=backend in submit_backends,
+                changed=why,
+            )
+        )
     keys: dict[str, str] = {}
     for s in found:
         if s.key in keys:
-            raise UsageError(f"{s.spec} and {keys[s.key]} map to the same CI key {s.key!r}",
-                             hint="rename one of them: keys name matrix legs and concurrency groups")
+            raise UsageError(
+                f"{s.spec} and {keys[s.key]} map to the same CI key {s.key!r}",
+                hint="rename one of them: keys name matrix legs and concurrency groups",
+            )
         keys[s.key] = s.spec
     return found
 
@@ -304,7 +321,7 @@ def read_step(step: str, path: str | None) -> StepResult | None:
         # a step may print a line of progress before its JSON; take the last JSON document in the file
         start = max(text.rfind("\n{"), text.rfind("\n["))
         try:
-            data = json.loads(text[start + 1:]) if start >= 0 else None
+            data = json.loads(text[start + 1 :]) if start >= 0 else None
         except ValueError:
             data = None
         if data is None:
@@ -315,7 +332,8 @@ def read_step(step: str, path: str | None) -> StepResult | None:
     code = EXIT_OK
     if step in ("submit", "wait") and isinstance(data, dict):
         code = {"Completed": EXIT_OK, "Failed": EXIT_JOB_FAILED, "Canceled": EXIT_CANCELLED}.get(
-            str(data.get("status")), EXIT_OK)
+            str(data.get("status")), EXIT_OK
+        )
     if step == "plan" and isinstance(data, dict) and not (data.get("verdict") or {}).get("ok", True):
         code = EXIT_INVALID
     return StepResult(step, "ok", data=data, exit_code=code, path=path)
@@ -422,8 +440,10 @@ def _plan_section(d: dict) -> list[str]:
         for f in data:
             checked = "—" if f.get("ok") is None else ("✅" if f["ok"] else f"❌ {f.get('errors')} error(s)")
             size = f"{f['size']:,} bytes" if isinstance(f.get("size"), int) else None
-            out.append(f"| {md_cell(f.get('role'))} | {md_cell(f.get('ref') or f.get('uri') or f.get('path'))} | "
-                       f"{md_cell(size)} | {checked} |")
+            out.append(
+                f"| {md_cell(f.get('role'))} | {md_cell(f.get('ref') or f.get('uri') or f.get('path'))} | "
+                f"{md_cell(size)} | {checked} |"
+            )
         out.append("")
     est = {k: val for k, val in (d.get("estimate") or {}).items() if k != "label" and val is not None}
     if est:
@@ -435,8 +455,17 @@ def _plan_section(d: dict) -> list[str]:
         if len(text) > MAX_REQUEST_CHARS:
             text = text[:MAX_REQUEST_CHARS] + "\n# … cut; the plan artifact has the whole request\n"
         label = "What would be sent to Azure ML" if d.get("target") in ("maas", "maap") else "What would run"
-        out += ["<details>", f"<summary>{label}</summary>", "", "```yaml", text.rstrip("\n"), "```", "",
-                "</details>", ""]
+        out += [
+            "<details>",
+            f"<summary>{label}</summary>",
+            "",
+            "```yaml",
+            text.rstrip("\n"),
+            "```",
+            "",
+            "</details>",
+            "",
+        ]
     return out
 
 
@@ -444,8 +473,9 @@ def _job_section(d: dict, results: dict | None) -> list[str]:
     out = ["### Job", ""]
     status = d.get("status")
     icon = {"Completed": "✅", "Failed": "❌", "Canceled": "⚠️"}.get(str(status), "ℹ️")
-    out.append(f"{icon} **{md_cell(status)}** · job {md_code(d.get('name') or d.get('job_name'))}"
-               f" on `{d.get('backend')}`")
+    out.append(
+        f"{icon} **{md_cell(status)}** · job {md_code(d.get('name') or d.get('job_name'))} on `{d.get('backend')}`"
+    )
     out.append("")
     if d.get("error") or d.get("error_code"):
         out += [f"> **{md_cell(d.get('error_code') or 'error')}**: {md_cell(d.get('error'))}", ""]
@@ -520,9 +550,13 @@ def append_summary(markdown: str, out: str | None) -> str | None:
 class _CiGroup(click.Group):
     """The action's steps (azft.ci_flow, azft.ci_github) load when they are called."""
 
-    LAZY = {"review": "azft.ci_flow:review_cmd", "submit": "azft.ci_flow:submit_cmd",
-            "plan-diff": "azft.ci_flow:plan_diff_cmd", "comment": "azft.ci_github:comment_cmd",
-            "cancel": "azft.ci_flow:cancel_cmd"}
+    LAZY = {
+        "review": "azft.ci_flow:review_cmd",
+        "submit": "azft.ci_flow:submit_cmd",
+        "plan-diff": "azft.ci_flow:plan_diff_cmd",
+        "comment": "azft.ci_github:comment_cmd",
+        "cancel": "azft.ci_flow:cancel_cmd",
+    }
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(set(super().list_commands(ctx)) | set(self.LAZY))
@@ -543,29 +577,67 @@ def ci() -> None:
 
 @ci.command("specs")
 @click.argument("paths", nargs=-1, type=click.Path())
-@click.option("--glob", "globs", multiple=True, metavar="PATTERN",
-              help="Where specs live, relative to the repository (repeatable; default: specs/**/*.yaml, "
-                   "specs/**/*.yml).")
-@click.option("--base", default=None, metavar="REV",
-              help="Compare with this revision (merge base with --head). Unset or all zeros: every spec.")
+@click.option(
+    "--glob",
+    "globs",
+    multiple=True,
+    metavar="PATTERN",
+    help="Where specs live, relative to the repository (repeatable; default: specs/**/*.yaml, specs/**/*.yml).",
+)
+@click.option(
+    "--base",
+    default=None,
+    metavar="REV",
+    help="Compare with this revision (merge base with --head). Unset or all zeros: every spec.",
+)
 @click.option("--head", default="HEAD", show_default=True, metavar="REV")
 @click.option("--all", "all_", is_flag=True, help="Every spec, changed or not.")
-@click.option("--default-backend", type=click.Choice(BACKENDS), default="maap", show_default=True,
-              help="Backend for specs without an `# azft-backend:` comment or a backend name in their path.")
-@click.option("--submit-backends", default=",".join(SUBMITTABLE), show_default=True, metavar="LIST",
-              help="Backends CI may submit to (comma separated, from mock, maas, maap); other specs are planned only.")
-@click.option("--repo", type=click.Path(file_okay=False), default=".", show_default=True,
-              help="Repository root.")
-@click.option("--format", "fmt", type=click.Choice(["json", "github", "azure-devops"]), default="json",
-              show_default=True,
-              help="json: print the list; github: write outputs to $GITHUB_OUTPUT; azure-devops: print "
-                   "##vso[task.setvariable] lines.")
-@click.option("--save", "save", type=click.Path(dir_okay=False), default=None, metavar="FILE",
-              help="Also write the JSON list here (what `azft ci review` and `azft ci submit` read).")
+@click.option(
+    "--default-backend",
+    type=click.Choice(BACKENDS),
+    default="maap",
+    show_default=True,
+    help="Backend for specs without an `# azft-backend:` comment or a backend name in their path.",
+)
+@click.option(
+    "--submit-backends",
+    default=",".join(SUBMITTABLE),
+    show_default=True,
+    metavar="LIST",
+    help="Backends CI may submit to (comma separated, from mock, maas, maap); other specs are planned only.",
+)
+@click.option("--repo", type=click.Path(file_okay=False), default=".", show_default=True, help="Repository root.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["json", "github", "azure-devops"]),
+    default="json",
+    show_default=True,
+    help="json: print the list; github: write outputs to $GITHUB_OUTPUT; azure-devops: print "
+    "##vso[task.setvariable] lines.",
+)
+@click.option(
+    "--save",
+    "save",
+    type=click.Path(dir_okay=False),
+    default=None,
+    metavar="FILE",
+    help="Also write the JSON list here (what `azft ci review` and `azft ci submit` read).",
+)
 @click.option("--output", "-o", type=click.Choice(["json"]), default="json", hidden=True)
-def specs_cmd(paths: tuple[str, ...], globs: tuple[str, ...], base: str | None, head: str, all_: bool,
-              default_backend: str, submit_backends: str, repo: str, fmt: str, save: str | None,
-              output: str) -> int:
+def specs_cmd(
+    paths: tuple[str, ...],
+    globs: tuple[str, ...],
+    base: str | None,
+    head: str,
+    all_: bool,
+    default_backend: str,
+    submit_backends: str,
+    repo: str,
+    fmt: str,
+    save: str | None,
+    output: str,
+) -> int:
     """The job specs a change touched (spec or its local data files), each with its backend.
 
     PATHS adds spec files explicitly (always included). A base revision this clone does not have (after a
@@ -582,71 +654,147 @@ def specs_cmd(paths: tuple[str, ...], globs: tuple[str, ...], base: str | None, 
     if notice:
         prefix = {"github": "::notice title=azft::", "azure-devops": "##vso[task.logissue type=warning]"}
         click.echo(prefix.get(fmt, "notice: ") + notice, err=fmt == "json")
-    found = find_specs(root, globs or DEFAULT_GLOBS, changed=changed, default_backend=default_backend,
-                       submit_backends=allowed, explicit=paths)
-    plan_matrix = {"include": [s.matrix_entry() for s in found]}
+    found = find_specs(
+        root,
+        globs or DEFAULT_GLOBS,
+        changed=changed,
+        default_backend=default_backend,
+        submit_backends=allowed,
+        explicit=paths,
+    )
     submit_list = [s for s in found if s.submit]
-    submit_matrix = {"include": [s.matrix_entry() for s in submit_list]}
     azure_count = sum(1 for s in submit_list if s.backend in ("maas", "maap"))
     used_base = None if changed is None else base
-    doc = {"base": used_base, "head": head, "all": changed is None, "notice": notice, "count": len(found),
-           "submit_count": len(submit_list), "azure_count": azure_count, "specs": [asdict(s) for s in found]}
+    doc = {
+        "base": used_base,
+        "head": head,
+        "all": changed is None,
+        "notice": notice,
+        "count": len(found),
+        "submit_count": len(submit_list),
+        "azure_count": azure_count,
+        "specs": [asdict(s) for s in found],
+    }
     if save:
         Path(save).parent.mkdir(parents=True, exist_ok=True)
         Path(save).write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
     if fmt == "json":
         click.echo(json.dumps(doc, indent=2))
     elif fmt == "github":
-        lines = [
-            f"specs={json.dumps([s.spec for s in found])}",
-            f"count={len(found)}",
-            f"plan_matrix={json.dumps(plan_matrix)}",
-            f"submit_matrix={json.dumps(submit_matrix)}",
-            f"submit_count={len(submit_list)}",
-            f"azure_count={azure_count}",
-            f"base={used_base or ''}",
-        ]
-        _write_outputs(lines, os.environ.get("GITHUB_OUTPUT"))
-        for s in found:
-            why = ", ".join(s.changed) if s.changed else "all specs"
-            click.echo(f"{s.spec}: backend {s.backend} ({s.backend_source}), "
-                       f"{'plan + submit on main' if s.submit else 'plan only'} [{why}]", err=True)
-        if not found:
-            click.echo("no changed specs", err=True)
+        _emit_github(found, submit_list, azure_count, used_base)
     else:
-        def ado(items: list[CiSpec]) -> str:
-            return json.dumps({s.key: {"spec": s.spec, "backend": s.backend} for s in items})
-
-        click.echo(f"##vso[task.setvariable variable=planMatrix;isOutput=true]{ado(found)}")
-        click.echo(f"##vso[task.setvariable variable=submitMatrix;isOutput=true]{ado(submit_list)}")
-        click.echo(f"##vso[task.setvariable variable=count;isOutput=true]{len(found)}")
-        click.echo(f"##vso[task.setvariable variable=submitCount;isOutput=true]{len(submit_list)}")
-        click.echo(f"##vso[task.setvariable variable=azureCount;isOutput=true]{azure_count}")
-        click.echo(f"##vso[task.setvariable variable=base;isOutput=true]{used_base or ''}")
+        _emit_azure_devops(found, submit_list, azure_count, used_base)
     return EXIT_OK
+
+
+def _emit_github(found: list[CiSpec], submit_list: list[CiSpec], azure_count: int, used_base: str | None) -> None:
+    """`azft ci specs --format github`: the step outputs to $GITHUB_OUTPUT, one line per spec on stderr."""
+    plan_matrix = {"include": [s.matrix_entry() for s in found]}
+    submit_matrix = {"include": [s.matrix_entry() for s in submit_list]}
+    lines = [
+        f"specs={json.dumps([s.spec for s in found])}",
+        f"count={len(found)}",
+        f"plan_matrix={json.dumps(plan_matrix)}",
+        f"submit_matrix={json.dumps(submit_matrix)}",
+        f"submit_count={len(submit_list)}",
+        f"azure_count={azure_count}",
+        f"base={used_base or ''}",
+    ]
+    _write_outputs(lines, os.environ.get("GITHUB_OUTPUT"))
+    for s in found:
+        why = ", ".join(s.changed) if s.changed else "all specs"
+        click.echo(
+            f"{s.spec}: backend {s.backend} ({s.backend_source}), "
+            f"{'plan + submit on main' if s.submit else 'plan only'} [{why}]",
+            err=True,
+        )
+    if not found:
+        click.echo("no changed specs", err=True)
+
+
+def _emit_azure_devops(found: list[CiSpec], submit_list: list[CiSpec], azure_count: int, used_base: str | None) -> None:
+    """`azft ci specs --format azure-devops`: the same outputs as ##vso[task.setvariable] lines."""
+
+    def matrix(items: list[CiSpec]) -> str:
+        return json.dumps({s.key: {"spec": s.spec, "backend": s.backend} for s in items})
+
+    variables = {
+        "planMatrix": matrix(found),
+        "submitMatrix": matrix(submit_list),
+        "count": len(found),
+        "submitCount": len(submit_list),
+        "azureCount": azure_count,
+        "base": used_base or "",
+    }
+    for name, value in variables.items():
+        click.echo(f"##vso[task.setvariable variable={name};isOutput=true]{value}")
 
 
 @ci.command("summary")
 @click.argument("spec")
 @click.option("--backend", "-b", type=click.Choice(BACKENDS), default=None, help="The backend, for the heading.")
-@click.option("--validate", "validate_json", type=click.Path(dir_okay=False), default=None,
-              help="JSON written by `azft validate --output json`.")
-@click.option("--plan", "plan_json", type=click.Path(dir_okay=False), default=None,
-              help="JSON written by `azft plan --output json`.")
-@click.option("--submit", "submit_json", type=click.Path(dir_okay=False), default=None,
-              help="JSON written by `azft submit [--wait] --output json`.")
-@click.option("--wait", "wait_json", type=click.Path(dir_okay=False), default=None,
-              help="JSON written by `azft wait --output json`.")
-@click.option("--results", "results_json", type=click.Path(dir_okay=False), default=None,
-              help="JSON written by `azft results --output json`.")
+@click.option(
+    "--validate",
+    "validate_json",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="JSON written by `azft validate --output json`.",
+)
+@click.option(
+    "--plan",
+    "plan_json",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="JSON written by `azft plan --output json`.",
+)
+@click.option(
+    "--submit",
+    "submit_json",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="JSON written by `azft submit [--wait] --output json`.",
+)
+@click.option(
+    "--wait",
+    "wait_json",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="JSON written by `azft wait --output json`.",
+)
+@click.option(
+    "--results",
+    "results_json",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="JSON written by `azft results --output json`.",
+)
 @click.option("--title", default=None, help="Heading (default: the spec and backend).")
-@click.option("--out", "out", default=None, metavar="FILE",
-              help="Append the Markdown here (default: $GITHUB_STEP_SUMMARY when set, else stdout; - for stdout).")
-@click.option("--output", "-o", type=click.Choice(["table", "json"]), default="table",
-              help="json: {spec, backend, markdown, written} on stdout (the Markdown is still appended to a file).")
-def summary_cmd(spec: str, backend: str | None, validate_json: str | None, plan_json: str | None,
-                submit_json: str | None, wait_json: str | None, results_json: str | None,
-                title: str | None, out: str | None, output: str = "table") -> int:
+@click.option(
+    "--out",
+    "out",
+    default=None,
+    metavar="FILE",
+    help="Append the Markdown here (default: $GITHUB_STEP_SUMMARY when set, else stdout; - for stdout).",
+)
+@click.option(
+    "--output",
+    "-o",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    help="json: {spec, backend, markdown, written} on stdout (the Markdown is still appended to a file).",
+)
+def summary_cmd(
+    spec: str,
+    backend: str | None,
+    validate_json: str | None,
+    plan_json: str | None,
+    submit_json: str | None,
+    wait_json: str | None,
+    results_json: str | None,
+    title: str | None,
+    out: str | None,
+    output: str = "table",
+) -> int:
     """Markdown summary of a spec's CI steps (verdict, estimate, what is sent, job outcome, metrics).
 
     Give the JSON file of each step that ran; a named file that does not exist is shown as "did not run". The
@@ -654,15 +802,19 @@ def summary_cmd(spec: str, backend: str | None, validate_json: str | None, plan_
     """
     steps = [
         read_step(name, path)
-        for name, path in (("validate", validate_json), ("plan", plan_json), ("submit", submit_json),
-                           ("wait", wait_json), ("results", results_json))
+        for name, path in (
+            ("validate", validate_json),
+            ("plan", plan_json),
+            ("submit", submit_json),
+            ("wait", wait_json),
+            ("results", results_json),
+        )
     ]
     markdown = render_summary(spec, backend, [s for s in steps if s is not None], title=title)
     target = out if out is not None else os.environ.get("GITHUB_STEP_SUMMARY")
     if output == "json":
         written = append_summary(markdown, target) if target and target != "-" else None
-        click.echo(json.dumps({"spec": spec, "backend": backend, "markdown": markdown, "written": written},
-                              indent=2))
+        click.echo(json.dumps({"spec": spec, "backend": backend, "markdown": markdown, "written": written}, indent=2))
         return EXIT_OK
     written = append_summary(markdown, target)
     if written:

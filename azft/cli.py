@@ -14,8 +14,10 @@ from azft.errors import EXIT_CANCELLED, EXIT_INVALID, EXIT_JOB_FAILED, EXIT_OK, 
 
 BACKENDS = backend_names()
 OUTPUTS = ("table", "yaml", "json")
-EXIT_CODES_HELP = ("Exit codes: 0 success, 1 job failed, 2 invalid spec/data/usage, 3 cancelled or timed out, "
-                   "4 Azure/auth/transport error, 5 internal error in azft (a bug).")
+EXIT_CODES_HELP = (
+    "Exit codes: 0 success, 1 job failed, 2 invalid spec/data/usage, 3 cancelled or timed out, "
+    "4 Azure/auth/transport error, 5 internal error in azft (a bug)."
+)
 
 
 def _console(stderr: bool = False):
@@ -204,15 +206,16 @@ def classify_exception(e: BaseException) -> AzftError:
         return mapped
     if isinstance(e, OSError) and not isinstance(e, (ConnectionError, TimeoutError)):
         where = f" {e.filename}" if getattr(e, "filename", None) else ""
-        return UsageError(f"cannot access{where}: {e.strerror or e}",
-                          hint="check the path and its permissions")
+        return UsageError(f"cannot access{where}: {e.strerror or e}", hint="check the path and its permissions")
     if isinstance(e, (ConnectionError, TimeoutError)):
         from azft.errors import AzureError
 
         return AzureError(f"network error: {type(e).__name__}: {e}")
     msg = " ".join(str(e).split())[:300]
-    return InternalError(f"internal error (a bug in azft): {type(e).__name__}{': ' + msg if msg else ''}",
-                         hint="rerun with --debug for the full traceback and report it; exit code 5 means a bug")
+    return InternalError(
+        f"internal error (a bug in azft): {type(e).__name__}{': ' + msg if msg else ''}",
+        hint="rerun with --debug for the full traceback and report it; exit code 5 means a bug",
+    )
 
 
 def _map_foreign(e: Exception) -> Optional[AzftError]:
@@ -229,8 +232,9 @@ def _map_foreign(e: Exception) -> Optional[AzftError]:
 
 @cli.command()
 @click.argument("spec_file", type=click.Path(dir_okay=True))
-@click.option("--backend", "-b", type=click.Choice(BACKENDS), default=None,
-              help="Also apply this backend's compatibility rules.")
+@click.option(
+    "--backend", "-b", type=click.Choice(BACKENDS), default=None, help="Also apply this backend's compatibility rules."
+)
 @click.option("--no-data", is_flag=True, help="Skip the data-file checks.")
 @click.option("--output", "-o", type=click.Choice(OUTPUTS), default="table")
 def validate(spec_file: str, backend: Optional[str], no_data: bool, output: str) -> int:
@@ -256,10 +260,13 @@ def validate(spec_file: str, backend: Optional[str], no_data: bool, output: str)
     elif not no_data:
         problems += _data_problems(spec, model, spec_file, warnings)
     if problems:
-        raise SpecError(f"{spec_file}: {len(problems)} problem{'s' if len(problems) != 1 else ''} found",
-                        problems=problems)
-    summary = (f"{spec_file}: valid — {spec.name}: {model.id}, {spec.task}, {spec.method}, "
-               f"{spec.hyperparameters.epochs} epoch{'s' if spec.hyperparameters.epochs != 1 else ''}")
+        raise SpecError(
+            f"{spec_file}: {len(problems)} problem{'s' if len(problems) != 1 else ''} found", problems=problems
+        )
+    summary = (
+        f"{spec_file}: valid — {spec.name}: {model.id}, {spec.task}, {spec.method}, "
+        f"{spec.hyperparameters.epochs} epoch{'s' if spec.hyperparameters.epochs != 1 else ''}"
+    )
     if output == "table":  # click.style, not rich: validate is on every editor save and CI step; keep it fast
         click.echo(click.style("✓", fg="green") + f" {summary}")
         for w in warnings:
@@ -278,17 +285,26 @@ def _data_problems(spec, model, spec_file: str, warnings: Optional[list[str]] = 
     for role in ("train", "validation"):
         ref = getattr(spec.data, role)
         if ref and is_uri(ref) and spec.data.format:
-            out.append(Problem(f"data.format converts local files; {ref} is a URI and would be used unconverted",
-                               file=spec_file, line=line_of(spec, "data", role), field=f"data.{role}",
-                               hint="convert it with `azft data convert` and give the result"))
+            out.append(
+                Problem(
+                    f"data.format converts local files; {ref} is a URI and would be used unconverted",
+                    file=spec_file,
+                    line=line_of(spec, "data", role),
+                    field=f"data.{role}",
+                    hint="convert it with `azft data convert` and give the result",
+                )
+            )
         if not ref or is_uri(ref):
             continue
         path = spec.resolve_path(ref)
         problem = path_problem(path)
         if problem:
             where = f" (resolved to {path})" if problem == "does not exist" else ""
-            out.append(Problem(f"{ref} {problem}{where}", file=spec_file,
-                               line=line_of(spec, "data", role), field=f"data.{role}"))
+            out.append(
+                Problem(
+                    f"{ref} {problem}{where}", file=spec_file, line=line_of(spec, "data", role), field=f"data.{role}"
+                )
+            )
             continue
         try:
             from azft.data import check_file
@@ -300,22 +316,34 @@ def _data_problems(spec, model, spec_file: str, warnings: Optional[list[str]] = 
             where = dict(file=spec_file, line=line_of(spec, "data", role), field=f"data.{role}")
             prepared, err = try_prepare(path, spec.data.format, spec.task)
             if err is not None:
-                out.append(Problem(f"{ref} could not be converted from {spec.data.format}: {err.message}",
-                                   hint=err.hint, **where))
+                out.append(
+                    Problem(
+                        f"{ref} could not be converted from {spec.data.format}: {err.message}", hint=err.hint, **where
+                    )
+                )
                 continue
             if prepared.skipped:
                 out.append(Problem(skipped_reason(ref, prepared.to_dict(), spec.task), **where))
             path = prepared.path
-        report = check_file(path, spec.task, model=model.id if model.in_catalog else None,
-                            max_tokens=spec.hyperparameters.max_seq_length)
+        report = check_file(
+            path,
+            spec.task,
+            model=model.id if model.in_catalog else None,
+            max_tokens=spec.hyperparameters.max_seq_length,
+        )
         if warnings is not None:  # the same lines `azft plan` and the CI summary show
             warnings.extend(f"data.{role}: {w}" for w in report.warning_lines())
         if not report.ok:
             first = report.errors[0].render() if report.errors else ""
-            out.append(Problem(f"{ref} has {len(report.errors)} data error(s); first: {first}", file=spec_file,
-                               line=line_of(spec, "data", role), field=f"data.{role}",
-                               hint=f"`azft data check {path if spec.data.format else ref} --task {spec.task}` "
-                                    "lists them all"))
+            out.append(
+                Problem(
+                    f"{ref} has {len(report.errors)} data error(s); first: {first}",
+                    file=spec_file,
+                    line=line_of(spec, "data", role),
+                    field=f"data.{role}",
+                    hint=f"`azft data check {path if spec.data.format else ref} --task {spec.task}` lists them all",
+                )
+            )
     return out
 
 
@@ -323,15 +351,37 @@ def _data_problems(spec, model, spec_file: str, warnings: Optional[list[str]] = 
 @click.argument("spec_file", type=click.Path())
 @click.option("--backend", "-b", type=click.Choice(BACKENDS), default="local", show_default=True)
 @click.option("--output", "-o", type=click.Choice(OUTPUTS), default="table")
-@click.option("--prices", type=click.Path(), help="YAML price table overriding the catalog's (see examples/prices.yaml).")
-@click.option("--fit", "fit", is_flag=True,
-              help="Also list every GPU size in the catalog: per-GPU memory estimate, fits or not, hours and cost.")
-@click.option("--export", "export_dir", type=click.Path(file_okay=False), default=None,
-              help="maap: write the job as a folder `az ml job create -f DIR/job.yml` accepts (components, code, data).")
-@click.option("--max-usd", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="Hold the estimate against this cost limit (lowers or sets the spec's budget.max_usd).")
-def plan(spec_file: str, backend: str, output: str, prices: Optional[str], fit: bool,
-         export_dir: Optional[str] = None, max_usd: Optional[float] = None) -> int:
+@click.option(
+    "--prices", type=click.Path(), help="YAML price table overriding the catalog's (see examples/prices.yaml)."
+)
+@click.option(
+    "--fit",
+    "fit",
+    is_flag=True,
+    help="Also list every GPU size in the catalog: per-GPU memory estimate, fits or not, hours and cost.",
+)
+@click.option(
+    "--export",
+    "export_dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="maap: write the job as a folder `az ml job create -f DIR/job.yml` accepts (components, code, data).",
+)
+@click.option(
+    "--max-usd",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Hold the estimate against this cost limit (lowers or sets the spec's budget.max_usd).",
+)
+def plan(
+    spec_file: str,
+    backend: str,
+    output: str,
+    prices: Optional[str],
+    fit: bool,
+    export_dir: Optional[str] = None,
+    max_usd: Optional[float] = None,
+) -> int:
     """Dry-run: what would be sent, the compatibility verdict and a cost/time estimate. Nothing is sent.
 
     A spec with a `sweep:` section shows every trial (values, estimate, verdict) and the sweep's totals."""
@@ -343,8 +393,10 @@ def plan(spec_file: str, backend: str, output: str, prices: Optional[str], fit: 
         if fit or export_dir:
             from azft.errors import UsageError
 
-            raise UsageError("--fit and --export plan one job; this spec is a sweep",
-                             hint="remove the sweep: section (or plan one trial's values in its own spec)")
+            raise UsageError(
+                "--fit and --export plan one job; this spec is a sweep",
+                hint="remove the sweep: section (or plan one trial's values in its own spec)",
+            )
         from azft.cli_sweep import plan_command
 
         return plan_command(spec, backend, output, prices, max_usd)
@@ -385,16 +437,30 @@ def _print_fit(rows: list[dict], tokens) -> None:
     t = Table(title="GPU sizes (per-GPU memory estimate; hours and cost are estimates, not quotes)", expand=False)
     width = max((len(r["sku"].removeprefix("Standard_")) for r in rows), default=8)
     t.add_column("size (Standard_…)", no_wrap=True, min_width=width)
-    for col, just in (("GPUs", "right"), ("memory/GPU", "right"), ("estimate", "right"),
-                      ("fits", "left"), ("hours", "right"), ("cost", "right"), ("registry list", "left")):
+    for col, just in (
+        ("GPUs", "right"),
+        ("memory/GPU", "right"),
+        ("estimate", "right"),
+        ("fits", "left"),
+        ("hours", "right"),
+        ("cost", "right"),
+        ("registry list", "left"),
+    ):
         t.add_column(col, justify=just)
     from azft.render import MISSING, cell
 
     for r in rows:
         fits = MISSING if r.get("fits") is None else ("[green]yes[/]" if r["fits"] else "[red]no[/]")
-        t.add_row(r["sku"].removeprefix("Standard_"), f"{r['gpus']} × {r['nodes']}" if r["nodes"] > 1 else str(r["gpus"]),
-                  cell(r.get("gpu_memory_gb"), "gb"), cell(r.get("estimate_gb"), "gb"), fits,
-                  cell(r.get("hours"), "hours"), cell(r.get("cost_usd"), "usd"), cell(bool(r["allowed"])))
+        t.add_row(
+            r["sku"].removeprefix("Standard_"),
+            f"{r['gpus']} × {r['nodes']}" if r["nodes"] > 1 else str(r["gpus"]),
+            cell(r.get("gpu_memory_gb"), "gb"),
+            cell(r.get("estimate_gb"), "gb"),
+            fits,
+            cell(r.get("hours"), "hours"),
+            cell(r.get("cost_usd"), "usd"),
+            cell(bool(r["allowed"])),
+        )
     _console().print(t)
     if tokens is None:
         _console().print("  hours and cost need the training token count (local data files)")
@@ -419,8 +485,12 @@ def _workspace_rows(where: Optional[dict]) -> list[tuple[str, str]]:
         return [("workspace", "not configured: " + where["error"])]
     src = where.get("sources", {})
     rows = []
-    for key, label in (("workspace", "workspace"), ("resource_group", "resource group"),
-                       ("subscription_id", "subscription"), ("region", "region")):
+    for key, label in (
+        ("workspace", "workspace"),
+        ("resource_group", "resource group"),
+        ("subscription_id", "subscription"),
+        ("region", "region"),
+    ):
         if where.get(key):
             rows.append((label, f"{where[key]}  (from {src.get(key, '?')})"))
     if not where.get("region"):
@@ -432,10 +502,25 @@ def _workspace_rows(where: Optional[dict]) -> list[tuple[str, str]]:
 
 def _print_plan(d: dict) -> None:
     from rich.panel import Panel
-    from rich.table import Table
 
     con = _console()
-    v = d["verdict"]
+    con.print(Panel(_plan_header(d), title="azft plan", expand=False))
+    _print_verdict(con, d)
+    if d.get("budget"):
+        _print_budget(con, d["budget"])
+    _print_estimate(con, d["estimate"])
+    if d.get("request") is not None:
+        import yaml
+
+        con.print("[bold]would send:[/]" if d["target"] in ("maas", "maap") else "[bold]would run:[/]")
+        # one line per value: a folded command line would not paste back into a shell
+        con.print(_esc(yaml.safe_dump(d["request"], sort_keys=False, width=1_000_000)))
+
+
+def _plan_header(d: dict):
+    """The plan's head: backend, job name, model, method, hyperparameters, data files, workspace."""
+    from rich.table import Table
+
     head = Table.grid(padding=(0, 2))
     head.add_row("backend", d["backend"] + (f" (target {d['target']})" if d["target"] != d["backend"] else ""))
     head.add_row("job name", d["job_name"])
@@ -444,23 +529,35 @@ def _print_plan(d: dict) -> None:
     head.add_row("model", _esc(f"{m['id']} ({where})" if where else str(m["id"])))
     head.add_row("task / method", f"{d['task']} / {d['method']}")
     hp = d["hyperparameters"]
-    head.add_row("hyperparameters", ", ".join(f"{k}={hp[k]}" for k in
-                                              ("epochs", "learning_rate", "batch_size", "max_seq_length")))
+    head.add_row(
+        "hyperparameters",
+        ", ".join(f"{k}={hp[k]}" for k in ("epochs", "learning_rate", "batch_size", "max_seq_length")),
+    )
     for f in d["data"]:
         state = "" if f.get("ok") is None else (" ✓ checked" if f["ok"] else f" ✗ {f.get('errors')} errors")
         head.add_row(f"data.{f['role']}", f"{f.get('path') or f.get('uri')}{state}")
         src = f.get("source")
         if src:
             how = f"detected: {src['detected']}" if src.get("detected") else "as given"
-            head.add_row("", f"converted from {src['path']} ({src['format']}, {how}; sha256 {src['sha256'][:12]}…): "
-                             f"{src.get('converted')} of {src.get('rows')} rows")
+            head.add_row(
+                "",
+                f"converted from {src['path']} ({src['format']}, {how}; sha256 {src['sha256'][:12]}…): "
+                f"{src.get('converted')} of {src.get('rows')} rows",
+            )
             head.add_row("", "mapping: " + ", ".join(f"{m['from']} → {m['to']}" for m in src.get("mapping") or []))
     for label, value in _workspace_rows(d.get("workspace")):
         head.add_row(label, _esc(value))
-    con.print(Panel(head, title="azft plan", expand=False))
+    return head
+
+
+def _print_verdict(con, d: dict) -> None:
+    """Can it run, why not, what works instead, then every warning and note."""
+    v = d["verdict"]
     if v["ok"] and "error" in (d.get("workspace") or {}):
-        con.print("[bold yellow]verdict: the spec can run on this backend, but no Azure ML workspace is configured: "
-                  "`azft submit` refuses until one is (see the workspace row for where azft looked)[/]")
+        con.print(
+            "[bold yellow]verdict: the spec can run on this backend, but no Azure ML workspace is configured: "
+            "`azft submit` refuses until one is (see the workspace row for where azft looked)[/]"
+        )
     elif v["ok"]:
         con.print("[bold green]verdict: can run[/]")
     else:
@@ -479,31 +576,35 @@ def _print_plan(d: dict) -> None:
         for n in notes:
             con.print(f"  [cyan]i[/] {_esc(n)}")
     if v["warnings"] or notes:
-        con.print(f"  {len(v['warnings'])} warning{'s' if len(v['warnings']) != 1 else ''}, "
-                  f"{len(notes)} note{'s' if len(notes) != 1 else ''}")
-    if d.get("budget"):
-        _print_budget(con, d["budget"])
-    e = d["estimate"]
+        con.print(
+            f"  {len(v['warnings'])} warning{'s' if len(v['warnings']) != 1 else ''}, "
+            f"{len(notes)} note{'s' if len(notes) != 1 else ''}"
+        )
+
+
+def _print_estimate(con, e: dict) -> None:
+    """The time/cost/memory estimate and, when it does not fit, the changes that make it fit."""
     from azft.render import kv_table
 
-    con.print(kv_table("estimate (not a quote)", [(k, val) for k, val in e.items()
-                                                 if k not in ("label", "memory_per_gpu", "memory_advice")]))
+    con.print(
+        kv_table(
+            "estimate (not a quote)",
+            [(k, val) for k, val in e.items() if k not in ("label", "memory_per_gpu", "memory_advice")],
+        )
+    )
     if e.get("memory_per_gpu"):
         _print_memory(con, e["memory_per_gpu"])
     if e.get("memory_advice"):
-        con.print(f"  [cyan]changes that make it fit in {e.get('gpu_memory_gb')} GB per GPU (cheapest in time "
-                  "first; time factors are assumptions):[/]")
+        con.print(
+            f"  [cyan]changes that make it fit in {e.get('gpu_memory_gb')} GB per GPU (cheapest in time "
+            "first; time factors are assumptions):[/]"
+        )
         for a in e["memory_advice"]:
             hours = f", ~{a['hours']:.2f} h" if a.get("hours") else ""
-            con.print(f"    → {_esc(a['change'])}: {a['estimate_gb']:.1f} GB, ×{a['time_factor']:.2f} time{hours}"
-                      f"  [dim]({_esc(a['spec'])})[/]")
-    if d.get("request") is not None:
-        import yaml
-
-        con.print("[bold]would send:[/]" if d["target"] in ("maas", "maap") else "[bold]would run:[/]")
-        # one line per value: a folded command line would not paste back into a shell
-        con.print(_esc(yaml.safe_dump(d["request"], sort_keys=False, width=1_000_000)))
-
+            con.print(
+                f"    → {_esc(a['change'])}: {a['estimate_gb']:.1f} GB, ×{a['time_factor']:.2f} time{hours}"
+                f"  [dim]({_esc(a['spec'])})[/]"
+            )
 
 
 def _gb(value) -> str:
@@ -535,9 +636,12 @@ def _print_memory(con, mem: dict) -> None:
         con.print(f"[yellow]memory per GPU: unknown[/] — {_esc(mem['unknown'])}")
         return
     s, a = mem["setup"], mem["architecture"]
-    title = (f"memory per GPU (estimate, GB): {s['method']}, micro-batch {s['micro_batch']} × {s['seq_len']} tokens, "
-             f"{s['precision']}, checkpointing {'on' if s['gradient_checkpointing'] else 'off'}"
-             + (f", ZeRO-{s['zero_stage']}" if s["zero_stage"] else "") + f", {s['world_size']} GPU(s)")
+    title = (
+        f"memory per GPU (estimate, GB): {s['method']}, micro-batch {s['micro_batch']} × {s['seq_len']} tokens, "
+        f"{s['precision']}, checkpointing {'on' if s['gradient_checkpointing'] else 'off'}"
+        + (f", ZeRO-{s['zero_stage']}" if s["zero_stage"] else "")
+        + f", {s['world_size']} GPU(s)"
+    )
     from azft.render import cell, key_label
 
     t = Table(title=title, expand=False)
@@ -546,20 +650,30 @@ def _print_memory(con, mem: dict) -> None:
     t.add_column("phase")
     t.add_column("formula")
     for name, term in mem["terms"].items():
-        t.add_row(_esc(key_label(name)), _gb(term.get("gb")), _esc(cell(term.get("phase"))),
-                  _esc(cell(term.get("formula"))))
+        t.add_row(
+            _esc(key_label(name)), _gb(term.get("gb")), _esc(cell(term.get("phase"))), _esc(cell(term.get("formula")))
+        )
     t.add_row("[bold]total[/]", f"[bold]{_gb(mem.get('total_gb'))}[/]", "", _esc(cell(mem.get("total_formula"))))
     con.print(t)
     con.print(f"  error bound: {_esc(mem['error_bound'])}")
-    con.print(f"  architecture: {a['layers']} layers, hidden {a['hidden_size']}, MLP {a['intermediate_size']}, "
-              f"{a['heads']}/{a['kv_heads']} heads, vocab {a['vocab']} — {_esc(a['source'])}")
+    con.print(
+        f"  architecture: {a['layers']} layers, hidden {a['hidden_size']}, MLP {a['intermediate_size']}, "
+        f"{a['heads']}/{a['kv_heads']} heads, vocab {a['vocab']} — {_esc(a['source'])}"
+    )
     for n in mem.get("notes") or []:
         con.print(f"  [yellow]![/] {_esc(n)}")
 
+
 @cli.command()
 @click.option("--out", "out", type=click.Path(), help="Write the schema to a file instead of stdout.")
-@click.option("--output", "-o", type=click.Choice(("json", "yaml")), default="json", show_default=True,
-              help="The schema's format on stdout; with --out, json prints what was written as JSON.")
+@click.option(
+    "--output",
+    "-o",
+    type=click.Choice(("json", "yaml")),
+    default="json",
+    show_default=True,
+    help="The schema's format on stdout; with --out, json prints what was written as JSON.",
+)
 def schema(out: Optional[str], output: str) -> int:
     """The JSON Schema of the job spec (for editors: `# yaml-language-server: $schema=<file>`)."""
     from azft.spec import json_schema
@@ -575,8 +689,9 @@ def schema(out: Optional[str], output: str) -> int:
         except OSError as e:
             from azft.errors import UsageError
 
-            raise UsageError(f"--out {out}: cannot write ({e.strerror or e})",
-                             hint="the folder must exist and be writable") from None
+            raise UsageError(
+                f"--out {out}: cannot write ({e.strerror or e})", hint="the folder must exist and be writable"
+            ) from None
         if output == "json":
             _emit({"wrote": out}, "json")
         else:
@@ -633,13 +748,17 @@ def init_template(*, schema: str, name: str, model: str, train: str) -> tuple[st
     if known and info.in_catalog:
         origin = "catalog"
         values = ", ".join(f"{k} {v}" for k, v in known.items())
-        body = (f"# hyperparameters: unset, so azft uses the catalog's defaults for {info.id}:\n#   {values}\n"
-                + (f"#   (and its generic ones for the rest: {generic})\n" if generic else "")
-                + f"# `azft catalog --model {info.id}` shows where they were read.\n")
+        body = (
+            f"# hyperparameters: unset, so azft uses the catalog's defaults for {info.id}:\n#   {values}\n"
+            + (f"#   (and its generic ones for the rest: {generic})\n" if generic else "")
+            + f"# `azft catalog --model {info.id}` shows where they were read.\n"
+        )
     else:
         origin = "generic"
-        body = (f"# hyperparameters: unset. The catalog has no defaults for {info.id}, so azft uses its generic ones:"
-                f"\n#   {generic}\n")
+        body = (
+            f"# hyperparameters: unset. The catalog has no defaults for {info.id}, so azft uses its generic ones:"
+            f"\n#   {generic}\n"
+        )
     body += "# Set any of them here to override; `azft plan` shows the values a job would use.\n"
     return head + body + tail, origin
 
@@ -670,8 +789,16 @@ def init(path: str, name: str, model: str, train: str, force: bool, output: str)
     if output == "table":
         click.echo(f"wrote {path} (and {schema_path}); next: azft validate {path}")
     else:
-        _emit({"wrote": str(p), "schema": str(schema_path), "model": model, "hyperparameters_from": origin,
-               "next": f"azft validate {path}"}, output)
+        _emit(
+            {
+                "wrote": str(p),
+                "schema": str(schema_path),
+                "model": model,
+                "hyperparameters_from": origin,
+                "next": f"azft validate {path}",
+            },
+            output,
+        )
     return EXIT_OK
 
 
@@ -683,8 +810,9 @@ def init(path: str, name: str, model: str, train: str, force: bool, output: str)
 def _exit_for(info) -> int:
     from azft.backends.base import JobStatus
 
-    return {JobStatus.COMPLETED: EXIT_OK, JobStatus.FAILED: EXIT_JOB_FAILED,
-            JobStatus.CANCELED: EXIT_CANCELLED}.get(info.status, EXIT_OK)
+    return {JobStatus.COMPLETED: EXIT_OK, JobStatus.FAILED: EXIT_JOB_FAILED, JobStatus.CANCELED: EXIT_CANCELLED}.get(
+        info.status, EXIT_OK
+    )
 
 
 def _runs_on(extra: dict) -> str:
@@ -767,8 +895,10 @@ def _on_interrupt(job, con, cancel_on_interrupt: bool) -> int:
         job.cancel()
         con.print(f"interrupted: cancel requested for {job.name}")
     except KeyboardInterrupt:
-        con.print(f"interrupted again: the cancel request for {job.name} may not have been sent; "
-                  f"`azft cancel {job.name}` sends it")
+        con.print(
+            f"interrupted again: the cancel request for {job.name} may not have been sent; "
+            f"`azft cancel {job.name}` sends it"
+        )
     except Exception as e:  # the interruption, not the failed cancel, decides the exit code
         con.print(f"interrupted: could not cancel {job.name} ({_esc(str(e))}); `azft cancel {job.name}` retries")
     finally:
@@ -777,8 +907,9 @@ def _on_interrupt(job, con, cancel_on_interrupt: bool) -> int:
     return EXIT_CANCELLED
 
 
-def _follow(job, *, timeout: Optional[float], poll: Optional[float], output: str, cancel_on_interrupt: bool,
-            stream_logs: bool) -> int:
+def _follow(
+    job, *, timeout: Optional[float], poll: Optional[float], output: str, cancel_on_interrupt: bool, stream_logs: bool
+) -> int:
     """Watch a job to its end; Ctrl-C leaves it running (or cancels it with --cancel-on-interrupt)."""
     import contextlib
     import threading
@@ -794,10 +925,14 @@ def _follow(job, *, timeout: Optional[float], poll: Optional[float], output: str
         _pump_logs(job, con, stop)
     started = time.monotonic()
     # a live spinner with the current state on a terminal (CI logs get the plain transition lines only)
-    live = con.status(f"{job.name}: waiting", spinner="dots") if (
-        output == "table" and not stream_logs and con.is_terminal) else contextlib.nullcontext()
+    live = (
+        con.status(f"{job.name}: waiting", spinner="dots")
+        if (output == "table" and not stream_logs and con.is_terminal)
+        else contextlib.nullcontext()
+    )
     try:
         with live as spinner:
+
             def update(info):
                 if output == "table":
                     elapsed = time.strftime("%H:%M:%S", time.gmtime(time.monotonic() - started))
@@ -805,8 +940,13 @@ def _follow(job, *, timeout: Optional[float], poll: Optional[float], output: str
                     if spinner is not None:
                         spinner.update(f"{info.name}: {info.status.value} (since {elapsed})")
 
-            info = api.wait(job, timeout=timeout, poll_interval=poll, on_update=update,
-                            on_event=lambda m: con.print(f"[yellow]{_esc(m)}[/]"))
+            info = api.wait(
+                job,
+                timeout=timeout,
+                poll_interval=poll,
+                on_update=update,
+                on_event=lambda m: con.print(f"[yellow]{_esc(m)}[/]"),
+            )
     except KeyboardInterrupt:
         stop.set()
         return _on_interrupt(job, con, cancel_on_interrupt)
@@ -837,29 +977,60 @@ def _print_outcome(info, output: str) -> None:
 @click.argument("spec_file", type=click.Path())
 @click.option("--backend", "-b", type=click.Choice(BACKENDS), default="local", show_default=True)
 @click.option("--wait", "wait_", is_flag=True, help="Follow the job to its end; the exit code reflects the outcome.")
-@click.option("--timeout", type=SECONDS, default=None,
-              help="With --wait: give up waiting after this many seconds (exit 3).")
+@click.option(
+    "--timeout", type=SECONDS, default=None, help="With --wait: give up waiting after this many seconds (exit 3)."
+)
 @click.option("--poll", type=SECONDS, default=None, help="Seconds between status checks.")
-@click.option("--retry", is_flag=True,
-              help="If the identical job Failed or was Canceled, run it again (local: resumes from its last "
-                   "checkpoint; Azure: a new job <job>-retry<N>). Without it such a submit exits 1 or 3.")
+@click.option(
+    "--retry",
+    is_flag=True,
+    help="If the identical job Failed or was Canceled, run it again (local: resumes from its last "
+    "checkpoint; Azure: a new job <job>-retry<N>). Without it such a submit exits 1 or 3.",
+)
 @click.option("--force", is_flag=True, help="Submit a new job even if an identical one exists.")
 @click.option("--prices", type=click.Path(), help="YAML price table for the estimate.")
 @click.option("--tracking-uri", default=None, help="MLflow tracking URI (overrides the spec and MLFLOW_TRACKING_URI).")
-@click.option("--mock-target", type=click.Choice(["maas", "maap"]), default=None, help="mock: which Azure path to emulate.")
-@click.option("--fault", "faults", multiple=True, metavar="KIND[:key=value,...]",
-              help="mock: inject a fault into this submission, e.g. job_error:state=Running,error=quota_exceeded "
-                   "or http_error:status=503,times=2 (repeatable; adds to the spec's mock.faults).")
+@click.option(
+    "--mock-target", type=click.Choice(["maas", "maap"]), default=None, help="mock: which Azure path to emulate."
+)
+@click.option(
+    "--fault",
+    "faults",
+    multiple=True,
+    metavar="KIND[:key=value,...]",
+    help="mock: inject a fault into this submission, e.g. job_error:state=Running,error=quota_exceeded "
+    "or http_error:status=503,times=2 (repeatable; adds to the spec's mock.faults).",
+)
 @click.option("--cancel-on-interrupt", is_flag=True, help="With --wait: Ctrl-C also cancels the job.")
-@click.option("--max-usd", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="Refuse (exit 2, nothing uploaded) when the estimate is above this cost; lowers or sets budget.max_usd.")
-@click.option("--skip-invalid", is_flag=True,
-              help="A sweep: submit the trials that can run and skip the others (default: refuse the sweep).")
+@click.option(
+    "--max-usd",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Refuse (exit 2, nothing uploaded) when the estimate is above this cost; lowers or sets budget.max_usd.",
+)
+@click.option(
+    "--skip-invalid",
+    is_flag=True,
+    help="A sweep: submit the trials that can run and skip the others (default: refuse the sweep).",
+)
 @click.option("--output", "-o", type=click.Choice(OUTPUTS), default="table")
-def submit(spec_file: str, backend: str, wait_: bool, timeout: Optional[float], poll: Optional[float], retry: bool,
-           force: bool, prices: Optional[str], tracking_uri: Optional[str], mock_target: Optional[str],
-           faults: tuple[str, ...], cancel_on_interrupt: bool, output: str, max_usd: Optional[float] = None,
-           skip_invalid: bool = False) -> int:
+def submit(
+    spec_file: str,
+    backend: str,
+    wait_: bool,
+    timeout: Optional[float],
+    poll: Optional[float],
+    retry: bool,
+    force: bool,
+    prices: Optional[str],
+    tracking_uri: Optional[str],
+    mock_target: Optional[str],
+    faults: tuple[str, ...],
+    cancel_on_interrupt: bool,
+    output: str,
+    max_usd: Optional[float] = None,
+    skip_invalid: bool = False,
+) -> int:
     """Validate, upload and submit a spec. Re-running the same submit finds the existing job; one that Failed or was
     Canceled is run again only with --retry. A spec with `sweep:` submits every trial (docs/sweeps.md)."""
     from azft import api
@@ -869,19 +1040,24 @@ def submit(spec_file: str, backend: str, wait_: bool, timeout: Optional[float], 
     spec = load_spec(spec_file)
     if faults and backend != "mock":
         raise UsageError("--fault works with --backend mock only")
-    api.apply_overrides(spec, backend, tracking_uri=tracking_uri, mock_target=mock_target,
-                        faults=[parse_fault(f) for f in faults])
+    api.apply_overrides(
+        spec, backend, tracking_uri=tracking_uri, mock_target=mock_target, faults=[parse_fault(f) for f in faults]
+    )
     if spec.sweep is not None:
-        if force:
-            raise UsageError("--force submits one job under a fresh name; a sweep's trials are found again by name",
-                             hint="--retry runs failed or canceled trials again")
-        from azft.cli_sweep import submit_command
-
-        if wait_ and cancel_on_interrupt:
-            _interrupt_on_ci_signals()
-        return submit_command(spec, backend, output=output, prices=prices, max_usd=max_usd, retry=retry,
-                              skip_invalid=skip_invalid, wait=wait_, timeout=timeout, poll=poll,
-                              cancel_on_interrupt=cancel_on_interrupt)
+        return _submit_sweep(
+            spec,
+            backend,
+            output=output,
+            prices=prices,
+            max_usd=max_usd,
+            retry=retry,
+            force=force,
+            skip_invalid=skip_invalid,
+            wait=wait_,
+            timeout=timeout,
+            poll=poll,
+            cancel_on_interrupt=cancel_on_interrupt,
+        )
     if skip_invalid:
         raise UsageError("--skip-invalid is for sweeps (a spec with a sweep: section)")
     p = api.plan(spec, backend, prices=prices, force=force, max_usd=max_usd)
@@ -889,22 +1065,61 @@ def submit(spec_file: str, backend: str, wait_: bool, timeout: Optional[float], 
     if output == "table" and p.ok:
         for w in p.verdict.warnings:
             con.print(f"[yellow]![/] {_esc(w)}")
-    job = api.submit(p, force=force, retry=retry, max_usd=max_usd,
-                     on_event=lambda m: con.print(_esc(m)) if output == "table" else None)
+    job = api.submit(
+        p,
+        force=force,
+        retry=retry,
+        max_usd=max_usd,
+        on_event=lambda m: con.print(_esc(m)) if output == "table" else None,
+    )
+    _report_submitted(job, p, backend, output, json_now=not wait_)
+    if not wait_:
+        return EXIT_OK
+    return _follow(
+        job,
+        timeout=timeout,
+        poll=poll,
+        output=output,
+        cancel_on_interrupt=cancel_on_interrupt,
+        stream_logs=backend == "local",
+    )
+
+
+def _report_submitted(job, p, backend: str, output: str, *, json_now: bool) -> None:
+    """The submitted job, its status and where to watch it (as a table now; as JSON now only without --wait)."""
     info = job.info()
     if output == "table":
         _console().print(f"[bold]{job.name}[/] submitted to {backend}: {info.status.value}")
         if info.studio_url:
             _console().print(f"  studio: {info.studio_url}")
         if p.tracking_run_id:
-            _console().print(f"  mlflow run: {p.tracking_run_id} (experiment {spec.experiment})")
-    if not wait_:
-        if output != "table":
-            _emit({"job_name": job.name, "backend": backend, "status": info.status.value,
-                   "studio_url": info.studio_url, "mlflow_run_id": p.tracking_run_id}, output)
-        return EXIT_OK
-    return _follow(job, timeout=timeout, poll=poll, output=output, cancel_on_interrupt=cancel_on_interrupt,
-                   stream_logs=backend == "local")
+            _console().print(f"  mlflow run: {p.tracking_run_id} (experiment {p.spec.experiment})")
+    if json_now and output != "table":
+        _emit(
+            {
+                "job_name": job.name,
+                "backend": backend,
+                "status": info.status.value,
+                "studio_url": info.studio_url,
+                "mlflow_run_id": p.tracking_run_id,
+            },
+            output,
+        )
+
+
+def _submit_sweep(spec, backend: str, *, force: bool, wait: bool, cancel_on_interrupt: bool, **options) -> int:
+    """`azft submit` of a spec with `sweep:`: every trial (docs/sweeps.md)."""
+    from azft.cli_sweep import submit_command
+    from azft.errors import UsageError
+
+    if force:
+        raise UsageError(
+            "--force submits one job under a fresh name; a sweep's trials are found again by name",
+            hint="--retry runs failed or canceled trials again",
+        )
+    if wait and cancel_on_interrupt:
+        _interrupt_on_ci_signals()
+    return submit_command(spec, backend, wait=wait, cancel_on_interrupt=cancel_on_interrupt, **options)
 
 
 def parse_fault(text: str):
@@ -926,13 +1141,20 @@ def parse_fault(text: str):
     except ValidationError as e:
         err = e.errors(include_url=False)[0]
         where = ".".join(str(x) for x in err["loc"]) or "kind"
-        raise UsageError(f"--fault {text}: {where}: {err['msg']}",
-                         hint="kinds: job_error, http_error, drop_connection, slow_response, cancel") from None
+        raise UsageError(
+            f"--fault {text}: {where}: {err['msg']}",
+            hint="kinds: job_error, http_error, drop_connection, slow_response, cancel",
+        ) from None
 
 
 def _job_options(f):
-    f = click.option("--backend", "-b", type=click.Choice(BACKENDS), default=None,
-                     help="Backend of the job (default: the one it was submitted to from here).")(f)
+    f = click.option(
+        "--backend",
+        "-b",
+        type=click.Choice(BACKENDS),
+        default=None,
+        help="Backend of the job (default: the one it was submitted to from here).",
+    )(f)
     return f
 
 
@@ -965,12 +1187,20 @@ def status(job_name: str, backend: Optional[str], output: str) -> int:
 @cli.command()
 @click.argument("job_name")
 @_job_options
-@click.option("--timeout", type=SECONDS, default=None, help="Give up after this many seconds (exit 3; the job keeps running).")
+@click.option(
+    "--timeout", type=SECONDS, default=None, help="Give up after this many seconds (exit 3; the job keeps running)."
+)
 @click.option("--poll", type=SECONDS, default=None, help="Seconds between status checks.")
 @click.option("--cancel-on-interrupt", is_flag=True, help="Ctrl-C (or a cancelled CI run) also cancels the job.")
 @click.option("--output", "-o", type=click.Choice(OUTPUTS), default="table")
-def wait(job_name: str, backend: Optional[str], timeout: Optional[float], poll: Optional[float],
-         cancel_on_interrupt: bool, output: str) -> int:
+def wait(
+    job_name: str,
+    backend: Optional[str],
+    timeout: Optional[float],
+    poll: Optional[float],
+    cancel_on_interrupt: bool,
+    output: str,
+) -> int:
     """Wait for a job (or every trial of a sweep) to end. Exit 0 completed, 1 failed, 3 cancelled or timed out. Safe to
     interrupt and rerun."""
     from azft import api
@@ -983,16 +1213,22 @@ def wait(job_name: str, backend: Optional[str], timeout: Optional[float], poll: 
         return follow(sweep, output=output, timeout=timeout, poll=poll, cancel_on_interrupt=cancel_on_interrupt)
 
     job = api.get_job(job_name, backend)
-    return _follow(job, timeout=timeout, poll=poll, output=output, cancel_on_interrupt=cancel_on_interrupt,
-                   stream_logs=False)
+    return _follow(
+        job, timeout=timeout, poll=poll, output=output, cancel_on_interrupt=cancel_on_interrupt, stream_logs=False
+    )
 
 
 @cli.command()
 @click.argument("job_name")
 @_job_options
 @click.option("--follow", "-f", is_flag=True, help="Keep printing until the job ends.")
-@click.option("--output", "-o", type=click.Choice(OUTPUTS), default="table",
-              help="table: the log as it is; json/yaml: the job's name and its log lines (after the job ends with -f).")
+@click.option(
+    "--output",
+    "-o",
+    type=click.Choice(OUTPUTS),
+    default="table",
+    help="table: the log as it is; json/yaml: the job's name and its log lines (after the job ends with -f).",
+)
 def logs(job_name: str, backend: Optional[str], follow: bool, output: str) -> int:
     """Print a job's log."""
     from azft import api
@@ -1031,10 +1267,21 @@ def cancel(job_name: str, backend: Optional[str], output: str) -> int:
 
 
 @cli.command(name="list")
-@click.option("--backend", "-b", type=click.Choice(BACKENDS), default=None, help="Only this backend (maas/maap list the workspace's jobs).")
+@click.option(
+    "--backend",
+    "-b",
+    type=click.Choice(BACKENDS),
+    default=None,
+    help="Only this backend (maas/maap list the workspace's jobs).",
+)
 @click.option("--limit", type=int, default=50, show_default=True)
-@click.option("--spec", "spec_file", type=click.Path(), default=None,
-              help="List the workspace this spec's submits use (its azure: section, then AZURE_*, then config.json).")
+@click.option(
+    "--spec",
+    "spec_file",
+    type=click.Path(),
+    default=None,
+    help="List the workspace this spec's submits use (its azure: section, then AZURE_*, then config.json).",
+)
 @click.option("--output", "-o", type=click.Choice(OUTPUTS), default="table")
 def list_(backend: Optional[str], limit: int, spec_file: Optional[str], output: str) -> int:
     """List jobs (local and mock by default; --backend maas|maap for the workspace)."""
@@ -1056,8 +1303,11 @@ def list_(backend: Optional[str], limit: int, spec_file: Optional[str], output: 
     t.add_column("error", overflow="fold")
     for i in infos:
         message = (i.error or "").split(" — ", 1)[0]  # the hint is in `azft status JOB`
-        error = f"{i.error_code}: {message}" if i.error_code and message and i.error_code not in message else \
-            (message or i.error_code)
+        error = (
+            f"{i.error_code}: {message}"
+            if i.error_code and message and i.error_code not in message
+            else (message or i.error_code)
+        )
         t.add_row(i.name, i.backend, i.status.value, cell(timestamp(i.created)), _esc(cell(error)))
     print_table(_console(), t)
     return EXIT_OK

@@ -55,8 +55,14 @@ def catalog(ctx: click.Context, model_id: Optional[str], sizes: bool, output: st
             raise UsageError(f"{model_id} is not a catalog model", hint="see `azft catalog` for the models azft knows")
         return _one(cat, model, output)
     if output != "table":
-        _emit({"checked": cat.raw.get("checked"), "sources": cat.documents,
-               "models": {k: m.to_dict() for k, m in cat.models.items()}}, output)
+        _emit(
+            {
+                "checked": cat.raw.get("checked"),
+                "sources": cat.documents,
+                "models": {k: m.to_dict() for k, m in cat.models.items()},
+            },
+            output,
+        )
         return EXIT_OK
     _table(cat)
     return EXIT_OK
@@ -82,21 +88,31 @@ def _table(cat) -> None:
         t.add_column(col)
     for m in cat.models.values():
         skus = ", ".join(x.replace("Standard_", "") for x in m.allowed_skus) or (
-            "not published" if m.source_of("maap.allowed_skus").get("not_published") else "—")
+            "not published" if m.source_of("maap.allowed_skus").get("not_published") else "—"
+        )
         ctx = f"{m.context_length // 1024}k" if m.context_length and m.context_length >= 1024 else str(m.context_length)
         reg = f"v{m.registry_version}" if m.registry_version else "—"
         t.add_row(m.id, reg, ctx, f"{m.parameters_b:g}B" if m.parameters_b else "?", _maas_cell(m), skus)
     con = _console()
     con.print(t)
-    con.print("Every fact's source: azft catalog --model ID. GPU sizes: azft catalog --sizes. azft's own component "
-              "runs on any GPU size whose memory fits; the registry compute list binds Azure's registry pipeline.")
+    con.print(
+        "Every fact's source: azft catalog --model ID. GPU sizes: azft catalog --sizes. azft's own component "
+        "runs on any GPU size whose memory fits; the registry compute list binds Azure's registry pipeline."
+    )
 
 
 def _one(cat, model, output: str) -> int:
     from azft.catalog import describe_source
 
-    rows = [{"fact": f, "value": _value(model, f), "source": model.source_of(f),
-             "where": describe_source(model.source_of(f), cat.documents)} for f in FACTS]
+    rows = [
+        {
+            "fact": f,
+            "value": _value(model, f),
+            "source": model.source_of(f),
+            "where": describe_source(model.source_of(f), cat.documents),
+        }
+        for f in FACTS
+    ]
     if output != "table":
         _emit({"model": model.id, "facts": rows, "registry_defaults": model.registry_defaults}, output)
         return EXIT_OK
@@ -125,9 +141,16 @@ def _sizes(cat, output: str) -> int:
     for col in ("size", "GPU", "GPUs", "GB per GPU", "vCPUs", "RAM GiB", "$/h", "source"):
         t.add_column(col)
     for name, s in cat.skus.items():
-        t.add_row(name, str(s.get("gpu", "")), str(s["gpus"]), str(s["gpu_memory_gb"]), str(s.get("vcpus", "")),
-                  str(s.get("ram_gb", "")), f"{s['price_per_hour']:.2f}" if s.get("price_per_hour") else "—",
-                  cat.documents.get(s.get("source", ""), s.get("source", "")).split(" (")[0].split("/")[-1])
+        t.add_row(
+            name,
+            str(s.get("gpu", "")),
+            str(s["gpus"]),
+            str(s["gpu_memory_gb"]),
+            str(s.get("vcpus", "")),
+            str(s.get("ram_gb", "")),
+            f"{s['price_per_hour']:.2f}" if s.get("price_per_hour") else "—",
+            cat.documents.get(s.get("source", ""), s.get("source", "")).split(" (")[0].split("/")[-1],
+        )
     _console().print(t)
     return EXIT_OK
 
@@ -151,14 +174,17 @@ def refresh(registry: str, models: tuple[str, ...], output: str) -> int:
         raise UsageError(f"not catalog models: {', '.join(unknown)}", hint="see `azft catalog` for the ids")
     events: list[str] = []
     with azure_errors(f"reading registry {registry}"):
-        result = do_refresh(registry_client(registry), models=list(models) or None, registry=registry,
-                            on_event=events.append)
+        result = do_refresh(
+            registry_client(registry), models=list(models) or None, registry=registry, on_event=events.append
+        )
     if output != "table":
         _emit(result, output)
         return EXIT_OK
     con = _console()
     for line in events:
         con.print(f"  {line}")
-    con.print(f"updated {len(result['updated'])} model(s) in {result['overlay']}"
-              + (f"; {len(result['missing'])} not in the registry" if result["missing"] else ""))
+    con.print(
+        f"updated {len(result['updated'])} model(s) in {result['overlay']}"
+        + (f"; {len(result['missing'])} not in the registry" if result["missing"] else "")
+    )
     return EXIT_OK

@@ -23,11 +23,15 @@ def _auth_lines(dep: dict, show_key: bool) -> list[str]:
         where = f".azft/deployments/{name}/key (mode 0600)"
         how = f"send `Authorization: Bearer <key>`; the key is in {where}"
     elif dep["kind"] == "serverless":
-        how = (f"send `Authorization: Bearer <key>`; read the key with `az ml serverless-endpoint get-credentials "
-               f"-n {name}` or azft's own `azft predict --endpoint {name}` (it fetches it)")
+        how = (
+            f"send `Authorization: Bearer <key>`; read the key with `az ml serverless-endpoint get-credentials "
+            f"-n {name}` or azft's own `azft predict --endpoint {name}` (it fetches it)"
+        )
     else:
-        how = (f"send `Authorization: Bearer <key>` (and `azureml-model-deployment: azft`); read the key with "
-               f"`az ml online-endpoint get-credentials -n {name}`, or use `azft predict --endpoint {name}`")
+        how = (
+            f"send `Authorization: Bearer <key>` (and `azureml-model-deployment: azft`); read the key with "
+            f"`az ml online-endpoint get-credentials -n {name}`, or use `azft predict --endpoint {name}`"
+        )
     return [how] if not show_key else [how, f"key: {_key(dep)}"]
 
 
@@ -48,16 +52,31 @@ def _key(dep: dict) -> str:
 @click.command()
 @click.argument("job")
 @click.option("--name", default=None, help="Endpoint name (default: from the job name).")
-@click.option("--ttl", default=None, metavar="DURATION",
-              help="Delete the deployment after this long (30m, 8h, 2d): the next azft command after the deadline, "
-                   "or `azft endpoints gc` on any machine (the deadline is a tag on the Azure resource).")
-@click.option("--max-hourly-usd", type=click.FloatRange(0), default=None,
-              help="Refuse, before anything is created, a deployment costing more per hour.")
+@click.option(
+    "--ttl",
+    default=None,
+    metavar="DURATION",
+    help="Delete the deployment after this long (30m, 8h, 2d): the next azft command after the deadline, "
+    "or `azft endpoints gc` on any machine (the deadline is a tag on the Azure resource).",
+)
+@click.option(
+    "--max-hourly-usd",
+    type=click.FloatRange(0),
+    default=None,
+    help="Refuse, before anything is created, a deployment costing more per hour.",
+)
 @click.option("--instance-type", default=None, help="maap: the VM size (default: the cheapest that fits the model).")
 @click.option("--show-key", is_flag=True, help="Print the endpoint's key (otherwise only where to get it).")
 @click.option("--output", "-o", type=click.Choice(OUTPUTS), default="table")
-def deploy(job: str, name: Optional[str], ttl: Optional[str], max_hourly_usd: Optional[float],
-           instance_type: Optional[str], show_key: bool, output: str) -> int:
+def deploy(
+    job: str,
+    name: Optional[str],
+    ttl: Optional[str],
+    max_hourly_usd: Optional[float],
+    instance_type: Optional[str],
+    show_key: bool,
+    output: str,
+) -> int:
     """Serve a finished job's model: maas → a serverless endpoint, maap → a managed online endpoint, local → a
     chat-completions server on 127.0.0.1. Azure deployments bill by the hour whether called or not."""
     from azft.deploy.service import deploy as run
@@ -74,8 +93,10 @@ def deploy(job: str, name: Optional[str], ttl: Optional[str], max_hourly_usd: Op
 
     con = _console()
     what = {"local": "local server", "serverless": "serverless endpoint", "online": "managed online endpoint"}
-    con.print(f"[green]deployed[/] {job} as {what[dep['kind']]} [bold]{dep['name']}[/]"
-              + (f" on {dep['instance_type']}" if dep.get("instance_type") else ""))
+    con.print(
+        f"[green]deployed[/] {job} as {what[dep['kind']]} [bold]{dep['name']}[/]"
+        + (f" on {dep['instance_type']}" if dep.get("instance_type") else "")
+    )
     con.print(f"  url:   {dep['url']}")
     for line in _auth_lines(dep, show_key):
         con.print(f"  auth:  {line}")
@@ -84,8 +105,10 @@ def deploy(job: str, name: Optional[str], ttl: Optional[str], max_hourly_usd: Op
     if dep.get("expires_at"):
         con.print(f"  ttl:   {dep['ttl']}, deleted after {records.iso(dep['expires_at'])}")
     elif dep["kind"] != "local":
-        con.print("  [yellow]no --ttl:[/] it bills until `azft endpoints delete " + dep["name"] + "` (Azure removes "
-                  "idle fine-tuned deployments only after 15 days)")
+        con.print(
+            "  [yellow]no --ttl:[/] it bills until `azft endpoints delete " + dep["name"] + "` (Azure removes "
+            "idle fine-tuned deployments only after 15 days)"
+        )
     con.print(f"  try:   azft predict --endpoint {dep['name']} --data prompts.jsonl --out answers.jsonl")
     return 0
 
@@ -96,8 +119,13 @@ def endpoints() -> None:
 
 
 @endpoints.command(name="list")
-@click.option("--backend", "remote", type=click.Choice(["maas", "maap", "mock"]), default=None,
-              help="Also list the endpoints azft made in this workspace from other machines (read from their tags).")
+@click.option(
+    "--backend",
+    "remote",
+    type=click.Choice(["maas", "maap", "mock"]),
+    default=None,
+    help="Also list the endpoints azft made in this workspace from other machines (read from their tags).",
+)
 @click.option("--output", "-o", type=click.Choice(OUTPUTS), default="table")
 def list_(remote: Optional[str], output: str) -> int:
     """Recorded deployments with their age, last call (when known), cost so far and TTL."""
@@ -117,9 +145,17 @@ def list_(remote: Optional[str], output: str) -> int:
         t.add_column(col, justify="right" if col in ("$/hour", "cost so far") else "left", overflow="fold")
     for r in rows:
         guess = "~" if r["price_is_guess"] else ""
-        t.add_row(r["name"] + ("" if r["recorded_here"] else " *"), r["kind"], r["job"], r["age"], r["last_call_at"] or "unknown",
-                  f"{guess}{r['hourly_usd']:.2f}", f"{guess}{r['cost_so_far_usd']:.2f}", r["ttl"] or "none",
-                  ("[red]expired[/] " if r["expired"] else "") + (r["expires_at"] or "—"))
+        t.add_row(
+            r["name"] + ("" if r["recorded_here"] else " *"),
+            r["kind"],
+            r["job"],
+            r["age"],
+            r["last_call_at"] or "unknown",
+            f"{guess}{r['hourly_usd']:.2f}",
+            f"{guess}{r['cost_so_far_usd']:.2f}",
+            r["ttl"] or "none",
+            ("[red]expired[/] " if r["expired"] else "") + (r["expires_at"] or "—"),
+        )
     con = _console()
     con.print(t)
     if not all(r["recorded_here"] for r in rows):
@@ -140,16 +176,24 @@ def delete(name: str, output: str) -> int:
     if output == "json":
         click.echo(json.dumps(res, indent=2))
     else:
-        click.echo(f"deleted {name}" + ("" if res["was_running"] else " (it was already gone)")
-                   + f"; cost so far about ${res['cost_so_far_usd']:.2f}")
+        click.echo(
+            f"deleted {name}"
+            + ("" if res["was_running"] else " (it was already gone)")
+            + f"; cost so far about ${res['cost_so_far_usd']:.2f}"
+        )
     return 0
 
 
 @endpoints.command()
-@click.option("--backend", "remote", type=click.Choice(["maas", "maap", "mock", "none"]), default="maas",
-              show_default=True,
-              help="Also delete expired azft endpoints found by their azft.expires_at tag in this workspace "
-                   "(maas/maap: the workspace AZURE_* or config.json name; none: local records only).")
+@click.option(
+    "--backend",
+    "remote",
+    type=click.Choice(["maas", "maap", "mock", "none"]),
+    default="maas",
+    show_default=True,
+    help="Also delete expired azft endpoints found by their azft.expires_at tag in this workspace "
+    "(maas/maap: the workspace AZURE_* or config.json name; none: local records only).",
+)
 @click.option("--output", "-o", type=click.Choice(OUTPUTS), default="table")
 def gc(remote: str, output: str) -> int:
     """Delete every deployment past its TTL (a CI step): the local records, and the workspace's tagged endpoints.

@@ -168,8 +168,9 @@ def _run_by_prefix(tracker: Any, prefix: str) -> str | None:
     """The run whose id starts with `prefix` (as `runs list` shows it), when exactly one does."""
     if len(prefix) < 4 or not all(c in "0123456789abcdef" for c in prefix.lower()):
         return None
-    matches = sorted({r.info.run_id for r in tracker.search(None, max_results=10000)
-                      if r.info.run_id.startswith(prefix.lower())})
+    matches = sorted(
+        {r.info.run_id for r in tracker.search(None, max_results=10000) if r.info.run_id.startswith(prefix.lower())}
+    )
     if len(matches) > 1:
         raise UsageError(
             f"run id prefix {prefix!r} matches {len(matches)} runs: {', '.join(matches[:5])}",
@@ -307,13 +308,21 @@ def show_run(run: str, tracking_uri: str | None, output: str) -> None:
     show_default=True,
     help="Also log the PNG into each compared run (artifact folder comparisons/).",
 )
-@click.option("--rank-by", default=None, metavar="METRIC",
-              help="A sweep: the final metric its trials are ranked by, lowest first (default eval_loss, else "
-                   "train_loss).")
+@click.option(
+    "--rank-by",
+    default=None,
+    metavar="METRIC",
+    help="A sweep: the final metric its trials are ranked by, lowest first (default eval_loss, else train_loss).",
+)
 @_tracking_uri
 @_output
 def compare_runs(
-    run_refs: tuple[str, ...], out: Path, metric: str, log_artifact: bool, tracking_uri: str | None, output: str,
+    run_refs: tuple[str, ...],
+    out: Path,
+    metric: str,
+    log_artifact: bool,
+    tracking_uri: str | None,
+    output: str,
     rank_by: str | None = None,
 ) -> None:
     """Key params and final metrics side by side, and a PNG of the loss curves. A sweep's name compares its trials:
@@ -322,8 +331,15 @@ def compare_runs(
 
     sweep = sweep_for(run_refs[0]) if len(run_refs) == 1 else None
     if sweep is not None:
-        compare_command(sweep, out=out, metric=metric.removeprefix("train_"), log_artifact=log_artifact,
-                        tracking_uri=tracking_uri, output=output, rank_by=rank_by)
+        compare_command(
+            sweep,
+            out=out,
+            metric=metric.removeprefix("train_"),
+            log_artifact=log_artifact,
+            tracking_uri=tracking_uri,
+            output=output,
+            rank_by=rank_by,
+        )
         return
     tracker = _tracker(tracking_uri)
     metric = metric.removeprefix("train_")  # the plot pairs <metric>/train_<metric> with eval_<metric>
@@ -366,8 +382,9 @@ def compare_runs(
 @runs.command("flush")
 @click.option("--experiment", "-e", default="azft", hidden=True)
 @_tracking_uri
-@click.option("--output", "-o", type=click.Choice(["table", "json"]), default="table",
-              help="json: {tracking_uri, sent, pending}.")
+@click.option(
+    "--output", "-o", type=click.Choice(["table", "json"]), default="table", help="json: {tracking_uri, sent, pending}."
+)
 def flush_runs(experiment: str, tracking_uri: str | None, output: str = "table") -> None:
     """Send MLflow writes kept on disk while the tracking server was unreachable."""
     tracker = _tracker(tracking_uri, experiment)

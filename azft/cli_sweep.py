@@ -58,10 +58,15 @@ def print_plan(d: dict) -> None:
     from azft.sweep import values_text
 
     con = _console()
-    how = f"grid of {d['combinations']}" if d["strategy"] == "grid" else \
-        f"random sample (seed {d['seed']}) of {d['combinations']} combinations"
-    con.print(f"[bold]sweep {d['sweep']}[/] — {len(d['trials'])} trials ({how}), backend {d['backend']}, "
-              f"at most {d['max_concurrent']} at once")
+    how = (
+        f"grid of {d['combinations']}"
+        if d["strategy"] == "grid"
+        else f"random sample (seed {d['seed']}) of {d['combinations']} combinations"
+    )
+    con.print(
+        f"[bold]sweep {d['sweep']}[/] — {len(d['trials'])} trials ({how}), backend {d['backend']}, "
+        f"at most {d['max_concurrent']} at once"
+    )
     t = Table(title=None)
     t.add_column("trial", justify="right", no_wrap=True)
     t.add_column("job", no_wrap=True)
@@ -72,13 +77,21 @@ def print_plan(d: dict) -> None:
     for tr in d["trials"]:
         verdict = "[green]can run[/]" if tr["ok"] else "[red]✗ " + _esc("; ".join(tr["reasons"])) + "[/]"
         backend = "" if tr["backend"] == d["backend"] else f" on {tr['backend']}"
-        t.add_row(str(tr["trial"]), _esc(cell(tr["job_name"])), _esc(values_text(tr["values"]) + backend),
-                  cell(tr["cost_usd"], "usd"), cell(tr["hours"], "hours"), verdict)
+        t.add_row(
+            str(tr["trial"]),
+            _esc(cell(tr["job_name"])),
+            _esc(values_text(tr["values"]) + backend),
+            cell(tr["cost_usd"], "usd"),
+            cell(tr["hours"], "hours"),
+            verdict,
+        )
     print_table(con, t)
     tot = d["totals"]
-    con.print(f"total: {tot['trials']} trials ({tot['valid']} can run, {tot['invalid']} cannot) · cost "
-              f"{cell(tot['cost_usd'], 'usd')} · {cell(tot['trial_hours'], 'hours')} of training · about "
-              f"{cell(tot['wall_hours'], 'hours')} end to end at {tot['max_concurrent']} at once")
+    con.print(
+        f"total: {tot['trials']} trials ({tot['valid']} can run, {tot['invalid']} cannot) · cost "
+        f"{cell(tot['cost_usd'], 'usd')} · {cell(tot['trial_hours'], 'hours')} of training · about "
+        f"{cell(tot['wall_hours'], 'hours')} end to end at {tot['max_concurrent']} at once"
+    )
     if tot.get("cost_note") and tot["cost_usd"] is None:
         con.print(f"  [dim]{_esc(tot['cost_note'])}[/]")
     warnings = sorted({w for tr in d["trials"] for w in tr["warnings"]})
@@ -87,9 +100,11 @@ def print_plan(d: dict) -> None:
     if d.get("budget"):
         print_budget(con, d["budget"])
     if d["invalid"]:
-        con.print(f"[bold red]{len(d['invalid'])} trial(s) cannot run: "
-                  f"{', '.join(str(i) for i in d['invalid'])}; `azft submit` refuses the sweep "
-                  "(or submits the others with --skip-invalid)[/]")
+        con.print(
+            f"[bold red]{len(d['invalid'])} trial(s) cannot run: "
+            f"{', '.join(str(i) for i in d['invalid'])}; `azft submit` refuses the sweep "
+            "(or submits the others with --skip-invalid)[/]"
+        )
     elif d["ok"]:
         con.print("[bold green]verdict: every trial can run[/]")
 
@@ -97,11 +112,16 @@ def print_plan(d: dict) -> None:
 def print_budget(con, b: dict) -> None:
     from azft.render import cell
 
-    limit = ", ".join(f"{k} {b[k]:g}" + (" (sum over trials)" if k == "max_usd" else " (per trial)")
-                      for k in ("max_usd", "max_hours") if b.get(k) is not None)
+    limit = ", ".join(
+        f"{k} {b[k]:g}" + (" (sum over trials)" if k == "max_usd" else " (per trial)")
+        for k in ("max_usd", "max_hours")
+        if b.get(k) is not None
+    )
     style, word = ("green", "within budget") if b["ok"] else ("red", "over budget: submit refuses the sweep")
-    con.print(f"[bold {style}]budget: {word}[/] — sweep {cell(b.get('cost_usd'), 'usd')}, longest trial "
-              f"{cell(b.get('hours'), 'hours')} against {limit} ({b['source']})")
+    con.print(
+        f"[bold {style}]budget: {word}[/] — sweep {cell(b.get('cost_usd'), 'usd')}, longest trial "
+        f"{cell(b.get('hours'), 'hours')} against {limit} ({b['source']})"
+    )
     for p in b.get("problems") or []:
         con.print(f"  [red]✗[/] {_esc(p)}")
     for c in b.get("changes") or []:
@@ -127,9 +147,20 @@ def sweep_for(ref: str) -> Optional[dict]:
     return find_sweep(ref)
 
 
-def submit_command(spec: Any, backend: str, *, output: str, prices: Optional[str], max_usd: Optional[float],
-                   retry: bool, skip_invalid: bool, wait: bool, timeout: Optional[float], poll: Optional[float],
-                   cancel_on_interrupt: bool) -> int:
+def submit_command(
+    spec: Any,
+    backend: str,
+    *,
+    output: str,
+    prices: Optional[str],
+    max_usd: Optional[float],
+    retry: bool,
+    skip_invalid: bool,
+    wait: bool,
+    timeout: Optional[float],
+    poll: Optional[float],
+    cancel_on_interrupt: bool,
+) -> int:
     from azft.sweep import plan_sweep
     from azft.sweep_run import lookup_record, submit_exit_code, submit_sweep
 
@@ -144,8 +175,13 @@ def submit_command(spec: Any, backend: str, *, output: str, prices: Optional[str
         if output != "table":
             emit(result, output)
         return code
-    rc = follow(lookup_record(result["sweep"]), output=output, timeout=timeout, poll=poll,
-                cancel_on_interrupt=cancel_on_interrupt)
+    rc = follow(
+        lookup_record(result["sweep"]),
+        output=output,
+        timeout=timeout,
+        poll=poll,
+        cancel_on_interrupt=cancel_on_interrupt,
+    )
     return code or rc
 
 
@@ -154,15 +190,26 @@ def print_submitted(result: dict) -> None:
 
     con = _console()
     for r in result["trials"]:
-        what = {"submitted": "submitted", "existing": "already submitted (found)", "skipped": "skipped (cannot run)",
-                "error": "[red]not submitted[/]"}[r["submitted"]]
+        what = {
+            "submitted": "submitted",
+            "existing": "already submitted (found)",
+            "skipped": "skipped (cannot run)",
+            "error": "[red]not submitted[/]",
+        }[r["submitted"]]
         tail = f" — {_esc(r['error'])}" if r.get("error") else ""
-        con.print(f"trial {r['trial']} [bold]{_esc(r.get('job_name') or '—')}[/] ({_esc(values_text(r['values']))}): "
-                  f"{what}{tail}")
-    con.print(f"[bold]sweep {result['sweep']}[/]: {result['submitted']} submitted, {result['existing']} found, "
-              f"{result['error']} not submitted, {result['skipped']} skipped"
-              + (f" · mlflow parent run {result['parent_run_id']} (experiment {result['experiment']})"
-                 if result.get("parent_run_id") else ""))
+        con.print(
+            f"trial {r['trial']} [bold]{_esc(r.get('job_name') or '—')}[/] ({_esc(values_text(r['values']))}): "
+            f"{what}{tail}"
+        )
+    con.print(
+        f"[bold]sweep {result['sweep']}[/]: {result['submitted']} submitted, {result['existing']} found, "
+        f"{result['error']} not submitted, {result['skipped']} skipped"
+        + (
+            f" · mlflow parent run {result['parent_run_id']} (experiment {result['experiment']})"
+            if result.get("parent_run_id")
+            else ""
+        )
+    )
     if result["error"]:
         con.print(f"[red]{result['error']} trial(s) were not submitted; `azft submit` again submits only those[/]")
     con.print(f"next: [bold]azft wait {result['sweep']}[/] · [bold]azft runs compare {result['sweep']}[/]")
@@ -186,8 +233,15 @@ def print_rows(d: dict, title: str) -> None:
         m = r.get("metrics") or {}
         note = r.get("stopped") or ((f"{r['error_code']}: " if r.get("error_code") else "") + (r.get("error") or ""))
         style = {"Completed": "green", "Failed": "red", "NotSubmitted": "red"}.get(r["status"], "yellow")
-        t.add_row(str(r["trial"]), cell(r.get("job_name")), _esc(values_text(r["values"])),
-                  f"[{style}]{r['status']}[/]", cell(m.get("eval_loss")), cell(m.get("train_loss")), _esc(cell(note)))
+        t.add_row(
+            str(r["trial"]),
+            cell(r.get("job_name")),
+            _esc(values_text(r["values"])),
+            f"[{style}]{r['status']}[/]",
+            cell(m.get("eval_loss")),
+            cell(m.get("train_loss")),
+            _esc(cell(note)),
+        )
     print_table(_console(), t)
     _console().print(", ".join(f"{n} {k}" for k, n in d["counts"].items()))
 
@@ -215,8 +269,9 @@ def cancel_command(record: dict, output: str) -> int:
     return EXIT_OK
 
 
-def follow(record: dict, *, output: str, timeout: Optional[float], poll: Optional[float],
-           cancel_on_interrupt: bool) -> int:
+def follow(
+    record: dict, *, output: str, timeout: Optional[float], poll: Optional[float], cancel_on_interrupt: bool
+) -> int:
     """`azft wait SWEEP` (and `submit --wait`): every trial to its end; exit 0 all completed, 1 a trial failed or was
     not submitted, 3 a trial was canceled (early stopping aside) or the timeout passed. With ``cancel_on_interrupt``
     the caller has made SIGTERM/SIGHUP interrupt too."""
@@ -234,8 +289,13 @@ def follow(record: dict, *, output: str, timeout: Optional[float], poll: Optiona
             con.print(f"[dim]{elapsed}[/] trial {trial['trial']} [bold]{info.name}[/] → {info.status.value}")
 
     try:
-        d = wait_sweep(record, timeout=timeout, poll_interval=poll, on_update=update,
-                       on_event=lambda m: con.print(f"[yellow]{_esc(m)}[/]") if output == "table" else None)
+        d = wait_sweep(
+            record,
+            timeout=timeout,
+            poll_interval=poll,
+            on_update=update,
+            on_event=lambda m: con.print(f"[yellow]{_esc(m)}[/]") if output == "table" else None,
+        )
     except KeyboardInterrupt:
         if cancel_on_interrupt:
             cancel_sweep(record, say=lambda m: con.print(_esc(m)))
@@ -255,14 +315,23 @@ def follow(record: dict, *, output: str, timeout: Optional[float], poll: Optiona
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def compare_command(record: dict, *, out: Any, metric: str, log_artifact: bool, tracking_uri: Optional[str],
-                    output: str, rank_by: Optional[str]) -> None:
+def compare_command(
+    record: dict,
+    *,
+    out: Any,
+    metric: str,
+    log_artifact: bool,
+    tracking_uri: Optional[str],
+    output: str,
+    rank_by: Optional[str],
+) -> None:
     """Every trial's curve in one PNG (also logged to the sweep's parent run) and the trials ranked by a final
     metric, lowest first, with the best trial's values."""
     from azft.sweep_run import compare_sweep
 
-    d = compare_sweep(record, out=out, metric=metric, log_artifact=log_artifact, tracking_uri=tracking_uri,
-                      rank_by=rank_by)
+    d = compare_sweep(
+        record, out=out, metric=metric, log_artifact=log_artifact, tracking_uri=tracking_uri, rank_by=rank_by
+    )
     if output == "json":
         emit(d, "json")
         return
@@ -279,13 +348,23 @@ def compare_command(record: dict, *, out: Any, metric: str, log_artifact: bool, 
     t.add_column("status", no_wrap=True)
     t.add_column(d["rank_by"], justify="right", no_wrap=True)
     for r in d["ranked"]:
-        t.add_row(cell(r.get("rank")), str(r["trial"]), cell(r.get("job_name")), _esc(values_text(r["values"])),
-                  cell(r.get("status")), cell(r.get("value")))
+        t.add_row(
+            cell(r.get("rank")),
+            str(r["trial"]),
+            cell(r.get("job_name")),
+            _esc(values_text(r["values"])),
+            cell(r.get("status")),
+            cell(r.get("value")),
+        )
     con = _console()
     print_table(con, t)
     if d.get("best"):
         b = d["best"]
-        con.print(f"[bold green]best: trial {b['trial']} ({_esc(b['job_name'])})[/] {d['rank_by']} "
-                  f"{cell(b['value'])} — {_esc(values_text(b['values']))}")
-    con.print(f"curves: {d['png']} ({d['curves']} trials)" + (" (also logged to the sweep's parent run under "
-                                                              "comparisons/)" if d.get("logged") else ""))
+        con.print(
+            f"[bold green]best: trial {b['trial']} ({_esc(b['job_name'])})[/] {d['rank_by']} "
+            f"{cell(b['value'])} — {_esc(values_text(b['values']))}"
+        )
+    con.print(
+        f"curves: {d['png']} ({d['curves']} trials)"
+        + (" (also logged to the sweep's parent run under comparisons/)" if d.get("logged") else "")
+    )

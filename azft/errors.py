@@ -70,8 +70,13 @@ class AzftError(Exception):
             p.hint = redact_text(p.hint) if p.hint else p.hint
 
     def to_dict(self) -> dict:
-        return {"ok": False, "error": self.message, "hint": self.hint, "exit_code": self.exit_code,
-                "problems": [p.to_dict() for p in self.problems]}
+        return {
+            "ok": False,
+            "error": self.message,
+            "hint": self.hint,
+            "exit_code": self.exit_code,
+            "problems": [p.to_dict() for p in self.problems],
+        }
 
     def __str__(self) -> str:
         return self.message

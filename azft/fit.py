@@ -54,16 +54,23 @@ def fit_table(plan: Any, cat: Any, prices: Optional[dict] = None) -> list[dict]:
     for sku, info in skus.items():
         if not info.get("gpus"):
             continue
-        row: dict[str, Any] = {"sku": sku, "gpus": info["gpus"], "gpu_memory_gb": info.get("gpu_memory_gb"),
-                               "nodes": plan.spec.compute.instance_count,
-                               "allowed": (not plan.model.allowed_skus) or sku in plan.model.allowed_skus}
+        row: dict[str, Any] = {
+            "sku": sku,
+            "gpus": info["gpus"],
+            "gpu_memory_gb": info.get("gpu_memory_gb"),
+            "nodes": plan.spec.compute.instance_count,
+            "allowed": (not plan.model.allowed_skus) or sku in plan.model.allowed_skus,
+        }
         if arch is None:
             row.update(estimate_gb=None, fits=None, note=why)
         else:
             setup = setup_for(plan, cat, sku)
             est = estimate(arch, setup)
-            row.update(estimate_gb=round(est.total_gib, 1), world_size=setup.world_size,
-                       fits=bool(info.get("gpu_memory_gb")) and est.fits(info["gpu_memory_gb"]))
+            row.update(
+                estimate_gb=round(est.total_gib, 1),
+                world_size=setup.world_size,
+                fits=bool(info.get("gpu_memory_gb")) and est.fits(info["gpu_memory_gb"]),
+            )
         hours = _hours(plan, cat, sku, row.get("world_size") or info["gpus"] * row["nodes"])
         price = info.get("price_per_hour")
         row.update(hours=hours, cost_usd=round(hours * row["nodes"] * price, 2) if hours and price else None)
@@ -76,34 +83,74 @@ def _candidates(s: Setup) -> list[tuple[str, str, str, Setup, float]]:
     """(kind, what, spec change, new setup, time factor) for each single change; micro-batches largest first."""
     out = []
     if not s.gradient_checkpointing:
-        out.append(("checkpointing", "gradient checkpointing", "hyperparameters.gradient_checkpointing: true",
-                    replace(s, gradient_checkpointing=True), TIME_COST["gradient_checkpointing"][0]))
+        out.append(
+            (
+                "checkpointing",
+                "gradient checkpointing",
+                "hyperparameters.gradient_checkpointing: true",
+                replace(s, gradient_checkpointing=True),
+                TIME_COST["gradient_checkpointing"][0],
+            )
+        )
     mb, acc, halvings = s.micro_batch, s.gradient_accumulation_steps, 0
     while mb > 1:
         mb, acc, halvings = mb // 2, acc * 2, halvings + 1
-        out.append(("micro", f"micro-batch {mb} × gradient accumulation {acc} (same effective batch)",
-                    f"hyperparameters: {{batch_size: {mb}, gradient_accumulation_steps: {acc}}}",
-                    replace(s, micro_batch=mb, gradient_accumulation_steps=acc),
-                    TIME_COST["micro_batch"][0] ** halvings))
+        out.append(
+            (
+                "micro",
+                f"micro-batch {mb} × gradient accumulation {acc} (same effective batch)",
+                f"hyperparameters: {{batch_size: {mb}, gradient_accumulation_steps: {acc}}}",
+                replace(s, micro_batch=mb, gradient_accumulation_steps=acc),
+                TIME_COST["micro_batch"][0] ** halvings,
+            )
+        )
     if s.method in ("lora", "dora"):
-        out.append(("qlora", "QLoRA (4-bit base weights)", "method: qlora", replace(s, method="qlora"),
-                    TIME_COST["qlora"][0]))
+        out.append(
+            ("qlora", "QLoRA (4-bit base weights)", "method: qlora", replace(s, method="qlora"), TIME_COST["qlora"][0])
+        )
     if s.world_size > 1 and s.zero_stage < 3:
-        out.append(("zero3", "DeepSpeed ZeRO-3", "compute.deepspeed: {stage: 3}",
-                    replace(s, zero_stage=3, offload="none"), TIME_COST["zero3"][0]))
+        out.append(
+            (
+                "zero3",
+                "DeepSpeed ZeRO-3",
+                "compute.deepspeed: {stage: 3}",
+                replace(s, zero_stage=3, offload="none"),
+                TIME_COST["zero3"][0],
+            )
+        )
     if s.offload == "none":
         stage = max(s.zero_stage, 1)
-        out.append(("offload", "optimizer offload to CPU", f"compute.deepspeed: {{stage: {stage}, offload: optimizer}}",
-                    replace(s, zero_stage=stage, offload="optimizer"), TIME_COST["offload_optimizer"][0]))
+        out.append(
+            (
+                "offload",
+                "optimizer offload to CPU",
+                f"compute.deepspeed: {{stage: {stage}, offload: optimizer}}",
+                replace(s, zero_stage=stage, offload="optimizer"),
+                TIME_COST["offload_optimizer"][0],
+            )
+        )
     if s.offload != "all":
-        out.append(("offload_all", "ZeRO-3 with parameter and optimizer offload",
-                    "compute.deepspeed: {stage: 3, offload: all}", replace(s, zero_stage=3, offload="all"),
-                    TIME_COST["offload_all"][0]))
+        out.append(
+            (
+                "offload_all",
+                "ZeRO-3 with parameter and optimizer offload",
+                "compute.deepspeed: {stage: 3, offload: all}",
+                replace(s, zero_stage=3, offload="all"),
+                TIME_COST["offload_all"][0],
+            )
+        )
     return out
 
 
-def advice(plan: Any, cat: Any, est: Estimate, gpu_memory_gb: float, sku: Optional[str], limit: int = 6,
-           base_hours: Optional[float] = None) -> list[dict]:
+def advice(
+    plan: Any,
+    cat: Any,
+    est: Estimate,
+    gpu_memory_gb: float,
+    sku: Optional[str],
+    limit: int = 6,
+    base_hours: Optional[float] = None,
+) -> list[dict]:
     """The cheapest changes that make ``est`` fit ``gpu_memory_gb``: each with its new estimate and time cost.
 
     Single changes, and gradient checkpointing combined with another when checkpointing alone is not enough; for
@@ -113,9 +160,16 @@ def advice(plan: Any, cat: Any, est: Estimate, gpu_memory_gb: float, sku: Option
     ck = replace(est.setup, gradient_checkpointing=True)
     if not est.setup.gradient_checkpointing and not estimate(est.arch, ck).fits(gpu_memory_gb):
         f0 = TIME_COST["gradient_checkpointing"][0]
-        tried += [(f"checkpointing+{k}", f"gradient checkpointing + {w}",
-                   f"hyperparameters.gradient_checkpointing: true; {c}", s2, f0 * f)
-                  for k, w, c, s2, f in _candidates(ck)]
+        tried += [
+            (
+                f"checkpointing+{k}",
+                f"gradient checkpointing + {w}",
+                f"hyperparameters.gradient_checkpointing: true; {c}",
+                s2,
+                f0 * f,
+            )
+            for k, w, c, s2, f in _candidates(ck)
+        ]
     if base_hours is None:
         base_hours = _hours(plan, cat, sku, est.setup.world_size)
     rows: list[dict[str, Any]] = []
@@ -127,14 +181,18 @@ def advice(plan: Any, cat: Any, est: Estimate, gpu_memory_gb: float, sku: Option
         if not new.fits(gpu_memory_gb):
             continue
         kinds.add(kind)
-        rows.append({"change": what, "spec": change, "estimate_gb": round(new.total_gib, 1),
-                     "time_factor": round(factor, 2),
-                     "hours": round((base_hours - STARTUP_HOURS) * factor + STARTUP_HOURS, 2) if base_hours else None})
+        rows.append(
+            {
+                "change": what,
+                "spec": change,
+                "estimate_gb": round(new.total_gib, 1),
+                "time_factor": round(factor, 2),
+                "hours": round((base_hours - STARTUP_HOURS) * factor + STARTUP_HOURS, 2) if base_hours else None,
+            }
+        )
     rows.sort(key=lambda r: r["time_factor"])
     return rows[:limit]
 
 
 def smallest_sizes(plan: Any, cat: Any, limit: int = 3) -> list[dict]:
     return [r for r in fit_table(plan, cat) if r["fits"]][:limit]
-
-

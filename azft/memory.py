@@ -83,8 +83,15 @@ class Architecture:
         q, kv = self.num_heads * d, self.num_kv_heads * d
         if self.fused:
             return {"qkv_proj": (h, q + 2 * kv), "o_proj": (q, h), "gate_up_proj": (h, 2 * i), "down_proj": (i, h)}
-        return {"q_proj": (h, q), "k_proj": (h, kv), "v_proj": (h, kv), "o_proj": (q, h),
-                "gate_proj": (h, i), "up_proj": (h, i), "down_proj": (i, h)}
+        return {
+            "q_proj": (h, q),
+            "k_proj": (h, kv),
+            "v_proj": (h, kv),
+            "o_proj": (q, h),
+            "gate_proj": (h, i),
+            "up_proj": (h, i),
+            "down_proj": (i, h),
+        }
 
     def layer_linear_params(self) -> int:
         return sum(a * b for a, b in self.linears().values())
@@ -99,8 +106,12 @@ class Architecture:
         return (2 * self.num_layers + 1) * self.hidden_size
 
     def parameters(self) -> int:
-        return (self.num_layers * self.layer_linear_params() + self.embedding_params() + self.head_params()
-                + self.norm_params())
+        return (
+            self.num_layers * self.layer_linear_params()
+            + self.embedding_params()
+            + self.head_params()
+            + self.norm_params()
+        )
 
     @classmethod
     def from_config(cls, cfg: dict, source: str = "config.json") -> "Architecture":
@@ -133,8 +144,18 @@ class Architecture:
             if isinstance(e, ArchitectureError):
                 raise
             raise ArchitectureError(f"{source}: {e}") from None
-        if min(arch.hidden_size, arch.intermediate_size, arch.num_layers, arch.num_heads, arch.num_kv_heads,
-               arch.vocab_size) < 1 or arch.num_heads % arch.num_kv_heads:
+        if (
+            min(
+                arch.hidden_size,
+                arch.intermediate_size,
+                arch.num_layers,
+                arch.num_heads,
+                arch.num_kv_heads,
+                arch.vocab_size,
+            )
+            < 1
+            or arch.num_heads % arch.num_kv_heads
+        ):
             raise ArchitectureError(f"{source}: sizes must be positive and attention heads a multiple of KV heads")
         return arch
 
@@ -276,22 +297,39 @@ class Estimate:
         return {
             "label": "ESTIMATE",
             "total_gb": round(self.total_gib, 1),
-            "total_formula": ("persistent + max(forward, backward) + allowances; the peak is at the end of the "
-                              f"{self.peak_phase} pass"),
+            "total_formula": (
+                "persistent + max(forward, backward) + allowances; the peak is at the end of the "
+                f"{self.peak_phase} pass"
+            ),
             "peak_phase": self.peak_phase,
             "terms": {t.name: t.to_dict() for t in self.terms},
             "architecture": {
-                "model_type": a.model_type, "hidden_size": a.hidden_size, "intermediate_size": a.intermediate_size,
-                "layers": a.num_layers, "heads": a.num_heads, "kv_heads": a.num_kv_heads, "vocab": a.vocab_size,
-                "tied_embeddings": a.tie_word_embeddings, "parameters": a.parameters(), "source": a.source,
+                "model_type": a.model_type,
+                "hidden_size": a.hidden_size,
+                "intermediate_size": a.intermediate_size,
+                "layers": a.num_layers,
+                "heads": a.num_heads,
+                "kv_heads": a.num_kv_heads,
+                "vocab": a.vocab_size,
+                "tied_embeddings": a.tie_word_embeddings,
+                "parameters": a.parameters(),
+                "source": a.source,
                 "exact": a.exact,
             },
             "setup": {
-                "method": s.method, "micro_batch": s.micro_batch, "seq_len": s.seq_len, "tokens": s.tokens,
-                "gradient_checkpointing": s.gradient_checkpointing, "precision": s.precision,
-                "lora_r": s.lora_r if s.peft else None, "lora_targets": list(s.lora_targets) if s.peft else None,
-                "zero_stage": s.zero_stage, "offload": s.offload, "world_size": s.world_size,
-                "attention": s.attention, "trainable_parameters": self.trainable,
+                "method": s.method,
+                "micro_batch": s.micro_batch,
+                "seq_len": s.seq_len,
+                "tokens": s.tokens,
+                "gradient_checkpointing": s.gradient_checkpointing,
+                "precision": s.precision,
+                "lora_r": s.lora_r if s.peft else None,
+                "lora_targets": list(s.lora_targets) if s.peft else None,
+                "zero_stage": s.zero_stage,
+                "offload": s.offload,
+                "world_size": s.world_size,
+                "attention": s.attention,
+                "trainable_parameters": self.trainable,
             },
             "error_bound": f"±{ERROR_BOUND:.0%} on activations + state over the calibration grid (docs/memory.md)",
             "notes": self.notes,
@@ -328,15 +366,18 @@ def _state_terms(arch: Architecture, s: Setup, trainable: int) -> list[Term]:
         linear = arch.num_layers * arch.layer_linear_params()
         rest = p - linear  # embeddings, LM head, norms: prepare_model_for_kbit_training casts them to fp32
         wbytes = linear * NF4_BYTES + rest * 4
-        wform = (f"{linear / 1e9:.2f}B linear params × {NF4_BYTES:.3f} B (NF4, double quant) + {rest / 1e9:.2f}B "
-                 "other params × 4 B (fp32 after k-bit preparation)")
+        wform = (
+            f"{linear / 1e9:.2f}B linear params × {NF4_BYTES:.3f} B (NF4, double quant) + {rest / 1e9:.2f}B "
+            "other params × 4 B (fp32 after k-bit preparation)"
+        )
     elif s.deepspeed:
         wbytes = p * w16
         wform = f"{p / 1e9:.2f}B params × {w16} B (DeepSpeed {s.precision})"
     elif s.peft:
         wbytes = p * (w16 if s.half_base else 4)
         wform = f"{p / 1e9:.2f}B params × {w16 if s.half_base else 4} B (frozen base" + (
-            " in compute dtype)" if s.half_base else ")")
+            " in compute dtype)" if s.half_base else ")"
+        )
     else:
         wbytes = p * 4
         wform = f"{p / 1e9:.2f}B params × 4 B (fp32 master weights; autocast computes in {s.precision})"
@@ -472,8 +513,9 @@ def _layer_saved(arch: Architecture, s: Setup, first: bool) -> list[tuple[str, s
     return out
 
 
-def _adapter_saved(name: str, n_in: int, n_out: int, x_key: str, x_bytes: int, input_grad: bool, s: Setup,
-                   t: _Dtypes) -> list[tuple[str, str, float]]:
+def _adapter_saved(
+    name: str, n_in: int, n_out: int, x_key: str, x_bytes: int, input_grad: bool, s: Setup, t: _Dtypes
+) -> list[tuple[str, str, float]]:
     """A LoRA/DoRA adapter: peft casts the input to the adapter dtype, applies dropout, then lora_A (autocast casts
     again) and lora_B; DoRA's magnitude gradient also keeps the base output and the scaled LoRA output."""
     out = []
@@ -516,36 +558,63 @@ def _activation_terms(arch: Architecture, s: Setup) -> list[Term]:
     if s.gradient_checkpointing:
         # each layer keeps only its input; one layer at a time is recomputed in backward (the backward_layer term)
         inputs = L * arch.hidden_size * t.res * T
-        terms.append(Term("activations", inputs + rope * T,
-                          f"{L} layers × {T} tokens × {arch.hidden_size} × {t.res} B (checkpointed layer inputs) + "
-                          "rotary cos/sin; the recomputed layer is in backward_layer", "activation", "forward"))
+        terms.append(
+            Term(
+                "activations",
+                inputs + rope * T,
+                f"{L} layers × {T} tokens × {arch.hidden_size} × {t.res} B (checkpointed layer inputs) + "
+                "rotary cos/sin; the recomputed layer is in backward_layer",
+                "activation",
+                "forward",
+            )
+        )
     else:
         total = (first + (L - 1) * per_layer + rope) * T
-        terms.append(Term("activations", total,
-                          f"{T} tokens ({s.micro_batch} × {s.seq_len}) × ({L} layers × {per_layer:,.0f} B per token "
-                          f"per layer saved for backward, {s.method}, {s.attention}) + rotary cos/sin",
-                          "activation", "forward"))
+        terms.append(
+            Term(
+                "activations",
+                total,
+                f"{T} tokens ({s.micro_batch} × {s.seq_len}) × ({L} layers × {per_layer:,.0f} B per token "
+                f"per layer saved for backward, {s.method}, {s.attention}) + rotary cos/sin",
+                "activation",
+                "forward",
+            )
+        )
     # final norm, and the hidden states at scored positions that go into the LM head
     n = T * s.scored_fraction
     head_in = n * arch.hidden_size * (t.c if not s.peft else 0)
     final = T * (arch.hidden_size * 4 + 4) + head_in
-    terms.append(Term("final_norm", final, f"{T} tokens × ({arch.hidden_size} × 4 + 4) B (final RMSNorm input)"
-                      + (" + LM-head input" if head_in else ""), "activation", "forward"))
+    terms.append(
+        Term(
+            "final_norm",
+            final,
+            f"{T} tokens × ({arch.hidden_size} × 4 + 4) B (final RMSNorm input)"
+            + (" + LM-head input" if head_in else ""),
+            "activation",
+            "forward",
+        )
+    )
     v = arch.vocab_size
     if s.packing:
         logits = n * v * 12
-        lform = (f"{int(n)} scored tokens × {v} vocab × 12 B (fp32 log-softmax kept for backward + its gradient "
-                 "+ the input gradient; the recipe projects only scored positions)")
+        lform = (
+            f"{int(n)} scored tokens × {v} vocab × 12 B (fp32 log-softmax kept for backward + its gradient "
+            "+ the input gradient; the recipe projects only scored positions)"
+        )
     else:
         logits = T * v * (12 + t.c)
-        lform = (f"{T} tokens × {v} vocab × ({t.c} + 12) B (padded batches: logits at every position, fp32 "
-                 "log-softmax and its gradients)")
+        lform = (
+            f"{T} tokens × {v} vocab × ({t.c} + 12) B (padded batches: logits at every position, fp32 "
+            "log-softmax and its gradients)"
+        )
     terms.append(Term("logits_loss", logits, lform, "activation", "forward"))
     # during backward: the running layer's saved tensors and the activation gradients flowing through its MLP.
     # Full fine-tuning without kept gradients: layer 0's and the embeddings' gradients are not written yet then.
     work = T * (per_layer + 2 * arch.intermediate_size * t.c + 2 * arch.hidden_size * 4)
-    wform = (f"{T} tokens × ({per_layer:,.0f} B saved by the running layer + 2 × {arch.intermediate_size} × {t.c} "
-             f"+ 2 × {arch.hidden_size} × 4 B activation gradients")
+    wform = (
+        f"{T} tokens × ({per_layer:,.0f} B saved by the running layer + 2 × {arch.intermediate_size} × {t.c} "
+        f"+ 2 × {arch.hidden_size} × 4 B activation gradients"
+    )
     adapted = [arch.linears()[n][1] for n in _targets(arch, s)] if s.peft else []
     if adapted and t.adapter != t.c:
         # base output + fp32 adapter output is an fp32 sum: its gradient is fp32 too
@@ -566,26 +635,61 @@ def _working_terms(arch: Architecture, s: Setup) -> list[Term]:
     if s.zero_stage == 3:
         layer = arch.layer_linear_params() + 2 * h
         live = (layer + int(0.9 * h * h)) * 2
-        terms.append(Term("zero3_gathered", live, f"({layer / 1e6:.0f}M params of one layer + prefetch bucket "
-                          f"0.9 × {h}²) × 2 B (parameters gathered for the running layer)", "working"))
+        terms.append(
+            Term(
+                "zero3_gathered",
+                live,
+                f"({layer / 1e6:.0f}M params of one layer + prefetch bucket "
+                f"0.9 × {h}²) × 2 B (parameters gathered for the running layer)",
+                "working",
+            )
+        )
     if s.deepspeed:
         terms.append(Term("zero_buckets", h * h * 2 * 2, f"2 × {h}² × 2 B (reduce buckets)", "working"))
     if s.method == "full" and s.autocast and not s.gradient_checkpointing:
         p = arch.parameters()
-        terms.append(Term("autocast_weights", p * 2, f"{p / 1e9:.2f}B × 2 B (half-precision weight copies autocast "
-                          "makes in the forward pass, kept for backward)", "working", "forward"))
+        terms.append(
+            Term(
+                "autocast_weights",
+                p * 2,
+                f"{p / 1e9:.2f}B × 2 B (half-precision weight copies autocast "
+                "makes in the forward pass, kept for backward)",
+                "working",
+                "forward",
+            )
+        )
     elif s.method == "full" and s.autocast:
         head = arch.embedding_params() if arch.tie_word_embeddings else arch.head_params()
         layer = arch.layer_linear_params()
-        terms.append(Term("autocast_weights", head * 2, f"{head / 1e6:.0f}M LM-head params × 2 B (its half-precision "
-                          "copy; checkpointed layers keep none)", "working", "forward"))
-        terms.append(Term("autocast_weights_recompute", layer * 2, f"{layer / 1e6:.0f}M params of one layer × 2 B "
-                          "(the recomputed layer's half-precision weight copies)", "working", "backward"))
+        terms.append(
+            Term(
+                "autocast_weights",
+                head * 2,
+                f"{head / 1e6:.0f}M LM-head params × 2 B (its half-precision copy; checkpointed layers keep none)",
+                "working",
+                "forward",
+            )
+        )
+        terms.append(
+            Term(
+                "autocast_weights_recompute",
+                layer * 2,
+                f"{layer / 1e6:.0f}M params of one layer × 2 B (the recomputed layer's half-precision weight copies)",
+                "working",
+                "backward",
+            )
+        )
     if s.method == "dora":
         n_in, n_out = max(arch.linears().values(), key=lambda io: io[0] * io[1])
-        terms.append(Term("dora_weight_norm", n_in * n_out * 4 * 3, f"3 × {n_in} × {n_out} × 4 B (the merged "
-                          "weight and its norm, computed each forward)", "working",
-                          "backward" if s.gradient_checkpointing else "forward"))
+        terms.append(
+            Term(
+                "dora_weight_norm",
+                n_in * n_out * 4 * 3,
+                f"3 × {n_in} × {n_out} × 4 B (the merged weight and its norm, computed each forward)",
+                "working",
+                "backward" if s.gradient_checkpointing else "forward",
+            )
+        )
     return terms
 
 
@@ -597,16 +701,33 @@ def estimate(arch: Architecture, setup: Setup) -> Estimate:
     if not arch.exact:
         notes.append(f"{arch.model_type}: its layers are counted as the Phi-3 layout (approximate)")
     if setup.method == "qlora":
-        notes.append("QLoRA needs CUDA: its activations are counted like LoRA's with the fp32 norms and embeddings of "
-                     "k-bit preparation, and are not measured by the CPU calibration")
+        notes.append(
+            "QLoRA needs CUDA: its activations are counted like LoRA's with the fp32 norms and embeddings of "
+            "k-bit preparation, and are not measured by the CPU calibration"
+        )
     est = Estimate(arch, setup, terms, trainable, notes)
     if setup.device == "cuda":
         dynamic = max(est.phase("forward"), est.phase("backward")) + est.term("gradients")
-        terms.append(Term("cuda_context", CUDA_CONTEXT_GIB * GIB, f"{CUDA_CONTEXT_GIB} GiB (CUDA context, stated "
-                          "allowance)", "allowance", "allowance"))
-        terms.append(Term("fragmentation", dynamic * FRAGMENTATION, f"{FRAGMENTATION:.0%} × (the larger of the "
-                          "forward and backward phases + gradients) (caching-allocator fragmentation, stated "
-                          "allowance)", "allowance", "allowance"))
+        terms.append(
+            Term(
+                "cuda_context",
+                CUDA_CONTEXT_GIB * GIB,
+                f"{CUDA_CONTEXT_GIB} GiB (CUDA context, stated allowance)",
+                "allowance",
+                "allowance",
+            )
+        )
+        terms.append(
+            Term(
+                "fragmentation",
+                dynamic * FRAGMENTATION,
+                f"{FRAGMENTATION:.0%} × (the larger of the "
+                "forward and backward phases + gradients) (caching-allocator fragmentation, stated "
+                "allowance)",
+                "allowance",
+                "allowance",
+            )
+        )
     return est
 
 
@@ -632,9 +753,11 @@ def architecture_for(model: Any, cat: Any) -> tuple[Optional[Architecture], str]
             return Architecture.from_config(entry, source=f"catalog architectures.{model.id} ({src}: {where})"), ""
         except ArchitectureError as e:
             return None, str(e)
-    return None, (f"architecture of {model.id} unknown: azft reads config.json from the catalog or a local model "
-                  "directory (give `model:` a local directory, or add it under `architectures:` in "
-                  "~/.azft/catalog.yaml)")
+    return None, (
+        f"architecture of {model.id} unknown: azft reads config.json from the catalog or a local model "
+        "directory (give `model:` a local directory, or add it under `architectures:` in "
+        "~/.azft/catalog.yaml)"
+    )
 
 
 def world_size(plan: Any, cat: Any, sku: Optional[str] = None) -> int:

@@ -49,13 +49,24 @@ class Case:
         return self.hidden * 8 // 3 // 8 * 8
 
     def label(self) -> str:
-        return (f"h{self.hidden} L{self.layers} S{self.seq} B{self.batch} {self.method}"
-                f"{' ckpt' if self.checkpointing else ''}{' gqa' if self.kv_heads < self.heads else ''}"
-                f"{' bf16' if self.precision == 'bf16' else ''}{' nodrop' if not self.lora_dropout else ''}")
+        return (
+            f"h{self.hidden} L{self.layers} S{self.seq} B{self.batch} {self.method}"
+            f"{' ckpt' if self.checkpointing else ''}{' gqa' if self.kv_heads < self.heads else ''}"
+            f"{' bf16' if self.precision == 'bf16' else ''}{' nodrop' if not self.lora_dropout else ''}"
+        )
 
     def architecture(self) -> Architecture:
-        return Architecture("phi3", self.hidden, self.intermediate, self.layers, self.heads, self.kv_heads,
-                            self.vocab, False, source="calibration case")
+        return Architecture(
+            "phi3",
+            self.hidden,
+            self.intermediate,
+            self.layers,
+            self.heads,
+            self.kv_heads,
+            self.vocab,
+            False,
+            source="calibration case",
+        )
 
 
 #: The grid: hidden size, layers, sequence length, micro-batch, method and checkpointing each varied.
@@ -111,10 +122,17 @@ class Result:
         return self.estimate_dynamic / self.measured_dynamic - 1
 
     def to_dict(self) -> dict:
-        return {"case": self.case.label(), **asdict(self.case), "device": self.device,
-                "estimate_bytes": self.estimate_bytes, "measured_bytes": self.measured_bytes,
-                "error": self.error, "estimate_dynamic": self.estimate_dynamic,
-                "measured_dynamic": self.measured_dynamic, "dynamic_error": self.dynamic_error}
+        return {
+            "case": self.case.label(),
+            **asdict(self.case),
+            "device": self.device,
+            "estimate_bytes": self.estimate_bytes,
+            "measured_bytes": self.measured_bytes,
+            "error": self.error,
+            "estimate_dynamic": self.estimate_dynamic,
+            "measured_dynamic": self.measured_dynamic,
+            "dynamic_error": self.dynamic_error,
+        }
 
 
 def _recipe():
@@ -132,11 +150,19 @@ def _recipe():
 
 
 def setup_for_case(case: Case, cuda: bool, attention: str = "azft_packed_sdpa") -> Setup:
-    return Setup(attention=attention,
-        method=case.method, micro_batch=case.batch, seq_len=case.seq, gradient_checkpointing=case.checkpointing,
-        precision="bf16" if cuda else case.precision, lora_r=8, lora_dropout=case.lora_dropout,
-        lora_targets=tuple(case.targets.split(",")), device="cuda" if cuda else "cpu",
-        scored_fraction=(case.seq - 1) / case.seq, half_base_weights=True if case.precision == "bf16" else None,
+    return Setup(
+        attention=attention,
+        method=case.method,
+        micro_batch=case.batch,
+        seq_len=case.seq,
+        gradient_checkpointing=case.checkpointing,
+        precision="bf16" if cuda else case.precision,
+        lora_r=8,
+        lora_dropout=case.lora_dropout,
+        lora_targets=tuple(case.targets.split(",")),
+        device="cuda" if cuda else "cpu",
+        scored_fraction=(case.seq - 1) / case.seq,
+        half_base_weights=True if case.precision == "bf16" else None,
     )
 
 
@@ -148,11 +174,22 @@ def _model_dir(case: Case, root: Path) -> Path:
     import torch
     from transformers import Phi3Config, Phi3ForCausalLM
 
-    cfg = Phi3Config(hidden_size=case.hidden, intermediate_size=case.intermediate, num_hidden_layers=case.layers,
-                     num_attention_heads=case.heads, num_key_value_heads=case.kv_heads, vocab_size=case.vocab,
-                     max_position_embeddings=max(4096, case.seq), pad_token_id=0, bos_token_id=1,
-                     eos_token_id=2, tie_word_embeddings=False, resid_pdrop=0.0, embd_pdrop=0.0,
-                     attention_dropout=0.0)
+    cfg = Phi3Config(
+        hidden_size=case.hidden,
+        intermediate_size=case.intermediate,
+        num_hidden_layers=case.layers,
+        num_attention_heads=case.heads,
+        num_key_value_heads=case.kv_heads,
+        vocab_size=case.vocab,
+        max_position_embeddings=max(4096, case.seq),
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=2,
+        tie_word_embeddings=False,
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attention_dropout=0.0,
+    )
     torch.manual_seed(0)
     path = root / case.label().replace(" ", "_")
     Phi3ForCausalLM(cfg).save_pretrained(path)
@@ -221,12 +258,32 @@ def measure(case: Case, workdir: Optional[Path] = None) -> Result:
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         root = Path(tmp)
         source = _model_dir(case, root)
-        args = train.build_parser().parse_args([
-            "--train_data", "unused", "--model_output", str(root / "out"), "--metrics", str(root / "metrics"),
-            "--method", case.method, "--batch_size", str(case.batch), "--max_seq_length", str(case.seq),
-            "--lora_r", "8", "--lora_alpha", "16", "--lora_dropout", str(case.lora_dropout),
-            "--lora_target_modules", case.targets, "--gradient_checkpointing", str(case.checkpointing).lower(),
-        ])
+        args = train.build_parser().parse_args(
+            [
+                "--train_data",
+                "unused",
+                "--model_output",
+                str(root / "out"),
+                "--metrics",
+                str(root / "metrics"),
+                "--method",
+                case.method,
+                "--batch_size",
+                str(case.batch),
+                "--max_seq_length",
+                str(case.seq),
+                "--lora_r",
+                "8",
+                "--lora_alpha",
+                "16",
+                "--lora_dropout",
+                str(case.lora_dropout),
+                "--lora_target_modules",
+                case.targets,
+                "--gradient_checkpointing",
+                str(case.checkpointing).lower(),
+            ]
+        )
         precision = "bf16" if cuda else case.precision
         # bf16 on CPU: the weights as the recipe loads them on a GPU (its only use of the flag here)
         model, attn = ft_model.load_model(str(source), args, precision, cuda or precision == "bf16")
@@ -235,8 +292,9 @@ def measure(case: Case, workdir: Optional[Path] = None) -> Result:
     est = estimate_case(case, cuda, attn)
     est_static = est.term("weights") + est.term("optimizer")
     est_total = est.peak
-    return Result(case, "cuda" if cuda else "cpu", est_total, measured[0] + measured[1],
-                  est_total - est_static, measured[1])
+    return Result(
+        case, "cuda" if cuda else "cpu", est_total, measured[0] + measured[1], est_total - est_static, measured[1]
+    )
 
 
 def _train_and_measure(ft_trainer, ft_data, model, case: Case, root: Path, cuda: bool):
@@ -244,8 +302,10 @@ def _train_and_measure(ft_trainer, ft_data, model, case: Case, root: Path, cuda:
     from transformers import TrainerCallback
 
     g = torch.Generator().manual_seed(1)
-    rows = [{"input_ids": ids, "labels": list(ids)}
-            for ids in (torch.randint(3, case.vocab, (case.seq,), generator=g).tolist() for _ in range(4 * case.batch))]
+    rows = [
+        {"input_ids": ids, "labels": list(ids)}
+        for ids in (torch.randint(3, case.vocab, (case.seq,), generator=g).tolist() for _ in range(4 * case.batch))
+    ]
     meter = _Meter(cuda)
     holder: list = []
 
@@ -259,13 +319,29 @@ def _train_and_measure(ft_trainer, ft_data, model, case: Case, root: Path, cuda:
                 meter.stop()
 
     targs = ft_trainer.RecipeTrainingArguments(
-        output_dir=str(root / "ckpt"), max_steps=2, per_device_train_batch_size=case.batch, learning_rate=1e-4,
-        bf16=cuda or case.precision == "bf16", use_cpu=not cuda, **ft_trainer.checkpointing_args(case.checkpointing),
-        save_strategy="no", logging_strategy="no", report_to="none", disable_tqdm=True,
-        remove_unused_columns=False, dataloader_num_workers=0, log_level="error", seed=0,
+        output_dir=str(root / "ckpt"),
+        max_steps=2,
+        per_device_train_batch_size=case.batch,
+        learning_rate=1e-4,
+        bf16=cuda or case.precision == "bf16",
+        use_cpu=not cuda,
+        **ft_trainer.checkpointing_args(case.checkpointing),
+        save_strategy="no",
+        logging_strategy="no",
+        report_to="none",
+        disable_tqdm=True,
+        remove_unused_columns=False,
+        dataloader_num_workers=0,
+        log_level="error",
+        seed=0,
     )
-    trainer = ft_trainer.RecipeTrainer(model=model, args=targs, train_dataset=ft_trainer.ListDataset(rows),
-                                       data_collator=ft_data.PackingCollator(0, case.seq), callbacks=[StepMeter()])
+    trainer = ft_trainer.RecipeTrainer(
+        model=model,
+        args=targs,
+        train_dataset=ft_trainer.ListDataset(rows),
+        data_collator=ft_data.PackingCollator(0, case.seq),
+        callbacks=[StepMeter()],
+    )
     from transformers.trainer_callback import PrinterCallback
 
     trainer.remove_callback(PrinterCallback)  # the end-of-training summary line: not part of the measurement

@@ -35,44 +35,88 @@ class Metric:
 
 
 VOCABULARY: tuple[Metric, ...] = (
-    Metric("train_loss", "training loss (reply tokens) over the last logging window", "step",
-           ("loss", "final_loss", "train/loss", "training_loss", "final_final_loss")),
-    Metric("train_loss_mean", "training loss averaged over the whole run (the Trainer's training_loss)", "run",
-           ("final_train_loss",)),
-    Metric("eval_loss", "validation loss over the whole validation set", "step",
-           ("eval/loss", "validation_loss", "val_loss", "full_valid_loss", "final_eval_loss")),
+    Metric(
+        "train_loss",
+        "training loss (reply tokens) over the last logging window",
+        "step",
+        ("loss", "final_loss", "train/loss", "training_loss", "final_final_loss"),
+    ),
+    Metric(
+        "train_loss_mean",
+        "training loss averaged over the whole run (the Trainer's training_loss)",
+        "run",
+        ("final_train_loss",),
+    ),
+    Metric(
+        "eval_loss",
+        "validation loss over the whole validation set",
+        "step",
+        ("eval/loss", "validation_loss", "val_loss", "full_valid_loss", "final_eval_loss"),
+    ),
     Metric("eval_perplexity", "exp(eval_loss)", "step", ("perplexity", "final_perplexity")),
-    Metric("eval_batch_loss", "validation loss on one batch (OpenAI-style fine-tuning checkpoints)", "step",
-           ("valid_loss",)),
-    Metric("train_token_accuracy", "share of reply tokens predicted right, training batch", "step",
-           ("train_mean_token_accuracy",)),
-    Metric("eval_token_accuracy", "share of reply tokens predicted right, validation set", "step",
-           ("full_valid_mean_token_accuracy",)),
-    Metric("eval_batch_token_accuracy", "share of reply tokens predicted right, one validation batch", "step",
-           ("valid_mean_token_accuracy",)),
-    Metric("scheduled_lr", "learning rate the scheduler set at the step (the hyperparameter is the "
-                           "learning_rate param)", "step", ("learning_rate", "lr", "train/learning_rate")),
-    Metric("epochs_completed", "epochs done (fractional); the requested number is the epochs param", "step",
-           ("epoch", "epochs", "final_epochs", "train/epoch")),
+    Metric(
+        "eval_batch_loss",
+        "validation loss on one batch (OpenAI-style fine-tuning checkpoints)",
+        "step",
+        ("valid_loss",),
+    ),
+    Metric(
+        "train_token_accuracy",
+        "share of reply tokens predicted right, training batch",
+        "step",
+        ("train_mean_token_accuracy",),
+    ),
+    Metric(
+        "eval_token_accuracy",
+        "share of reply tokens predicted right, validation set",
+        "step",
+        ("full_valid_mean_token_accuracy",),
+    ),
+    Metric(
+        "eval_batch_token_accuracy",
+        "share of reply tokens predicted right, one validation batch",
+        "step",
+        ("valid_mean_token_accuracy",),
+    ),
+    Metric(
+        "scheduled_lr",
+        "learning rate the scheduler set at the step (the hyperparameter is the learning_rate param)",
+        "step",
+        ("learning_rate", "lr", "train/learning_rate"),
+    ),
+    Metric(
+        "epochs_completed",
+        "epochs done (fractional); the requested number is the epochs param",
+        "step",
+        ("epoch", "epochs", "final_epochs", "train/epoch"),
+    ),
     Metric("steps", "optimizer steps done", "run", ("global_step", "final_global_step", "train/global_step")),
     Metric("grad_norm", "gradient norm before clipping", "step", ("train/grad_norm",)),
-    Metric("tokens_per_second", "training tokens per second (per step: the recent window; at the end: the run)",
-           "step", ("final_tokens_per_second",)),
+    Metric(
+        "tokens_per_second",
+        "training tokens per second (per step: the recent window; at the end: the run)",
+        "step",
+        ("final_tokens_per_second",),
+    ),
     Metric("tflops_per_second", "model FLOPs per second, in TFLOP/s", "step", ("final_tflops_per_second",)),
     Metric("mfu", "model FLOPs utilisation (docs/mfu.md)", "step", ("final_mfu",)),
     Metric("peak_tflops", "the device's peak TFLOP/s the MFU is measured against", "run", ("final_peak_tflops",)),
     Metric("model_flops", "model FLOPs of the whole run", "run", ("total_flos", "final_model_flops")),
-    Metric("padding_inflation", "positions computed per real token (1.0: no padding)", "run",
-           ("final_padding_inflation",)),
+    Metric(
+        "padding_inflation", "positions computed per real token (1.0: no padding)", "run", ("final_padding_inflation",)
+    ),
     Metric("train_tokens", "training tokens seen", "run", ("num_input_tokens_seen", "final_train_tokens")),
-    Metric("train_seconds", "wall time of training, seconds", "run",
-           ("train_runtime_seconds", "train_runtime", "final_train_runtime_seconds")),
+    Metric(
+        "train_seconds",
+        "wall time of training, seconds",
+        "run",
+        ("train_runtime_seconds", "train_runtime", "final_train_runtime_seconds"),
+    ),
     Metric("train_samples_per_second", "training rows per second over the run", "run", ()),
     Metric("train_steps_per_second", "optimizer steps per second over the run", "run", ()),
     Metric("trainable_parameters", "parameters the method trains", "run", ("final_trainable_parameters",)),
     Metric("total_parameters", "parameters of the model", "run", ("final_total_parameters",)),
-    Metric("resumed_from_step", "the checkpoint step a resumed run started from", "run",
-           ("final_resumed_from_step",)),
+    Metric("resumed_from_step", "the checkpoint step a resumed run started from", "run", ("final_resumed_from_step",)),
 )
 
 _BY_NAME = {m.name: m for m in VOCABULARY}
@@ -93,8 +137,8 @@ def canonical_name(raw: str) -> str:
     name = str(raw).strip()
     if name in _ALIASES:
         return _ALIASES[name][0]
-    if name.startswith("final_") and name[len("final_"):] in _ALIASES:  # earlier runs' `final_` copies
-        return _ALIASES[name[len("final_"):]][0]
+    if name.startswith("final_") and name[len("final_") :] in _ALIASES:  # earlier runs' `final_` copies
+        return _ALIASES[name[len("final_") :]][0]
     return name
 
 
@@ -112,9 +156,13 @@ def canonical(metrics: Mapping[str, V]) -> dict[str, V]:
     chosen: dict[str, tuple[int, str]] = {}
     for raw in metrics:
         name = canonical_name(raw)
-        if raw in _WHEN_TAKEN and name == "train_loss" and any(
-                canonical_name(other) == "train_loss" and other != raw and other not in _WHEN_TAKEN
-                for other in metrics):
+        if (
+            raw in _WHEN_TAKEN
+            and name == "train_loss"
+            and any(
+                canonical_name(other) == "train_loss" and other != raw and other not in _WHEN_TAKEN for other in metrics
+            )
+        ):
             name = _WHEN_TAKEN[raw]
         rank = _priority(raw)
         if name not in chosen or rank < chosen[name][0]:

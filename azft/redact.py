@@ -31,56 +31,117 @@ SECRET_HINT = (
 )
 
 # words that make a key secret on their own
-_SECRET_WORDS = frozenset({
-    "key", "keys", "apikey", "accountkey", "secret", "secrets", "token", "password", "passwd", "pwd", "passphrase",
-    "sas", "credential", "credentials", "authorization", "cookie", "sig", "signature", "clientsecret",
-    "connectionstring", "privatekey", "accesskey",
-})
+_SECRET_WORDS = frozenset(
+    {
+        "key",
+        "keys",
+        "apikey",
+        "accountkey",
+        "secret",
+        "secrets",
+        "token",
+        "password",
+        "passwd",
+        "pwd",
+        "passphrase",
+        "sas",
+        "credential",
+        "credentials",
+        "authorization",
+        "cookie",
+        "sig",
+        "signature",
+        "clientsecret",
+        "connectionstring",
+        "privatekey",
+        "accesskey",
+    }
+)
 # word sequences that make a key secret
 _SECRET_PHRASES = (("connection", "string"), ("conn", "str"), ("private", "key"))
 # explicit exceptions: words that look secret but name non-secret settings
 _SAFE_KEYS = frozenset({"key_name", "keyname", "token_count", "sort_key", "primary_key_name"})
 # tokenizer settings: ``eos_token``, ``pad_token``... name vocabulary entries, not credentials
-_VOCAB_PREFIXES = frozenset({"pad", "eos", "bos", "unk", "sep", "cls", "mask", "special", "start", "end", "stop",
-                             "max", "num", "total", "min"})
+_VOCAB_PREFIXES = frozenset(
+    {"pad", "eos", "bos", "unk", "sep", "cls", "mask", "special", "start", "end", "stop", "max", "num", "total", "min"}
+)
 
 # (literal triggers, pattern, what it is, replacement). A pattern runs only when one of its triggers (lowercase) is
 # in the text: a 10 MB description without any is scanned in milliseconds. Replacements keep the rest readable.
 _SHAPES: tuple[tuple[tuple[str, ...], re.Pattern[str], str, str], ...] = (
-    (("-----begin",), re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?(?:-----END [A-Z ]*PRIVATE KEY-----|$)"),
-     "a private key", REDACTED),
+    (
+        ("-----begin",),
+        re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?(?:-----END [A-Z ]*PRIVATE KEY-----|$)"),
+        "a private key",
+        REDACTED,
+    ),
     (("eyj",), re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*"), "a JSON Web Token", REDACTED),
-    (("key", "signature", "password", "pwd", "secret"),
-     re.compile(r"(?i)\b(AccountKey|SharedAccessKey|SharedAccessSignature|Password|Pwd|ClientSecret|AccessKey)"
-                r"\s*=\s*([^;\s\"']+)"), "a storage account key or another connection-string secret",
-     r"\1=" + REDACTED),
-    (("sig=", "signature=", "code=", "token=", "api-key=", "apikey=", "key=", "password="),
-     re.compile(r"(?i)([?&](?:sig|signature|code|token|access_token|api-key|apikey|key|password)=)[^&#\s\"']+"),
-     "a signature or token in a URL", r"\1" + REDACTED),
-    (("bearer", "basic"), re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{12,}"), "an HTTP authorization value",
-     r"\1 " + REDACTED),
-    (("://",), re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)([^/@\s:?#]*):([^/@\s?#]+)@"), "a password inside a URL",
-     r"\1\2:" + REDACTED + "@"),
-    (("gh", "github_pat_"), re.compile(r"\b(?:gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{30,})"),
-     "a GitHub token", REDACTED),
+    (
+        ("key", "signature", "password", "pwd", "secret"),
+        re.compile(
+            r"(?i)\b(AccountKey|SharedAccessKey|SharedAccessSignature|Password|Pwd|ClientSecret|AccessKey)"
+            r"\s*=\s*([^;\s\"']+)"
+        ),
+        "a storage account key or another connection-string secret",
+        r"\1=" + REDACTED,
+    ),
+    (
+        ("sig=", "signature=", "code=", "token=", "api-key=", "apikey=", "key=", "password="),
+        re.compile(r"(?i)([?&](?:sig|signature|code|token|access_token|api-key|apikey|key|password)=)[^&#\s\"']+"),
+        "a signature or token in a URL",
+        r"\1" + REDACTED,
+    ),
+    (
+        ("bearer", "basic"),
+        re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{12,}"),
+        "an HTTP authorization value",
+        r"\1 " + REDACTED,
+    ),
+    (
+        ("://",),
+        re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)([^/@\s:?#]*):([^/@\s?#]+)@"),
+        "a password inside a URL",
+        r"\1\2:" + REDACTED + "@",
+    ),
+    (
+        ("gh", "github_pat_"),
+        re.compile(r"\b(?:gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{30,})"),
+        "a GitHub token",
+        REDACTED,
+    ),
     (("hf_",), re.compile(r"\bhf_[A-Za-z0-9]{30,}"), "a Hugging Face token", REDACTED),
     (("sk-", "pk-", "rk-"), re.compile(r"\b(?:sk|pk|rk)-[A-Za-z0-9_-]{20,}"), "an API key", REDACTED),
     (("xox",), re.compile(r"\bxox[abposr]-[A-Za-z0-9-]{10,}"), "a Slack token", REDACTED),
     (("akia", "asia"), re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"), "an AWS access key", REDACTED),
     (("aiza",), re.compile(r"\bAIza[0-9A-Za-z_-]{35}"), "a Google API key", REDACTED),
     (("npm_",), re.compile(r"\bnpm_[A-Za-z0-9]{36}\b"), "an npm token", REDACTED),
-    (("==",), re.compile(r"(?<![A-Za-z0-9+/])[A-Za-z0-9+/]{86}==(?![A-Za-z0-9+/=])"), "a storage account key",
-     REDACTED),
-    (("q~",), re.compile(r"(?<![A-Za-z0-9~._-])[A-Za-z0-9_-]{3}[78]Q~[A-Za-z0-9~._-]{31,34}(?![A-Za-z0-9~._-])"),
-     "an Entra ID client secret", REDACTED),
+    (
+        ("==",),
+        re.compile(r"(?<![A-Za-z0-9+/])[A-Za-z0-9+/]{86}==(?![A-Za-z0-9+/=])"),
+        "a storage account key",
+        REDACTED,
+    ),
+    (
+        ("q~",),
+        re.compile(r"(?<![A-Za-z0-9~._-])[A-Za-z0-9_-]{3}[78]Q~[A-Za-z0-9~._-]{31,34}(?![A-Za-z0-9~._-])"),
+        "an Entra ID client secret",
+        REDACTED,
+    ),
 )
 _KEYWORD_TRIGGERS = ("pass", "pwd", "secret", "token", "key", "auth", "credential")
 _ALL_TRIGGERS = tuple(sorted({t for s in _SHAPES for t in s[0]} | set(_KEYWORD_TRIGGERS)))
 # short text: one regex scan says whether any trigger occurs at all (most text holds none); long text: substring
 # searches (fast C scans) on its lowercase copy
-_ANY_TRIGGER = re.compile("|".join(sorted({re.escape(t) for s in _SHAPES for t in s[0]} |
-                                          {re.escape(t) for t in _KEYWORD_TRIGGERS}, key=len, reverse=True)),
-                          re.IGNORECASE)
+_ANY_TRIGGER = re.compile(
+    "|".join(
+        sorted(
+            {re.escape(t) for s in _SHAPES for t in s[0]} | {re.escape(t) for t in _KEYWORD_TRIGGERS},
+            key=len,
+            reverse=True,
+        )
+    ),
+    re.IGNORECASE,
+)
 
 # a key-like word, a separator, then a candidate value (judged by _high_entropy)
 _KEYWORD_VALUE = re.compile(
@@ -110,7 +171,7 @@ def is_secret_key(key: object) -> bool:
             if w in ("token", "key", "keys") and i > 0 and words[i - 1] in _VOCAB_PREFIXES:
                 continue
             return True
-    if any(tuple(words[i: i + len(p)]) == p for p in _SECRET_PHRASES for i in range(len(words))):
+    if any(tuple(words[i : i + len(p)]) == p for p in _SECRET_PHRASES for i in range(len(words))):
         return True
     return re.sub(r"[^a-z0-9]", "", flat) in _SECRET_WORDS
 
@@ -172,7 +233,7 @@ def redact_text(text: str) -> str:
         if any(t in low for t in triggers):
             text = pattern.sub(repl, text)
     for m in reversed(list(_keyword_matches(text, text.lower()))):
-        text = text[: m.start(3)] + REDACTED + text[m.end(3):]
+        text = text[: m.start(3)] + REDACTED + text[m.end(3) :]
     return text
 
 

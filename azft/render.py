@@ -14,8 +14,15 @@ MISSING = "—"
 
 # Keys whose numbers measure something; the suffix of a key decides its kind when no kind is given.
 _KIND_BY_SUFFIX = (
-    ("_per_1k_tokens", "usd"), ("_usd", "usd"), ("usd", "usd"), ("_tokens", "tokens"), ("tokens_total", "tokens"), ("tokens_per_epoch", "tokens"),
-    ("_hours", "hours"), ("hours", "hours"), ("_gb", "gb"),
+    ("_per_1k_tokens", "usd"),
+    ("_usd", "usd"),
+    ("usd", "usd"),
+    ("_tokens", "tokens"),
+    ("tokens_total", "tokens"),
+    ("tokens_per_epoch", "tokens"),
+    ("_hours", "hours"),
+    ("hours", "hours"),
+    ("_gb", "gb"),
 )
 
 

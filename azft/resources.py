@@ -42,9 +42,11 @@ def assets_root() -> Path:
         if (root / _MARKER).is_file() and (root / PIPELINES).is_dir():
             return root
     tried = ", ".join(str(root / _MARKER) for _, root in _layouts())
-    raise UsageError(f"azft's Azure ML components are missing from this installation (looked for {tried})",
-                     hint="reinstall azft (`pip install --force-reinstall azft`); from a checkout, "
-                          "`pip install -e .` keeps components/ and pipelines/ next to the package")
+    raise UsageError(
+        f"azft's Azure ML components are missing from this installation (looked for {tried})",
+        hint="reinstall azft (`pip install --force-reinstall azft`); from a checkout, "
+        "`pip install -e .` keeps components/ and pipelines/ next to the package",
+    )
 
 
 def layout() -> str:

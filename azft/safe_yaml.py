@@ -130,9 +130,12 @@ def _scalar(ev: Any) -> Any:
     if tag == "!":
         return ev.value
     if not tag.startswith(_STD_TAG):
-        raise YamlLimitError(f"the YAML tag {tag!r} is not supported", ev.start_mark.line + 1,
-                             hint="write plain values; tags are not needed in this file")
-    kind = tag[len(_STD_TAG):]
+        raise YamlLimitError(
+            f"the YAML tag {tag!r} is not supported",
+            ev.start_mark.line + 1,
+            hint="write plain values; tags are not needed in this file",
+        )
+    kind = tag[len(_STD_TAG) :]
     if kind == "str":
         return ev.value
     resolved = _resolve_plain(ev.value)
@@ -176,8 +179,11 @@ class _Builder:
     def _count(self, n: int, line: int) -> None:
         self.nodes += n
         if self.nodes > self.max_nodes:
-            raise YamlLimitError(f"the document has more than {self.max_nodes:,} values (after expanding aliases)",
-                                 line, hint="a spec is a few dozen keys; is this the right file?")
+            raise YamlLimitError(
+                f"the document has more than {self.max_nodes:,} values (after expanding aliases)",
+                line,
+                hint="a spec is a few dozen keys; is this the right file?",
+            )
 
     def _child_path(self) -> tuple:
         top = self.stack[-1]
@@ -189,8 +195,11 @@ class _Builder:
         """Attach a finished value to its parent (or make it the document)."""
         if not self.stack:
             if self.done:
-                raise YamlLimitError("the file holds more than one YAML document", line,
-                                     hint="keep one document (remove the extra `---`)")
+                raise YamlLimitError(
+                    "the file holds more than one YAML document",
+                    line,
+                    hint="keep one document (remove the extra `---`)",
+                )
             self.root, self.done = value, True
             return
         top = self.stack[-1]
@@ -206,7 +215,7 @@ class _Builder:
             return
         key, top.has_key = top.key, False
         if key == "<<" and isinstance(value, (dict, list)):
-            for src in (value if isinstance(value, list) else [value]):
+            for src in value if isinstance(value, list) else [value]:
                 if not isinstance(src, dict):
                     raise YamlLimitError("a merge key (<<) takes a mapping or a list of mappings", line)
                 for k, v in src.items():
@@ -238,8 +247,11 @@ class _Builder:
             tag = ev.tag
             if tag not in (None, "!", _STD_TAG + "map", _STD_TAG + "seq", _STD_TAG + "omap"):
                 raise YamlLimitError(f"the YAML tag {tag!r} is not supported", line)
-            path = self._child_path() if self.stack and (isinstance(self.stack[-1].value, list)
-                                                          or self.stack[-1].has_key) else ()
+            path = (
+                self._child_path()
+                if self.stack and (isinstance(self.stack[-1].value, list) or self.stack[-1].has_key)
+                else ()
+            )
             container: Any = {} if isinstance(ev, yaml.MappingStartEvent) else []
             self.stack.append(_Frame(container, path))
             self.anchor_of.append(ev.anchor)
@@ -260,8 +272,9 @@ class _Builder:
             self._add(value, nodes, line)
 
 
-def load_yaml(text: str, *, max_depth: int = MAX_DEPTH, max_nodes: int = MAX_NODES,
-              max_aliases: int = MAX_ALIASES) -> Loaded:
+def load_yaml(
+    text: str, *, max_depth: int = MAX_DEPTH, max_nodes: int = MAX_NODES, max_aliases: int = MAX_ALIASES
+) -> Loaded:
     """Parse one YAML document into plain values with key lines.
 
     Raises :class:`YamlLimitError` for broken limits and unsupported YAML, ``yaml.MarkedYAMLError`` for syntax."""

@@ -19,6 +19,7 @@ from azft.errors import Problem, SpecError
 from azft.redact import SECRET_HINT, find_secret, is_secret_key, redact_text
 
 from azft.data.tasks import TASKS
+
 TASK_ALIASES = {"ner": "token-classification", "chat": "chat-completion", "qa": "question-answering"}
 METHODS = ("lora", "qlora", "dora", "full")
 BACKEND_NAMES = ("local", "maas", "maap", "mock")
@@ -37,9 +38,16 @@ class _Section(BaseModel):
         if isinstance(v, bool) and info.field_name in cls.model_fields:
             ann = cls.model_fields[info.field_name].annotation
             numeric_literal = _is_literal(ann) and all(type(a) is int for a in ann.__args__)
-            if ann in (int, float) or numeric_literal or (getattr(ann, "__args__", None) and set(ann.__args__) &
-                                                          {int, float} and bool not in ann.__args__
-                                                          and not _is_literal(ann)):
+            if (
+                ann in (int, float)
+                or numeric_literal
+                or (
+                    getattr(ann, "__args__", None)
+                    and set(ann.__args__) & {int, float}
+                    and bool not in ann.__args__
+                    and not _is_literal(ann)
+                )
+            ):
                 raise ValueError(f"expected a number, got the boolean {str(v).lower()}")
         return v
 
@@ -64,18 +72,22 @@ _STORAGE_URL = re.compile(
     r"|(?:wasbs?|abfss?)://[a-z0-9-]{3,63}@[a-z0-9]{3,24}\.(?:blob|dfs)\.core\.(?:windows\.net|chinacloudapi\.cn|"
     r"usgovcloudapi\.net)/\S*)"
 )
-DATA_URI_FORMS = ("azureml://datastores/<datastore>/paths/<path>, azureml://subscriptions/.../workspaces/<ws>/"
-                  "datastores/<datastore>/paths/<path>, azureml://[registries/<r>/]data/<name>/versions/<v>, "
-                  "https://<account>.blob.core.windows.net/<container>/<path>, "
-                  "wasbs:// or abfss://<container>@<account>.(blob|dfs).core.windows.net/<path>")
+DATA_URI_FORMS = (
+    "azureml://datastores/<datastore>/paths/<path>, azureml://subscriptions/.../workspaces/<ws>/"
+    "datastores/<datastore>/paths/<path>, azureml://[registries/<r>/]data/<name>/versions/<v>, "
+    "https://<account>.blob.core.windows.net/<container>/<path>, "
+    "wasbs:// or abfss://<container>@<account>.(blob|dfs).core.windows.net/<path>"
+)
 
 
 def check_data_reference(value: str) -> str:
     """A data reference that names a URI must be one Azure ML can read; local paths pass through."""
     if not is_uri(value):
         if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", value):
-            raise ValueError(f"{value.split('://')[0]}:// is not a data source azft or Azure ML reads; use a local "
-                             f"file or one of: {DATA_URI_FORMS}")
+            raise ValueError(
+                f"{value.split('://')[0]}:// is not a data source azft or Azure ML reads; use a local "
+                f"file or one of: {DATA_URI_FORMS}"
+            )
         return value
     if value.startswith("azureml:"):
         if not _AZUREML_URI.fullmatch(value):
@@ -90,7 +102,9 @@ def check_data_reference(value: str) -> str:
 class DataSpec(_Section):
     """Training data. Local files are checked, then uploaded once (content-addressed); `azureml://` URIs are used as is."""
 
-    train: str = Field(description="Training file: a local JSONL path (relative to the spec; with `format`, any source that format reads) or an azureml:// / https:// URI.")
+    train: str = Field(
+        description="Training file: a local JSONL path (relative to the spec; with `format`, any source that format reads) or an azureml:// / https:// URI."
+    )
     validation: Optional[str] = Field(None, description="Validation file, same forms as `train`.")
     validation_split: Optional[float] = Field(
         None, gt=0, le=0.5, description="Hold out this fraction of `train` for validation (instead of `validation`)."
@@ -119,8 +133,12 @@ class Hyperparameters(_Section):
     """Training hyperparameters. Unset values take the model's registry defaults from the catalog."""
 
     epochs: int = Field(1, ge=1, le=100, description="Passes over the training data.")
-    learning_rate: Optional[float] = Field(None, gt=0, le=1, description="Peak learning rate (catalog default when unset).")
-    batch_size: Optional[int] = Field(None, ge=1, le=1024, description="Examples per device per step (catalog default when unset).")
+    learning_rate: Optional[float] = Field(
+        None, gt=0, le=1, description="Peak learning rate (catalog default when unset)."
+    )
+    batch_size: Optional[int] = Field(
+        None, ge=1, le=1024, description="Examples per device per step (catalog default when unset)."
+    )
     gradient_accumulation_steps: int = Field(1, ge=1, le=1024)
     max_seq_length: Optional[int] = Field(None, ge=16, le=131072, description="Longest training sequence in tokens.")
     warmup_ratio: float = Field(0.0, ge=0, le=1)
@@ -131,7 +149,9 @@ class Hyperparameters(_Section):
     packing: bool = Field(True, description="Pack short examples into full sequences (no attention across examples).")
     precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
     gradient_checkpointing: bool = False
-    save_steps: int = Field(50, ge=1, description="Checkpoint every N optimizer steps (a killed run resumes from the last one).")
+    save_steps: int = Field(
+        50, ge=1, description="Checkpoint every N optimizer steps (a killed run resumes from the last one)."
+    )
     logging_steps: int = Field(1, ge=1)
 
 
@@ -168,13 +188,16 @@ class ComputeSpec(_Section):
     cluster: Optional[str] = Field(None, description="Azure ML compute cluster name (maap).")
     instance_type: Optional[str] = Field(None, description="VM size, e.g. Standard_NC24ads_A100_v4.")
     instance_count: int = Field(1, ge=1, le=64, description="Nodes (multi-node data parallel on maap).")
-    gpus_per_node: Optional[int] = Field(None, ge=1, le=16, description="Processes per node (defaults to the SKU's GPUs).")
+    gpus_per_node: Optional[int] = Field(
+        None, ge=1, le=16, description="Processes per node (defaults to the SKU's GPUs)."
+    )
     create_cluster: bool = Field(False, description="Create the cluster (min 0 nodes) when it does not exist.")
     low_priority: bool = False
     max_nodes: Optional[int] = Field(None, ge=1, le=100)
     pipeline: Literal["azft", "registry", "azure"] = Field(
-        "azft", description="maap: azft's own components, Azure's registry chat_completion_pipeline, or Azure's "
-        "managed fine-tuning job (the serverless FineTuningJob) on this cluster or these instance types."
+        "azft",
+        description="maap: azft's own components, Azure's registry chat_completion_pipeline, or Azure's "
+        "managed fine-tuning job (the serverless FineTuningJob) on this cluster or these instance types.",
     )
     instance_types: list[str] = Field(
         default_factory=list,
@@ -195,7 +218,9 @@ class ComputeSpec(_Section):
 
 class TrackingSpec(_Section):
     experiment: Optional[str] = Field(None, description="MLflow experiment (defaults to the spec's name).")
-    tracking_uri: Optional[str] = Field(None, description="MLflow tracking URI (defaults to a local store under .azft/).")
+    tracking_uri: Optional[str] = Field(
+        None, description="MLflow tracking URI (defaults to a local store under .azft/)."
+    )
 
 
 class OutputSpec(_Section):
@@ -228,7 +253,9 @@ class MaasSpec(_Section):
 
 class LocalSpec(_Section):
     num_processes: int = Field(1, ge=1, le=64, description="Training processes on this machine (DDP/DeepSpeed).")
-    output_dir: Optional[str] = Field(None, description="Where the adapter/model is written (default .azft/jobs/<job>/outputs).")
+    output_dir: Optional[str] = Field(
+        None, description="Where the adapter/model is written (default .azft/jobs/<job>/outputs)."
+    )
     device: Literal["auto", "cpu", "cuda"] = "auto"
 
 
@@ -261,23 +288,33 @@ class MockSpec(_Section):
     target: Literal["maas", "maap"] = Field("maas", description="Which Azure path the mock backend exercises.")
     seconds_per_state: float = Field(1.0, ge=0, le=3600, description="Emulated time each job state lasts.")
     faults: List[FaultSpec] = Field(default_factory=list)
-    roles: Optional[List[Literal["AzureML Data Scientist", "AzureML Compute Operator", "Storage Blob Data Contributor",
-                                 "AcrPull"]]] = Field(
-        None, description="Rehearse an identity's role assignments: the emulated workspace allows only what these "
+    roles: Optional[
+        List[Literal["AzureML Data Scientist", "AzureML Compute Operator", "Storage Blob Data Contributor", "AcrPull"]]
+    ] = Field(
+        None,
+        description="Rehearse an identity's role assignments: the emulated workspace allows only what these "
         "built-in roles allow and answers anything else with 403 AuthorizationFailed, as Azure does (default: "
-        "everything). docs/roles.md lists what each azft action needs.")
+        "everything). docs/roles.md lists what each azft action needs.",
+    )
 
 
 class BudgetSpec(_Section):
     """What a job (or a whole sweep) may cost and how long it may run."""
 
     max_usd: Optional[float] = Field(
-        None, gt=0, description="Refuse to submit when the estimated cost exceeds this many US dollars (a sweep: the "
-        "sum over its trials). An estimate without a price is refused too: pass --prices.")
+        None,
+        gt=0,
+        description="Refuse to submit when the estimated cost exceeds this many US dollars (a sweep: the "
+        "sum over its trials). An estimate without a price is refused too: pass --prices.",
+    )
     max_hours: Optional[float] = Field(
-        None, gt=0, le=24 * 30, description="Refuse when the estimated hours exceed this (a sweep: per trial); sets the "
+        None,
+        gt=0,
+        le=24 * 30,
+        description="Refuse when the estimated hours exceed this (a sweep: per trial); sets the "
         "cluster job's own time limit (`limits.timeout` of the training step) and `azft wait` cancels a job still "
-        "running this long after it was created (the only limit on serverless, which has none of its own).")
+        "running this long after it was created (the only limit on serverless, which has none of its own).",
+    )
 
     @model_validator(mode="after")
     def _something(self) -> "BudgetSpec":
@@ -291,26 +328,40 @@ class EarlyStoppingSpec(_Section):
     averages at the same step is cancelled (lower is better)."""
 
     policy: Literal["median"] = Field("median", description="median: the median stopping rule.")
-    metric: Literal["eval_loss", "train_loss"] = Field("eval_loss", description="The metric compared (lower is better).")
+    metric: Literal["eval_loss", "train_loss"] = Field(
+        "eval_loss", description="The metric compared (lower is better)."
+    )
     delay_steps: int = Field(10, ge=0, description="No trial is stopped before it has reported past this step.")
-    min_trials: int = Field(3, ge=2, le=1000, description="Compare only when at least this many trials (the one judged "
-                            "included) have reported the metric at that step.")
+    min_trials: int = Field(
+        3,
+        ge=2,
+        le=1000,
+        description="Compare only when at least this many trials (the one judged "
+        "included) have reported the metric at that step.",
+    )
 
 
 class SweepSpec(_Section):
     """Many jobs from one spec: a grid, or a seeded random sample, over any spec field by its dotted path."""
 
-    strategy: Literal["grid", "random"] = Field("grid", description="grid: every combination; random: max_trials "
-                                                "combinations drawn with `seed` (the same seed, the same trials).")
+    strategy: Literal["grid", "random"] = Field(
+        "grid",
+        description="grid: every combination; random: max_trials "
+        "combinations drawn with `seed` (the same seed, the same trials).",
+    )
     parameters: Dict[str, List[Any]] = Field(
-        min_length=1, description="Dotted spec path → the values to try, e.g. `hyperparameters.learning_rate: [1e-4, "
-        "2e-4]`, `lora.r: [8, 16]`, `method: [lora, dora]`, `model: [...]`.")
+        min_length=1,
+        description="Dotted spec path → the values to try, e.g. `hyperparameters.learning_rate: [1e-4, "
+        "2e-4]`, `lora.r: [8, 16]`, `method: [lora, dora]`, `model: [...]`.",
+    )
     max_trials: Optional[int] = Field(None, ge=1, le=1000, description="At most this many trials (random: required).")
     max_concurrent: int = Field(4, ge=1, le=100, description="Trials submitted at once.")
     seed: int = Field(0, ge=0, description="random: the sampling seed.")
     early_stopping: Optional[EarlyStoppingSpec] = Field(
-        None, description="Cancel trials that fall behind while `azft wait SWEEP` watches them (backends that report "
-        "per-step metrics: mock, local, maas/maap through run history).")
+        None,
+        description="Cancel trials that fall behind while `azft wait SWEEP` watches them (backends that report "
+        "per-step metrics: mock, local, maas/maap through run history).",
+    )
 
     @field_validator("parameters")
     @classmethod
@@ -334,17 +385,27 @@ class JobSpec(_Section):
 
     name: str = Field(description="Job name: lowercase letters, digits and hyphens.")
     description: Optional[str] = Field(None, description="Free text, kept with the run in MLflow.")
-    model: str = Field(description="Catalog id (see `azft catalog`), registry asset id, local model directory or hub id.")
-    task: Task = Field("chat-completion", description="What the model learns; decides the data format. Short "
-                       "names are accepted and read as the full one: " + ", ".join(
-                           f"`{a}` = {t}" for a, t in TASK_ALIASES.items()) + " (plans, jobs and MLflow show the "
-                       "full name).")
+    model: str = Field(
+        description="Catalog id (see `azft catalog`), registry asset id, local model directory or hub id."
+    )
+    task: Task = Field(
+        "chat-completion",
+        description="What the model learns; decides the data format. Short "
+        "names are accepted and read as the full one: "
+        + ", ".join(f"`{a}` = {t}" for a, t in TASK_ALIASES.items())
+        + " (plans, jobs and MLflow show the "
+        "full name).",
+    )
     data: DataSpec = Field(description="Training and validation data.")
     method: Literal["lora", "qlora", "dora", "full"] = Field(
-        "lora", description="lora/dora: small adapters; qlora: adapters on 4-bit weights (CUDA only); full: all weights.")
+        "lora",
+        description="lora/dora: small adapters; qlora: adapters on 4-bit weights (CUDA only); full: all weights.",
+    )
     hyperparameters: Hyperparameters = Field(default_factory=Hyperparameters, description="Training hyperparameters.")
     lora: LoraSpec = Field(default_factory=LoraSpec, description="Adapter settings for lora/qlora/dora.")
-    compute: ComputeSpec = Field(default_factory=ComputeSpec, description="Cluster and DeepSpeed settings (maap, local).")
+    compute: ComputeSpec = Field(
+        default_factory=ComputeSpec, description="Cluster and DeepSpeed settings (maap, local)."
+    )
     tracking: TrackingSpec = Field(default_factory=TrackingSpec, description="MLflow experiment and tracking URI.")
     output: OutputSpec = Field(default_factory=OutputSpec, description="The registered model.")
     tags: Dict[str, str] = Field(default_factory=dict, description="Tags for the Azure job and the MLflow run.")
@@ -352,10 +413,15 @@ class JobSpec(_Section):
     maas: MaasSpec = Field(default_factory=MaasSpec, description="Serverless backend settings.")
     local: LocalSpec = Field(default_factory=LocalSpec, description="Local backend settings.")
     mock: MockSpec = Field(default_factory=MockSpec, description="Mock backend settings: emulated path, clock, faults.")
-    budget: Optional[BudgetSpec] = Field(None, description="Cost and time limits: submit refuses an estimate above "
-                                         "them; the job's time limit and `azft wait` enforce max_hours.")
-    sweep: Optional[SweepSpec] = Field(None, description="Many trials from this spec (`azft plan` shows each, "
-                                       "`azft submit` submits them; docs/sweeps.md).")
+    budget: Optional[BudgetSpec] = Field(
+        None,
+        description="Cost and time limits: submit refuses an estimate above "
+        "them; the job's time limit and `azft wait` enforce max_hours.",
+    )
+    sweep: Optional[SweepSpec] = Field(
+        None,
+        description="Many trials from this spec (`azft plan` shows each, `azft submit` submits them; docs/sweeps.md).",
+    )
 
     # Where the spec came from and the line of every key; not part of the schema.
     _source: Optional[Path] = None
@@ -375,7 +441,7 @@ class JobSpec(_Section):
 
     @model_validator(mode="after")
     def _sweep_paths_exist(self) -> "JobSpec":
-        for path in (self.sweep.parameters if self.sweep else {}):
+        for path in self.sweep.parameters if self.sweep else {}:
             problem = sweep_path_problem(path)
             if problem:
                 raise ValueError(f"sweep.parameters: {problem}")
@@ -433,17 +499,21 @@ def sweep_path_problem(path: str) -> Optional[str]:
             return None if model is dict and i == len(parts) - 1 else f"{path}: no such spec field"
         if part not in fields:
             close = difflib.get_close_matches(part, list(fields), n=1, cutoff=0.6)
-            return f"{path}: no such spec field" + (f" (did you mean `{'.'.join(parts[:i] + [close[0]])}`?)"
-                                                    if close else "")
+            return f"{path}: no such spec field" + (
+                f" (did you mean `{'.'.join(parts[:i] + [close[0]])}`?)" if close else ""
+            )
         ann = fields[part].annotation
         is_list = getattr(ann, "__origin__", None) in (list, List)
         inner = [] if is_list else [a for a in (ann, *getattr(ann, "__args__", ())) if isinstance(a, type)]
-        model = next((a for a in inner if issubclass(a, BaseModel)), None) or \
-            (dict if getattr(ann, "__origin__", None) in (dict, Dict) else None)
+        model = next((a for a in inner if issubclass(a, BaseModel)), None) or (
+            dict if getattr(ann, "__origin__", None) in (dict, Dict) else None
+        )
         if model is None and i < len(parts) - 1:
-            return f"{path}: `{'.'.join(parts[:i + 1])}` has no fields below it"
+            return f"{path}: `{'.'.join(parts[: i + 1])}` has no fields below it"
     if isinstance(model, type) and issubclass(model, BaseModel):
-        return f"{path}: `{path}` is a section; sweep one of its fields (e.g. `{path}.{next(iter(model.model_fields))}`)"
+        return (
+            f"{path}: `{path}` is a section; sweep one of its fields (e.g. `{path}.{next(iter(model.model_fields))}`)"
+        )
     return None
 
 
@@ -499,8 +569,9 @@ class _Walk:
         self.interpolated: set[tuple] = set()
 
     def secret(self, message: str, path: tuple) -> None:
-        self.problems.append(Problem(message, file=self.file, line=self.located.line_for(path), field=_dotted(path),
-                                     hint=SECRET_HINT))
+        self.problems.append(
+            Problem(message, file=self.file, line=self.located.line_for(path), field=_dotted(path), hint=SECRET_HINT)
+        )
 
     def value(self, node: Any, path: tuple) -> Any:
         if isinstance(node, dict):
@@ -515,9 +586,14 @@ class _Walk:
         out = {}
         for key, value in node.items():
             if not isinstance(key, str):
-                self.problems.append(Problem(f"keys must be strings, got {key!r}"[:120], file=self.file,
-                                             line=self.located.line_for(path + (key,)),
-                                             field=_dotted(path + (str(key),))))
+                self.problems.append(
+                    Problem(
+                        f"keys must be strings, got {key!r}"[:120],
+                        file=self.file,
+                        line=self.located.line_for(path + (key,)),
+                        field=_dotted(path + (str(key),)),
+                    )
+                )
                 continue
             what = find_secret(key)
             if what:
@@ -548,9 +624,15 @@ class _Walk:
                 return self.env[var]
             if default is not None:
                 return default
-            self.problems.append(Problem(f"environment variable {var} is not set", file=self.file,
-                                         line=self.located.line_for(path), field=_dotted(path),
-                                         hint=f"export {var}=... or write `${{{var}:-default}}`"))
+            self.problems.append(
+                Problem(
+                    f"environment variable {var} is not set",
+                    file=self.file,
+                    line=self.located.line_for(path),
+                    field=_dotted(path),
+                    hint=f"export {var}=... or write `${{{var}:-default}}`",
+                )
+            )
             return ""
 
         out = _ENV_RE.sub(repl, value)
@@ -667,8 +749,10 @@ def _yaml_problem(e: Exception, text: str, file: str) -> SpecError:
         hint = "YAML does not allow tabs for indentation"
     else:
         hint = "check indentation, quotes, brackets and colons near this line"
-    return SpecError(f"{file}: invalid YAML", problems=[Problem(f"YAML syntax error: {redact_text(problem)}",
-                                                                 file=file, line=line, hint=hint)])
+    return SpecError(
+        f"{file}: invalid YAML",
+        problems=[Problem(f"YAML syntax error: {redact_text(problem)}", file=file, line=line, hint=hint)],
+    )
 
 
 def parse_spec_text(text: str, file: str = "<spec>", env: Optional[dict] = None) -> JobSpec:
@@ -681,20 +765,31 @@ def parse_spec_text(text: str, file: str = "<spec>", env: Optional[dict] = None)
 
     env = dict(os.environ if env is None else env)
     if len(text) > MAX_BYTES:
-        raise SpecError(f"{file}: too large", problems=[Problem(
-            f"the spec is {len(text) / 1e6:.1f} MB; a spec may be at most {MAX_BYTES // (1024 * 1024)} MB", file=file)])
+        raise SpecError(
+            f"{file}: too large",
+            problems=[
+                Problem(
+                    f"the spec is {len(text) / 1e6:.1f} MB; a spec may be at most {MAX_BYTES // (1024 * 1024)} MB",
+                    file=file,
+                )
+            ],
+        )
     try:
         loaded = load_yaml(text)
     except (yaml.YAMLError, YamlLimitError) as e:
         raise _yaml_problem(e, text, file) from None
     doc = loaded.value
     if doc is None:
-        raise SpecError(f"{file}: the spec is empty", problems=[Problem("the spec is empty", file=file, line=1,
-                                                                         hint="run `azft init` for a starting point")])
+        raise SpecError(
+            f"{file}: the spec is empty",
+            problems=[Problem("the spec is empty", file=file, line=1, hint="run `azft init` for a starting point")],
+        )
     if not isinstance(doc, dict):
         kind = {list: "list", str: "string"}.get(type(doc), type(doc).__name__)
-        raise SpecError(f"{file}: not a mapping", problems=[Problem(
-            f"a spec is a YAML mapping (key: value lines), got a {kind}", file=file, line=1)])
+        raise SpecError(
+            f"{file}: not a mapping",
+            problems=[Problem(f"a spec is a YAML mapping (key: value lines), got a {kind}", file=file, line=1)],
+        )
 
     located = _Located()
     located.lines.update(loaded.lines)
@@ -708,7 +803,7 @@ def parse_spec_text(text: str, file: str = "<spec>", env: Optional[dict] = None)
         for err in e.errors(include_url=False):
             problems.append(_error_to_problem(err, file, located, walk.interpolated))
     if problems:
-        problems.sort(key=lambda p: (p.line or 0))
+        problems.sort(key=lambda p: p.line or 0)
         n = len(problems)
         raise SpecError(f"{file}: {n} problem{'s' if n != 1 else ''} found", problems=problems)
     assert spec is not None
@@ -727,8 +822,10 @@ def load_spec(path: str | os.PathLike, env: Optional[dict] = None) -> JobSpec:
     try:
         raw = read_regular_file(p, what="spec")
     except FileNotFoundError:
-        raise SpecError(f"{shown}: no such file", problems=[Problem("no such file", file=shown,
-                                                                     hint="run `azft init` to write a starting spec")]) from None
+        raise SpecError(
+            f"{shown}: no such file",
+            problems=[Problem("no such file", file=shown, hint="run `azft init` to write a starting spec")],
+        ) from None
     except (OSError, ValueError) as e:
         reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
         raise SpecError(f"{shown}: cannot be read as a spec", problems=[Problem(reason, file=shown)]) from None
@@ -736,8 +833,9 @@ def load_spec(path: str | os.PathLike, env: Optional[dict] = None) -> JobSpec:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:
         line = raw[: e.start].count(b"\n") + 1
-        raise SpecError(f"{shown}: not UTF-8", problems=[Problem(f"invalid UTF-8 byte at offset {e.start}",
-                                                                  file=shown, line=line)]) from None
+        raise SpecError(
+            f"{shown}: not UTF-8", problems=[Problem(f"invalid UTF-8 byte at offset {e.start}", file=shown, line=line)]
+        ) from None
     spec = parse_spec_text(text, file=shown, env=env)
     spec._source = p.resolve()
     return spec

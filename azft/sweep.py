@@ -49,8 +49,9 @@ class Trial:
     @property
     def reasons(self) -> list[str]:
         """Why this trial cannot be submitted (empty when it can)."""
-        out = [(f"{p.field}: " if p.field and not p.message.startswith(p.field) else "") + p.message
-               for p in self.problems]
+        out = [
+            (f"{p.field}: " if p.field and not p.message.startswith(p.field) else "") + p.message for p in self.problems
+        ]
         if self.plan is not None:
             out += list(self.plan.verdict.reasons)
             budget = self.plan.budget or {}
@@ -63,10 +64,18 @@ class Trial:
 
     def to_dict(self) -> dict[str, Any]:
         est = self.plan.estimate if self.plan is not None else {}
-        return {"trial": self.index, "job_name": self.job_name, "backend": self.backend, "values": self.values,
-                "ok": self.ok, "reasons": self.reasons, "problems": [p.to_dict() for p in self.problems],
-                "cost_usd": est.get("cost_usd"), "hours": est.get("hours"),
-                "warnings": list(self.plan.verdict.warnings) if self.plan is not None else []}
+        return {
+            "trial": self.index,
+            "job_name": self.job_name,
+            "backend": self.backend,
+            "values": self.values,
+            "ok": self.ok,
+            "reasons": self.reasons,
+            "problems": [p.to_dict() for p in self.problems],
+            "cost_usd": est.get("cost_usd"),
+            "hours": est.get("hours"),
+            "warnings": list(self.plan.verdict.warnings) if self.plan is not None else [],
+        }
 
 
 @dataclass
@@ -92,15 +101,26 @@ class SweepPlan:
         from azft.redact import redact
 
         sw = sweep_of(self.spec)
-        return redact({
-            "sweep": self.name, "spec_name": self.spec.name, "backend": self.backend, "strategy": self.strategy,
-            "combinations": self.combinations, "max_trials": sw.max_trials, "max_concurrent": sw.max_concurrent,
-            "seed": sw.seed if self.strategy == "random" else None, "parameters": list(sw.parameters),
-            "ok": self.ok, "invalid": [t.index for t in self.invalid],
-            "trials": [t.to_dict() for t in self.trials], "totals": self.totals, "budget": self.budget,
-            "early_stopping": sw.early_stopping.model_dump() if sw.early_stopping else None,
-            "tracking": {"experiment": self.spec.experiment, "tracking_uri": self.spec.tracking.tracking_uri},
-        })
+        return redact(
+            {
+                "sweep": self.name,
+                "spec_name": self.spec.name,
+                "backend": self.backend,
+                "strategy": self.strategy,
+                "combinations": self.combinations,
+                "max_trials": sw.max_trials,
+                "max_concurrent": sw.max_concurrent,
+                "seed": sw.seed if self.strategy == "random" else None,
+                "parameters": list(sw.parameters),
+                "ok": self.ok,
+                "invalid": [t.index for t in self.invalid],
+                "trials": [t.to_dict() for t in self.trials],
+                "totals": self.totals,
+                "budget": self.budget,
+                "early_stopping": sw.early_stopping.model_dump() if sw.early_stopping else None,
+                "tracking": {"experiment": self.spec.experiment, "tracking_uri": self.spec.tracking.tracking_uri},
+            }
+        )
 
 
 def values_text(values: dict[str, Any]) -> str:
@@ -175,8 +195,14 @@ def _trial_spec(spec: JobSpec, values: dict[str, Any]) -> tuple[Optional[JobSpec
             swept = next((p for p in values if loc == p or loc.startswith(p + ".")), None)
             line = line_of(spec, *SWEEP_PARAMETER_LINE, swept) if swept else lines.get(tuple(loc.split(".")))
             msg = err["msg"].removeprefix("Value error, ")
-            problems.append(Problem(f"{msg} (got {err.get('input')!r:.60})" if "input" in err and swept else msg,
-                                    file=file, line=line, field=loc or None))
+            problems.append(
+                Problem(
+                    f"{msg} (got {err.get('input')!r:.60})" if "input" in err and swept else msg,
+                    file=file,
+                    line=line,
+                    field=loc or None,
+                )
+            )
         return None, problems
     trial._source = spec.source
     trial._lines = lines
@@ -194,9 +220,14 @@ def expand(spec: JobSpec, backend: str) -> list[Trial]:
         trial_backend = values.get(SWEEP_BACKEND_KEY, backend)
         trial = Trial(index=n, values=values, backend=str(trial_backend))
         if trial.backend not in backend_names():
-            trial.problems.append(Problem(f"backend {trial_backend!r} is not one of {', '.join(backend_names())}",
-                                          file=str(spec.source) if spec.source else None, field="backend",
-                                          line=line_of(spec, *SWEEP_PARAMETER_LINE, SWEEP_BACKEND_KEY)))
+            trial.problems.append(
+                Problem(
+                    f"backend {trial_backend!r} is not one of {', '.join(backend_names())}",
+                    file=str(spec.source) if spec.source else None,
+                    field="backend",
+                    line=line_of(spec, *SWEEP_PARAMETER_LINE, SWEEP_BACKEND_KEY),
+                )
+            )
             trials.append(trial)
             continue
         trial.spec, trial.problems = _trial_spec(spec, values)
@@ -229,13 +260,16 @@ def totals(spec: JobSpec, trials: list[Trial]) -> dict[str, Any]:
     hours = [t.plan.estimate.get("hours") for t in planned]
     known_hours = [h for h in hours if h is not None]
     return {
-        "trials": len(trials), "valid": sum(t.ok for t in trials), "invalid": sum(not t.ok for t in trials),
+        "trials": len(trials),
+        "valid": sum(t.ok for t in trials),
+        "invalid": sum(not t.ok for t in trials),
         "cost_usd": round(sum(costs), 4) if costs and None not in costs else None,
         "cost_note": None if costs and None not in costs else "a trial has no cost estimate (pass --prices)",
         "trial_hours": round(sum(known_hours), 4) if known_hours and None not in hours else None,
         "longest_trial_hours": max(known_hours) if known_hours else None,
         "wall_hours": round(wall_hours(known_hours, sweep_of(spec).max_concurrent), 4)
-        if known_hours and None not in hours else None,
+        if known_hours and None not in hours
+        else None,
         "max_concurrent": sweep_of(spec).max_concurrent,
     }
 
@@ -245,23 +279,37 @@ def sweep_budget(spec: JobSpec, tot: dict, max_usd: Optional[float]) -> Optional
     from azft.budget import check, spec_limits
 
     lim = spec_limits(spec, max_usd)
-    estimate = {"cost_usd": tot["cost_usd"], "hours": tot["longest_trial_hours"],
-                "cost_note": tot["cost_note"], "trials": tot["trials"]}
+    estimate = {
+        "cost_usd": tot["cost_usd"],
+        "hours": tot["longest_trial_hours"],
+        "cost_note": tot["cost_note"],
+        "trials": tot["trials"],
+    }
     result = check(estimate, spec, lim)
     if result is None:
         return None
-    result["problems"] = [f"longest trial: {p}" if "max_hours" in p else
-                          p.replace("estimated cost", f"estimated sweep cost (sum over {tot['trials']} trials)")
-                          for p in result["problems"]]
+    result["problems"] = [
+        f"longest trial: {p}"
+        if "max_hours" in p
+        else p.replace("estimated cost", f"estimated sweep cost (sum over {tot['trials']} trials)")
+        for p in result["problems"]
+    ]
     result["trials"] = tot["trials"]
     if not result["ok"] and tot["cost_usd"] is not None:
-        result.setdefault("changes", []).insert(0, f"fewer trials (sweep.max_trials; now {tot['trials']}) or fewer "
-                                                   "values per parameter")
+        result.setdefault("changes", []).insert(
+            0, f"fewer trials (sweep.max_trials; now {tot['trials']}) or fewer values per parameter"
+        )
     return result
 
 
-def plan_sweep(spec: JobSpec, backend: str = "local", *, prices: Optional[str] = None,
-               max_usd: Optional[float] = None, check_data: bool = True) -> SweepPlan:
+def plan_sweep(
+    spec: JobSpec,
+    backend: str = "local",
+    *,
+    prices: Optional[str] = None,
+    max_usd: Optional[float] = None,
+    check_data: bool = True,
+) -> SweepPlan:
     """Every trial's plan (an invalid trial keeps its problems; the others are planned), the totals and the budget."""
     from azft import api
 
@@ -276,6 +324,13 @@ def plan_sweep(spec: JobSpec, backend: str = "local", *, prices: Optional[str] =
             t.problems.append(Problem(e.message, file=str(spec.source) if spec.source else None, hint=e.hint))
     tot = totals(spec, trials)
     sw = sweep_of(spec)
-    return SweepPlan(spec=spec, name=sweep_name(spec, trials), backend=backend, strategy=sw.strategy,
-                     combinations=grid_size(sw.parameters), trials=trials, totals=tot,
-                     budget=sweep_budget(spec, tot, max_usd))
+    return SweepPlan(
+        spec=spec,
+        name=sweep_name(spec, trials),
+        backend=backend,
+        strategy=sw.strategy,
+        combinations=grid_size(sw.parameters),
+        trials=trials,
+        totals=tot,
+        budget=sweep_budget(spec, tot, max_usd),
+    )

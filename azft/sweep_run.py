@@ -17,8 +17,16 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Optional
 
-from azft.errors import (EXIT_CANCELLED, EXIT_JOB_FAILED, EXIT_OK, AzftError, IncompatibleError, JobCancelledError,
-                         Problem, UsageError)
+from azft.errors import (
+    EXIT_CANCELLED,
+    EXIT_JOB_FAILED,
+    EXIT_OK,
+    AzftError,
+    IncompatibleError,
+    JobCancelledError,
+    Problem,
+    UsageError,
+)
 
 Say = Callable[[str], None]
 
@@ -39,12 +47,18 @@ def _refuse_invalid(sp: Any) -> IncompatibleError:
     for t in sp.invalid:
         for reason in t.reasons:
             first = t.problems[0] if t.problems else None
-            problems.append(Problem(f"trial {t.index} ({values_text(t.values)}): {reason}",
-                                    file=first.file if first else None, line=first.line if first else None))
+            problems.append(
+                Problem(
+                    f"trial {t.index} ({values_text(t.values)}): {reason}",
+                    file=first.file if first else None,
+                    line=first.line if first else None,
+                )
+            )
     return IncompatibleError(
         f"sweep {sp.name}: {len(sp.invalid)} of {len(sp.trials)} trials cannot run; nothing was uploaded or submitted",
         hint="change or remove those values (`azft plan` shows every trial), or submit the others with --skip-invalid",
-        problems=problems)
+        problems=problems,
+    )
 
 
 def _data_key(trial: Any) -> str:
@@ -83,8 +97,13 @@ class _Submitter:
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
         row: dict[str, Any] = {"trial": trial.index, "values": trial.values, "backend": trial.backend}
         try:
-            job = self.api.submit(trial.plan, retry=self.retry, track=self.track, backend=self.backend_for(trial),
-                                  on_event=lambda m: self.say(f"trial {trial.index}: {m}"))
+            job = self.api.submit(
+                trial.plan,
+                retry=self.retry,
+                track=self.track,
+                backend=self.backend_for(trial),
+                on_event=lambda m: self.say(f"trial {trial.index}: {m}"),
+            )
             row["job_name"] = job.name
             row["submitted"] = "existing" if getattr(job, "existed", False) else "submitted"
             upload = getattr(job, "upload", None)
@@ -94,8 +113,7 @@ class _Submitter:
             row.update(job_name=trial.plan.job_name, submitted="error", error=e.message, exit_code=e.exit_code)
             self.say(f"trial {trial.index}: not submitted: {e.message}")
         except Exception as e:  # one trial's unexpected failure does not stop the others
-            row.update(job_name=trial.plan.job_name, submitted="error", error=f"{type(e).__name__}: {e}",
-                       exit_code=5)
+            row.update(job_name=trial.plan.job_name, submitted="error", error=f"{type(e).__name__}: {e}", exit_code=5)
             self.say(f"trial {trial.index}: not submitted: {type(e).__name__}: {e}")
         finally:
             with self.lock:
@@ -125,9 +143,16 @@ class _Submitter:
                 close()
 
 
-def submit_sweep(sp: Any, *, max_usd: Optional[float] = None, retry: bool = False, track: bool = True,
-                 skip_invalid: bool = False, on_event: Optional[Say] = None,
-                 backend_options: Optional[dict] = None) -> dict[str, Any]:
+def submit_sweep(
+    sp: Any,
+    *,
+    max_usd: Optional[float] = None,
+    retry: bool = False,
+    track: bool = True,
+    skip_invalid: bool = False,
+    on_event: Optional[Say] = None,
+    backend_options: Optional[dict] = None,
+) -> dict[str, Any]:
     """Submit every trial of a planned sweep (see the module docstring); returns what happened to each."""
     from azft.budget import check, refusal, spec_limits
 
@@ -154,12 +179,24 @@ def submit_sweep(sp: Any, *, max_usd: Optional[float] = None, retry: bool = Fals
         submitter.close()
     if parent:
         tag_children(sp, parent, rows, say)
-    skipped = [{"trial": t.index, "values": t.values, "backend": t.backend, "job_name": None,
-                "submitted": "skipped", "error": "; ".join(t.reasons)} for t in sp.invalid]
+    skipped = [
+        {
+            "trial": t.index,
+            "values": t.values,
+            "backend": t.backend,
+            "job_name": None,
+            "submitted": "skipped",
+            "error": "; ".join(t.reasons),
+        }
+        for t in sp.invalid
+    ]
     record = _in_order(save_record(sp, sorted(rows + skipped, key=lambda r: r["trial"]), parent))
-    return {**summary(record), "max_in_flight": submitter.max_in_flight,
-            "files_uploaded": sum(r.get("files_uploaded", 0) for r in rows),
-            "bytes_uploaded": sum(r.get("bytes_uploaded", 0) for r in rows)}
+    return {
+        **summary(record),
+        "max_in_flight": submitter.max_in_flight,
+        "files_uploaded": sum(r.get("files_uploaded", 0) for r in rows),
+        "bytes_uploaded": sum(r.get("bytes_uploaded", 0) for r in rows),
+    }
 
 
 def sweep_limit(sp: Any) -> int:
@@ -174,18 +211,31 @@ def save_record(sp: Any, rows: list[dict], parent: Optional[dict]) -> dict:
 
     sw = sweep_of(sp.spec)
     return record_sweep(
-        sp.name, spec=str(sp.spec.source) if sp.spec.source else None, spec_name=sp.spec.name, backend=sp.backend,
-        parameters=list(sw.parameters), strategy=sw.strategy, max_concurrent=sw.max_concurrent,
+        sp.name,
+        spec=str(sp.spec.source) if sp.spec.source else None,
+        spec_name=sp.spec.name,
+        backend=sp.backend,
+        parameters=list(sw.parameters),
+        strategy=sw.strategy,
+        max_concurrent=sw.max_concurrent,
         early_stopping=sw.early_stopping.model_dump() if sw.early_stopping else None,
-        experiment=sp.spec.experiment, tracking_uri=(parent or {}).get("tracking_uri"),
-        parent_run_id=(parent or {}).get("run_id"), trials=rows)
+        experiment=sp.spec.experiment,
+        tracking_uri=(parent or {}).get("tracking_uri"),
+        parent_run_id=(parent or {}).get("run_id"),
+        trials=rows,
+    )
 
 
 def summary(record: dict) -> dict[str, Any]:
     rows = record.get("trials") or []
     count = {k: sum(r.get("submitted") == k for r in rows) for k in ("submitted", "existing", "error", "skipped")}
-    return {"sweep": record["name"], "trials": rows, **count, "parent_run_id": record.get("parent_run_id"),
-            "experiment": record.get("experiment")}
+    return {
+        "sweep": record["name"],
+        "trials": rows,
+        **count,
+        "parent_run_id": record.get("parent_run_id"),
+        "experiment": record.get("experiment"),
+    }
 
 
 def submit_exit_code(result: dict) -> int:
@@ -218,10 +268,17 @@ def start_parent_run(sp: Any, say: Say) -> Optional[dict]:
         if run_id is None:
             d = sp.to_dict()
             run_id = tracker.start_submission(
-                spec=sp.spec.canonical(), plan={k: d[k] for k in ("sweep", "strategy", "totals", "budget")},
-                data_report=None, backend=sp.backend, job_name=sp.name, studio_url=None, tags=dict(sp.spec.tags))
-        tracker.set_tags(run_id, {"azft.sweep": sp.name, "azft.sweep_role": "parent",
-                                  "azft.sweep_trials": str(len(sp.trials))})
+                spec=sp.spec.canonical(),
+                plan={k: d[k] for k in ("sweep", "strategy", "totals", "budget")},
+                data_report=None,
+                backend=sp.backend,
+                job_name=sp.name,
+                studio_url=None,
+                tags=dict(sp.spec.tags),
+            )
+        tracker.set_tags(
+            run_id, {"azft.sweep": sp.name, "azft.sweep_role": "parent", "azft.sweep_trials": str(len(sp.trials))}
+        )
         return {"run_id": tracker.resolve(run_id) or run_id, "tracking_uri": tracker.tracking_uri}
     except Exception as e:  # tracking never blocks a submission
         say(f"warning: could not record the sweep's MLflow parent run: {e}")
@@ -239,9 +296,15 @@ def tag_children(sp: Any, parent: dict, rows: list[dict], say: Say) -> None:
         if not run_id:
             continue
         try:
-            tracker.set_tags(run_id, {"mlflow.parentRunId": parent["run_id"], "azft.sweep": sp.name,
-                                      "azft.sweep_trial": str(row["trial"]),
-                                      **{f"azft.sweep_value.{p}": str(row["values"].get(p)) for p in params}})
+            tracker.set_tags(
+                run_id,
+                {
+                    "mlflow.parentRunId": parent["run_id"],
+                    "azft.sweep": sp.name,
+                    "azft.sweep_trial": str(row["trial"]),
+                    **{f"azft.sweep_value.{p}": str(row["values"].get(p)) for p in params},
+                },
+            )
         except Exception as e:  # tracking never blocks a submission
             say(f"warning: could not tag trial {row['trial']}'s MLflow run: {e}")
 
@@ -278,8 +341,10 @@ def find_sweep(ref: str) -> Optional[dict]:
         return _in_order(rec)
     matches = [n for n in sweep_names() if n.startswith(ref)]
     if len(matches) > 1:
-        raise UsageError(f"sweep name prefix {ref!r} matches {len(matches)} sweeps: {', '.join(matches[:8])}",
-                         hint="give more characters of the sweep's name")
+        raise UsageError(
+            f"sweep name prefix {ref!r} matches {len(matches)} sweeps: {', '.join(matches[:8])}",
+            hint="give more characters of the sweep's name",
+        )
     return lookup_record(matches[0]) if matches else None
 
 
@@ -301,13 +366,22 @@ def _ordered(values: dict, parameters: list) -> dict:
 
 
 def _row(trial: dict, info: Any, stopped: dict) -> dict[str, Any]:
-    out = {"trial": trial["trial"], "values": trial["values"], "backend": trial.get("backend"),
-           "job_name": trial.get("job_name")}
+    out = {
+        "trial": trial["trial"],
+        "values": trial["values"],
+        "backend": trial.get("backend"),
+        "job_name": trial.get("job_name"),
+    }
     if info is None:
         out.update(status="NotSubmitted", error=trial.get("error"))
         return out
-    out.update(status=info.status.value, error=info.error, error_code=info.error_code, metrics=info.metrics or {},
-               created=info.to_dict()["created"])
+    out.update(
+        status=info.status.value,
+        error=info.error,
+        error_code=info.error_code,
+        metrics=info.metrics or {},
+        created=info.to_dict()["created"],
+    )
     if trial.get("job_name") in stopped:
         out["stopped"] = stopped[trial["job_name"]]
     return out
@@ -316,8 +390,10 @@ def _row(trial: dict, info: Any, stopped: dict) -> dict[str, Any]:
 def sweep_status(record: dict) -> dict[str, Any]:
     jobs = sweep_jobs(record)
     stopped = record.get("stopped") or {}
-    rows = [_row(t, jobs[t["job_name"]].info() if t.get("job_name") in jobs else None, stopped)
-            for t in record.get("trials") or []]
+    rows = [
+        _row(t, jobs[t["job_name"]].info() if t.get("job_name") in jobs else None, stopped)
+        for t in record.get("trials") or []
+    ]
     return {"sweep": record["name"], "trials": rows, "counts": _counts(rows)}
 
 
@@ -358,8 +434,9 @@ def sweep_exit_code(rows: list[dict]) -> int:
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def median_stops(histories: dict[str, list[tuple[int, float]]], running: set[str], *, delay_steps: int = 10,
-                 min_trials: int = 3) -> dict[str, str]:
+def median_stops(
+    histories: dict[str, list[tuple[int, float]]], running: set[str], *, delay_steps: int = 10, min_trials: int = 3
+) -> dict[str, str]:
     """The median stopping rule (lower is better): a running trial whose best value up to its latest step ``s`` is
     worse than the median of the running averages (up to ``s``) of every trial that has reached ``s`` is stopped.
 
@@ -381,8 +458,10 @@ def median_stops(histories: dict[str, list[tuple[int, float]]], running: set[str
             continue
         median = statistics.median(averages)
         if best > median:
-            out[name] = (f"early stopping (median rule): best {best:.4g} at step {step} is worse than the median "
-                         f"{median:.4g} of {len(averages)} trials' running averages")
+            out[name] = (
+                f"early stopping (median rule): best {best:.4g} at step {step} is worse than the median "
+                f"{median:.4g} of {len(averages)} trials' running averages"
+            )
     return out
 
 
@@ -394,8 +473,7 @@ def median_stops(histories: dict[str, list[tuple[int, float]]], running: set[str
 class _Watch:
     """The state of one `wait`: jobs, their last infos, the trials stopped and why."""
 
-    def __init__(self, record: dict, say: Say, on_update: Optional[Callable[[dict, Any], None]],
-                 now: Optional[float]):
+    def __init__(self, record: dict, say: Say, on_update: Optional[Callable[[dict, Any], None]], now: Optional[float]):
         self.record, self.say, self.on_update, self.now = record, say, on_update, now
         self.jobs = sweep_jobs(record)
         self.trials = {t["job_name"]: t for t in record.get("trials") or [] if t.get("job_name") in self.jobs}
@@ -448,15 +526,25 @@ class _Watch:
             except AzftError:
                 continue
         running = {n for n in self.pending if n not in self.stopped}
-        decisions = median_stops(self.histories, running, delay_steps=int(self.early.get("delay_steps", 10)),
-                                 min_trials=int(self.early.get("min_trials", 3)))
+        decisions = median_stops(
+            self.histories,
+            running,
+            delay_steps=int(self.early.get("delay_steps", 10)),
+            min_trials=int(self.early.get("min_trials", 3)),
+        )
         for name, reason in decisions.items():
             self.stop(name, reason)
 
 
-def wait_sweep(record: dict, *, timeout: Optional[float] = None, poll_interval: Optional[float] = None,
-               on_update: Optional[Callable[[dict, Any], None]] = None, on_event: Optional[Say] = None,
-               now: Optional[float] = None) -> dict[str, Any]:
+def wait_sweep(
+    record: dict,
+    *,
+    timeout: Optional[float] = None,
+    poll_interval: Optional[float] = None,
+    on_update: Optional[Callable[[dict, Any], None]] = None,
+    on_event: Optional[Say] = None,
+    now: Optional[float] = None,
+) -> dict[str, Any]:
     """Follow every trial to its end (time limits and early stopping applied), then record the final metrics in
     MLflow. Raises JobCancelledError (exit 3) when ``timeout`` passes first (the trials keep running). ``now``: the
     wall clock for the max_hours check (a controlled clock)."""
@@ -478,7 +566,8 @@ def wait_sweep(record: dict, *, timeout: Optional[float] = None, poll_interval: 
                 raise JobCancelledError(
                     f"timed out after {timeout:g}s waiting for sweep {record['name']} ({len(watch.pending)} of "
                     f"{len(watch.jobs)} trials still running)",
-                    hint=f"the trials keep running; `azft wait {record['name']}` resumes watching them")
+                    hint=f"the trials keep running; `azft wait {record['name']}` resumes watching them",
+                )
             time.sleep(poll if deadline is None else max(0.0, min(poll, deadline - time.monotonic())))
     finally:
         if watch.stopped:
@@ -510,8 +599,9 @@ def finish_parent(record: dict, rows: list[dict], exit_code: int, say: Say) -> N
         if scored:
             best = min(scored, key=lambda r: r["metrics"][metric])
             metrics = {f"best_{metric}": best["metrics"][metric]}
-            tracker.set_tags(parent, {"azft.sweep_best_trial": str(best["trial"]),
-                                      "azft.sweep_best_job": best["job_name"]})
+            tracker.set_tags(
+                parent, {"azft.sweep_best_trial": str(best["trial"]), "azft.sweep_best_job": best["job_name"]}
+            )
         status = {EXIT_OK: "Completed", EXIT_CANCELLED: "Canceled"}.get(exit_code, "Failed")
         tracker.log_final(parent, metrics, status)
     except Exception as e:  # tracking never hides the outcome
@@ -538,8 +628,15 @@ def trial_runs(record: dict, tracker: Any) -> dict[str, str]:
     return out
 
 
-def compare_sweep(record: dict, *, out: Any, metric: str = "loss", log_artifact: bool = True,
-                  tracking_uri: Optional[str] = None, rank_by: Optional[str] = None) -> dict[str, Any]:
+def compare_sweep(
+    record: dict,
+    *,
+    out: Any,
+    metric: str = "loss",
+    log_artifact: bool = True,
+    tracking_uri: Optional[str] = None,
+    rank_by: Optional[str] = None,
+) -> dict[str, Any]:
     """One curve per trial in a PNG, and the trials ranked by ``rank_by`` (lowest first; default eval_loss when any
     trial has it, else train_loss), from the trials' MLflow runs."""
     from azft.metrics import canonical
@@ -547,8 +644,10 @@ def compare_sweep(record: dict, *, out: Any, metric: str = "loss", log_artifact:
     tracker = _tracker(tracking_uri or record.get("tracking_uri"), record.get("experiment") or "azft")
     runs = trial_runs(record, tracker)
     if not runs:
-        raise UsageError(f"sweep {record['name']} has no trial with an MLflow run",
-                         hint="trials submitted with tracking off are not in MLflow; `azft status` shows them")
+        raise UsageError(
+            f"sweep {record['name']} has no trial with an MLflow run",
+            hint="trials submitted with tracking off are not in MLflow; `azft status` shows them",
+        )
     finals = {name: canonical(tracker.get_run(run_id).data.metrics) for name, run_id in runs.items()}
     if rank_by is None:
         rank_by = "eval_loss" if any("eval_loss" in m for m in finals.values()) else "train_loss"
@@ -559,14 +658,29 @@ def compare_sweep(record: dict, *, out: Any, metric: str = "loss", log_artifact:
     rows = []
     for t in record.get("trials") or []:
         value = finals.get(t.get("job_name") or "", {}).get(rank_by)
-        rows.append({"trial": t["trial"], "job_name": t.get("job_name"), "values": t["values"],
-                     "run_id": runs.get(t.get("job_name") or ""), "value": value,
-                     "status": tracker.get_run(runs[t["job_name"]]).info.status if t.get("job_name") in runs else
-                     "NOT_SUBMITTED"})
-    ranked = sorted(rows, key=lambda r: (r["value"] is None, r["value"] if r["value"] is not None else 0,
-                                         r["trial"]))
+        rows.append(
+            {
+                "trial": t["trial"],
+                "job_name": t.get("job_name"),
+                "values": t["values"],
+                "run_id": runs.get(t.get("job_name") or ""),
+                "value": value,
+                "status": tracker.get_run(runs[t["job_name"]]).info.status
+                if t.get("job_name") in runs
+                else "NOT_SUBMITTED",
+            }
+        )
+    ranked = sorted(rows, key=lambda r: (r["value"] is None, r["value"] if r["value"] is not None else 0, r["trial"]))
     for i, r in enumerate(x for x in ranked if x["value"] is not None):
         r["rank"] = i + 1
     best = ranked[0] if ranked and ranked[0]["value"] is not None else None
-    return {"sweep": record["name"], "rank_by": rank_by, "png": str(png), "curves": len(runs),
-            "logged": bool(log_artifact and parent), "parent_run_id": parent, "ranked": ranked, "best": best}
+    return {
+        "sweep": record["name"],
+        "rank_by": rank_by,
+        "png": str(png),
+        "curves": len(runs),
+        "logged": bool(log_artifact and parent),
+        "parent_run_id": parent,
+        "ranked": ranked,
+        "best": best,
+    }

@@ -37,8 +37,11 @@ def key(model: str, method: str, device: str, processes: int) -> str:
 def measured(config: str) -> Optional[dict[str, Any]]:
     """The last measurement of this configuration: ``{tokens_per_second, job, measured_at}``, or None."""
     entry = read_json(cache_path()).get(config)
-    if isinstance(entry, dict) and isinstance(entry.get("tokens_per_second"), (int, float)) \
-            and entry["tokens_per_second"] > 0:
+    if (
+        isinstance(entry, dict)
+        and isinstance(entry.get("tokens_per_second"), (int, float))
+        and entry["tokens_per_second"] > 0
+    ):
         return entry
     return None
 
@@ -52,8 +55,7 @@ def record(config: str, tokens_per_second: float, job: str, measured_at: str) ->
         return False
 
     def put(data: dict) -> None:
-        data[config] = {"tokens_per_second": round(float(tokens_per_second), 1), "job": job,
-                        "measured_at": measured_at}
+        data[config] = {"tokens_per_second": round(float(tokens_per_second), 1), "job": job, "measured_at": measured_at}
 
     update_json(cache_path(), put)
     return True
@@ -64,16 +66,19 @@ def guess(parameters_b: Optional[float]) -> float:
     return round(min(GUESS_CPU_CAP, GUESS_CPU_TOKENS_PER_SECOND_AT_1B / size), 1)
 
 
-def local_speed(model: str, method: str, device: str, processes: int,
-                parameters_b: Optional[float]) -> tuple[float, str]:
+def local_speed(
+    model: str, method: str, device: str, processes: int, parameters_b: Optional[float]
+) -> tuple[float, str]:
     """Tokens per second for a local estimate and where the number comes from (measured here, or a guess)."""
     config = key(model, method, device, processes)
     found = measured(config)
     if found:
         return float(found["tokens_per_second"]), (
             f"measured on this machine by local job {found.get('job')} ({found.get('measured_at')}; {model}, {method}, "
-            f"{device}, {processes} process(es)), cached in {cache_path()}")
+            f"{device}, {processes} process(es)), cached in {cache_path()}"
+        )
     return guess(parameters_b), (
         f"a guess ({GUESS_CPU_TOKENS_PER_SECOND_AT_1B:g} tokens/s per billion parameters on CPU, at most "
         f"{GUESS_CPU_CAP:g}): no local run of {model} with {method} on {device} measured yet; the first one that "
-        f"completes is measured and cached in {cache_path()}")
+        f"completes is measured and cached in {cache_path()}"
+    )

@@ -54,10 +54,16 @@ def main() -> None:
             ("azft validate examples/tiny-local.yaml", azft + ["validate", str(EXAMPLES / "tiny-local.yaml")], 0.25),
             ("azft validate --no-data", azft + ["validate", "--no-data", str(EXAMPLES / "tiny-local.yaml")], 0.25),
             ("azft catalog", azft + ["catalog"], None),
-            ("azft plan examples/phi4-mini-maas.yaml -b maas",
-             azft + ["plan", str(EXAMPLES / "phi4-mini-maas.yaml"), "--backend", "maas"], None),
-            ("azft plan examples/phi3-mini.yaml -b maas (refused)",
-             azft + ["plan", str(EXAMPLES / "phi3-mini.yaml"), "--backend", "maas"], None),
+            (
+                "azft plan examples/phi4-mini-maas.yaml -b maas",
+                azft + ["plan", str(EXAMPLES / "phi4-mini-maas.yaml"), "--backend", "maas"],
+                None,
+            ),
+            (
+                "azft plan examples/phi3-mini.yaml -b maas (refused)",
+                azft + ["plan", str(EXAMPLES / "phi3-mini.yaml"), "--backend", "maas"],
+                None,
+            ),
         ]
         results = []
         for label, cmd, target in cases:

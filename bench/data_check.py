@@ -34,8 +34,16 @@ import threading
 import time
 from pathlib import Path
 
-MODES = ("floor", "cookbook-format", "cookbook", "azft-format", "azft-exact", "azft-format-bad", "azft-all",
-         "azft-split")
+MODES = (
+    "floor",
+    "cookbook-format",
+    "cookbook",
+    "azft-format",
+    "azft-exact",
+    "azft-format-bad",
+    "azft-all",
+    "azft-split",
+)
 BAD_MODES = ("azft-format-bad", "azft-all", "azft-split")
 
 SPECIALS = ["<unk>", "<s>", "</s>", "<|endoftext|>", "<|assistant|>", "<|end|>", "<|system|>", "<|user|>"]
@@ -51,8 +59,26 @@ def _vocabulary(rng: random.Random) -> list[str]:
         n = max(1, int(rng.lognormvariate(1.5, 0.5)))
         words.add("".join(rng.choices(letters, weights, k=n)))
     words = sorted(words)
-    words += ["café", "naïve", "Grüße", "München", "façade", "日本語", "数据", "検査", "données", "привет", "мир",
-              "🙂", "Ελληνικά", "مرحبا", "한국어", "€100", "½", "—"]
+    words += [
+        "café",
+        "naïve",
+        "Grüße",
+        "München",
+        "façade",
+        "日本語",
+        "数据",
+        "検査",
+        "données",
+        "привет",
+        "мир",
+        "🙂",
+        "Ελληνικά",
+        "مرحبا",
+        "한국어",
+        "€100",
+        "½",
+        "—",
+    ]
     return words
 
 
@@ -69,8 +95,14 @@ def generate(path: Path, size_mb: int, seed: int = 0) -> None:
             for _ in range(2000):
                 msgs = []
                 if rng.random() < 0.5:
-                    msgs.append({"role": "system", "content": "You are a helpful assistant for "
-                                 + " ".join(rng.choices(ascii_words, k=rng.randint(3, 12))) + "."})
+                    msgs.append(
+                        {
+                            "role": "system",
+                            "content": "You are a helpful assistant for "
+                            + " ".join(rng.choices(ascii_words, k=rng.randint(3, 12)))
+                            + ".",
+                        }
+                    )
                 for _ in range(rng.choice((1, 1, 1, 2, 2, 3, 4))):
                     for role in ("user", "assistant"):
                         n = min(6000, max(1, int(rng.lognormvariate(3.6 if role == "user" else 4.4, 1.0))))
@@ -85,12 +117,14 @@ def generate(path: Path, size_mb: int, seed: int = 0) -> None:
 
 def make_bad_copy(src: Path, dst: Path, every: int = 100) -> int:
     """Copy ``src`` with every ``every``-th line replaced by a bad row of one of several kinds; returns how many."""
-    bad = [b'{"messages": [{"role": "user", "content": "cut off',
-           b'{"messages": [{"role": "user", "content": "no answer"}]}',
-           b'{"messages": [{"role": "robot", "content": "x"}, {"role": "assistant", "content": "y"}]}',
-           b'{"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": ""}]}',
-           b"",
-           b'["not", "an", "object"]']
+    bad = [
+        b'{"messages": [{"role": "user", "content": "cut off',
+        b'{"messages": [{"role": "user", "content": "no answer"}]}',
+        b'{"messages": [{"role": "robot", "content": "x"}, {"role": "assistant", "content": "y"}]}',
+        b'{"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": ""}]}',
+        b"",
+        b'["not", "an", "object"]',
+    ]
     n = 0
     tmp = dst.with_suffix(".tmp")
     with open(src, "rb") as f, open(tmp, "wb") as out:
@@ -118,17 +152,30 @@ def build_tokenizer(out: Path, corpus: Path) -> None:
     tok = Tokenizer(models.BPE(unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=32000, special_tokens=SPECIALS, show_progress=False,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    trainer = trainers.BpeTrainer(
+        vocab_size=32000,
+        special_tokens=SPECIALS,
+        show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
     tok.train_from_iterator(texts(), trainer=trainer)
     out.mkdir(parents=True, exist_ok=True)
     tok.save(str(out / "tokenizer.json"))
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     from azft.tiny_phi3 import CHAT_TEMPLATE as PHI3_TEMPLATE
 
-    (out / "tokenizer_config.json").write_text(json.dumps({
-        "tokenizer_class": "PreTrainedTokenizerFast", "bos_token": "<s>", "eos_token": "<|endoftext|>",
-        "unk_token": "<unk>", "pad_token": "<|endoftext|>", "chat_template": PHI3_TEMPLATE}))
+    (out / "tokenizer_config.json").write_text(
+        json.dumps(
+            {
+                "tokenizer_class": "PreTrainedTokenizerFast",
+                "bos_token": "<s>",
+                "eos_token": "<|endoftext|>",
+                "unk_token": "<unk>",
+                "pad_token": "<|endoftext|>",
+                "chat_template": PHI3_TEMPLATE,
+            }
+        )
+    )
 
 
 # ------------------------------------------------------------------------------------------------ modes
@@ -143,7 +190,7 @@ def run_floor(path: str, tokenizer: str) -> dict:
         while chunk := f.read(8 << 20):
             data = carry + chunk
             cut = data.rfind(b"\n")
-            carry, data = data[cut + 1:], data[:cut]
+            carry, data = data[cut + 1 :], data[:cut]
             for line in data.split(b"\n"):
                 orjson.loads(line)
                 rows += 1
@@ -213,6 +260,7 @@ def run_cookbook(path: str, tokenizer: str, with_tokens: bool = True) -> dict:
                     num_tokens += len(encoding.encode(message["content"], add_special_tokens=False))
             return num_tokens
     else:
+
         def num_tokens_from_messages(messages):
             return sum(len(m["content"]) // 4 + 3 for m in messages) + 3
 
@@ -243,9 +291,15 @@ def run_azft(path: str, tokenizer: str | None) -> dict:
 
     r = check_file(path, "chat-completion", tokenizer=tokenizer, max_tokens=4096)
     s = r.stats
-    return {"rows": s.rows, "errors": r.error_total, "tokens": s.tokens.total, "assistant_tokens":
-            s.output_tokens.total, "too_long": s.over_context_rows, "exact": s.token_count_exact,
-            "workers": s.workers}
+    return {
+        "rows": s.rows,
+        "errors": r.error_total,
+        "tokens": s.tokens.total,
+        "assistant_tokens": s.output_tokens.total,
+        "too_long": s.over_context_rows,
+        "exact": s.token_count_exact,
+        "workers": s.workers,
+    }
 
 
 def run_azft_stream(path: str, split: bool) -> dict:
@@ -257,10 +311,16 @@ def run_azft_stream(path: str, split: bool) -> dict:
     work = Path(path).parent
     n = 0
     if split:
-        r = check_file(path, "chat-completion", max_tokens=4096, write_valid=work / "split.valid.jsonl",
-                       write_invalid=work / "split.invalid.jsonl")
+        r = check_file(
+            path,
+            "chat-completion",
+            max_tokens=4096,
+            write_valid=work / "split.valid.jsonl",
+            write_invalid=work / "split.invalid.jsonl",
+        )
     else:
         with open(work / "all.problems.jsonl", "wb") as out:
+
             def on_problem(p) -> None:
                 nonlocal n
                 n += 1
@@ -310,8 +370,13 @@ def measure(mode: str, path: Path, tokenizer: Path) -> dict:
     import psutil
 
     env = dict(os.environ)
-    proc = subprocess.Popen([sys.executable, __file__, "--child", mode, "--file", str(path), "--tokenizer",
-                             str(tokenizer)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, __file__, "--child", mode, "--file", str(path), "--tokenizer", str(tokenizer)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     peak = 0
     stop = threading.Event()
 
@@ -343,7 +408,7 @@ def measure(mode: str, path: Path, tokenizer: Path) -> dict:
     if proc.returncode != 0:
         raise SystemExit(f"{mode} failed:\n{err[-3000:]}")
     line = next(ln for ln in out.splitlines() if ln.startswith("RESULT "))
-    res = json.loads(line[len("RESULT "):])
+    res = json.loads(line[len("RESULT ") :])
     res["peak_rss_mb"] = peak / 2**20
     return res
 
@@ -386,48 +451,72 @@ def main() -> None:
         for m in modes:
             r = measure(m, bad_data if m in BAD_MODES else data, tok)
             results[m].append(r)
-            print(f"  run {i + 1}/{args.repeat} {m}: {r['seconds']:.2f}s (CPU {r['cpu_seconds']:.2f}s), "
-              f"peak {r['peak_rss_mb']:.0f} MB",
-                  file=sys.stderr)
+            print(
+                f"  run {i + 1}/{args.repeat} {m}: {r['seconds']:.2f}s (CPU {r['cpu_seconds']:.2f}s), "
+                f"peak {r['peak_rss_mb']:.0f} MB",
+                file=sys.stderr,
+            )
 
-    med = {m: {"seconds": statistics.median(r["seconds"] for r in rs),
-               "cpu_seconds": statistics.median(r["cpu_seconds"] for r in rs),
-               "peak_rss_mb": statistics.median(r["peak_rss_mb"] for r in rs),
-               "last": rs[-1]} for m, rs in results.items()}
-    print(f"\nfile: {data} ({size / 1e6:.0f} MB, {med[modes[0]]['last'].get('rows', '?')} rows), "
-          f"{os.cpu_count()} cores, medians of {args.repeat} runs\n")
+    med = {
+        m: {
+            "seconds": statistics.median(r["seconds"] for r in rs),
+            "cpu_seconds": statistics.median(r["cpu_seconds"] for r in rs),
+            "peak_rss_mb": statistics.median(r["peak_rss_mb"] for r in rs),
+            "last": rs[-1],
+        }
+        for m, rs in results.items()
+    }
+    print(
+        f"\nfile: {data} ({size / 1e6:.0f} MB, {med[modes[0]]['last'].get('rows', '?')} rows), "
+        f"{os.cpu_count()} cores, medians of {args.repeat} runs\n"
+    )
     load = os.getloadavg()[0]
-    print(f"load average at the end: {load:.1f} (other work on the machine slows wall-clock times; CPU seconds "
-          "are the process tree's user+system time)\n")
-    print(f"{'mode':<16} {'seconds':>8} {'MB/s':>8} {'CPU s':>7} {'peak RSS MB':>12}  {'vs cookbook':>11}  "
-          f"{'vs floor':>8}")
+    print(
+        f"load average at the end: {load:.1f} (other work on the machine slows wall-clock times; CPU seconds "
+        "are the process tree's user+system time)\n"
+    )
+    print(
+        f"{'mode':<16} {'seconds':>8} {'MB/s':>8} {'CPU s':>7} {'peak RSS MB':>12}  {'vs cookbook':>11}  "
+        f"{'vs floor':>8}"
+    )
     for m in modes:
         s = med[m]["seconds"]
         vs_cb = f"{med['cookbook']['seconds'] / s:.2f}x" if "cookbook" in med else "-"
         vs_fl = f"{med['floor']['seconds'] / s:.2f}x" if "floor" in med else "-"
-        print(f"{m:<16} {s:8.2f} {size / 1e6 / s:8.1f} {med[m]['cpu_seconds']:7.2f} {med[m]['peak_rss_mb']:12.0f}  "
-              f"{vs_cb:>11}  {vs_fl:>8}")
+        print(
+            f"{m:<16} {s:8.2f} {size / 1e6 / s:8.1f} {med[m]['cpu_seconds']:7.2f} {med[m]['peak_rss_mb']:12.0f}  "
+            f"{vs_cb:>11}  {vs_fl:>8}"
+        )
     print()
     for m in modes:
         print(f"{m}: {json.dumps(med[m]['last'])}")
     if "azft-format" in med:
         f = med["azft-format"]
         ok = size / 1e6 / f["seconds"] >= 150 and f["peak_rss_mb"] <= 300
-        print(f"\ntarget format+stats >= 150 MB/s and peak RSS <= 300 MB: "
-              f"{size / 1e6 / f['seconds']:.0f} MB/s, {f['peak_rss_mb']:.0f} MB -> {'met' if ok else 'NOT met'}")
+        print(
+            f"\ntarget format+stats >= 150 MB/s and peak RSS <= 300 MB: "
+            f"{size / 1e6 / f['seconds']:.0f} MB/s, {f['peak_rss_mb']:.0f} MB -> {'met' if ok else 'NOT met'}"
+        )
     for m in ("azft-all", "azft-split"):
         if m in med:
             f = med[m]
             rate = size / 1e6 / f["seconds"]
             base = med.get("azft-format-bad")
-            rss = f" vs {base['peak_rss_mb']:.0f} MB for azft-format-bad (ratio {f['peak_rss_mb'] / base['peak_rss_mb']:.2f})" \
-                if base else ""
-            print(f"target {m} >= 100 MB/s on the file with 1% bad rows, peak RSS unchanged: {rate:.0f} MB/s, "
-                  f"peak {f['peak_rss_mb']:.0f} MB{rss} -> {'met' if rate >= 100 else 'NOT met'}")
+            rss = (
+                f" vs {base['peak_rss_mb']:.0f} MB for azft-format-bad (ratio {f['peak_rss_mb'] / base['peak_rss_mb']:.2f})"
+                if base
+                else ""
+            )
+            print(
+                f"target {m} >= 100 MB/s on the file with 1% bad rows, peak RSS unchanged: {rate:.0f} MB/s, "
+                f"peak {f['peak_rss_mb']:.0f} MB{rss} -> {'met' if rate >= 100 else 'NOT met'}"
+            )
     if "azft-exact" in med and "cookbook" in med:
         ratio = med["cookbook"]["seconds"] / med["azft-exact"]["seconds"]
-        print(f"target exact token counting >= 3x the cookbook-style baseline: {ratio:.2f}x -> "
-              f"{'met' if ratio >= 3 else 'NOT met'}")
+        print(
+            f"target exact token counting >= 3x the cookbook-style baseline: {ratio:.2f}x -> "
+            f"{'met' if ratio >= 3 else 'NOT met'}"
+        )
     if args.json:
         print(json.dumps({m: {k: v for k, v in d.items()} for m, d in med.items()}))
 

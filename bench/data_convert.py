@@ -49,8 +49,14 @@ def generate(path: Path, size_mb: int, seed: int = 0) -> None:
                 n += 1
                 turns = []
                 if rng.random() < 0.3:
-                    turns.append({"from": "system", "value": "You are a helpful assistant for "
-                                  + " ".join(rng.choices(ascii_words, k=rng.randint(3, 12))) + "."})
+                    turns.append(
+                        {
+                            "from": "system",
+                            "value": "You are a helpful assistant for "
+                            + " ".join(rng.choices(ascii_words, k=rng.randint(3, 12)))
+                            + ".",
+                        }
+                    )
                 for _ in range(rng.choice((1, 1, 1, 2, 2, 3, 4))):
                     for who in ("human", "gpt"):
                         k = min(6000, max(1, int(rng.lognormvariate(3.6 if who == "human" else 4.4, 1.0))))
@@ -84,8 +90,11 @@ def run_azft(src: str, out: str, fmt: str) -> dict:
 
 def child(mode: str, src: str, out: str) -> None:
     t0 = time.perf_counter()
-    res = run_baseline(src, out) if mode == "baseline" else run_azft(src, out, "auto" if mode == "azft-auto"
-                                                                           else "sharegpt")
+    res = (
+        run_baseline(src, out)
+        if mode == "baseline"
+        else run_azft(src, out, "auto" if mode == "azft-auto" else "sharegpt")
+    )
     res["seconds"] = time.perf_counter() - t0
     import resource
 
@@ -97,8 +106,12 @@ def child(mode: str, src: str, out: str) -> None:
 def measure(mode: str, src: Path, out: Path) -> dict:
     import psutil
 
-    proc = subprocess.Popen([sys.executable, __file__, "--child", mode, "--src", str(src), "--out", str(out)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, __file__, "--child", mode, "--src", str(src), "--out", str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     peak = 0
     stop = threading.Event()
 
@@ -119,7 +132,7 @@ def measure(mode: str, src: Path, out: Path) -> dict:
     t.join()
     if proc.returncode != 0:
         raise SystemExit(f"{mode} failed:\n{err[-3000:]}")
-    res = json.loads(next(ln for ln in stdout.splitlines() if ln.startswith("RESULT "))[len("RESULT "):])
+    res = json.loads(next(ln for ln in stdout.splitlines() if ln.startswith("RESULT "))[len("RESULT ") :])
     res["peak_rss_mb"] = peak / 2**20
     return res
 
@@ -163,25 +176,38 @@ def main() -> None:
             results[m].append(r)
             digests[m] = sha256(out)
             out.unlink()
-            print(f"  run {i + 1}/{args.repeat} {m}: {r['seconds']:.2f}s (CPU {r['cpu_seconds']:.2f}s), "
-                  f"peak {r['peak_rss_mb']:.0f} MB", file=sys.stderr)
-    med = {m: {k: statistics.median(r[k] for r in rs) for k in ("seconds", "cpu_seconds", "peak_rss_mb")}
-           for m, rs in results.items()}
-    print(f"\nfile: {src} ({size / 1e6:.0f} MB, {results[modes[0]][-1]['rows']} rows), medians of {args.repeat} runs, "
-          f"load average {os.getloadavg()[0]:.1f}\n")
-    print(f"{'mode':<10} {'seconds':>8} {'MB/s':>8} {'CPU s':>7} {'CPU MB/s':>9} {'peak RSS MB':>12}  {'vs baseline':>11}")
+            print(
+                f"  run {i + 1}/{args.repeat} {m}: {r['seconds']:.2f}s (CPU {r['cpu_seconds']:.2f}s), "
+                f"peak {r['peak_rss_mb']:.0f} MB",
+                file=sys.stderr,
+            )
+    med = {
+        m: {k: statistics.median(r[k] for r in rs) for k in ("seconds", "cpu_seconds", "peak_rss_mb")}
+        for m, rs in results.items()
+    }
+    print(
+        f"\nfile: {src} ({size / 1e6:.0f} MB, {results[modes[0]][-1]['rows']} rows), medians of {args.repeat} runs, "
+        f"load average {os.getloadavg()[0]:.1f}\n"
+    )
+    print(
+        f"{'mode':<10} {'seconds':>8} {'MB/s':>8} {'CPU s':>7} {'CPU MB/s':>9} {'peak RSS MB':>12}  {'vs baseline':>11}"
+    )
     for m in modes:
         s = med[m]["seconds"]
         vs = f"{med['baseline']['seconds'] / s:.2f}x" if "baseline" in med else "-"
-        print(f"{m:<10} {s:8.2f} {size / 1e6 / s:8.1f} {med[m]['cpu_seconds']:7.2f} "
-              f"{size / 1e6 / med[m]['cpu_seconds']:9.1f} {med[m]['peak_rss_mb']:12.0f}  {vs:>11}")
+        print(
+            f"{m:<10} {s:8.2f} {size / 1e6 / s:8.1f} {med[m]['cpu_seconds']:7.2f} "
+            f"{size / 1e6 / med[m]['cpu_seconds']:9.1f} {med[m]['peak_rss_mb']:12.0f}  {vs:>11}"
+        )
     same = len(set(digests.values())) == 1
     print(f"\nsame output bytes in every mode: {same} ({', '.join(f'{m}={d[:12]}' for m, d in digests.items())})")
     if "azft" in med:
         rate = size / 1e6 / med["azft"]["seconds"]
-        print(f"target ShareGPT → chat >= 100 MB/s with the same bytes as the baseline: {rate:.0f} MB/s "
-              f"(CPU-time rate {size / 1e6 / med['azft']['cpu_seconds']:.0f} MB/s) -> "
-              f"{'met' if rate >= 100 and same else 'NOT met'}")
+        print(
+            f"target ShareGPT → chat >= 100 MB/s with the same bytes as the baseline: {rate:.0f} MB/s "
+            f"(CPU-time rate {size / 1e6 / med['azft']['cpu_seconds']:.0f} MB/s) -> "
+            f"{'met' if rate >= 100 and same else 'NOT met'}"
+        )
 
 
 if __name__ == "__main__":

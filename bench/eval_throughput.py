@@ -63,19 +63,29 @@ def main() -> int:
         return statistics.median(times), out
 
     loop_s, loop = timed(lambda: generate_one_by_one(model, tok, ids, max_new_tokens=args.max_new_tokens))
-    azft_s, ours = timed(lambda: generate(model, tok, ids, max_new_tokens=args.max_new_tokens,
-                                          batch_size=args.batch_size))
+    azft_s, ours = timed(
+        lambda: generate(model, tok, ids, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size)
+    )
     same = [a.text for a in loop] == [b.text for b in ours]
     n = len(ids)
-    res = {"prompts": n, "max_new_tokens": args.max_new_tokens, "batch_size": args.batch_size,
-           "tokens_generated": sum(g.tokens for g in ours), "torch_threads": torch.get_num_threads(),
-           "one_by_one_generations_per_s": n / loop_s, "azft_generations_per_s": n / azft_s,
-           "speedup": loop_s / azft_s, "same_outputs": same}
+    res = {
+        "prompts": n,
+        "max_new_tokens": args.max_new_tokens,
+        "batch_size": args.batch_size,
+        "tokens_generated": sum(g.tokens for g in ours),
+        "torch_threads": torch.get_num_threads(),
+        "one_by_one_generations_per_s": n / loop_s,
+        "azft_generations_per_s": n / azft_s,
+        "speedup": loop_s / azft_s,
+        "same_outputs": same,
+    }
     if args.json:
         print(json.dumps(res, indent=2))
     else:
-        print(f"{n} prompts, {args.max_new_tokens} new tokens max, greedy, {res['tokens_generated']} tokens, "
-              f"{res['torch_threads']} threads, median of {args.repeats}")
+        print(
+            f"{n} prompts, {args.max_new_tokens} new tokens max, greedy, {res['tokens_generated']} tokens, "
+            f"{res['torch_threads']} threads, median of {args.repeats}"
+        )
         print(f"  model.generate, one prompt at a time: {res['one_by_one_generations_per_s']:8.2f} generations/s")
         print(f"  azft predict (batch {args.batch_size}, KV cache): {res['azft_generations_per_s']:8.2f} generations/s")
         print(f"  speedup {res['speedup']:.2f}x (target >= 3x); same outputs: {'yes' if same else 'NO'}")

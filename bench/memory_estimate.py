@@ -30,20 +30,27 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     cases = QUICK if args.quick else GRID
     rows = []
-    print(f"{'case':38s} {'estimate MB':>11s} {'measured MB':>11s} {'ratio':>6s} {'error':>7s} "
-          f"{'dyn est':>8s} {'dyn meas':>8s} {'dyn err':>8s} {'s':>5s}")
+    print(
+        f"{'case':38s} {'estimate MB':>11s} {'measured MB':>11s} {'ratio':>6s} {'error':>7s} "
+        f"{'dyn est':>8s} {'dyn meas':>8s} {'dyn err':>8s} {'s':>5s}"
+    )
     for case in cases:
         t0 = time.monotonic()
         r = measure(case)
         rows.append(r.to_dict())
-        print(f"{case.label():38s} {r.estimate_bytes / 1e6:11.3f} {r.measured_bytes / 1e6:11.3f} "
-              f"{r.estimate_bytes / r.measured_bytes:6.3f} {r.error:+7.1%} {r.estimate_dynamic / 1e6:8.3f} "
-              f"{r.measured_dynamic / 1e6:8.3f} {r.dynamic_error:+8.1%} {time.monotonic() - t0:5.1f}", flush=True)
+        print(
+            f"{case.label():38s} {r.estimate_bytes / 1e6:11.3f} {r.measured_bytes / 1e6:11.3f} "
+            f"{r.estimate_bytes / r.measured_bytes:6.3f} {r.error:+7.1%} {r.estimate_dynamic / 1e6:8.3f} "
+            f"{r.measured_dynamic / 1e6:8.3f} {r.dynamic_error:+8.1%} {time.monotonic() - t0:5.1f}",
+            flush=True,
+        )
     worst = max(rows, key=lambda x: abs(x["error"]))
     worst_dyn = max(rows, key=lambda x: abs(x["dynamic_error"]))
-    print(f"device {rows[0]['device']} · {len(rows)} cases · worst error {worst['error']:+.1%} ({worst['case']}) · "
-          f"worst step-dynamic error {worst_dyn['dynamic_error']:+.1%} ({worst_dyn['case']}) · documented bound "
-          f"±{ERROR_BOUND:.0%}")
+    print(
+        f"device {rows[0]['device']} · {len(rows)} cases · worst error {worst['error']:+.1%} ({worst['case']}) · "
+        f"worst step-dynamic error {worst_dyn['dynamic_error']:+.1%} ({worst_dyn['case']}) · documented bound "
+        f"±{ERROR_BOUND:.0%}"
+    )
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))
     return 0 if abs(worst["error"]) <= ERROR_BOUND else 1

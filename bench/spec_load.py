@@ -48,12 +48,19 @@ def main() -> None:
     for name, text in cases.items():
         ours = min(_azft(text) for _ in range(2))
         base = _baseline(text)
-        print(f"{name:18s} {len(text) / 1e6:5.1f} MB  azft {ours:6.3f} s  round-trip load {base:7.3f} s  "
-              f"ratio {ours / base:.3f}")
-    laughs = head + "x:\n  a0: &a0 [lol]\n" + "".join(
-        f"  a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]\n" for i in range(1, 12))
-    print(f"{'billion laughs':18s} {len(laughs) / 1e3:5.1f} kB  azft refuses in {_azft(laughs):.3f} s "
-          "(unbounded without the limits)")
+        print(
+            f"{name:18s} {len(text) / 1e6:5.1f} MB  azft {ours:6.3f} s  round-trip load {base:7.3f} s  "
+            f"ratio {ours / base:.3f}"
+        )
+    laughs = (
+        head
+        + "x:\n  a0: &a0 [lol]\n"
+        + "".join(f"  a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]\n" for i in range(1, 12))
+    )
+    print(
+        f"{'billion laughs':18s} {len(laughs) / 1e3:5.1f} kB  azft refuses in {_azft(laughs):.3f} s "
+        "(unbounded without the limits)"
+    )
 
 
 if __name__ == "__main__":

@@ -39,8 +39,10 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="azft-bench-"))
     train = work / "train.jsonl"
-    rows = [{"messages": [{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": f"a{i}"}]}
-            for i in range(200)]
+    rows = [
+        {"messages": [{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": f"a{i}"}]}
+        for i in range(200)
+    ]
     train.write_text("".join(json.dumps(r) + "\n" for r in rows))
 
     times: dict[str, list[float]] = {"azft submit": [], "azft resubmit": [], "raw SDK": []}
@@ -64,15 +66,22 @@ def main() -> None:
 
             measure("azft submit", lambda plan=plan: backend.submit(plan))
             measure("azft resubmit", lambda plan=plan: backend.submit(plan))
-            uri = f"azureml://datastores/workspaceblobstore/paths/azft/data/{plan.data_file('train').sha256}/train.jsonl"
+            uri = (
+                f"azureml://datastores/workspaceblobstore/paths/azft/data/{plan.data_file('train').sha256}/train.jsonl"
+            )
 
             def raw(i=i, uri=uri):
                 job = finetuning_job_class()(
-                    name=f"raw-{i}", task="ChatCompletion",
-                    model=Input(type="mlflow_model", path="azureml://registries/azureml/models/Phi-4-mini-instruct/labels/latest"),
+                    name=f"raw-{i}",
+                    task="ChatCompletion",
+                    model=Input(
+                        type="mlflow_model",
+                        path="azureml://registries/azureml/models/Phi-4-mini-instruct/labels/latest",
+                    ),
                     training_data=Input(type="uri_file", path=uri),
                     hyperparameters={"num_train_epochs": "1"},
-                    outputs={"registered_model": Output(type="mlflow_model", name="raw")})
+                    outputs={"registered_model": Output(type="mlflow_model", name="raw")},
+                )
                 with quiet_sdk():
                     client.jobs.create_or_update(job)
 

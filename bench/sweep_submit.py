@@ -31,10 +31,17 @@ ROOT = Path(__file__).resolve().parents[1]
 def _spec(train: Path, trials: int, max_concurrent: int) -> dict:
     rates = [round(1e-5 * (i + 1), 7) for i in range(10)]
     sizes = list(range(1, (trials + 9) // 10 + 1))
-    return {"name": "bench", "model": "phi-4-mini-instruct", "data": {"train": str(train)},
-            "mock": {"seconds_per_state": 600},
-            "sweep": {"parameters": {"hyperparameters.learning_rate": rates, "hyperparameters.batch_size": sizes},
-                      "max_trials": trials, "max_concurrent": max_concurrent}}
+    return {
+        "name": "bench",
+        "model": "phi-4-mini-instruct",
+        "data": {"train": str(train)},
+        "mock": {"seconds_per_state": 600},
+        "sweep": {
+            "parameters": {"hyperparameters.learning_rate": rates, "hyperparameters.batch_size": sizes},
+            "max_trials": trials,
+            "max_concurrent": max_concurrent,
+        },
+    }
 
 
 def _requests(home: Path) -> int:
@@ -59,15 +66,26 @@ def run_sweep(work: Path, spec: dict) -> dict:
     path = home / "sweep.yaml"
     path.write_text(yaml.safe_dump(spec))
     t = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "azft", "submit", str(path), "--backend", "mock", "--output", "json"],
-                          cwd=home, env=_env(home), capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "azft", "submit", str(path), "--backend", "mock", "--output", "json"],
+        cwd=home,
+        env=_env(home),
+        capture_output=True,
+        text=True,
+    )
     wall = time.perf_counter() - t
     if proc.returncode != 0:
         sys.exit(f"sweep submit failed ({proc.returncode}): {proc.stdout[-2000:]}{proc.stderr[-2000:]}")
     out = json.loads(proc.stdout)
-    return {"wall_s": wall, "jobs": out["submitted"], "requests": _requests(home),
-            "files_uploaded": out["files_uploaded"], "bytes_uploaded": out["bytes_uploaded"],
-            "max_in_flight": out["max_in_flight"], "datastore": _datastore(home)}
+    return {
+        "wall_s": wall,
+        "jobs": out["submitted"],
+        "requests": _requests(home),
+        "files_uploaded": out["files_uploaded"],
+        "bytes_uploaded": out["bytes_uploaded"],
+        "max_in_flight": out["max_in_flight"],
+        "datastore": _datastore(home),
+    }
 
 
 def run_processes(work: Path, spec: dict, count: int) -> dict:
@@ -84,14 +102,25 @@ def run_processes(work: Path, spec: dict, count: int) -> dict:
         path = home / f"trial-{trial.index}.yaml"
         doc = trial.spec.model_dump(mode="json", exclude_none=True)
         path.write_text(yaml.safe_dump(doc))
-        proc = subprocess.run([sys.executable, "-m", "azft", "submit", str(path), "--backend", "mock"],
-                              cwd=home, env=_env(home), capture_output=True, text=True)
+        proc = subprocess.run(
+            [sys.executable, "-m", "azft", "submit", str(path), "--backend", "mock"],
+            cwd=home,
+            env=_env(home),
+            capture_output=True,
+            text=True,
+        )
         if proc.returncode != 0:
             sys.exit(f"submit of trial {trial.index} failed: {proc.stdout[-2000:]}{proc.stderr[-2000:]}")
     wall = time.perf_counter() - t
     files, size = _datastore(home)
-    return {"wall_s": wall, "jobs": len(trials), "requests": _requests(home), "files_uploaded": files,
-            "bytes_uploaded": size, "datastore": (files, size)}
+    return {
+        "wall_s": wall,
+        "jobs": len(trials),
+        "requests": _requests(home),
+        "files_uploaded": files,
+        "bytes_uploaded": size,
+        "datastore": (files, size),
+    }
 
 
 def main() -> None:
@@ -104,8 +133,10 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="azft-sweep-bench-"))
     train = work / "train.jsonl"
-    rows = [{"messages": [{"role": "user", "content": f"question {i}"}, {"role": "assistant", "content": f"a{i}"}]}
-            for i in range(2000)]
+    rows = [
+        {"messages": [{"role": "user", "content": f"question {i}"}, {"role": "assistant", "content": f"a{i}"}]}
+        for i in range(2000)
+    ]
     train.write_text("".join(json.dumps(r) + "\n" for r in rows))
     spec = _spec(train, args.trials, args.max_concurrent)
 
@@ -114,11 +145,15 @@ def main() -> None:
     scale = args.trials / procs["jobs"]
     print(f"data: 1 file, {train.stat().st_size} bytes; {args.trials} trials, max_concurrent {args.max_concurrent}")
     print(f"{'':28}{'wall s':>9}{'jobs':>6}{'requests':>10}{'uploads':>9}{'bytes':>10}  (datastore files)")
-    print(f"{'sweep, one process':28}{sweep['wall_s']:9.1f}{sweep['jobs']:6}{sweep['requests']:10}"
-          f"{sweep['files_uploaded']:9}{sweep['bytes_uploaded']:10}  ({sweep['datastore'][0]})")
-    print(f"{f'{count} azft submit processes':28}{procs['wall_s']:9.1f}{procs['jobs']:6}{procs['requests']:10}"
-          f"{procs['files_uploaded']:9}{procs['bytes_uploaded']:10}  ({procs['datastore'][0]}; content-addressed, "
-          "later processes find it)")
+    print(
+        f"{'sweep, one process':28}{sweep['wall_s']:9.1f}{sweep['jobs']:6}{sweep['requests']:10}"
+        f"{sweep['files_uploaded']:9}{sweep['bytes_uploaded']:10}  ({sweep['datastore'][0]})"
+    )
+    print(
+        f"{f'{count} azft submit processes':28}{procs['wall_s']:9.1f}{procs['jobs']:6}{procs['requests']:10}"
+        f"{procs['files_uploaded']:9}{procs['bytes_uploaded']:10}  ({procs['datastore'][0]}; content-addressed, "
+        "later processes find it)"
+    )
     baseline = procs["wall_s"] * scale
     note = f" ({count} processes scaled ×{scale:g} to {args.trials})" if scale != 1 else ""
     print(f"speed-up: {baseline / sweep['wall_s']:.1f}× (target ≥ 10×){note}")

@@ -48,9 +48,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 RECIPE = REPO / "components" / "finetune" / "src"
 
-WORDS = ("the a model data train loss token reply user system answer question water sky blue code list paris "
-         "france light day night small large fast slow first second learn write read explain because which "
-         "number value function return example step result method table field line file error check").split()
+WORDS = (
+    "the a model data train loss token reply user system answer question water sky blue code list paris "
+    "france light day night small large fast slow first second learn write read explain because which "
+    "number value function return example step result method table field line file error check"
+).split()
 
 
 # ------------------------------------------------------------------------------------------------ data
@@ -109,28 +111,92 @@ def _run_measured(cmd: list[str], env: dict | None = None) -> tuple[int, float, 
 
 
 def run_recipe(a, model: str, train: Path, out: Path) -> dict:
-    cmd = [sys.executable, str(RECIPE / "train.py"), "--model", model, "--train_data", str(train),
-           "--method", "lora", "--epochs", "1", "--learning_rate", str(a.learning_rate),
-           "--batch_size", str(a.batch_size), "--max_seq_length", str(a.max_seq_length), "--seed", str(a.seed),
-           "--lora_r", str(a.lora_r), "--lora_alpha", str(2 * a.lora_r), "--lora_dropout", str(a.lora_dropout),
-           "--lora_target_modules", a.lora_targets, "--precision", "auto",
-           "--packing", "true", "--save_steps", "1000000", "--logging_steps", "10",
-           "--model_output", str(out / "model"), "--metrics", str(out / "metrics"), "--resume", "never"]
+    cmd = [
+        sys.executable,
+        str(RECIPE / "train.py"),
+        "--model",
+        model,
+        "--train_data",
+        str(train),
+        "--method",
+        "lora",
+        "--epochs",
+        "1",
+        "--learning_rate",
+        str(a.learning_rate),
+        "--batch_size",
+        str(a.batch_size),
+        "--max_seq_length",
+        str(a.max_seq_length),
+        "--seed",
+        str(a.seed),
+        "--lora_r",
+        str(a.lora_r),
+        "--lora_alpha",
+        str(2 * a.lora_r),
+        "--lora_dropout",
+        str(a.lora_dropout),
+        "--lora_target_modules",
+        a.lora_targets,
+        "--precision",
+        "auto",
+        "--packing",
+        "true",
+        "--save_steps",
+        "1000000",
+        "--logging_steps",
+        "10",
+        "--model_output",
+        str(out / "model"),
+        "--metrics",
+        str(out / "metrics"),
+        "--resume",
+        "never",
+    ]
     env = {k: "" for k in ("MLFLOW_TRACKING_URI", "MLFLOW_RUN_ID")}  # no tracking in a throughput measurement
     code, rss, log = _run_measured(cmd, env)
     if code != 0:
         raise SystemExit(f"azft recipe failed:\n{log[-3000:]}")
     m = json.loads((out / "metrics" / "metrics.json").read_text())
-    return {"tokens": m["train_tokens"], "seconds": m["train_runtime_seconds"], "rss_mb": rss,
-            "adapter": str(out / "model"), "steps": m["global_step"], "model_flops": m["model_flops"],
-            "padding_inflation": m["padding_inflation"], "precision": m["precision"]}
+    return {
+        "tokens": m["train_tokens"],
+        "seconds": m["train_runtime_seconds"],
+        "rss_mb": rss,
+        "adapter": str(out / "model"),
+        "steps": m["global_step"],
+        "model_flops": m["model_flops"],
+        "padding_inflation": m["padding_inflation"],
+        "precision": m["precision"],
+    }
 
 
 def run_baseline(a, model: str, train: Path, out: Path) -> dict:
-    cmd = [sys.executable, __file__, "--worker", "baseline", "--model", model, "--train-file", str(train),
-           "--out", str(out), "--learning-rate", str(a.learning_rate), "--batch-size", str(a.batch_size),
-           "--max-seq-length", str(a.max_seq_length), "--seed", str(a.seed), "--lora-dropout", str(a.lora_dropout),
-           "--lora-r", str(a.lora_r), "--lora-targets", a.lora_targets]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--worker",
+        "baseline",
+        "--model",
+        model,
+        "--train-file",
+        str(train),
+        "--out",
+        str(out),
+        "--learning-rate",
+        str(a.learning_rate),
+        "--batch-size",
+        str(a.batch_size),
+        "--max-seq-length",
+        str(a.max_seq_length),
+        "--seed",
+        str(a.seed),
+        "--lora-dropout",
+        str(a.lora_dropout),
+        "--lora-r",
+        str(a.lora_r),
+        "--lora-targets",
+        a.lora_targets,
+    ]
     code, rss, log = _run_measured(cmd)
     if code != 0:
         raise SystemExit(f"baseline failed:\n{log[-3000:]}")
@@ -154,30 +220,60 @@ def baseline_worker(a) -> None:
     tok = AutoTokenizer.from_pretrained(a.model)
     examples = ft_data.encode_file(a.train_file, "chat-completion", tok, a.max_seq_length).examples
     ds = datasets.Dataset.from_list(examples)
-    model = AutoModelForCausalLM.from_pretrained(a.model, attn_implementation="sdpa",
-                                                 dtype=torch.bfloat16 if cuda else torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(
+        a.model, attn_implementation="sdpa", dtype=torch.bfloat16 if cuda else torch.float32
+    )
     model.config.use_cache = False
     targets = "all-linear" if a.lora_targets == "all-linear" else a.lora_targets.split(",")
-    model = get_peft_model(model, LoraConfig(r=a.lora_r, lora_alpha=2 * a.lora_r, lora_dropout=a.lora_dropout,
-                                             target_modules=targets, task_type="CAUSAL_LM"))
-    args = TrainingArguments(
-        output_dir=str(Path(a.out) / "ckpt"), per_device_train_batch_size=a.batch_size, num_train_epochs=1,
-        learning_rate=a.learning_rate, lr_scheduler_type="linear", seed=a.seed, data_seed=a.seed,
-        logging_steps=10, save_strategy="no", report_to="none", use_cpu=not cuda, bf16=cuda, disable_tqdm=True,
+    model = get_peft_model(
+        model,
+        LoraConfig(
+            r=a.lora_r,
+            lora_alpha=2 * a.lora_r,
+            lora_dropout=a.lora_dropout,
+            target_modules=targets,
+            task_type="CAUSAL_LM",
+        ),
     )
-    trainer = Trainer(model=model, args=args, train_dataset=ds,
-                      data_collator=DataCollatorForSeq2Seq(tok, model=model, padding=True, label_pad_token_id=-100))
+    args = TrainingArguments(
+        output_dir=str(Path(a.out) / "ckpt"),
+        per_device_train_batch_size=a.batch_size,
+        num_train_epochs=1,
+        learning_rate=a.learning_rate,
+        lr_scheduler_type="linear",
+        seed=a.seed,
+        data_seed=a.seed,
+        logging_steps=10,
+        save_strategy="no",
+        report_to="none",
+        use_cpu=not cuda,
+        bf16=cuda,
+        disable_tqdm=True,
+    )
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=ds,
+        data_collator=DataCollatorForSeq2Seq(tok, model=model, padding=True, label_pad_token_id=-100),
+    )
     t0 = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - t0
     trainer.save_model(str(Path(a.out) / "model"))
     tokens = sum(len(e["input_ids"]) for e in examples)
     padded = sum(batch["input_ids"].numel() for batch in trainer.get_train_dataloader())
-    (Path(a.out) / "baseline.json").write_text(json.dumps({
-        "tokens": tokens, "seconds": seconds, "adapter": str(Path(a.out) / "model"),
-        "steps": trainer.state.global_step, "padding_inflation": padded / tokens,
-        "precision": "bf16" if cuda else "fp32",
-    }))
+    (Path(a.out) / "baseline.json").write_text(
+        json.dumps(
+            {
+                "tokens": tokens,
+                "seconds": seconds,
+                "adapter": str(Path(a.out) / "model"),
+                "steps": trainer.state.global_step,
+                "padding_inflation": padded / tokens,
+                "precision": "bf16" if cuda else "fp32",
+            }
+        )
+    )
 
 
 # ------------------------------------------------------------------------------------------------ models
@@ -206,20 +302,39 @@ def _random_phi3(cache: Path, name: str, shape: dict, dtype: str) -> Path:
 
 def phi3_mini_random(cache: Path) -> Path:
     """A Phi-3-mini-shaped model (the real config: 32 layers, 3072 wide, 32k vocabulary) in bf16."""
-    return _random_phi3(cache, "phi3-mini-random", {
-        "hidden_size": 3072, "intermediate_size": 8192, "num_hidden_layers": 32, "num_attention_heads": 32,
-        "num_key_value_heads": 32, "vocab_size": 32064, "sliding_window": 2047, "tie_word_embeddings": False,
-    }, "bfloat16")
+    return _random_phi3(
+        cache,
+        "phi3-mini-random",
+        {
+            "hidden_size": 3072,
+            "intermediate_size": 8192,
+            "num_hidden_layers": 32,
+            "num_attention_heads": 32,
+            "num_key_value_heads": 32,
+            "vocab_size": 32064,
+            "sliding_window": 2047,
+            "tie_word_embeddings": False,
+        },
+        "bfloat16",
+    )
 
 
 def phi3_small_random(cache: Path) -> Path:
     """A new user's first model: Phi-3 with 4 layers, 512 wide (8 heads of 64, MLP 1,376) in fp32, with tiny-phi3's
     1,024-id tokenizer; its matmuls are large enough for the CPU's vector (and bf16) units to matter, unlike
     tiny-phi3's 128-wide ones."""
-    return _random_phi3(cache, "phi3-4x512-random", {
-        "hidden_size": 512, "intermediate_size": 1376, "num_hidden_layers": 4, "num_attention_heads": 8,
-        "num_key_value_heads": 8,
-    }, "float32")
+    return _random_phi3(
+        cache,
+        "phi3-4x512-random",
+        {
+            "hidden_size": 512,
+            "intermediate_size": 1376,
+            "num_hidden_layers": 4,
+            "num_attention_heads": 8,
+            "num_key_value_heads": 8,
+        },
+        "float32",
+    )
 
 
 BUILT_MODELS = {"phi3-mini-random": phi3_mini_random, "phi3-4x512-random": phi3_small_random}
@@ -264,8 +379,12 @@ def validation_loss(model_dir: str, adapter: str, val: Path, max_seq_length: int
             b = collate(examples[i : i + 8])
             logits = model(input_ids=b["input_ids"].to(device), attention_mask=b["attention_mask"].to(device)).logits
             labels = b["labels"][:, 1:].to(device)
-            total += torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.size(-1)).float(),
-                                                       labels.reshape(-1), ignore_index=-100, reduction="sum").item()
+            total += torch.nn.functional.cross_entropy(
+                logits[:, :-1].reshape(-1, logits.size(-1)).float(),
+                labels.reshape(-1),
+                ignore_index=-100,
+                reduction="sum",
+            ).item()
             count += int((labels != -100).sum())
     return total / count
 
@@ -279,9 +398,12 @@ TARGETS = {"long-tail": 3.5, "short": 2.5}
 def parse_args():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--worker", choices=["baseline"], help=argparse.SUPPRESS)
-    p.add_argument("--model", default="auto",
-                   help="phi3-4x512-random, tiny-phi3, phi3-mini-random or a local Hugging Face model directory "
-                        "(auto: phi3-mini-random with CUDA, phi3-4x512-random without)")
+    p.add_argument(
+        "--model",
+        default="auto",
+        help="phi3-4x512-random, tiny-phi3, phi3-mini-random or a local Hugging Face model directory "
+        "(auto: phi3-mini-random with CUDA, phi3-4x512-random without)",
+    )
     p.add_argument("--data", choices=sorted(TARGETS), default="long-tail", help="the length mix of the chat data")
     p.add_argument("--train", type=int, default=1800, help="training examples")
     p.add_argument("--val", type=int, default=128, help="validation examples")
@@ -289,13 +411,22 @@ def parse_args():
     p.add_argument("--batch-size", dest="batch_size", type=int, default=8)
     p.add_argument("--max-seq-length", dest="max_seq_length", type=int, default=512)
     p.add_argument("--lora-r", dest="lora_r", type=int, default=16, help="LoRA rank (alpha = 2 × rank)")
-    p.add_argument("--lora-targets", dest="lora_targets", default="qkv_proj,o_proj",
-                   help="comma-separated module names, or all-linear")
+    p.add_argument(
+        "--lora-targets",
+        dest="lora_targets",
+        default="qkv_proj,o_proj",
+        help="comma-separated module names, or all-linear",
+    )
     p.add_argument("--learning-rate", dest="learning_rate", type=float, default=2e-3)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--lora-dropout", dest="lora_dropout", type=float, default=0.0,
-                   help="default 0: with dropout the two runs draw different masks (different tensor layouts), so "
-                        "their validation losses would differ by sampling noise rather than by method")
+    p.add_argument(
+        "--lora-dropout",
+        dest="lora_dropout",
+        type=float,
+        default=0.0,
+        help="default 0: with dropout the two runs draw different masks (different tensor layouts), so "
+        "their validation losses would differ by sampling noise rather than by method",
+    )
     p.add_argument("--train-file", dest="train_file", help=argparse.SUPPRESS)
     p.add_argument("--out", help=argparse.SUPPRESS)
     p.add_argument("--json", dest="json_out", help="also write the results to this JSON file")
@@ -313,9 +444,12 @@ def measure(a, model: str) -> tuple[dict, dict, float]:
                 res = fn(a, model, train, tmp_path / f"{side}-{r}")
                 res["tokens_per_second"] = res["tokens"] / res["seconds"]
                 runs[side].append(res)
-                print(f"  run {r + 1}/{a.repeats} {side:8s}: {res['tokens_per_second']:9,.0f} real tok/s "
-                      f"({res['tokens']:,} tokens in {res['seconds']:.1f}s, {res['steps']} steps, "
-                      f"peak RSS {res['rss_mb']:.0f} MB)", flush=True)
+                print(
+                    f"  run {r + 1}/{a.repeats} {side:8s}: {res['tokens_per_second']:9,.0f} real tok/s "
+                    f"({res['tokens']:,} tokens in {res['seconds']:.1f}s, {res['steps']} steps, "
+                    f"peak RSS {res['rss_mb']:.0f} MB)",
+                    flush=True,
+                )
         results = {}
         for side, rs in runs.items():
             results[side] = {
@@ -329,8 +463,9 @@ def measure(a, model: str) -> tuple[dict, dict, float]:
             }
         model_flops = runs["azft"][-1]["model_flops"]  # the same examples on both sides: the same model FLOPs
     # each repeat runs the two sides back to back: the ratio within a pair is robust to load that comes and goes
-    ratio = statistics.median(za["tokens_per_second"] / ba["tokens_per_second"]
-                              for ba, za in zip(runs["baseline"], runs["azft"]))
+    ratio = statistics.median(
+        za["tokens_per_second"] / ba["tokens_per_second"] for ba, za in zip(runs["baseline"], runs["azft"])
+    )
     return results, {"model_flops": model_flops}, ratio
 
 
@@ -349,23 +484,31 @@ def report(a, model: str, results: dict, ratio: float) -> None:
     b, z = results["baseline"], results["azft"]
     print()
     print(f"load average during the run: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
-    print(f"model {Path(model).name}, data {a.data}, {a.train} training examples, batch {a.batch_size}, "
-          f"{a.max_seq_length} tokens, LoRA r={a.lora_r} on {a.lora_targets} dropout {a.lora_dropout:g}, 1 epoch, median of {a.repeats}")
-    print(f"{'':10s} {'precision':>9s} {'real tok/s':>11s} {'TFLOP/s':>9s} {'MFU':>7s} {'padding':>8s} "
-          f"{'val loss':>9s} {'peak RSS':>9s} {'steps':>6s}")
+    print(
+        f"model {Path(model).name}, data {a.data}, {a.train} training examples, batch {a.batch_size}, "
+        f"{a.max_seq_length} tokens, LoRA r={a.lora_r} on {a.lora_targets} dropout {a.lora_dropout:g}, 1 epoch, median of {a.repeats}"
+    )
+    print(
+        f"{'':10s} {'precision':>9s} {'real tok/s':>11s} {'TFLOP/s':>9s} {'MFU':>7s} {'padding':>8s} "
+        f"{'val loss':>9s} {'peak RSS':>9s} {'steps':>6s}"
+    )
     for side, label in (("baseline", "HF Trainer"), ("azft", "azft")):
         r = results[side]
         mfu = f"{r['mfu']:.2%}" if r["mfu"] is not None else "?"
-        print(f"{label:10s} {r['precision']:>9s} {r['real_tokens_per_second']:11,.0f} {r['tflops_per_second']:9.4f} "
-              f"{mfu:>7s} {r['padding_inflation']:7.2f}x {r['validation_loss']:9.4f} {r['peak_rss_mb']:7.0f}MB "
-              f"{r['steps']:6d}")
+        print(
+            f"{label:10s} {r['precision']:>9s} {r['real_tokens_per_second']:11,.0f} {r['tflops_per_second']:9.4f} "
+            f"{mfu:>7s} {r['padding_inflation']:7.2f}x {r['validation_loss']:9.4f} {r['peak_rss_mb']:7.0f}MB "
+            f"{r['steps']:6d}"
+        )
     for side, label in (("baseline", "HF Trainer"), ("azft", "azft")):
         print(f"  peak for {label}: {results[side]['peak_basis']}")
     target = TARGETS[a.data]
     verdict_speed = "meets" if ratio >= target else "below"
     verdict_loss = "no worse" if z["validation_loss"] <= b["validation_loss"] + 1e-3 else "WORSE"
-    print(f"speed-up: {ratio:.2f}x real tokens/s, median of paired runs ({verdict_speed} the {target:g}x target for "
-          f"the {a.data} mix); validation loss {z['validation_loss'] - b['validation_loss']:+.4f} ({verdict_loss})")
+    print(
+        f"speed-up: {ratio:.2f}x real tokens/s, median of paired runs ({verdict_speed} the {target:g}x target for "
+        f"the {a.data} mix); validation loss {z['validation_loss'] - b['validation_loss']:+.4f} ({verdict_loss})"
+    )
 
 
 def main() -> int:

@@ -40,8 +40,9 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="azft-upload-bench-"))
     with Azurite(location=work / "azurite") as az:
         cred = FakeCredential()
-        container = ContainerClient(az.blob_endpoint, "bench", credential=cred,
-                                    connection_verify=str(az.ca.ca_pem_path))
+        container = ContainerClient(
+            az.blob_endpoint, "bench", credential=cred, connection_verify=str(az.ca.ca_pem_path)
+        )
         container.create_container()
         base, first, again = [], [], []
         for i in range(args.repeat):

@@ -37,8 +37,10 @@ SHAREGPT_SPEAKER = {"system": "system", "user": "human", "assistant": "gpt"}
 
 
 def sharegpt(row: dict, i: int) -> dict:
-    return {"id": f"contoso-{i}", "conversations": [{"from": SHAREGPT_SPEAKER[m["role"]], "value": m["content"]}
-                                                    for m in row["messages"]]}
+    return {
+        "id": f"contoso-{i}",
+        "conversations": [{"from": SHAREGPT_SPEAKER[m["role"]], "value": m["content"]} for m in row["messages"]],
+    }
 
 
 def main() -> None:

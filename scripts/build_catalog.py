@@ -30,7 +30,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from azft.catalog_registry import (  # noqa: E402
-    FACTS, nest, registry_values, serverless_history, spec_facts,
+    FACTS,
+    nest,
+    registry_values,
+    serverless_history,
+    spec_facts,
 )
 
 REPO = "Azure/azureml-assets"
@@ -40,23 +44,31 @@ SPEC_DIR = "assets/models/system"
 DOCUMENTS = {
     "registry-spec": "Azure/azureml-assets assets/models/system/<model>/spec.yaml (commit per fact)",
     "validate-assets": "Azure/azureml-assets scripts/azureml-assets/azureml/assets/validate_assets.py "
-                       "(confirm_min_sku_spec: finetuneMinSkuSpec is vCPUs|GPUs|memory GB|disk GB)",
+    "(confirm_min_sku_spec: finetuneMinSkuSpec is vCPUs|GPUs|memory GB|disk GB)",
     "regions-2024": "MicrosoftDocs/azure-docs articles/ai-studio/includes/region-availability-maas.md (2024-08-05)",
-    "regions-2025": "MicrosoftDocs/azure-ai-docs articles/ai-foundry/includes/region-availability-maas.md "
-                    "(2025-11-24)",
+    "regions-2025": "MicrosoftDocs/azure-ai-docs articles/ai-foundry/includes/region-availability-maas.md (2025-11-24)",
     "retired-models": "MicrosoftDocs/azure-ai-docs articles/ai-foundry/concepts/model-lifecycle-retirement.md "
-                      "(retired models and their replacements)",
+    "(retired models and their replacements)",
     "acft-pipeline": "Azure/azureml-assets assets/training/finetune_acft_hf_nlp/components/pipeline_components/"
-                     "chat_completion/spec.yaml (v0.0.82)",
+    "chat_completion/spec.yaml (v0.0.82)",
     "hf-hub": "the model's card on huggingface.co (its hub id)",
     "hf-config": "the model's config.json on huggingface.co (https://huggingface.co/<hf_id>/blob/main/config.json)",
     "azft": "azft's own naming, or its bundled test model",
-    **{f"vm-{series}": f"MicrosoftDocs/azure-compute-docs articles/virtual-machines/sizes/gpu-accelerated/{page}.md "
-                       "(GPUs, GPU memory, vCPUs, memory per size)"
-       for series, page in (("nca100v4", "nc-a100-v4-series"), ("nda100v4", "nda100-v4-series"),
-                            ("ndma100v4", "ndm-a100-v4-series"), ("ncadsh100v5", "ncadsh100v5-series"),
-                            ("ndh100v5", "ndh100v5-series"), ("ncv3", "ncv3-series"), ("ndv2", "ndv2-series"),
-                            ("ncast4v3", "ncast4v3-series"), ("nvadsa10v5", "nvadsa10v5-series"))},
+    **{
+        f"vm-{series}": f"MicrosoftDocs/azure-compute-docs articles/virtual-machines/sizes/gpu-accelerated/{page}.md "
+        "(GPUs, GPU memory, vCPUs, memory per size)"
+        for series, page in (
+            ("nca100v4", "nc-a100-v4-series"),
+            ("nda100v4", "nda100-v4-series"),
+            ("ndma100v4", "ndm-a100-v4-series"),
+            ("ncadsh100v5", "ncadsh100v5-series"),
+            ("ndh100v5", "ndh100v5-series"),
+            ("ncv3", "ncv3-series"),
+            ("ndv2", "ndv2-series"),
+            ("ncast4v3", "ncast4v3-series"),
+            ("nvadsa10v5", "nvadsa10v5-series"),
+        )
+    },
 }
 DOC_READ = "2026-11"  # when the documents above were last checked (notes in the project's research)
 
@@ -65,50 +77,85 @@ _HF = {"source": "hf-hub", "read": DOC_READ}
 _HF_CONFIG = {"source": "hf-config", "read": DOC_READ}
 _PHI4_MAAS = {
     "maas.status": ("available", {"source": "regions-2025", "read": DOC_READ}),
-    "maas.regions": (["eastus2", "eastus", "northcentralus", "southcentralus", "westus", "westus3"],
-                     {"source": "regions-2025", "read": DOC_READ}),
-    "maas.requires": ("a hub-based project, a paid subscription and the Microsoft.Network resource provider "
-                      "registered; customer-managed keys are not supported", {"source": "regions-2025",
-                                                                              "read": DOC_READ}),
+    "maas.regions": (
+        ["eastus2", "eastus", "northcentralus", "southcentralus", "westus", "westus3"],
+        {"source": "regions-2025", "read": DOC_READ},
+    ),
+    "maas.requires": (
+        "a hub-based project, a paid subscription and the Microsoft.Network resource provider "
+        "registered; customer-managed keys are not supported",
+        {"source": "regions-2025", "read": DOC_READ},
+    ),
 }
-_PHI3_SMALL_NOTE = ("Phi-3-small is served by serverless endpoints for inference only; it never had serverless "
-                    "fine-tuning")
+_PHI3_SMALL_NOTE = (
+    "Phi-3-small is served by serverless endpoints for inference only; it never had serverless fine-tuning"
+)
 
 #: catalog id → registry spec directory (None: not in Azure/azureml-assets) and the facts documented elsewhere.
 MODELS: dict[str, dict[str, Any]] = {
-    "phi-3-mini-4k-instruct": {"dir": "phi-3-mini-4k-instruct", "family": "phi-3",
-                               "hf_id": "microsoft/Phi-3-mini-4k-instruct"},
-    "phi-3-mini-128k-instruct": {"dir": "phi-3-mini-128k-instruct", "family": "phi-3",
-                                 "hf_id": "microsoft/Phi-3-mini-128k-instruct"},
-    "phi-3-medium-4k-instruct": {"dir": "phi-3-medium-4k-instruct", "family": "phi-3",
-                                 "hf_id": "microsoft/Phi-3-medium-4k-instruct"},
-    "phi-3-medium-128k-instruct": {"dir": "phi-3-medium-128k-instruct", "family": "phi-3",
-                                   "hf_id": "microsoft/Phi-3-medium-128k-instruct",
-                                   "documented": {"maas.deployment_regions": (
-                                       ["eastus2", "swedencentral"], {"source": "regions-2024", "read": DOC_READ})}},
-    "phi-3-small-8k-instruct": {"dir": "phi-3-small-8k-instruct", "family": "phi-3",
-                                "hf_id": "microsoft/Phi-3-small-8k-instruct",
-                                "corrections": {"context_length": (8192, _HF_CONFIG, (
-                                    "the 8k variant's config.json has max_position_embeddings 8192; the registry's "
-                                    "textContextWindow repeats the 128k variant's value"))},
-                                "documented": {"maas.note": (_PHI3_SMALL_NOTE, {"source": "regions-2024",
-                                                                                 "read": DOC_READ})}},
-    "phi-3-small-128k-instruct": {"dir": "phi-3-small-128k-instruct", "family": "phi-3",
-                                  "hf_id": "microsoft/Phi-3-small-128k-instruct",
-                                  "documented": {"maas.note": (_PHI3_SMALL_NOTE, {"source": "regions-2024",
-                                                                                   "read": DOC_READ})}},
-    "phi-3.5-mini-instruct": {"dir": "phi-3.5-mini-128k-instruct", "family": "phi-3.5",
-                              "hf_id": "microsoft/Phi-3.5-mini-instruct",
-                              "documented": {"maas.replacement": ("phi-4-mini-instruct", {
-                                  "source": "retired-models", "read": DOC_READ})}},
+    "phi-3-mini-4k-instruct": {
+        "dir": "phi-3-mini-4k-instruct",
+        "family": "phi-3",
+        "hf_id": "microsoft/Phi-3-mini-4k-instruct",
+    },
+    "phi-3-mini-128k-instruct": {
+        "dir": "phi-3-mini-128k-instruct",
+        "family": "phi-3",
+        "hf_id": "microsoft/Phi-3-mini-128k-instruct",
+    },
+    "phi-3-medium-4k-instruct": {
+        "dir": "phi-3-medium-4k-instruct",
+        "family": "phi-3",
+        "hf_id": "microsoft/Phi-3-medium-4k-instruct",
+    },
+    "phi-3-medium-128k-instruct": {
+        "dir": "phi-3-medium-128k-instruct",
+        "family": "phi-3",
+        "hf_id": "microsoft/Phi-3-medium-128k-instruct",
+        "documented": {
+            "maas.deployment_regions": (["eastus2", "swedencentral"], {"source": "regions-2024", "read": DOC_READ})
+        },
+    },
+    "phi-3-small-8k-instruct": {
+        "dir": "phi-3-small-8k-instruct",
+        "family": "phi-3",
+        "hf_id": "microsoft/Phi-3-small-8k-instruct",
+        "corrections": {
+            "context_length": (
+                8192,
+                _HF_CONFIG,
+                (
+                    "the 8k variant's config.json has max_position_embeddings 8192; the registry's "
+                    "textContextWindow repeats the 128k variant's value"
+                ),
+            )
+        },
+        "documented": {"maas.note": (_PHI3_SMALL_NOTE, {"source": "regions-2024", "read": DOC_READ})},
+    },
+    "phi-3-small-128k-instruct": {
+        "dir": "phi-3-small-128k-instruct",
+        "family": "phi-3",
+        "hf_id": "microsoft/Phi-3-small-128k-instruct",
+        "documented": {"maas.note": (_PHI3_SMALL_NOTE, {"source": "regions-2024", "read": DOC_READ})},
+    },
+    "phi-3.5-mini-instruct": {
+        "dir": "phi-3.5-mini-128k-instruct",
+        "family": "phi-3.5",
+        "hf_id": "microsoft/Phi-3.5-mini-instruct",
+        "documented": {"maas.replacement": ("phi-4-mini-instruct", {"source": "retired-models", "read": DOC_READ})},
+    },
     "phi-4": {"dir": "Phi-4", "family": "phi-4", "hf_id": "microsoft/phi-4", "documented": dict(_PHI4_MAAS)},
     "phi-4-mini-instruct": {
-        "dir": None, "family": "phi-4", "hf_id": "microsoft/Phi-4-mini-instruct",
+        "dir": None,
+        "family": "phi-4",
+        "hf_id": "microsoft/Phi-4-mini-instruct",
         "documented": {
             **_PHI4_MAAS,
             "display_name": ("Phi-4-mini-instruct", {"source": "regions-2025", "read": DOC_READ}),
-            "registry_asset": ("azureml://registries/azureml/models/Phi-4-mini-instruct",
-                               {"source": "regions-2025", "read": DOC_READ}),
+            "registry_asset": (
+                "azureml://registries/azureml/models/Phi-4-mini-instruct",
+                {"source": "regions-2025", "read": DOC_READ},
+            ),
             "context_length": (131072, _HF_CONFIG),
             "parameters_b": (3.8, _HF),
         },
@@ -178,12 +225,16 @@ def serverless(hist: list, current: dict, path: str, read: str) -> tuple[dict, d
     status = "retired" if retired else ("available" if current.get("maas_finetuning", (False,))[0] else "unlisted")
     src = {**source_of(last_sha, last_date, path, read), "field": "tags.maas-finetuning", "history": offered}
     values: dict[str, Any] = {"maas.status": status, "maas.regions": h["regions"]}
-    prov = {"maas.status": src, "maas.regions": {**source_of(last_sha, last_date, path, read),
-                                                 "field": "tags.maas-finetuning-regions"}}
+    prov = {
+        "maas.status": src,
+        "maas.regions": {**source_of(last_sha, last_date, path, read), "field": "tags.maas-finetuning-regions"},
+    }
     if h["deploy_regions"]:
         values["maas.deployment_regions"] = h["deploy_regions"]
-        prov["maas.deployment_regions"] = {**source_of(last_sha, last_date, path, read),
-                                           "field": "tags.maas-finetuning-deploy-regions"}
+        prov["maas.deployment_regions"] = {
+            **source_of(last_sha, last_date, path, read),
+            "field": "tags.maas-finetuning-deploy-regions",
+        }
     return values, prov
 
 
@@ -202,8 +253,11 @@ def registry_model(assets: Path, commit: str, directory: str, read: str) -> tupl
     if "maas.status" not in values:
         # the registry never offered it; a document may say otherwise (model_entry lets it win)
         values["maas.status?"] = "never"
-        prov["maas.status?"] = {**source_of(commit, date, path, read), "field": "tags.maas-finetuning",
-                                "history": f"absent from all {len(hist)} versions of the spec"}
+        prov["maas.status?"] = {
+            **source_of(commit, date, path, read),
+            "field": "tags.maas-finetuning",
+            "history": f"absent from all {len(hist)} versions of the spec",
+        }
     params = parameters_from_description(assets, commit, directory, read)
     if params:
         values["parameters_b"], prov["parameters_b"] = params
@@ -231,10 +285,14 @@ def model_entry(mid: str, meta: dict, assets: Path, commit: str, read: str) -> d
     for key in FACTS:
         if key not in prov:
             what = key.split(".")[-1].replace("_", " ")
-            prov[key] = {"not_published": NOT_IN_ASSETS.format(what=what) if not meta["dir"] else
-                         f"the registry spec holds no {what} for this model"}
-            values.setdefault(key, [] if key == "maap.allowed_skus" else ({} if key in ("maap.min_spec", "defaults")
-                                                                          else None))
+            prov[key] = {
+                "not_published": NOT_IN_ASSETS.format(what=what)
+                if not meta["dir"]
+                else f"the registry spec holds no {what} for this model"
+            }
+            values.setdefault(
+                key, [] if key == "maap.allowed_skus" else ({} if key in ("maap.min_spec", "defaults") else None)
+            )
     nested = nest(values)
     nested.setdefault("maas", {}).setdefault("status", "never")
     entry = {k: nested[k] for k in ORDER if k in nested}
@@ -243,10 +301,30 @@ def model_entry(mid: str, meta: dict, assets: Path, commit: str, read: str) -> d
     return entry
 
 
-OWNED = {"display_name", "family", "registry_asset", "registry_version", "hf_id", "context_length", "parameters_b",
-         "archived", "maas", "maap", "defaults", "registry_defaults", "provenance"}
-OBSOLETE_TOP = ("mini_sizes", "big_sizes", "mini_defaults", "big_defaults", "phi3_retired", "phi4_available",
-                "denied_skus")
+OWNED = {
+    "display_name",
+    "family",
+    "registry_asset",
+    "registry_version",
+    "hf_id",
+    "context_length",
+    "parameters_b",
+    "archived",
+    "maas",
+    "maap",
+    "defaults",
+    "registry_defaults",
+    "provenance",
+}
+OBSOLETE_TOP = (
+    "mini_sizes",
+    "big_sizes",
+    "mini_defaults",
+    "big_defaults",
+    "phi3_retired",
+    "phi4_available",
+    "denied_skus",
+)
 
 
 def _plain(x: Any) -> Any:
@@ -273,8 +351,20 @@ def _float(representer, value: float):
     return representer.represent_scalar("tag:yaml.org,2002:float", text)
 
 
-ORDER = ("display_name", "family", "registry_asset", "registry_version", "hf_id", "context_length", "parameters_b",
-         "archived", "maas", "maap", "defaults", "registry_defaults")
+ORDER = (
+    "display_name",
+    "family",
+    "registry_asset",
+    "registry_version",
+    "hf_id",
+    "context_length",
+    "parameters_b",
+    "archived",
+    "maas",
+    "maap",
+    "defaults",
+    "registry_defaults",
+)
 
 
 def _top_level_blocks(lines: list[str]) -> list[tuple[str, int, int]]:
@@ -287,8 +377,9 @@ def _top_level_blocks(lines: list[str]) -> list[tuple[str, int, int]]:
         while start > floor and lines[start - 1].startswith("#"):
             start -= 1
         starts.append((key, start))
-    return [(key, start, starts[n + 1][1] if n + 1 < len(starts) else len(lines))
-            for n, (key, start) in enumerate(starts)]
+    return [
+        (key, start, starts[n + 1][1] if n + 1 < len(starts) else len(lines)) for n, (key, start) in enumerate(starts)
+    ]
 
 
 def _dump(y: Any, data: dict) -> str:
@@ -308,8 +399,10 @@ def merge_text(text: str, y: Any, entries: dict[str, dict], registry_source: dic
         kept = {k: v for k, v in (old_models.get(mid) or {}).items() if k not in OWNED}
         models[mid] = {**entry, **kept}
     sources = dict(DOCUMENTS)
-    sources["registry-spec"] = (f"{DOCUMENTS['registry-spec']}; this file read {registry_source['commit']} "
-                                f"({registry_source['committed']}) on {registry_source['read']}")
+    sources["registry-spec"] = (
+        f"{DOCUMENTS['registry-spec']}; this file read {registry_source['commit']} "
+        f"({registry_source['committed']}) on {registry_source['read']}"
+    )
     replacement = {
         "checked": _dump(y, {"checked": registry_source["read"]}),
         "models": _dump(y, {"models": _plain(models)}),
@@ -325,8 +418,12 @@ def merge_text(text: str, y: Any, entries: dict[str, dict], registry_source: dic
         if key in OBSOLETE_TOP:
             continue
         if key in replacement:
-            comments = [ln for ln in block if ln.startswith("#") and block.index(ln) < block.index(
-                next(x for x in block if x.startswith(key + ":")))]
+            comments = [
+                ln
+                for ln in block
+                if ln.startswith("#")
+                and block.index(ln) < block.index(next(x for x in block if x.startswith(key + ":")))
+            ]
             out.extend(comments)
             out.append(replacement[key] + ("\n" if key != "checked" else ""))
             done.add(key)
@@ -348,8 +445,9 @@ def build(assets: Path, commit: str, out: Path, read: str) -> None:
     y.representer.add_representer(float, _float)
     y.width = 120
     y.preserve_quotes = True
-    text = merge_text(out.read_text(encoding="utf-8"), y, entries,
-                      {"commit": commit, "committed": committed, "read": read})
+    text = merge_text(
+        out.read_text(encoding="utf-8"), y, entries, {"commit": commit, "committed": committed, "read": read}
+    )
     out.write_text(text, encoding="utf-8")
     print(f"wrote {out}: {len(entries)} models from {REPO}@{commit[:12]} ({committed}), read {read}")
 

@@ -39,8 +39,13 @@ def render() -> str:
 
     schema = json_schema()
     defs = schema.get("$defs", {})
-    lines = ["# Job spec reference", "", "Generated from the spec's JSON Schema (`azft schema`) by "
-             "`scripts/gen_spec_reference.py`; do not edit by hand.", ""]
+    lines = [
+        "# Job spec reference",
+        "",
+        "Generated from the spec's JSON Schema (`azft schema`) by "
+        "`scripts/gen_spec_reference.py`; do not edit by hand.",
+        "",
+    ]
 
     def section(title: str, node: dict) -> None:
         lines.extend([f"## `{title}`" if title else "## top level", ""])

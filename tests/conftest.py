@@ -62,8 +62,15 @@ def run_cli(capsys):
 # Under pytest-xdist (scripts/test.sh runs two workers, each taking whole files): the files that train or build
 # something go out first, so the run does not end on one worker still training while the other waits; the
 # after-training tests (tests/trained/) share one trained job, so they all go to the same worker.
-_FIRST = ("tests/trained/", "tests/train/", "tests/backends/test_workspace_resolution.py",
-          "tests/backends/test_maap_submit.py", "tests/ci/test_action.py", "tests/packaging/", "tests/assets/")
+_FIRST = (
+    "tests/trained/",
+    "tests/train/",
+    "tests/backends/test_workspace_resolution.py",
+    "tests/backends/test_maap_submit.py",
+    "tests/ci/test_action.py",
+    "tests/packaging/",
+    "tests/assets/",
+)
 
 
 def pytest_collection_modifyitems(config, items):

@@ -38,6 +38,11 @@ def test_ruff_finds_nothing():
     assert res.returncode == 0, f"ruff check found problems:\n{res.stdout}{res.stderr}"
 
 
+def test_the_code_is_formatted_by_ruff():
+    res = _run([_tool("ruff"), "format", "--check", "--no-cache", "."])
+    assert res.returncode == 0, f"files `ruff format` would change (run it on them):\n{res.stdout}{res.stderr}"
+
+
 def test_mypy_finds_nothing():
     res = _run([_tool("mypy"), "--no-error-summary"])
     assert res.returncode == 0, f"mypy found problems:\n{res.stdout}{res.stderr}"
@@ -75,7 +80,8 @@ def layer_of(module: str, patterns: dict[str, list[str]]) -> list[str]:
 def test_no_import_cycle():
     found = cycles(import_graph())
     assert not found, "azft modules that import each other in a cycle (lazy imports included):\n" + "\n".join(
-        " <-> ".join(c) for c in found)
+        " <-> ".join(c) for c in found
+    )
 
 
 def test_plan_imports_no_backend_and_no_azure_module():
@@ -129,8 +135,9 @@ def _oversized(root: Path) -> list[str]:
                 continue
             lines = (node.end_lineno or node.lineno) - node.lineno + 1
             if lines > limit:
-                found.append(f"{path.relative_to(REPO)}:{node.lineno}: {kind} {node.name} is {lines} lines "
-                             f"(at most {limit})")
+                found.append(
+                    f"{path.relative_to(REPO)}:{node.lineno}: {kind} {node.name} is {lines} lines (at most {limit})"
+                )
     return found
 
 
@@ -148,6 +155,9 @@ def test_the_recipe_knows_the_tasks_azft_checks():
     from azft.data.tasks import TASKS
 
     tree = ast.parse((REPO / "components" / "finetune" / "src" / "ft_data.py").read_text(encoding="utf-8"))
-    recipe = next(ast.literal_eval(n.value) for n in tree.body if isinstance(n, ast.Assign)
-                  and any(isinstance(t, ast.Name) and t.id == "TASKS" for t in n.targets))
+    recipe = next(
+        ast.literal_eval(n.value)
+        for n in tree.body
+        if isinstance(n, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "TASKS" for t in n.targets)
+    )
     assert recipe == TASKS, f"components/finetune/src/ft_data.py TASKS {recipe} differ from azft's {TASKS}"

@@ -28,21 +28,21 @@ from azft.errors import AzftError, AzureError
 #: What a person can do about an Azure error code, whether Azure refused the submit or the job failed running.
 HINTS: dict[str, str] = {
     "ModelNotSupportedByMaaS": "serverless fine-tuning of this model is not offered in this workspace's region "
-                               "(or at all any more): `azft catalog MODEL` lists where it runs; use a workspace "
-                               "there, or --backend maap on your own cluster",
+    "(or at all any more): `azft catalog MODEL` lists where it runs; use a workspace "
+    "there, or --backend maap on your own cluster",
     "ModelNotAvailableInRegion": "use a workspace in a region where fine-tuning of this model is offered "
-                                 "(`azft catalog MODEL` lists them), or --backend maap",
+    "(`azft catalog MODEL` lists them), or --backend maap",
     "QuotaExceeded": "request more quota for this VM family in the Azure portal (Quotas), pick another size or "
-                     "region, or lower compute.instance_count",
+    "region, or lower compute.instance_count",
     "Unauthorized": "give the job's identity (the workspace's managed identity) Storage Blob Data Reader on the "
-                    "data's storage account, or check the marketplace subscription of the model",
+    "data's storage account, or check the marketplace subscription of the model",
     "OutOfMemory": "lower hyperparameters.batch_size or max_seq_length, turn on gradient_checkpointing, use a "
-                   "higher ZeRO stage or offload, or a larger instance_type",
+    "higher ZeRO stage or offload, or a larger instance_type",
     "MarketplaceSubscriptionNotFound": "third-party models need the workspace's Azure Marketplace subscription: "
-                                       "rerun the submit (azft creates it) or create it in the portal",
+    "rerun the submit (azft creates it) or create it in the portal",
     "InvalidSubscriptionId": "check azure.subscription_id (spec), AZURE_SUBSCRIPTION_ID or config.json",
     "SubscriptionNotFound": "check azure.subscription_id (spec), AZURE_SUBSCRIPTION_ID or config.json, and that "
-                            "you are signed in to that subscription's tenant",
+    "you are signed in to that subscription's tenant",
     "ResourceGroupNotFound": "check azure.resource_group (spec), AZURE_RESOURCE_GROUP or config.json",
     "UserError": "check the job's inputs: run `azft data check` on the data files and `azft plan` on the spec",
 }
@@ -53,12 +53,12 @@ HINTS: dict[str, str] = {
 HINTS_BY_TARGET: dict[str, dict[str, str]] = {
     "maas": {
         "QuotaExceeded": "serverless fine-tuning found no capacity for this model in this region for your "
-                         "subscription: wait for its other fine-tuning jobs to end and run `azft submit SPEC "
-                         "--retry`, use a workspace in another region that offers the model (`azft catalog "
-                         "--model MODEL` lists them), or train on your own cluster with --backend maap",
+        "subscription: wait for its other fine-tuning jobs to end and run `azft submit SPEC "
+        "--retry`, use a workspace in another region that offers the model (`azft catalog "
+        "--model MODEL` lists them), or train on your own cluster with --backend maap",
         "OutOfMemory": "serverless fine-tuning picks its own hardware: lower hyperparameters.batch_size, shorten "
-                       "the longest rows (`azft data stats`), or use --backend maap where method, ZeRO stage and "
-                       "instance_type are yours to choose",
+        "the longest rows (`azft data stats`), or use --backend maap where method, ZeRO stage and "
+        "instance_type are yours to choose",
     },
 }
 
@@ -68,8 +68,10 @@ LOGIN_HINT = (
     "a service principal via AZURE_CLIENT_ID, AZURE_TENANT_ID and AZURE_CLIENT_SECRET; or a managed identity on "
     "an Azure VM"
 )
-ROLE_HINT = ("the signed-in identity needs a role on the workspace such as 'AzureML Data Scientist' or "
-             "'Contributor' (and 'Storage Blob Data Contributor' on its storage account for uploads)")
+ROLE_HINT = (
+    "the signed-in identity needs a role on the workspace such as 'AzureML Data Scientist' or "
+    "'Contributor' (and 'Storage Blob Data Contributor' on its storage account for uploads)"
+)
 
 
 def role_hint(message: str) -> str:
@@ -83,14 +85,24 @@ def role_hint(message: str) -> str:
         needed = []
     if not needed:
         return ROLE_HINT
-    extra = (" (infra/main.bicep grants it to the CI identity with ciMayCreateClusters=true; or name a cluster that "
-             "exists and keep compute.create_cluster: false)") if "computes/" in m.group(1).lower() else ""
-    return (f"{m.group(1)} needs the built-in role '{needed[0]}' on the workspace{extra}; docs/roles.md lists what "
-            "each azft action needs")
+    extra = (
+        (
+            " (infra/main.bicep grants it to the CI identity with ciMayCreateClusters=true; or name a cluster that "
+            "exists and keep compute.create_cluster: false)"
+        )
+        if "computes/" in m.group(1).lower()
+        else ""
+    )
+    return (
+        f"{m.group(1)} needs the built-in role '{needed[0]}' on the workspace{extra}; docs/roles.md lists what "
+        "each azft action needs"
+    )
 
 
-WORKSPACE_HINT = ("check the subscription, resource group and workspace names (spec azure: section, AZURE_* "
-                  "variables or config.json) and that you are signed in to the right tenant")
+WORKSPACE_HINT = (
+    "check the subscription, resource group and workspace names (spec azure: section, AZURE_* "
+    "variables or config.json) and that you are signed in to the right tenant"
+)
 CA_BUNDLE_ENV = "AZFT_AZURE_CA_BUNDLE"
 
 
@@ -225,8 +237,12 @@ def read_reply(exc: BaseException) -> AzureReply:
         if c not in seen:
             seen.append(c)
     err = body.get("error") if isinstance(body, Mapping) else None
-    message = (err.get("message") if isinstance(err, Mapping) else None) or getattr(
-        getattr(exc, "error", None), "message", None) or getattr(exc, "message", None) or str(exc)
+    message = (
+        (err.get("message") if isinstance(err, Mapping) else None)
+        or getattr(getattr(exc, "error", None), "message", None)
+        or getattr(exc, "message", None)
+        or str(exc)
+    )
     headers = getattr(response, "headers", None) or {}
     request_id, header = None, "x-ms-request-id"
     for name in ("x-ms-request-id", "x-ms-correlation-request-id"):
@@ -234,8 +250,13 @@ def read_reply(exc: BaseException) -> AzureReply:
         if value:
             request_id, header = str(value), name
             break
-    return AzureReply(status=status, codes=tuple(seen), message=redact_text(_first_line(str(message))),
-                      request_id=request_id, request_id_header=header)
+    return AzureReply(
+        status=status,
+        codes=tuple(seen),
+        message=redact_text(_first_line(str(message))),
+        request_id=request_id,
+        request_id_header=header,
+    )
 
 
 def _first_line(text: str, limit: int = 400) -> str:
@@ -271,22 +292,31 @@ def map_error(exc: BaseException, doing: str, ws: Any = None) -> AzftError:
         about_ws = "workspaces/" in r.message.lower() or r.code in ("ResourceGroupNotFound", "SubscriptionNotFound")
         return err(f"not found while {doing}{where}: {said}", r.hint() if not about_ws else WORKSPACE_HINT)
     if isinstance(exc, ae.ResourceExistsError) or r.status == 409:
-        return err(f"conflict while {doing}{where}: {said}",
-                   "a different resource already uses this name; for a job, rerun with --force for a new one")
+        return err(
+            f"conflict while {doing}{where}: {said}",
+            "a different resource already uses this name; for a job, rerun with --force for a new one",
+        )
     if r.status == 429:
-        return err(f"Azure kept throttling requests while {doing}{where} (HTTP 429) after retries: {said}",
-                   "wait a minute and rerun the same command; it resumes where it stopped")
+        return err(
+            f"Azure kept throttling requests while {doing}{where} (HTTP 429) after retries: {said}",
+            "wait a minute and rerun the same command; it resumes where it stopped",
+        )
     if r.status is not None and r.status >= 500:
-        return err(f"Azure service error while {doing}{where} (HTTP {r.status}) after retries: {said}",
-                   "usually temporary: rerun the same command later (nothing is created twice)")
+        return err(
+            f"Azure service error while {doing}{where} (HTTP {r.status}) after retries: {said}",
+            "usually temporary: rerun the same command later (nothing is created twice)",
+        )
     if isinstance(exc, (ae.ServiceRequestError, ae.ServiceResponseError)):
         hint = "check the network or proxy, then rerun: the same command finds what was already created"
         if "CERTIFICATE" in str(exc).upper():
             hint = f"TLS verification failed; for a test endpoint set {CA_BUNDLE_ENV} to its CA certificate"
         return err(f"could not reach Azure while {doing}: {r.message}", hint)
     if r.status is not None:
-        return err(f"Azure refused {doing}{where} (HTTP {r.status}{', ' + r.code_text() if r.codes else ''}): "
-                   f"{r.message}{r.reference()}", r.hint())
+        return err(
+            f"Azure refused {doing}{where} (HTTP {r.status}{', ' + r.code_text() if r.codes else ''}): "
+            f"{r.message}{r.reference()}",
+            r.hint(),
+        )
     return err(f"Azure error while {doing}{where}: {r.message}", r.hint())
 
 

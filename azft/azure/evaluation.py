@@ -46,15 +46,19 @@ def training_inputs(entity: Any) -> dict[str, Any]:
     jobs = getattr(entity, "jobs", None) or {}
     outputs = getattr(entity, "outputs", None) or {}
     if getattr(entity, "type", None) != "pipeline" or "finetune" not in jobs or MODEL_OUTPUT not in outputs:
-        raise UsageError(f"job {name!r} is not azft's fine-tuning pipeline (no finetune step with a model_output): "
-                         "azft eval evaluates the model such a job wrote",
-                         hint="Azure's managed fine-tuning job registers its model: `azft deploy` it and use "
-                              "`azft eval JOB --endpoint NAME`")
+        raise UsageError(
+            f"job {name!r} is not azft's fine-tuning pipeline (no finetune step with a model_output): "
+            "azft eval evaluates the model such a job wrote",
+            hint="Azure's managed fine-tuning job registers its model: `azft deploy` it and use "
+            "`azft eval JOB --endpoint NAME`",
+        )
     raw = getattr(entity, "status", None)
     status = str(getattr(raw, "value", raw) or "")
     if status.lower() != "completed":
-        raise UsageError(f"job {name!r} is {status or 'not finished'}, not Completed: it has no model to evaluate yet",
-                         hint=f"`azft wait {name}` and try again")
+        raise UsageError(
+            f"job {name!r} is {status or 'not finished'}, not Completed: it has no model to evaluate yet",
+            hint=f"`azft wait {name}` and try again",
+        )
     inputs = getattr(entity, "inputs", None) or {}
     values = {k: _value(inputs.get(k)) for k in (*COPIED, "model_path", "train_data", "validation_data", "compute")}
     settings = getattr(entity, "settings", None)
@@ -71,8 +75,18 @@ def eval_job_name(job: str, settings: dict[str, Any]) -> str:
     return f"{job[:200]}-eval-{digest}"
 
 
-def build_eval_job(job: str, values: dict[str, Any], *, name: str, data_uri: Optional[str], samples: int,
-                   max_new_tokens: int, batch_size: int, max_rows: int, experiment: Optional[str] = None) -> Any:
+def build_eval_job(
+    job: str,
+    values: dict[str, Any],
+    *,
+    name: str,
+    data_uri: Optional[str],
+    samples: int,
+    max_new_tokens: int,
+    batch_size: int,
+    max_rows: int,
+    experiment: Optional[str] = None,
+) -> Any:
     """The evaluate component as a one-step pipeline job on the training job's cluster."""
     from azure.ai.ml import Input, load_component
 
@@ -83,7 +97,10 @@ def build_eval_job(job: str, values: dict[str, Any], *, name: str, data_uri: Opt
         component = load_component(source=str(components_dir() / COMPONENT / "component.yml"))
     kwargs: dict[str, Any] = {
         "trained_model": Input(type="uri_folder", path=output_uri(job, MODEL_OUTPUT)),
-        "num_samples": samples, "max_new_tokens": max_new_tokens, "batch_size": batch_size, "max_rows": max_rows,
+        "num_samples": samples,
+        "max_new_tokens": max_new_tokens,
+        "batch_size": batch_size,
+        "max_rows": max_rows,
         **{k: values[k] for k in COPIED if k in values},
     }
     if "model_path" in values:
@@ -94,17 +111,22 @@ def build_eval_job(job: str, values: dict[str, Any], *, name: str, data_uri: Opt
     elif "train_data" in values:
         kwargs["train_data"] = Input(type="uri_file", path=values["train_data"])
     else:
-        raise UsageError(f"job {job!r} has neither a validation nor a training file to evaluate on",
-                         hint="pass --data FILE")
+        raise UsageError(
+            f"job {job!r} has neither a validation nor a training file to evaluate on", hint="pass --data FILE"
+        )
     node = component(**kwargs)
     node.compute = values["compute"]
     # one step, as in pipelines/finetune.yml: the component (its code, environment and optional-argument command
     # line) is sent as the pipeline's anonymous component, like every step of a training job
     from azure.ai.ml.entities import PipelineJob
 
-    pipeline_job = PipelineJob(jobs={COMPONENT: node}, name=name, display_name=f"evaluate {job}",
-                               experiment_name=experiment or "azft",
-                               tags={"azft.evaluates": job, "project": "azft"},
-                               description=f"azft eval: the evaluate component on {job}'s model_output")
+    pipeline_job = PipelineJob(
+        jobs={COMPONENT: node},
+        name=name,
+        display_name=f"evaluate {job}",
+        experiment_name=experiment or "azft",
+        tags={"azft.evaluates": job, "project": "azft"},
+        description=f"azft eval: the evaluate component on {job}'s model_output",
+    )
     pipeline_job.settings.default_compute = values["compute"]
     return pipeline_job

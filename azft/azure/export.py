@@ -54,14 +54,22 @@ def export_maap(plan: "Plan", out_dir: str | Path) -> Path:
     for d in plan.data:
         if not d.local:
             continue
-        key = next((k for k, v in (job.get("inputs") or {}).items()
-                    if isinstance(v, dict) and str(v.get("path", "")).endswith(f"/{d.sha256}/{Path(d.path).name}")),
-                   None)
+        key = next(
+            (
+                k
+                for k, v in (job.get("inputs") or {}).items()
+                if isinstance(v, dict) and str(v.get("path", "")).endswith(f"/{d.sha256}/{Path(d.path).name}")
+            ),
+            None,
+        )
         if key is None:
             continue
         _copy(Path(d.path), out / "data" / d.role / Path(d.path).name)
         job["inputs"][key]["path"] = f"data/{d.role}/{Path(d.path).name}"
     path = out / "job.yml"
-    path.write_text("$schema: https://azuremlschemas.azureedge.net/latest/pipelineJob.schema.json\n"
-                    + yaml.safe_dump(job, sort_keys=False), encoding="utf-8")
+    path.write_text(
+        "$schema: https://azuremlschemas.azureedge.net/latest/pipelineJob.schema.json\n"
+        + yaml.safe_dump(job, sort_keys=False),
+        encoding="utf-8",
+    )
     return path

@@ -72,13 +72,15 @@ def output_model_name(plan: "Plan") -> str:
 def job_tags(plan: "Plan") -> dict[str, str]:
     """Tags every azft job carries: how to find its spec, plan and MLflow run again."""
     tags = {str(k): str(v) for k, v in plan.spec.tags.items()}
-    tags.update({
-        "azft.spec_hash": plan.spec_hash,
-        "azft.backend": plan.backend,
-        "azft.target": plan.target,
-        "azft.method": plan.spec.method,
-        "azft.model": plan.spec.model,
-    })
+    tags.update(
+        {
+            "azft.spec_hash": plan.spec_hash,
+            "azft.backend": plan.backend,
+            "azft.target": plan.target,
+            "azft.method": plan.spec.method,
+            "azft.model": plan.spec.model,
+        }
+    )
     if plan.tracking_run_id:
         tags["azft.mlflow_run_id"] = plan.tracking_run_id
     tags.update(plan.data_tags())
@@ -137,8 +139,9 @@ def maas_hyperparameters(plan: "Plan") -> dict[str, str]:
     """The service's own hyperparameter names (catalog `backends.maas.hyperparameters`), every value a string."""
     from azft.catalog import load_catalog
 
-    names = (load_catalog().raw.get("backends", {}).get("maas", {}) or {}).get("hyperparameters") or \
-        DEFAULT_MAAS_HYPERPARAMETERS
+    names = (load_catalog().raw.get("backends", {}).get("maas", {}) or {}).get(
+        "hyperparameters"
+    ) or DEFAULT_MAAS_HYPERPARAMETERS
     out: dict[str, str] = {}
     for ours, theirs in names.items():
         value = plan.hyperparameters.get(ours)
@@ -266,14 +269,16 @@ def _finetune_inputs(plan: "Plan") -> dict[str, Any]:
         # the registry model version the plan names is the model that trains (mounted; the recipe finds config.json)
         values["model_path"] = Input(type="mlflow_model", path=plan.model_asset)
     c = plan.spec.compute
-    values.update({
-        "instance_count": c.instance_count,
-        "gpus_per_node": gpus_per_node(plan),
-        "compute": cluster_name(plan),
-        "cluster": cluster_name(plan),
-        "model_name": output_model_name(plan),
-        "registered_model_name": output_model_name(plan),
-    })
+    values.update(
+        {
+            "instance_count": c.instance_count,
+            "gpus_per_node": gpus_per_node(plan),
+            "compute": cluster_name(plan),
+            "cluster": cluster_name(plan),
+            "model_name": output_model_name(plan),
+            "registered_model_name": output_model_name(plan),
+        }
+    )
     return values
 
 
@@ -285,8 +290,10 @@ def _registry_inputs(plan: "Plan") -> dict[str, Any]:
     uris = data_inputs(plan)
     asset = plan.model_asset or plan.model.registry_asset
     if not asset:
-        raise IncompatibleError(f"the registry pipeline fine-tunes Azure registry models; {spec.model} is not one",
-                                hint="compute.pipeline: azft")
+        raise IncompatibleError(
+            f"the registry pipeline fine-tunes Azure registry models; {spec.model} is not one",
+            hint="compute.pipeline: azft",
+        )
     if "/versions/" not in asset and "/labels/" not in asset:
         asset = asset.rstrip("/") + "/labels/latest"
     stage = c.deepspeed.stage
@@ -366,13 +373,19 @@ def registry_notes(plan: "Plan") -> list[str]:
     hp = plan.hyperparameters
     notes = []
     if hp.get("warmup_ratio"):
-        notes.append(f"warmup_ratio {hp['warmup_ratio']:g} → warmup_steps {registry_warmup_steps(plan)} "
-                     f"(of {planned_steps(plan)} planned optimizer steps): the registry pipeline has no warmup ratio")
+        notes.append(
+            f"warmup_ratio {hp['warmup_ratio']:g} → warmup_steps {registry_warmup_steps(plan)} "
+            f"(of {planned_steps(plan)} planned optimizer steps): the registry pipeline has no warmup ratio"
+        )
     if hp.get("precision") in ("bf16", "auto", "fp16"):
-        notes.append(f"precision {hp['precision']} → '16': the registry pipeline takes 16 or 32 and chooses the "
-                     "16-bit type itself")
-    notes.append(f"max_seq_length {hp['max_seq_length']} is sent with pad_to_max_length 'true': the registry "
-                 "pipeline truncates only then (every sequence is padded to that length)")
+        notes.append(
+            f"precision {hp['precision']} → '16': the registry pipeline takes 16 or 32 and chooses the "
+            "16-bit type itself"
+        )
+    notes.append(
+        f"max_seq_length {hp['max_seq_length']} is sent with pad_to_max_length 'true': the registry "
+        "pipeline truncates only then (every sequence is padded to that length)"
+    )
     return notes
 
 
@@ -480,24 +493,36 @@ def job_to_dict(job) -> dict:
 
 def render(plan: "Plan") -> dict:
     """The job exactly as it would be sent, as the dict ``azft plan --output yaml`` prints."""
-    if (plan.target == "maas" or is_managed(plan)) and plan.spec.data.validation_split and \
-            not plan.data_file("validation"):
-        note = (f"data.validation_split {plan.spec.data.validation_split:g}: Azure's fine-tuning job takes no split "
-                "fraction; no validation file is sent and the service holds out its own validation share")
+    if (
+        (plan.target == "maas" or is_managed(plan))
+        and plan.spec.data.validation_split
+        and not plan.data_file("validation")
+    ):
+        note = (
+            f"data.validation_split {plan.spec.data.validation_split:g}: Azure's fine-tuning job takes no split "
+            "fraction; no validation file is sent and the service holds out its own validation share"
+        )
         if note not in plan.notes:
             plan.notes.append(note)
     if plan.target == "maas" and needs_marketplace_subscription(plan):
-        note = (f"{plan.model.display_name} is a third-party model: submit first subscribes the workspace to it in "
-                f"Azure Marketplace ({marketplace_subscription_name(plan)})")
+        note = (
+            f"{plan.model.display_name} is a third-party model: submit first subscribes the workspace to it in "
+            f"Azure Marketplace ({marketplace_subscription_name(plan)})"
+        )
         if note not in plan.notes:
             plan.notes.append(note)
     if plan.target == "maap" and plan.spec.compute.pipeline == "registry":
         plan.notes.extend(n for n in registry_notes(plan) if n not in plan.notes)
-    if not plan.model_asset and plan.model.registry_asset and (
-            plan.target == "maas" or plan.spec.compute.pipeline != "azft"):
-        note = (f"{plan.model.display_name}'s registry version is not published in Azure's registry specs, so azft "
-                "cannot pin it: the job names the registry's `latest` label (`azft catalog refresh` reads the version "
-                "from the live registry)")
+    if (
+        not plan.model_asset
+        and plan.model.registry_asset
+        and (plan.target == "maas" or plan.spec.compute.pipeline != "azft")
+    ):
+        note = (
+            f"{plan.model.display_name}'s registry version is not published in Azure's registry specs, so azft "
+            "cannot pin it: the job names the registry's `latest` label (`azft catalog refresh` reads the version "
+            "from the live registry)"
+        )
         if note not in plan.notes:
             plan.notes.append(note)
     job = build_job(plan)

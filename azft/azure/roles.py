@@ -40,29 +40,64 @@ class Role:
     source: str = ""
 
 
-BUILT_IN_ROLES: dict[str, Role] = {r.name: r for r in (
-    Role("AzureML Data Scientist", "f6c7c914-8db3-469d-8ca1-694a8f32e121",
-         (f"{ML}/workspaces/*/read", f"{ML}/workspaces/*/action", f"{ML}/workspaces/*/delete",
-          f"{ML}/workspaces/*/write"),
-         (f"{ML}/workspaces/delete", f"{ML}/workspaces/write", f"{ML}/workspaces/computes/*/write",
-          f"{ML}/workspaces/computes/*/delete", f"{ML}/workspaces/computes/listKeys/action",
-          f"{ML}/workspaces/listKeys/action", f"{ML}/workspaces/hubs/write", f"{ML}/workspaces/hubs/delete",
-          f"{ML}/workspaces/featurestores/write", f"{ML}/workspaces/featurestores/delete"),
-         source="built-in-roles/ai-machine-learning.md"),
-    Role("AzureML Compute Operator", "e503ece1-11d0-4e8e-8e2c-7a6c3bf38815",
-         (f"{ML}/workspaces/computes/*", f"{ML}/workspaces/notebooks/vm/*"),
-         source="built-in-roles/ai-machine-learning.md"),
-    Role("Storage Blob Data Contributor", "ba92f5b4-2d11-453d-a403-e96b0029c9fe",
-         ("Microsoft.Storage/storageAccounts/blobServices/containers/delete",
-          "Microsoft.Storage/storageAccounts/blobServices/containers/read",
-          "Microsoft.Storage/storageAccounts/blobServices/containers/write",
-          "Microsoft.Storage/storageAccounts/blobServices/generateUserDelegationKey/action"),
-         data_actions=(f"{BLOBS}/delete", f"{BLOBS}/read", f"{BLOBS}/write", f"{BLOBS}/move/action",
-                       f"{BLOBS}/add/action"),
-         source="built-in-roles/storage.md"),
-    Role("AcrPull", "7f951dda-4ed3-4680-a7ca-43fe172d538d", ("Microsoft.ContainerRegistry/registries/pull/read",),
-         source="built-in-roles/containers.md"),
-)}
+BUILT_IN_ROLES: dict[str, Role] = {
+    r.name: r
+    for r in (
+        Role(
+            "AzureML Data Scientist",
+            "f6c7c914-8db3-469d-8ca1-694a8f32e121",
+            (
+                f"{ML}/workspaces/*/read",
+                f"{ML}/workspaces/*/action",
+                f"{ML}/workspaces/*/delete",
+                f"{ML}/workspaces/*/write",
+            ),
+            (
+                f"{ML}/workspaces/delete",
+                f"{ML}/workspaces/write",
+                f"{ML}/workspaces/computes/*/write",
+                f"{ML}/workspaces/computes/*/delete",
+                f"{ML}/workspaces/computes/listKeys/action",
+                f"{ML}/workspaces/listKeys/action",
+                f"{ML}/workspaces/hubs/write",
+                f"{ML}/workspaces/hubs/delete",
+                f"{ML}/workspaces/featurestores/write",
+                f"{ML}/workspaces/featurestores/delete",
+            ),
+            source="built-in-roles/ai-machine-learning.md",
+        ),
+        Role(
+            "AzureML Compute Operator",
+            "e503ece1-11d0-4e8e-8e2c-7a6c3bf38815",
+            (f"{ML}/workspaces/computes/*", f"{ML}/workspaces/notebooks/vm/*"),
+            source="built-in-roles/ai-machine-learning.md",
+        ),
+        Role(
+            "Storage Blob Data Contributor",
+            "ba92f5b4-2d11-453d-a403-e96b0029c9fe",
+            (
+                "Microsoft.Storage/storageAccounts/blobServices/containers/delete",
+                "Microsoft.Storage/storageAccounts/blobServices/containers/read",
+                "Microsoft.Storage/storageAccounts/blobServices/containers/write",
+                "Microsoft.Storage/storageAccounts/blobServices/generateUserDelegationKey/action",
+            ),
+            data_actions=(
+                f"{BLOBS}/delete",
+                f"{BLOBS}/read",
+                f"{BLOBS}/write",
+                f"{BLOBS}/move/action",
+                f"{BLOBS}/add/action",
+            ),
+            source="built-in-roles/storage.md",
+        ),
+        Role(
+            "AcrPull",
+            "7f951dda-4ed3-4680-a7ca-43fe172d538d",
+            ("Microsoft.ContainerRegistry/registries/pull/read",),
+            source="built-in-roles/containers.md",
+        ),
+    )
+}
 ROLE_BY_ID = {r.id: r for r in BUILT_IN_ROLES.values()}
 
 
@@ -84,52 +119,124 @@ def _ws(*tails: str) -> tuple[str, ...]:
 #: azft's actions. The CI identity needs the roles of the ones its pipeline runs; the compute identity those of the
 #: jobs (read data, write outputs, pull images, register the model).
 AZFT_ACTIONS: tuple[AzftAction, ...] = (
-    AzftAction("plan", "azft plan, validate, data check", (), (),
-               "Reads only local files and the catalog: no Azure call, no role."),
-    AzftAction("resolve the workspace", "submit, status, wait, logs, cancel, list (all backends on Azure)",
-               _ws("", "datastores/read"), ("AzureML Data Scientist",)),
-    AzftAction("upload training data", "submit (local data files)",
-               (*_ws("datastores/read"), f"{BLOBS}/read", f"{BLOBS}/write",
-                "Microsoft.Storage/storageAccounts/blobServices/containers/read"),
-               ("AzureML Data Scientist", "Storage Blob Data Contributor"),
-               "Content-addressed blobs in the workspace's default datastore, written with Entra ID (no account key)."),
-    AzftAction("submit a serverless (maas) fine-tune", "submit -b maas",
-               _ws("jobs/read", "jobs/write", "marketplaceSubscriptions/read", "marketplaceSubscriptions/write"),
-               ("AzureML Data Scientist",),
-               "Marketplace subscriptions only for non-Microsoft models; Phi models need none."),
-    AzftAction("submit a cluster (maap) pipeline", "submit -b maap",
-               _ws("jobs/read", "jobs/write", "components/read", "components/write", "components/versions/read",
-                   "components/versions/write", "codes/read", "codes/write", "codes/versions/read",
-                   "codes/versions/write", "codes/versions/startPendingUpload/action", "environments/read",
-                   "environments/versions/read", "environments/versions/write", "computes/read"),
-               ("AzureML Data Scientist",),
-               "Component code is uploaded through the SAS that startPendingUpload returns (no storage role)."),
-    AzftAction("create a cluster", "submit -b maap with compute.create_cluster: true",
-               _ws("computes/read", "computes/write"), ("AzureML Compute Operator",),
-               "AzureML Data Scientist excludes computes/*/write: CI gets Compute Operator only with the Bicep "
-               "parameter ciMayCreateClusters."),
-    AzftAction("follow a job", "status, wait, logs, list, results",
-               _ws("jobs/read", "experiments/runs/read"), ("AzureML Data Scientist",),
-               "Logs and metrics come from the run history service (workspaces/experiments/runs)."),
-    AzftAction("cancel a job", "cancel, wait --cancel-on-interrupt", _ws("jobs/cancel/action", "jobs/read"),
-               ("AzureML Data Scientist",)),
-    AzftAction("deploy and delete an endpoint", "deploy, endpoints list|delete|gc, predict --endpoint",
-               _ws("", "jobs/read", "models/read", "models/versions/read", "serverlessEndpoints/read",
-                   "serverlessEndpoints/write", "serverlessEndpoints/delete", "serverlessEndpoints/listKeys/action",
-                   "onlineEndpoints/read", "onlineEndpoints/write", "onlineEndpoints/delete",
-                   "onlineEndpoints/listKeys/action", "onlineEndpoints/deployments/read",
-                   "onlineEndpoints/deployments/write", "onlineEndpoints/deployments/delete"),
-               ("AzureML Data Scientist",),
-               "The job's registered model is read to deploy it; keys are read (listKeys) only to call the endpoint "
-               "or with --show-key. Scoring calls use the endpoint's key, not a role."),
-    AzftAction("register the model", "the register_model component (compute identity)",
-               _ws("", "models/read", "models/write", "models/versions/read", "models/versions/write"),
-               ("AzureML Data Scientist",)),
-    AzftAction("read MLflow tracking", "runs list/show/compare against the workspace's azureml:// URI",
-               _ws("experiments/read", "experiments/runs/read"), ("AzureML Data Scientist",)),
-    AzftAction("run a job on the cluster", "the cluster's jobs (compute identity)",
-               (f"{BLOBS}/read", f"{BLOBS}/write", "Microsoft.ContainerRegistry/registries/pull/read"),
-               ("Storage Blob Data Contributor", "AcrPull")),
+    AzftAction(
+        "plan",
+        "azft plan, validate, data check",
+        (),
+        (),
+        "Reads only local files and the catalog: no Azure call, no role.",
+    ),
+    AzftAction(
+        "resolve the workspace",
+        "submit, status, wait, logs, cancel, list (all backends on Azure)",
+        _ws("", "datastores/read"),
+        ("AzureML Data Scientist",),
+    ),
+    AzftAction(
+        "upload training data",
+        "submit (local data files)",
+        (
+            *_ws("datastores/read"),
+            f"{BLOBS}/read",
+            f"{BLOBS}/write",
+            "Microsoft.Storage/storageAccounts/blobServices/containers/read",
+        ),
+        ("AzureML Data Scientist", "Storage Blob Data Contributor"),
+        "Content-addressed blobs in the workspace's default datastore, written with Entra ID (no account key).",
+    ),
+    AzftAction(
+        "submit a serverless (maas) fine-tune",
+        "submit -b maas",
+        _ws("jobs/read", "jobs/write", "marketplaceSubscriptions/read", "marketplaceSubscriptions/write"),
+        ("AzureML Data Scientist",),
+        "Marketplace subscriptions only for non-Microsoft models; Phi models need none.",
+    ),
+    AzftAction(
+        "submit a cluster (maap) pipeline",
+        "submit -b maap",
+        _ws(
+            "jobs/read",
+            "jobs/write",
+            "components/read",
+            "components/write",
+            "components/versions/read",
+            "components/versions/write",
+            "codes/read",
+            "codes/write",
+            "codes/versions/read",
+            "codes/versions/write",
+            "codes/versions/startPendingUpload/action",
+            "environments/read",
+            "environments/versions/read",
+            "environments/versions/write",
+            "computes/read",
+        ),
+        ("AzureML Data Scientist",),
+        "Component code is uploaded through the SAS that startPendingUpload returns (no storage role).",
+    ),
+    AzftAction(
+        "create a cluster",
+        "submit -b maap with compute.create_cluster: true",
+        _ws("computes/read", "computes/write"),
+        ("AzureML Compute Operator",),
+        "AzureML Data Scientist excludes computes/*/write: CI gets Compute Operator only with the Bicep "
+        "parameter ciMayCreateClusters.",
+    ),
+    AzftAction(
+        "follow a job",
+        "status, wait, logs, list, results",
+        _ws("jobs/read", "experiments/runs/read"),
+        ("AzureML Data Scientist",),
+        "Logs and metrics come from the run history service (workspaces/experiments/runs).",
+    ),
+    AzftAction(
+        "cancel a job",
+        "cancel, wait --cancel-on-interrupt",
+        _ws("jobs/cancel/action", "jobs/read"),
+        ("AzureML Data Scientist",),
+    ),
+    AzftAction(
+        "deploy and delete an endpoint",
+        "deploy, endpoints list|delete|gc, predict --endpoint",
+        _ws(
+            "",
+            "jobs/read",
+            "models/read",
+            "models/versions/read",
+            "serverlessEndpoints/read",
+            "serverlessEndpoints/write",
+            "serverlessEndpoints/delete",
+            "serverlessEndpoints/listKeys/action",
+            "onlineEndpoints/read",
+            "onlineEndpoints/write",
+            "onlineEndpoints/delete",
+            "onlineEndpoints/listKeys/action",
+            "onlineEndpoints/deployments/read",
+            "onlineEndpoints/deployments/write",
+            "onlineEndpoints/deployments/delete",
+        ),
+        ("AzureML Data Scientist",),
+        "The job's registered model is read to deploy it; keys are read (listKeys) only to call the endpoint "
+        "or with --show-key. Scoring calls use the endpoint's key, not a role.",
+    ),
+    AzftAction(
+        "register the model",
+        "the register_model component (compute identity)",
+        _ws("", "models/read", "models/write", "models/versions/read", "models/versions/write"),
+        ("AzureML Data Scientist",),
+    ),
+    AzftAction(
+        "read MLflow tracking",
+        "runs list/show/compare against the workspace's azureml:// URI",
+        _ws("experiments/read", "experiments/runs/read"),
+        ("AzureML Data Scientist",),
+    ),
+    AzftAction(
+        "run a job on the cluster",
+        "the cluster's jobs (compute identity)",
+        (f"{BLOBS}/read", f"{BLOBS}/write", "Microsoft.ContainerRegistry/registries/pull/read"),
+        ("Storage Blob Data Contributor", "AcrPull"),
+    ),
 )
 
 # --- matching --------------------------------------------------------------------------------------------------
@@ -181,8 +288,11 @@ def least_roles(actions: Iterable[str]) -> list[str]:
 
 # --- requests -> actions ---------------------------------------------------------------------------------------
 _VERBS = {"GET": "read", "HEAD": "read", "PUT": "write", "PATCH": "write", "DELETE": "delete"}
-_FREE = re.compile(r"/providers/Microsoft\.MachineLearningServices/locations/[^/]+/mfeOperation|"
-                   r"^/discovery$|^/_emulator/|/registries/azureml(/|$)|^/mferp/managementfrontend/", re.IGNORECASE)
+_FREE = re.compile(
+    r"/providers/Microsoft\.MachineLearningServices/locations/[^/]+/mfeOperation|"
+    r"^/discovery$|^/_emulator/|/registries/azureml(/|$)|^/mferp/managementfrontend/",
+    re.IGNORECASE,
+)
 
 
 def action_for_request(method: str, path: str, query: Optional[dict] = None) -> Optional[str]:
@@ -216,12 +326,16 @@ def action_for_request(method: str, path: str, query: Optional[dict] = None) -> 
 
 def authorization_failed(action: str, scope: str, principal: str = "00000000-0000-0000-0000-000000000000") -> dict:
     """ARM's 403 body for an action outside the caller's roles (the shape Azure returns)."""
-    return {"error": {
-        "code": "AuthorizationFailed",
-        "message": (f"The client '{principal}' with object id '{principal}' does not have authorization to perform "
-                    f"action '{action}' over scope '{scope}' or the scope is invalid. If access was recently granted, "
-                    "please refresh your credentials."),
-    }}
+    return {
+        "error": {
+            "code": "AuthorizationFailed",
+            "message": (
+                f"The client '{principal}' with object id '{principal}' does not have authorization to perform "
+                f"action '{action}' over scope '{scope}' or the scope is invalid. If access was recently granted, "
+                "please refresh your credentials."
+            ),
+        }
+    }
 
 
 # --- docs --------------------------------------------------------------------------------------------------------
@@ -229,32 +343,52 @@ def authorization_failed(action: str, scope: str, principal: str = "00000000-000
 
 def render_markdown() -> str:
     """docs/roles.md: the role table, generated from this module."""
-    out = ["# Azure roles azft needs", "",
-           "Generated from `azft/azure/roles.py` (`python -m azft.azure.roles > docs/roles.md`); a test keeps it "
-           "current and checks `infra/main.bicep` assigns these roles.", "",
-           "| azft action | commands | Azure actions | least built-in roles | note |", "|---|---|---|---|---|"]
+    out = [
+        "# Azure roles azft needs",
+        "",
+        "Generated from `azft/azure/roles.py` (`python -m azft.azure.roles > docs/roles.md`); a test keeps it "
+        "current and checks `infra/main.bicep` assigns these roles.",
+        "",
+        "| azft action | commands | Azure actions | least built-in roles | note |",
+        "|---|---|---|---|---|",
+    ]
     for a in AZFT_ACTIONS:
         acts = "<br>".join(f"`{x}`" for x in a.actions) or "—"
         out.append(f"| {a.name} | {a.commands} | {acts} | {', '.join(a.roles) or '—'} | {a.note or '—'} |")
-    out += ["", "## Who gets what (infra/main.bicep)", "",
-            "| identity | scope | roles |", "|---|---|---|",
-            "| CI identity (GitHub OIDC) | hub and project | AzureML Data Scientist; AzureML Compute Operator "
-            "only with `ciMayCreateClusters=true` |",
-            "| CI identity | storage account | Storage Blob Data Contributor |",
-            "| compute identity (the clusters) | storage account | Storage Blob Data Contributor |",
-            "| compute identity | container registry | AcrPull |",
-            "| compute identity | project | AzureML Data Scientist (registers the model) |",
-            "| hub's system identity | storage account | Storage Blob Data Contributor (serverless fine-tuning reads "
-            "data through the hub's identity with `systemDatastoresAuthMode: identity`) |",
-            "| project's system identity | — | none: Azure lists no storage role for it (Microsoft Foundry docs, "
-            "\"Scenarios for hub storage account role assignments\") |", "",
-            "## Built-in roles used", "", "| role | id | actions | not actions | data actions |", "|---|---|---|---|---|"]
+    out += [
+        "",
+        "## Who gets what (infra/main.bicep)",
+        "",
+        "| identity | scope | roles |",
+        "|---|---|---|",
+        "| CI identity (GitHub OIDC) | hub and project | AzureML Data Scientist; AzureML Compute Operator "
+        "only with `ciMayCreateClusters=true` |",
+        "| CI identity | storage account | Storage Blob Data Contributor |",
+        "| compute identity (the clusters) | storage account | Storage Blob Data Contributor |",
+        "| compute identity | container registry | AcrPull |",
+        "| compute identity | project | AzureML Data Scientist (registers the model) |",
+        "| hub's system identity | storage account | Storage Blob Data Contributor (serverless fine-tuning reads "
+        "data through the hub's identity with `systemDatastoresAuthMode: identity`) |",
+        "| project's system identity | — | none: Azure lists no storage role for it (Microsoft Foundry docs, "
+        '"Scenarios for hub storage account role assignments") |',
+        "",
+        "## Built-in roles used",
+        "",
+        "| role | id | actions | not actions | data actions |",
+        "|---|---|---|---|---|",
+    ]
     for r in BUILT_IN_ROLES.values():
+
         def cell(xs: tuple[str, ...]) -> str:
             return "<br>".join(f"`{x}`" for x in xs) or "—"
+
         out.append(f"| {r.name} | `{r.id}` | {cell(r.actions)} | {cell(r.not_actions)} | {cell(r.data_actions)} |")
-    out += ["", "Sources: Azure built-in roles (MicrosoftDocs/azure-docs, `articles/role-based-access-control/"
-            "built-in-roles/`); what each azft action sends is what the emulator records during the test suite.", ""]
+    out += [
+        "",
+        "Sources: Azure built-in roles (MicrosoftDocs/azure-docs, `articles/role-based-access-control/"
+        "built-in-roles/`); what each azft action sends is what the emulator records during the test suite.",
+        "",
+    ]
     return "\n".join(out)
 
 

@@ -71,8 +71,10 @@ def quiet() -> Iterator[None]:
 
 def finetuning_job_class() -> type:
     """``CustomModelFineTuningJob``: the entity azft builds directly (``create_finetuning_job`` has known traps)."""
-    return _private("azure.ai.ml.entities.CustomModelFineTuningJob",
-                    lambda: __import__("azure.ai.ml.entities", fromlist=["x"]).CustomModelFineTuningJob)
+    return _private(
+        "azure.ai.ml.entities.CustomModelFineTuningJob",
+        lambda: __import__("azure.ai.ml.entities", fromlist=["x"]).CustomModelFineTuningJob,
+    )
 
 
 def run_history(ml_client: Any) -> Any:
@@ -82,8 +84,10 @@ def run_history(ml_client: Any) -> Any:
 
 def run_history_client(ml_client: Any) -> Any:
     """The HTTP client of the run-history service (its pipeline carries the workspace's auth and TLS settings)."""
-    return _private("jobs._runs_operations._operation._client (run history client)",
-                    lambda: ml_client.jobs._runs_operations._operation._client)
+    return _private(
+        "jobs._runs_operations._operation._client (run history client)",
+        lambda: ml_client.jobs._runs_operations._operation._client,
+    )
 
 
 def client_credential(ml_client: Any) -> Any:

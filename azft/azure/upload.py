@@ -88,8 +88,10 @@ def datastore_info(ml_client: Any, name: str | None = None, blob_endpoint: str |
     account = getattr(ds, "account_name", None)
     container = getattr(ds, "container_name", None)
     if not account or not container:
-        raise AzureError(f"datastore {ds.name!r} is not an Azure Blob datastore (no account/container)",
-                         hint="uploads go to a blob datastore such as workspaceblobstore")
+        raise AzureError(
+            f"datastore {ds.name!r} is not an Azure Blob datastore (no account/container)",
+            hint="uploads go to a blob datastore such as workspaceblobstore",
+        )
     endpoint = blob_endpoint or os.environ.get(BLOB_ENDPOINT_ENV)
     if not endpoint:
         protocol = getattr(ds, "protocol", None) or "https"
@@ -98,8 +100,9 @@ def datastore_info(ml_client: Any, name: str | None = None, blob_endpoint: str |
     return DatastoreInfo(account_url=endpoint.rstrip("/"), container=container, datastore=ds.name)
 
 
-def container_client_for(info: DatastoreInfo, credential: Any, *, connection_verify: str | None = None,
-                         retry_total: int = 6, **kwargs: Any):
+def container_client_for(
+    info: DatastoreInfo, credential: Any, *, connection_verify: str | None = None, retry_total: int = 6, **kwargs: Any
+):
     from azure.storage.blob import ContainerClient
 
     if not info.account_url.lower().startswith("https://"):
@@ -107,8 +110,7 @@ def container_client_for(info: DatastoreInfo, credential: Any, *, connection_ver
     verify = connection_verify or os.environ.get(CA_BUNDLE_ENV)
     if verify:
         kwargs["connection_verify"] = verify
-    return ContainerClient(info.account_url, info.container, credential=credential, retry_total=retry_total,
-                           **kwargs)
+    return ContainerClient(info.account_url, info.container, credential=credential, retry_total=retry_total, **kwargs)
 
 
 def _existing_hash(blob: Any) -> tuple[str | None, int | None]:
@@ -167,26 +169,32 @@ def upload_files(
     client, info = _client_and_info(target, credential, datastore, connection_verify)
     result = UploadResult()
     plans = _blobs_to_send(files, client, info, sha256s or {}, result)
-    _send(plans, info, result, block_size=block_size, max_concurrency=max_concurrency,
-          progress=progress, console=console)
+    _send(
+        plans, info, result, block_size=block_size, max_concurrency=max_concurrency, progress=progress, console=console
+    )
     return result
 
 
-def _client_and_info(target: Any, credential: Any, datastore: str,
-                     connection_verify: str | None) -> tuple[Any, DatastoreInfo]:
+def _client_and_info(
+    target: Any, credential: Any, datastore: str, connection_verify: str | None
+) -> tuple[Any, DatastoreInfo]:
     """The container client to upload with and where it points, from a DatastoreInfo or a ContainerClient."""
     if isinstance(target, DatastoreInfo):
         if credential is None:
             raise AzureError("uploading needs a credential (the same one the ML client uses)")
         return container_client_for(target, credential, connection_verify=connection_verify), target
     url = str(getattr(target, "url", ""))
-    info = DatastoreInfo(account_url=url[: -len(target.container_name)].rstrip("/") or url,
-                         container=target.container_name, datastore=datastore)
+    info = DatastoreInfo(
+        account_url=url[: -len(target.container_name)].rstrip("/") or url,
+        container=target.container_name,
+        datastore=datastore,
+    )
     return target, info
 
 
-def _blobs_to_send(files: list[Path], client: Any, info: DatastoreInfo, sha256s: Mapping[str, str],
-                   result: UploadResult) -> list[tuple[Path, str, str, Any]]:
+def _blobs_to_send(
+    files: list[Path], client: Any, info: DatastoreInfo, sha256s: Mapping[str, str], result: UploadResult
+) -> list[tuple[Path, str, str, Any]]:
     """Record every file's URI in ``result``; the (file, sha256, blob name, blob client) of those the datastore
     does not hold yet (a committed blob with the same hash and size is skipped)."""
     plans = []
@@ -205,8 +213,16 @@ def _blobs_to_send(files: list[Path], client: Any, info: DatastoreInfo, sha256s:
     return plans
 
 
-def _send(plans: list[tuple[Path, str, str, Any]], info: DatastoreInfo, result: UploadResult, *, block_size: int,
-          max_concurrency: int, progress: bool, console: Any) -> None:
+def _send(
+    plans: list[tuple[Path, str, str, Any]],
+    info: DatastoreInfo,
+    result: UploadResult,
+    *,
+    block_size: int,
+    max_concurrency: int,
+    progress: bool,
+    console: Any,
+) -> None:
     """Upload the planned files one after the other behind one progress bar; counts go to ``result``."""
     from rich.progress import (
         BarColumn,
@@ -219,15 +235,22 @@ def _send(plans: list[tuple[Path, str, str, Any]], info: DatastoreInfo, result: 
 
     todo_bytes = sum(f.stat().st_size for f, *_ in plans)
     progress_bar = Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-        TimeRemainingColumn(), disable=not progress or not plans, transient=False, console=console,
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        disable=not progress or not plans,
+        transient=False,
+        console=console,
     )
     with progress_bar:
         task = progress_bar.add_task(f"uploading {len(plans)} file(s)", total=todo_bytes)
         for f, sha, _name, blob in plans:
             try:
-                sent, reused = _upload_one(f, sha, blob, block_size, max_concurrency,
-                                           lambda n: progress_bar.advance(task, n))
+                sent, reused = _upload_one(
+                    f, sha, blob, block_size, max_concurrency, lambda n: progress_bar.advance(task, n)
+                )
             except Exception as e:
                 _raise_upload_error(e, f, info)
             result.bytes_uploaded += sent
@@ -242,8 +265,10 @@ def _raise_upload_error(e: Exception, f: Path, info: DatastoreInfo) -> None:
     if isinstance(e, AzftError):
         raise e
     if isinstance(e, ResourceNotFoundError) and "ContainerNotFound" in str(getattr(e, "error_code", "") or e):
-        raise AzureError(f"container {info.container!r} does not exist at {info.account_url} (uploading {f.name})",
-                         hint="the workspace's default datastore points at a missing container") from None
+        raise AzureError(
+            f"container {info.container!r} does not exist at {info.account_url} (uploading {f.name})",
+            hint="the workspace's default datastore points at a missing container",
+        ) from None
     if isinstance(e, CoreAzureError):
         raise map_error(e, f"uploading {f.name}") from None
     if isinstance(e, OSError):
@@ -307,8 +332,13 @@ class Uploader(Protocol):
 class BlobUploader:
     """Uploads through azure-storage-blob with the workspace credential (resumable, progress bar on stderr)."""
 
-    def __init__(self, credential: Any = None, blob_endpoint: Optional[str] = None, progress: bool = True,
-                 connection_verify: Any = None):
+    def __init__(
+        self,
+        credential: Any = None,
+        blob_endpoint: Optional[str] = None,
+        progress: bool = True,
+        connection_verify: Any = None,
+    ):
         self.credential = credential
         self.blob_endpoint = blob_endpoint
         self.progress = progress
@@ -323,12 +353,19 @@ class BlobUploader:
             from rich.console import Console
 
             kwargs["console"] = Console(stderr=True)  # stdout carries `--output json`; progress goes to stderr
-        target = DatastoreInfo((self.blob_endpoint or datastore.account_url).rstrip("/"), datastore.container,
-                               datastore.datastore)
+        target = DatastoreInfo(
+            (self.blob_endpoint or datastore.account_url).rstrip("/"), datastore.container, datastore.datastore
+        )
         try:
-            return upload_files([d.path for d in local if d.path], target, self.credential, self.progress,
-                                connection_verify=self.connection_verify,
-                                sha256s={d.path: d.sha256 for d in local if d.path and d.sha256}, **kwargs)
+            return upload_files(
+                [d.path for d in local if d.path],
+                target,
+                self.credential,
+                self.progress,
+                connection_verify=self.connection_verify,
+                sha256s={d.path: d.sha256 for d in local if d.path and d.sha256},
+                **kwargs,
+            )
         except AzftError:
             raise
         except Exception as exc:

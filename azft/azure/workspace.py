@@ -53,7 +53,6 @@ _SCOPE_RE = re.compile(
 )
 
 
-
 @dataclass(frozen=True)
 class WorkspaceRef:
     """A resolved workspace and where each value came from."""
@@ -169,8 +168,12 @@ def resolve_workspace(
     backend's emulated workspace). Raises ``AzureError`` naming every place that was tried when a required value is
     missing.
     """
-    kw = {"subscription_id": subscription_id, "resource_group": resource_group, "workspace": workspace,
-          "region": region}
+    kw = {
+        "subscription_id": subscription_id,
+        "resource_group": resource_group,
+        "workspace": workspace,
+        "region": region,
+    }
     if any(v not in (None, "") for v in kw.values()):
         merged = {n: _explicit_value(explicit, n) for n in FIELDS}
         merged.update({k: v for k, v in kw.items() if v not in (None, "")})
@@ -207,9 +210,13 @@ def resolve_workspace(
         tried = [
             f"{explicit_source} ({', '.join(FIELDS)})",
             "environment variables " + ", ".join(k for n in REQUIRED for k in ENV_VARS[n]),
-            (f"config.json at {config_path}" if config_path else
-             "config.json or .azureml/config.json in " + (str(looked[0].parent) if looked else str(cwd or os.getcwd()))
-             + " and its parents (none found)"),
+            (
+                f"config.json at {config_path}"
+                if config_path
+                else "config.json or .azureml/config.json in "
+                + (str(looked[0].parent) if looked else str(cwd or os.getcwd()))
+                + " and its parents (none found)"
+            ),
         ]
         raise AzureError(
             f"Azure ML workspace not fully configured: missing {', '.join(missing)}. "
@@ -218,8 +225,9 @@ def resolve_workspace(
             "AZURE_SUBSCRIPTION_ID / AZURE_RESOURCE_GROUP / AZUREML_WORKSPACE_NAME, or download the workspace's "
             "config.json from Azure ML studio into this directory",
         )
-    return WorkspaceRef(values["subscription_id"], values["resource_group"], values["workspace"],
-                        values.get("region"), sources)
+    return WorkspaceRef(
+        values["subscription_id"], values["resource_group"], values["workspace"], values.get("region"), sources
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -274,8 +282,9 @@ def ci_federated_credential(env: Mapping[str, str]) -> Any:
             import urllib.request
 
             sep = "&" if "?" in gh_url else "?"
-            req = urllib.request.Request(f"{gh_url}{sep}audience=api://AzureADTokenExchange",
-                                         headers={"Authorization": f"bearer {gh_token}"})
+            req = urllib.request.Request(
+                f"{gh_url}{sep}audience=api://AzureADTokenExchange", headers={"Authorization": f"bearer {gh_token}"}
+            )
             with urllib.request.urlopen(req, timeout=30) as resp:
                 return json.loads(resp.read())["value"]
 
@@ -285,20 +294,28 @@ def ci_federated_credential(env: Mapping[str, str]) -> Any:
     ado_client = env.get("AZURESUBSCRIPTION_CLIENT_ID") or client_id
     ado_tenant = env.get("AZURESUBSCRIPTION_TENANT_ID") or tenant_id
     if connection and access_token and ado_client and ado_tenant:
-        return AzurePipelinesCredential(tenant_id=ado_tenant, client_id=ado_client,
-                                        service_connection_id=connection, system_access_token=access_token)
+        return AzurePipelinesCredential(
+            tenant_id=ado_tenant,
+            client_id=ado_client,
+            service_connection_id=connection,
+            system_access_token=access_token,
+        )
     return None
 
 
-def retry_kwargs(retry_total: int = 6, retry_backoff_factor: float = 0.8, retry_backoff_max: int = 60,
-                 **extra: Any) -> dict[str, Any]:
+def retry_kwargs(
+    retry_total: int = 6, retry_backoff_factor: float = 0.8, retry_backoff_max: int = 60, **extra: Any
+) -> dict[str, Any]:
     """Keyword arguments that configure azure-core's ``RetryPolicy`` in every pipeline of an SDK client.
 
     The policy retries 408/429/500/502/503/504 and connection errors with exponential backoff and honours
     ``Retry-After``.
     """
-    out = {"retry_total": retry_total, "retry_backoff_factor": retry_backoff_factor,
-           "retry_backoff_max": retry_backoff_max}
+    out = {
+        "retry_total": retry_total,
+        "retry_backoff_factor": retry_backoff_factor,
+        "retry_backoff_max": retry_backoff_max,
+    }
     out.update(extra)
     return out
 
@@ -378,8 +395,10 @@ _SECRET_PATTERNS = [
     (re.compile(r"(?i)(AccountKey=)[^;\s\"']+"), r"\1[redacted]"),
     (re.compile(r"(?i)(SharedAccessSignature=)[^;\s\"']+"), r"\1[redacted]"),
     (re.compile(r"(?i)(client_secret=)[^&\s\"']+"), r"\1[redacted]"),
-    (re.compile(r"(?i)(\"?(?:primaryKey|secondaryKey|key|password|secret)\"?\s*[:=]\s*\"?)[^\"',\s}]+"),
-     r"\1[redacted]"),
+    (
+        re.compile(r"(?i)(\"?(?:primaryKey|secondaryKey|key|password|secret)\"?\s*[:=]\s*\"?)[^\"',\s}]+"),
+        r"\1[redacted]",
+    ),
 ]
 
 

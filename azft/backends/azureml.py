@@ -41,6 +41,7 @@ from azft.render import timestamp
 if TYPE_CHECKING:  # pragma: no cover
     from azft.plan import Plan
 
+
 def _norm_region(region: str) -> str:
     return region.lower().replace(" ", "")
 
@@ -71,8 +72,11 @@ def sdk_console() -> Iterator[None]:
         try:
             yield
         finally:
-            text = "\n".join(line for line in _ANSI.sub("", buf.getvalue()).splitlines()
-                             if line.strip() and not line.startswith("Uploading "))
+            text = "\n".join(
+                line
+                for line in _ANSI.sub("", buf.getvalue()).splitlines()
+                if line.strip() and not line.startswith("Uploading ")
+            )
             if text:
                 print(redact_text(text), file=sys.stderr)
 
@@ -104,8 +108,10 @@ def trust_ca(ca_bundle: Optional[str]) -> Iterator[None]:
         try:
             pem = Path(base).read_bytes().rstrip(b"\n") + b"\n" + Path(ca_bundle).read_bytes()
         except OSError as exc:
-            raise UsageError(f"the CA bundle {ca_bundle} cannot be read ({exc.strerror})",
-                             hint="AZFT_AZURE_CA_BUNDLE must name the emulator's CA certificate (PEM)") from None
+            raise UsageError(
+                f"the CA bundle {ca_bundle} cannot be read ({exc.strerror})",
+                hint="AZFT_AZURE_CA_BUNDLE must name the emulator's CA certificate (PEM)",
+            ) from None
         target = Path(tempfile.gettempdir()) / f"azft-ca-{hashlib.sha256(pem).hexdigest()[:16]}.pem"
         if not target.is_file() or target.read_bytes() != pem:
             tmp = target.with_name(f"{target.name}.{os.getpid()}.part")
@@ -149,8 +155,9 @@ def where_it_runs(job: Any) -> dict[str, Any]:
 class AzureJob(Job):
     """A job in an Azure ML workspace (or the emulator standing in for one)."""
 
-    def __init__(self, backend: "AzureBackend", name: str, *, upload: Optional[UploadResult] = None,
-                 existed: bool = False):
+    def __init__(
+        self, backend: "AzureBackend", name: str, *, upload: Optional[UploadResult] = None, existed: bool = False
+    ):
         self._backend = backend
         self.backend = backend.name
         self.name = name
@@ -286,11 +293,14 @@ class AzureBackend(Backend):
                 c = self._ml_client
                 given = "the MLClient given to the backend"
                 self._ws_ref = wsmod.WorkspaceRef(
-                    c.subscription_id, c.resource_group_name, c.workspace_name, None,
-                    {"subscription_id": given, "resource_group": given, "workspace": given})
+                    c.subscription_id,
+                    c.resource_group_name,
+                    c.workspace_name,
+                    None,
+                    {"subscription_id": given, "resource_group": given, "workspace": given},
+                )
             else:
-                self._ws_ref = wsmod.resolve_workspace(
-                    {k: v for k, v in self.workspace.items() if k in wsmod.FIELDS})
+                self._ws_ref = wsmod.resolve_workspace({k: v for k, v in self.workspace.items() if k in wsmod.FIELDS})
         return self._ws_ref
 
     def destination(self) -> dict[str, Any]:
@@ -326,8 +336,11 @@ class AzureBackend(Backend):
             import os
 
             verify = os.environ.get("AZFT_AZURE_CA_BUNDLE") or None
-            self._uploader = BlobUploader(credential=self.credential or client_credential(self.ml_client),
-                                          progress=self.progress, connection_verify=verify)
+            self._uploader = BlobUploader(
+                credential=self.credential or client_credential(self.ml_client),
+                progress=self.progress,
+                connection_verify=verify,
+            )
         return self._uploader
 
     # -- the dry-run ----------------------------------------------------------------------------------------------
@@ -363,12 +376,17 @@ class AzureBackend(Backend):
 
     def _check_target(self, plan: "Plan") -> None:
         if plan.target != self.target:
-            raise UsageError(f"this plan targets {plan.target}, not {self.target}",
-                             hint=f"make the plan with --backend {self.target}")
+            raise UsageError(
+                f"this plan targets {plan.target}, not {self.target}",
+                hint=f"make the plan with --backend {self.target}",
+            )
         if not plan.ok:
-            raise IncompatibleError(f"cannot run {plan.spec.name} on {plan.backend}: " + "; ".join(plan.verdict.reasons),
-                                    hint=("what works instead: " + "; ".join(plan.verdict.alternatives))
-                                    if plan.verdict.alternatives else None)
+            raise IncompatibleError(
+                f"cannot run {plan.spec.name} on {plan.backend}: " + "; ".join(plan.verdict.reasons),
+                hint=("what works instead: " + "; ".join(plan.verdict.alternatives))
+                if plan.verdict.alternatives
+                else None,
+            )
 
     def workspace_region(self) -> Optional[str]:
         """The workspace's Azure region as Azure reports it (one GET, cached), checked against the declared one.
@@ -390,7 +408,8 @@ class AzureBackend(Backend):
             raise UsageError(
                 f"{ref.sources.get('region', 'the spec')} says region {declared}, but workspace "
                 f"{self.ml_client.workspace_name} is in {actual}; nothing was uploaded",
-                hint=f"set azure.region: {actual} (or remove it), or point azure.workspace at a workspace in {declared}")
+                hint=f"set azure.region: {actual} (or remove it), or point azure.workspace at a workspace in {declared}",
+            )
         self._region = actual or declared
         return self._region
 
@@ -408,8 +427,10 @@ class AzureBackend(Backend):
 
         datastore = self.default_datastore()
         if datastore.datastore != DATASTORE:
-            raise AzureError(f"the workspace's default datastore is {datastore.datastore}, not {DATASTORE}",
-                             hint="azft uploads data to workspaceblobstore; restore it as the default datastore")
+            raise AzureError(
+                f"the workspace's default datastore is {datastore.datastore}, not {DATASTORE}",
+                hint="azft uploads data to workspaceblobstore; restore it as the default datastore",
+            )
         result = self.uploader.upload(local, datastore)
         if result.bytes_uploaded:
             self.on_event(f"uploaded {result.files_uploaded} file(s), {result.bytes_uploaded} bytes")
@@ -460,8 +481,10 @@ class AzureBackend(Backend):
 
         check_job_name(name)
         if not self._exists(name):
-            raise UsageError(f"no job named {name!r} in workspace {self.ml_client.workspace_name}",
-                             hint="`azft list --backend " + self.name + "` shows the workspace's jobs")
+            raise UsageError(
+                f"no job named {name!r} in workspace {self.ml_client.workspace_name}",
+                hint="`azft list --backend " + self.name + "` shows the workspace's jobs",
+            )
         return AzureJob(self, name)
 
     def list_jobs(self, limit: int = 50) -> list[JobInfo]:
@@ -472,15 +495,22 @@ class AzureBackend(Backend):
                     tags = dict(getattr(job, "tags", None) or {})
                     if "azft.spec_hash" not in tags:
                         continue
-                    out.append(JobInfo(name=job.name, backend=self.name, status=parse_status(job.status),
-                                       created=timestamp(getattr(getattr(job, "creation_context", None),
-                                                                 "created_at", None)),
-                                       studio_url=getattr(job, "studio_url", None),
-                                       mlflow_run_id=tags.get("azft.mlflow_run_id")))
+                    out.append(
+                        JobInfo(
+                            name=job.name,
+                            backend=self.name,
+                            status=parse_status(job.status),
+                            created=timestamp(getattr(getattr(job, "creation_context", None), "created_at", None)),
+                            studio_url=getattr(job, "studio_url", None),
+                            mlflow_run_id=tags.get("azft.mlflow_run_id"),
+                        )
+                    )
                     if out[-1].status == JobStatus.FAILED:  # the Azure code, as `azft status` shows it
                         code, message = self.job_error(job.name)
-                        out[-1].error_code, out[-1].error = code, job_error_text(code, message, job.name,
-                                                                             target=self.target)
+                        out[-1].error_code, out[-1].error = (
+                            code,
+                            job_error_text(code, message, job.name, target=self.target),
+                        )
                     if len(out) >= limit:
                         break
         except AzftError:
@@ -539,8 +569,9 @@ class AzureBackend(Backend):
         try:
             import azureml.mlflow  # noqa: F401
         except ImportError:
-            self.on_event(f"per-step metrics could not be read from run history ({first}); only final metrics are "
-                          "shown")
+            self.on_event(
+                f"per-step metrics could not be read from run history ({first}); only final metrics are shown"
+            )
             return {}
         try:
             from mlflow.tracking import MlflowClient
@@ -560,9 +591,11 @@ class AzureBackend(Backend):
         from azure.core.rest import HttpRequest
 
         client = run_history_client(self.ml_client)
-        ws = (f"/metric/v2.0/subscriptions/{self.ml_client.subscription_id}/resourceGroups/"
-              f"{self.ml_client.resource_group_name}/providers/Microsoft.MachineLearningServices/workspaces/"
-              f"{self.ml_client.workspace_name}/runs/{name}")
+        ws = (
+            f"/metric/v2.0/subscriptions/{self.ml_client.subscription_id}/resourceGroups/"
+            f"{self.ml_client.resource_group_name}/providers/Microsoft.MachineLearningServices/workspaces/"
+            f"{self.ml_client.workspace_name}/runs/{name}"
+        )
 
         def post(path: str, body: dict) -> dict:
             resp = client.send_request(HttpRequest("POST", client.format_url(ws + path), json=body))
@@ -574,8 +607,11 @@ class AzureBackend(Backend):
             keys = [(d.get("metricKey") or {}).get("name") for d in post("/list", {}).get("value", [])]
             for key in filter(None, keys):
                 values = post("/full", {"metricName": key}).get("value", [])
-                out[key] = [(int(v.get("step") or 0), float(v["data"][key])) for v in values
-                            if isinstance((v.get("data") or {}).get(key), (int, float))]
+                out[key] = [
+                    (int(v.get("step") or 0), float(v["data"][key]))
+                    for v in values
+                    if isinstance((v.get("data") or {}).get(key), (int, float))
+                ]
         return out
 
 
@@ -586,8 +622,19 @@ def requests_to_json(records: list[Any]) -> list[dict]:
     out = []
     for r in records:
         d = r.to_dict() if hasattr(r, "to_dict") else dict(r)
-        d["headers"] = {k: v for k, v in (d.get("headers") or {}).items()
-                        if k.lower() not in ("x-ms-client-request-id", "date", "host", "content-length",
-                                             "user-agent", "accept-encoding", "connection")}
+        d["headers"] = {
+            k: v
+            for k, v in (d.get("headers") or {}).items()
+            if k.lower()
+            not in (
+                "x-ms-client-request-id",
+                "date",
+                "host",
+                "content-length",
+                "user-agent",
+                "accept-encoding",
+                "connection",
+            )
+        }
         out.append(redact(d))
     return json.loads(json.dumps(out, default=str))

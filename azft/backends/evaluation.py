@@ -47,12 +47,20 @@ def _local_data(path: str, task: str, check: Callable[[str, str], None]) -> Any:
         raise DataError(f"{path}: no such file")
     check(str(p), task)
     digest = hashlib.sha256(p.read_bytes()).hexdigest()
-    return DataFile(role="validation", ref=path, path=str(p.resolve()), uri=None, size=p.stat().st_size,
-                    sha256=digest)
+    return DataFile(role="validation", ref=path, path=str(p.resolve()), uri=None, size=p.stat().st_size, sha256=digest)
 
 
-def submit_evaluation(job: str, record: dict[str, Any], *, data: Optional[str], samples: int, max_new_tokens: int,
-                      batch_size: int, max_rows: int, check_data: Callable[[str, str], None]) -> dict[str, Any]:
+def submit_evaluation(
+    job: str,
+    record: dict[str, Any],
+    *,
+    data: Optional[str],
+    samples: int,
+    max_new_tokens: int,
+    batch_size: int,
+    max_rows: int,
+    check_data: Callable[[str, str], None],
+) -> dict[str, Any]:
     """Submit the evaluate component against ``job``'s outputs; the evaluation job's name and what it was given."""
     from azft.azure import evaluation, jobs
     from azft.azure.errors import call
@@ -64,14 +72,31 @@ def submit_evaluation(job: str, record: dict[str, Any], *, data: Optional[str], 
         with quiet_sdk():
             entity = call(f"reading job {job}", b.ml_client.jobs.get, job)
         values = evaluation.training_inputs(entity)
-        local = _local_data(data, str(values.get("task", "chat-completion")), check_data) if data and not remote_data else None
+        local = (
+            _local_data(data, str(values.get("task", "chat-completion")), check_data)
+            if data and not remote_data
+            else None
+        )
         data_uri = remote_data or (jobs.data_uri(local) if local else None)
-        settings = {"data": data_uri, "samples": samples, "max_new_tokens": max_new_tokens,
-                    "batch_size": batch_size, "max_rows": max_rows}
+        settings = {
+            "data": data_uri,
+            "samples": samples,
+            "max_new_tokens": max_new_tokens,
+            "batch_size": batch_size,
+            "max_rows": max_rows,
+        }
         name = evaluation.eval_job_name(job, settings)
-        node = evaluation.build_eval_job(job, values, name=name, data_uri=data_uri, samples=samples,
-                                         max_new_tokens=max_new_tokens, batch_size=batch_size, max_rows=max_rows,
-                                         experiment=record.get("experiment"))
+        node = evaluation.build_eval_job(
+            job,
+            values,
+            name=name,
+            data_uri=data_uri,
+            samples=samples,
+            max_new_tokens=max_new_tokens,
+            batch_size=batch_size,
+            max_rows=max_rows,
+            experiment=record.get("experiment"),
+        )
         existed = b._exists(name)
         if not existed:
             if local is not None:
@@ -79,12 +104,25 @@ def submit_evaluation(job: str, record: dict[str, Any], *, data: Optional[str], 
             with quiet_sdk(), trust_ca(b.ca_bundle), sdk_console():
                 call(f"submitting evaluation job {name}", b.ml_client.jobs.create_or_update, node)
             b.after_command()
-    record_submission(name, backend=record["backend"], target="maap", experiment=record.get("experiment"),
-                      tracking_uri=record.get("tracking_uri"), options=record.get("options"), evaluates=job)
-    return {"job": job, "evaluation_job": name, "submitted": not existed, "compute": values["compute"],
-            "trained_model": evaluation.output_uri(job, evaluation.MODEL_OUTPUT), "data": data_uri or
-            values.get("validation_data") or values.get("train_data"), "samples": samples,
-            "max_new_tokens": max_new_tokens}
+    record_submission(
+        name,
+        backend=record["backend"],
+        target="maap",
+        experiment=record.get("experiment"),
+        tracking_uri=record.get("tracking_uri"),
+        options=record.get("options"),
+        evaluates=job,
+    )
+    return {
+        "job": job,
+        "evaluation_job": name,
+        "submitted": not existed,
+        "compute": values["compute"],
+        "trained_model": evaluation.output_uri(job, evaluation.MODEL_OUTPUT),
+        "data": data_uri or values.get("validation_data") or values.get("train_data"),
+        "samples": samples,
+        "max_new_tokens": max_new_tokens,
+    }
 
 
 def check_target(job: str, record: dict[str, Any]) -> str:

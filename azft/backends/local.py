@@ -42,8 +42,6 @@ _PLACEHOLDER = re.compile(r"\$\{\{\s*(inputs|outputs)\.([A-Za-z_][A-Za-z0-9_]*)\
 _OPTIONAL = re.compile(r"\$\[\[(.*?)\]\]", re.S)
 
 
-
-
 def _now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -74,8 +72,10 @@ class ComponentCommand:
 
         self.path = Path(path)
         if not self.path.exists():
-            raise UsageError(f"component file not found: {self.path}",
-                             hint="the local backend runs components/finetune/component.yml; reinstall azft")
+            raise UsageError(
+                f"component file not found: {self.path}",
+                hint="the local backend runs components/finetune/component.yml; reinstall azft",
+            )
         data = YAML(typ="safe").load(self.path.read_text())
         self.inputs: dict[str, dict] = dict(data.get("inputs") or {})
         self.outputs: dict[str, dict] = dict(data.get("outputs") or {})
@@ -93,8 +93,10 @@ class ComponentCommand:
     def resolve_inputs(self, given: dict[str, Any]) -> dict[str, Any]:
         unknown = sorted(set(given) - set(self.inputs))
         if unknown:
-            raise UsageError(f"{self.path}: unknown component input(s): {', '.join(unknown)}",
-                             hint=f"inputs are: {', '.join(self.inputs)}")
+            raise UsageError(
+                f"{self.path}: unknown component input(s): {', '.join(unknown)}",
+                hint=f"inputs are: {', '.join(self.inputs)}",
+            )
         values: dict[str, Any] = {}
         for name, decl in self.inputs.items():
             v = given.get(name)
@@ -105,8 +107,7 @@ class ComponentCommand:
             if v is not None and decl.get("type") in ("uri_file", "uri_folder") and "://" not in str(v):
                 p = Path(str(v)).expanduser()
                 if not p.exists():
-                    raise DataError(f"input {name}: {p} does not exist",
-                                    hint="local jobs read data from local paths")
+                    raise DataError(f"input {name}: {p} does not exist", hint="local jobs read data from local paths")
                 v = str(p.resolve())
             if v is not None and "enum" in decl and str(v) not in [str(e) for e in decl["enum"]]:
                 raise UsageError(f"{self.path}: input {name}={v!r} is not one of {decl['enum']}")
@@ -130,6 +131,7 @@ class ComponentCommand:
         template = _OPTIONAL.sub(keep_optional, self.command)
         argv = []
         for token in shlex.split(template):
+
             def sub(m: re.Match) -> str:
                 kind, name = m.group(1), m.group(2)
                 if kind == "inputs":
@@ -179,8 +181,10 @@ class LocalJob(Job):
         try:
             return json.loads(self.state_path.read_text())
         except FileNotFoundError:
-            raise UsageError(f"no local job named {self.name!r}",
-                             hint=f"local jobs live in {self._backend.jobs_dir}; `azft list --backend local`") from None
+            raise UsageError(
+                f"no local job named {self.name!r}",
+                hint=f"local jobs live in {self._backend.jobs_dir}; `azft list --backend local`",
+            ) from None
 
     def _write_state(self, state: dict) -> None:
         write_private(self.state_path, json.dumps(state, indent=2))
@@ -253,15 +257,21 @@ class LocalJob(Job):
         summary = Path(state["outputs"]["metrics"]) / "metrics.json"
         if summary.exists():
             try:
-                metrics = canonical({k: float(v) for k, v in json.loads(summary.read_text()).items()
-                                     if isinstance(v, (int, float)) and not isinstance(v, bool)})
+                metrics = canonical(
+                    {
+                        k: float(v)
+                        for k, v in json.loads(summary.read_text()).items()
+                        if isinstance(v, (int, float)) and not isinstance(v, bool)
+                    }
+                )
             except ValueError:
                 metrics = {}
         if status == JobStatus.COMPLETED and state.get("throughput_key") and metrics.get("tokens_per_second"):
             from azft import throughput
 
-            throughput.record(state["throughput_key"], metrics["tokens_per_second"], self.name,
-                              state.get("started") or _now())
+            throughput.record(
+                state["throughput_key"], metrics["tokens_per_second"], self.name, state.get("started") or _now()
+            )
         return JobInfo(
             name=self.name,
             backend="local",
@@ -439,11 +449,27 @@ class LocalBackend(Backend):
         script = str(component.code_dir / argv[1])
         rest = argv[2:]
         if stage:
-            launcher = [sys.executable, "-m", "deepspeed.launcher.runner", "--num_gpus", str(nproc),
-                        "--master_port", str(_free_port())]
+            launcher = [
+                sys.executable,
+                "-m",
+                "deepspeed.launcher.runner",
+                "--num_gpus",
+                str(nproc),
+                "--master_port",
+                str(_free_port()),
+            ]
         elif nproc > 1:
-            launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc),
-                        "--master_addr", "127.0.0.1", "--master_port", str(_free_port())]
+            launcher = [
+                sys.executable,
+                "-m",
+                "torch.distributed.run",
+                "--nproc_per_node",
+                str(nproc),
+                "--master_addr",
+                "127.0.0.1",
+                "--master_port",
+                str(_free_port()),
+            ]
         else:
             launcher = [sys.executable, "-u"]
         return launcher + [script] + rest, nproc, stage
@@ -479,16 +505,19 @@ class LocalBackend(Backend):
                 exp_id = client.create_experiment(experiment, artifact_location=artifacts)
             else:
                 exp_id = exp.experiment_id
-            run = client.create_run(exp_id, run_name=job_name,
-                                    tags={"azft.backend": "local", "azft.job_name": job_name})
+            run = client.create_run(
+                exp_id, run_name=job_name, tags={"azft.backend": "local", "azft.job_name": job_name}
+            )
             spec = getattr(plan, "spec", None)
             if spec is not None and hasattr(spec, "model_dump"):
                 client.log_dict(run.info.run_id, spec.model_dump(mode="json"), "spec.json")
             return run.info.run_id
         except Exception as e:
-            print(f"warning: could not create an MLflow run at {uri.split('?')[0]} ({type(e).__name__}: "
-                  f"{str(e)[:200]}); the job runs without MLflow and keeps metrics in its metrics folder",
-                  file=sys.stderr)
+            print(
+                f"warning: could not create an MLflow run at {uri.split('?')[0]} ({type(e).__name__}: "
+                f"{str(e)[:200]}); the job runs without MLflow and keeps metrics in its metrics folder",
+                file=sys.stderr,
+            )
             return None
 
     def _launch(self, job: LocalJob, plan: Any, *, resume: bool) -> LocalJob:
@@ -529,18 +558,31 @@ class LocalBackend(Backend):
         log_path = job.dir / "job.log"
         with log_path.open("a") as log:
             if resume:
-                log.write(f"--- {_now()} attempt {state['attempt']}: starting again; the recipe resumes from its "
-                          "last checkpoint ---\n")
+                log.write(
+                    f"--- {_now()} attempt {state['attempt']}: starting again; the recipe resumes from its "
+                    "last checkpoint ---\n"
+                )
             log.write(f"$ {shlex.join(argv)}\n")
         # A shell parent records the exit code when the command ends, even after the submitting process is gone.
-        wrapper = ['/bin/sh', '-c', '"$@"; code=$?; echo $code > "$AZFT_EXIT_FILE.tmp"; '
-                   'mv "$AZFT_EXIT_FILE.tmp" "$AZFT_EXIT_FILE"; exit $code', "azft-job", *argv]
+        wrapper = [
+            "/bin/sh",
+            "-c",
+            '"$@"; code=$?; echo $code > "$AZFT_EXIT_FILE.tmp"; mv "$AZFT_EXIT_FILE.tmp" "$AZFT_EXIT_FILE"; exit $code',
+            "azft-job",
+            *argv,
+        ]
         env["AZFT_EXIT_FILE"] = str(exit_file)
         with log_path.open("ab") as log:
             try:
-                proc = subprocess.Popen(wrapper, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                        cwd=str(ComponentCommand(self.component_path).code_dir), env=env,
-                                        start_new_session=True)
+                proc = subprocess.Popen(
+                    wrapper,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    cwd=str(ComponentCommand(self.component_path).code_dir),
+                    env=env,
+                    start_new_session=True,
+                )
             except OSError as e:
                 raise JobFailedError(f"could not start the local job: {e}") from None
         self._children[job.name] = proc

@@ -53,7 +53,7 @@ class MaapBackend(AzureBackend):
                 raise UsageError(
                     f"compute cluster {name} does not exist in workspace {self.ml_client.workspace_name}",
                     hint="set compute.create_cluster: true with compute.instance_type to create it (min 0 nodes), "
-                         "or name an existing cluster",
+                    "or name an existing cluster",
                 )
             compute = self._create_cluster(plan, name)
         size = getattr(compute, "size", None)
@@ -85,8 +85,7 @@ class MaapBackend(AzureBackend):
         )
         self.on_event(f"creating compute cluster {name} ({size}, 0-{cluster.max_instances} nodes)")
         with quiet_sdk():
-            poller = call(f"creating compute cluster {name}", self.ml_client.compute.begin_create_or_update,
-                          cluster)
+            poller = call(f"creating compute cluster {name}", self.ml_client.compute.begin_create_or_update, cluster)
             return call(f"creating compute cluster {name}", poller.result)
 
 
@@ -110,5 +109,7 @@ def _check_size(plan: "Plan", size: str, what: str) -> None:
     problem = check_memory_fit(plan, cat, known) if known else None
     if problem:
         fits = ", ".join(n for n, _, _ in sizes_that_fit(plan, cat))
-        raise IncompatibleError(f"{what}: {problem}; nothing was uploaded",
-                                hint=f"a cluster of {fits}" if fits else "method: qlora or DeepSpeed ZeRO-3 offload")
+        raise IncompatibleError(
+            f"{what}: {problem}; nothing was uploaded",
+            hint=f"a cluster of {fits}" if fits else "method: qlora or DeepSpeed ZeRO-3 offload",
+        )

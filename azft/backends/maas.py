@@ -35,13 +35,16 @@ class MaasBackend(AzureBackend):
         region = self.workspace_region()
         if not region or _norm_region(region) in regions:
             return
-        message = (f"serverless fine-tuning of {plan.model.display_name} is offered in {', '.join(regions)}; "
-                   f"the workspace {self.ml_client.workspace_name} is in {region}")
+        message = (
+            f"serverless fine-tuning of {plan.model.display_name} is offered in {', '.join(regions)}; "
+            f"the workspace {self.ml_client.workspace_name} is in {region}"
+        )
         if plan.spec.maas.allow_unavailable:
             self.on_event(message + " — submitting anyway because maas.allow_unavailable is true")
             return
-        raise IncompatibleError(message + "; nothing was uploaded",
-                                hint=f"use a workspace in {regions[0]}, or --backend maap in {region}")
+        raise IncompatibleError(
+            message + "; nothing was uploaded", hint=f"use a workspace in {regions[0]}, or --backend maap in {region}"
+        )
 
     def prepare(self, plan: "Plan") -> None:
         from azft.azure import jobs

@@ -56,8 +56,12 @@ if TYPE_CHECKING:  # pragma: no cover
 
 STATE_VERSION = 1
 #: The emulated workspace when neither the spec, ``AZURE_*`` nor ``config.json`` names one.
-DEFAULT_WORKSPACE = {"subscription_id": "00000000-0000-4000-8000-000000000001", "resource_group": "rg-azft",
-                     "workspace": "ws-azft", "region": "eastus2"}
+DEFAULT_WORKSPACE = {
+    "subscription_id": "00000000-0000-4000-8000-000000000001",
+    "resource_group": "rg-azft",
+    "workspace": "ws-azft",
+    "region": "eastus2",
+}
 DEFAULT_SOURCE = "the mock backend's default emulated workspace"
 MOCK_RETRY_TOTAL = 4
 MOCK_RETRY_BACKOFF = 0.05
@@ -67,8 +71,11 @@ JOB_ERROR_CODES = {
     "unauthorized": ("Unauthorized", None),
     "model_not_available_in_region": ("ModelNotAvailableInRegion", None),
     "out_of_memory": ("OutOfMemory", None),
-    "invalid_data": ("UserError", "Invalid training data: line 1 of the training file is not a valid chat example "
-                                  "(expected {\"messages\": [...]})."),
+    "invalid_data": (
+        "UserError",
+        "Invalid training data: line 1 of the training file is not a valid chat example "
+        '(expected {"messages": [...]}).',
+    ),
 }
 
 
@@ -128,12 +135,24 @@ class MockWorkspace:
             # blobs (component code uploaded through startPendingUpload SAS URIs) live next to the directory
             # datastore, so a later process finds an upload by its content hash like Azure does
             ref = self.ref
-            identity = {} if ref is None else {
-                "subscription_id": ref.subscription_id, "resource_group": ref.resource_group,
-                "workspace": ref.workspace, "location": ref.region or DEFAULT_WORKSPACE["region"]}
-            self._emulator = Emulator(clock=_wall_clock(), seconds_per_state=self.seconds_per_state,
-                                      ca=self._ca(), lro_retry_after=0.01, blob_root=self.root / "datastore",
-                                      **identity)
+            identity = (
+                {}
+                if ref is None
+                else {
+                    "subscription_id": ref.subscription_id,
+                    "resource_group": ref.resource_group,
+                    "workspace": ref.workspace,
+                    "location": ref.region or DEFAULT_WORKSPACE["region"],
+                }
+            )
+            self._emulator = Emulator(
+                clock=_wall_clock(),
+                seconds_per_state=self.seconds_per_state,
+                ca=self._ca(),
+                lro_retry_after=0.01,
+                blob_root=self.root / "datastore",
+                **identity,
+            )
             self._emulator.start()
             self._load()
         return self._emulator
@@ -195,14 +214,21 @@ class MockWorkspace:
         try:
             state = json.loads(self.state_file.read_text())
         except (OSError, ValueError) as exc:
-            raise UsageError(f"{self.state_file}: the mock workspace state is unreadable ({exc})",
-                             hint=f"delete {self.root} to start a fresh mock workspace") from None
+            raise UsageError(
+                f"{self.state_file}: the mock workspace state is unreadable ({exc})",
+                hint=f"delete {self.root} to start a fresh mock workspace",
+            ) from None
         em.jobs.clear()
         for j in state.get("jobs", []):
             em.jobs[j["name"]] = EmulatedJob(
-                name=j["name"], body=j["body"], created_at=j["created_at"], created_wall=j["created_wall"],
-                outcome=Outcome(**j["outcome"]), state_seconds=j["state_seconds"],
-                cancel_requested_at=j.get("cancel_requested_at"), total_steps=j.get("total_steps", 50),
+                name=j["name"],
+                body=j["body"],
+                created_at=j["created_at"],
+                created_wall=j["created_wall"],
+                outcome=Outcome(**j["outcome"]),
+                state_seconds=j["state_seconds"],
+                cancel_requested_at=j.get("cancel_requested_at"),
+                total_steps=j.get("total_steps", 50),
                 api_version=j.get("api_version"),
             )
         for attr in ("computes", "marketplace_subscriptions", "serverless_endpoints"):
@@ -234,17 +260,27 @@ class MockWorkspace:
         state = {
             "version": STATE_VERSION,
             "jobs": [
-                {"name": j.name, "body": j.body, "created_at": j.created_at, "created_wall": j.created_wall,
-                 "outcome": asdict(j.outcome), "state_seconds": j.state_seconds,
-                 "cancel_requested_at": j.cancel_requested_at, "total_steps": j.total_steps,
-                 "api_version": j.api_version}
+                {
+                    "name": j.name,
+                    "body": j.body,
+                    "created_at": j.created_at,
+                    "created_wall": j.created_wall,
+                    "outcome": asdict(j.outcome),
+                    "state_seconds": j.state_seconds,
+                    "cancel_requested_at": j.cancel_requested_at,
+                    "total_steps": j.total_steps,
+                    "api_version": j.api_version,
+                }
                 for j in em.jobs.values()
             ],
             "computes": em.computes,
             "marketplace_subscriptions": em.marketplace_subscriptions,
             "serverless_endpoints": em.serverless_endpoints,
-            "named": {k: v for k, v in em.store.named.items()
-                      if k not in ("computes", "marketplaceSubscriptions", "serverlessEndpoints")},
+            "named": {
+                k: v
+                for k, v in em.store.named.items()
+                if k not in ("computes", "marketplaceSubscriptions", "serverlessEndpoints")
+            },
             "components": {f"{n}|{v}": body for (n, v), body in em.components.items()},
             "codes": {f"{n}|{v}": body for (n, v), body in em.codes.items()},
             "faults": [f.to_dict() for f in em.faults if f.times is None or f.hits < f.times],
@@ -289,8 +325,11 @@ def resolve_mock_workspace(explicit: Optional[dict] = None) -> Any:
     """The workspace the mock emulates: the same order as maas/maap, then the default emulated workspace."""
     from azft.azure.workspace import FIELDS, resolve_workspace
 
-    return resolve_workspace({k: v for k, v in (explicit or {}).items() if k in FIELDS},
-                             defaults=DEFAULT_WORKSPACE, defaults_source=DEFAULT_SOURCE)
+    return resolve_workspace(
+        {k: v for k, v in (explicit or {}).items() if k in FIELDS},
+        defaults=DEFAULT_WORKSPACE,
+        defaults_source=DEFAULT_SOURCE,
+    )
 
 
 def _inner_class(target: str):
@@ -374,8 +413,11 @@ class MockBackend(Backend):
         self.extra_faults = list(faults or [])
         #: The Azure ML workspace being emulated, resolved like maas/maap resolve theirs.
         self.ws_ref = resolve_mock_workspace(workspace)
-        self.workspace = MockWorkspace(Path(state_dir) if state_dir else None,
-                                       seconds_per_state if seconds_per_state is not None else 1.0, ref=self.ws_ref)
+        self.workspace = MockWorkspace(
+            Path(state_dir) if state_dir else None,
+            seconds_per_state if seconds_per_state is not None else 1.0,
+            ref=self.ws_ref,
+        )
         self.blob_endpoint = blob_endpoint or os.environ.get("AZFT_MOCK_BLOB_ENDPOINT")
         self.retry_total = retry_total
         self.on_event = on_event
@@ -392,13 +434,21 @@ class MockBackend(Backend):
             em = self.workspace.emulator
             client = em.make_ml_client(retry_total=self.retry_total, retry_backoff_factor=MOCK_RETRY_BACKOFF)
             if self.blob_endpoint:
-                uploader = BlobUploader(credential=em.make_credential(), blob_endpoint=self.blob_endpoint,
-                                        progress=False, connection_verify=em.ca_pem_path)
+                uploader = BlobUploader(
+                    credential=em.make_credential(),
+                    blob_endpoint=self.blob_endpoint,
+                    progress=False,
+                    connection_verify=em.ca_pem_path,
+                )
             else:
                 uploader = DirectoryUploader(self.workspace.root / "datastore")
             cls = _inner_class(target)
-            kwargs: dict[str, Any] = {"ml_client": client, "uploader": uploader, "on_event": self.on_event,
-                                      "ca_bundle": em.ca_pem_path}
+            kwargs: dict[str, Any] = {
+                "ml_client": client,
+                "uploader": uploader,
+                "on_event": self.on_event,
+                "ca_bundle": em.ca_pem_path,
+            }
             if target == "maap":
                 kwargs["create_missing_cluster"] = True
             backend = cls(**kwargs)
@@ -433,14 +483,19 @@ class MockBackend(Backend):
             f = _fault_dict(f)
             kind = f.get("kind")
             if kind == "http_error":
-                em.inject(f.get("route", "jobs"), method=f.get("method"), status=f.get("status", 503),
-                          retry_after=f.get("retry_after"), times=f.get("times", 1))
+                em.inject(
+                    f.get("route", "jobs"),
+                    method=f.get("method"),
+                    status=f.get("status", 503),
+                    retry_after=f.get("retry_after"),
+                    times=f.get("times", 1),
+                )
             elif kind == "drop_connection":
-                em.inject(f.get("route", "jobs"), method=f.get("method"), drop_connection=True,
-                          times=f.get("times", 1))
+                em.inject(f.get("route", "jobs"), method=f.get("method"), drop_connection=True, times=f.get("times", 1))
             elif kind == "slow_response":
-                em.inject(f.get("route", "jobs"), method=f.get("method"), delay=f.get("delay", 2.0),
-                          times=f.get("times", 1))
+                em.inject(
+                    f.get("route", "jobs"), method=f.get("method"), delay=f.get("delay", 2.0), times=f.get("times", 1)
+                )
 
     def _script_outcome(self, em: Any, faults: list, name: str) -> None:
         for f in faults:
@@ -467,8 +522,10 @@ class MockBackend(Backend):
         if target not in ("maas", "maap"):
             target = plan.spec.mock.target
         if plan.target != target:
-            raise UsageError(f"this plan targets {plan.target}, but the mock backend was asked for {target}",
-                             hint="set mock.target in the spec")
+            raise UsageError(
+                f"this plan targets {plan.target}, but the mock backend was asked for {target}",
+                hint="set mock.target in the spec",
+            )
         seconds = self.seconds_per_state if self.seconds_per_state is not None else plan.spec.mock.seconds_per_state
         faults = [*plan.spec.mock.faults, *self.extra_faults]
         backend = self.inner(target)
@@ -495,8 +552,9 @@ class MockBackend(Backend):
                 em.permissions = everything
                 em.faults[:] = before  # this submission's HTTP faults end with it
                 if em.requests:
-                    self.workspace.record(plan.job_name if recorded_name is None else recorded_name, "submit",
-                                          list(em.requests))
+                    self.workspace.record(
+                        plan.job_name if recorded_name is None else recorded_name, "submit", list(em.requests)
+                    )
         return MockJob(self, backend, job.name, upload=job.upload, existed=job.existed)
 
     def get_job(self, name: str) -> MockJob:
@@ -504,8 +562,10 @@ class MockBackend(Backend):
         with self._command(name, None):
             target = self._target_of(name)
             if name not in self.workspace.emulator.jobs:
-                raise UsageError(f"no mock job named {name!r} in {self.workspace.root}",
-                                 hint="`azft list --backend mock` shows the mock workspace's jobs")
+                raise UsageError(
+                    f"no mock job named {name!r} in {self.workspace.root}",
+                    hint="`azft list --backend mock` shows the mock workspace's jobs",
+                )
         return MockJob(self, self.inner(target), name)
 
     def list_jobs(self, limit: int = 50) -> list[JobInfo]:

@@ -35,11 +35,17 @@ def open_data_file(path: str | os.PathLike) -> Path:
     """The file as a Path, or a DataError that says what is wrong with the path."""
     p = Path(path)
     if not p.exists():
-        raise DataError(f"{p}: no such file", problems=[Problem("no such file", file=str(p))],
-                        hint="check the path (relative paths are relative to the current directory)")
+        raise DataError(
+            f"{p}: no such file",
+            problems=[Problem("no such file", file=str(p))],
+            hint="check the path (relative paths are relative to the current directory)",
+        )
     if p.is_dir():
-        raise DataError(f"{p} is a directory, not a data file", problems=[Problem("is a directory", file=str(p))],
-                        hint="name the .jsonl file inside it")
+        raise DataError(
+            f"{p} is a directory, not a data file",
+            problems=[Problem("is a directory", file=str(p))],
+            hint="name the .jsonl file inside it",
+        )
     if not os.access(p, os.R_OK):
         raise DataError(f"{p}: permission denied", problems=[Problem("permission denied", file=str(p))])
     return p
@@ -130,8 +136,19 @@ def check_file(
     if on_problem is not None or outputs is not None:
         stream = ProblemStream(str(path), on_problem, outputs.problems_file if outputs else None)
     try:
-        report = _check_file(path, task, model=model, backend=backend, tokenizer=tokenizer, epochs=epochs,
-                             max_tokens=max_tokens, workers=workers, cap=cap, stream=stream, outputs=outputs)
+        report = _check_file(
+            path,
+            task,
+            model=model,
+            backend=backend,
+            tokenizer=tokenizer,
+            epochs=epochs,
+            max_tokens=max_tokens,
+            workers=workers,
+            cap=cap,
+            stream=stream,
+            outputs=outputs,
+        )
         if stream is not None:
             stream.close_rows()
         if outputs is not None:
@@ -182,8 +199,11 @@ def _check_file(
     report.stats = stats
     file_problem = _FileProblems(report, fname, stream)
     if backend == "maas" and size >= MAAS_MAX_FILE_BYTES:
-        file_problem("file-too-large", f"{size / 2**20:.0f} MB is over the 512 MB limit of serverless fine-tuning",
-                     "split the data, or train on a compute cluster (backend maap)")
+        file_problem(
+            "file-too-large",
+            f"{size / 2**20:.0f} MB is over the 512 MB limit of serverless fine-tuning",
+            "split the data, or train on a compute cluster (backend maap)",
+        )
     if _refused_whole(p, size, stats, file_problem):
         stats.elapsed_s = time.perf_counter() - started
         return report
@@ -192,13 +212,23 @@ def _check_file(
     stats.tokenizer = tok.note
     if tok.spec is not None and tok.spec.chat_template is None and task == "chat-completion":
         stats.tokenizer += " (no chat template in the tokenizer: Phi-3's template is applied)"
-    cfg = ScanConfig(path=str(p), task=task, tokenizer=tok.spec, context_length=context_length, cap=cap,
-                     context_label="max_seq_length" if max_tokens is not None else "the model's context length")
+    cfg = ScanConfig(
+        path=str(p),
+        task=task,
+        tokenizer=tok.spec,
+        context_length=context_length,
+        cap=cap,
+        context_label="max_seq_length" if max_tokens is not None else "the model's context length",
+    )
     parts = _scan_file(cfg, p, size, workers, stats, stream, outputs)
     _merge(report, stats, parts, fname, cap, stream)
     if stats.rows and stats.rows < MIN_ROWS_WARNING:
-        file_problem("few-rows", f"only {stats.rows} rows", "fine-tuning usually needs at least 10 examples, "
-                     "and far more for a noticeable effect", "warning")
+        file_problem(
+            "few-rows",
+            f"only {stats.rows} rows",
+            "fine-tuning usually needs at least 10 examples, and far more for a noticeable effect",
+            "warning",
+        )
     stats.elapsed_s = round(time.perf_counter() - started, 4)
     return report
 
@@ -210,8 +240,9 @@ class _FileProblems:
     def __init__(self, report: DataReport, fname: str, stream: ProblemStream | None):
         self.report, self.fname, self.stream = report, fname, stream
 
-    def __call__(self, kind: str, message: str, hint: str | None = None, severity: str = "error",
-                 line: int | None = None) -> None:
+    def __call__(
+        self, kind: str, message: str, hint: str | None = None, severity: str = "error", line: int | None = None
+    ) -> None:
         report = self.report
         report.add(DataProblem(message, file=self.fname, line=line, hint=hint, severity=severity, kind=kind))
         if self.stream is not None:
@@ -227,26 +258,43 @@ def _refused_whole(p: Path, size: int, stats: DataStats, file_problem: _FileProb
         head = f.read(_SNIFF)
     stats.has_bom = head.startswith(BOM)
     if head.startswith((b"\xff\xfe", b"\xfe\xff")):
-        file_problem("invalid-utf8", "the file is UTF-16 (it starts with a UTF-16 byte-order mark)",
-                     "save it as UTF-8; a UTF-8 byte-order mark is fine")
+        file_problem(
+            "invalid-utf8",
+            "the file is UTF-16 (it starts with a UTF-16 byte-order mark)",
+            "save it as UTF-8; a UTF-8 byte-order mark is fine",
+        )
         return True
     if b"\x00" in head:
         nul = head.index(b"\x00")
         line = head.count(b"\n", 0, nul) + 1
-        file_problem("binary-file", f"binary data (a NUL byte on line {line}, byte offset {nul}), not a JSONL text "
-                     "file", "the file may be compressed (.gz, .zip) or in another format (parquet, arrow): "
-                     "export it as JSON Lines, one object per line", line=line)
+        file_problem(
+            "binary-file",
+            f"binary data (a NUL byte on line {line}, byte offset {nul}), not a JSONL text file",
+            "the file may be compressed (.gz, .zip) or in another format (parquet, arrow): "
+            "export it as JSON Lines, one object per line",
+            line=line,
+        )
         return True
     body = head.rstrip(b"\n")
     if b"\n" not in body and b"\r" in body.rstrip(b"\r"):  # lines broken by CR alone
-        file_problem("cr-line-endings", "the lines end with CR only (classic Mac OS line endings), not LF or CRLF",
-                     "convert the line endings to LF, e.g. `tr '\\r' '\\n' < in.jsonl > out.jsonl`")
+        file_problem(
+            "cr-line-endings",
+            "the lines end with CR only (classic Mac OS line endings), not LF or CRLF",
+            "convert the line endings to LF, e.g. `tr '\\r' '\\n' < in.jsonl > out.jsonl`",
+        )
         return True
     return False
 
 
-def _scan_file(cfg: ScanConfig, p: Path, size: int, workers: int | None, stats: DataStats,
-               stream: ProblemStream | None, outputs: SplitOutputs | None) -> list[Partial]:
+def _scan_file(
+    cfg: ScanConfig,
+    p: Path,
+    size: int,
+    workers: int | None,
+    stats: DataStats,
+    stream: ProblemStream | None,
+    outputs: SplitOutputs | None,
+) -> list[Partial]:
     """Scan the whole file: in worker processes, one byte range each, when it is large enough to pay for them."""
     n = _default_workers() if workers is None else max(1, workers)
     threshold = PARALLEL_MIN_BYTES_EXACT if cfg.tokenizer is not None else PARALLEL_MIN_BYTES
@@ -261,8 +309,9 @@ def _scan_file(cfg: ScanConfig, p: Path, size: int, workers: int | None, stats: 
     return _scan_parallel(cfg, ranges)
 
 
-def _scan_streaming(cfg: ScanConfig, ranges: list[tuple[int, int]], stream: ProblemStream | None,
-                    outputs: SplitOutputs | None) -> list[Partial]:
+def _scan_streaming(
+    cfg: ScanConfig, ranges: list[tuple[int, int]], stream: ProblemStream | None, outputs: SplitOutputs | None
+) -> list[Partial]:
     cfg = replace(cfg, stream=stream is not None)
     cfgs = [outputs.config(cfg, i) if outputs else cfg for i in range(len(ranges))]
     if len(ranges) == 1:
@@ -281,8 +330,14 @@ def _scan_parallel(cfg: ScanConfig, ranges: list[tuple[int, int]]) -> list[Parti
     return run_workers([(cfg, start, end) for start, end in ranges], cfg.path, "data-check")
 
 
-def _merge(report: DataReport, stats: DataStats, parts: list[Partial], fname: str, cap: int,
-           stream: ProblemStream | None = None) -> None:
+def _merge(
+    report: DataReport,
+    stats: DataStats,
+    parts: list[Partial],
+    fname: str,
+    cap: int,
+    stream: ProblemStream | None = None,
+) -> None:
     tokens: Counter = Counter()
     out_tokens: Counter = Counter()
     messages: Counter = Counter()
@@ -304,31 +359,23 @@ def _merge(report: DataReport, stats: DataStats, parts: list[Partial], fname: st
         for key, items in pt.problems.items():
             kept = problems.setdefault(key, [])
             for line, fld, message, hint in items:
-                kept.append(DataProblem(message, file=fname, line=line + offset, field=fld, hint=hint,
-                                        severity=key[0], kind=key[1]))
+                kept.append(
+                    DataProblem(
+                        message, file=fname, line=line + offset, field=fld, hint=hint, severity=key[0], kind=key[1]
+                    )
+                )
         for key, c in pt.counts.items():
             counts[key] = counts.get(key, 0) + c
         offset += pt.lines
     stats.lines = offset
 
-    dup_key = ("warning", "duplicate-row")
-    dup_count, dup_examples = _duplicates(parts, None if stream is None else -1)
-    if dup_count:
-        counts[dup_key] = dup_count
-        kept = problems[dup_key] = []
-        for line, first in dup_examples:  # all of them when streaming (an iterator), else the first 50
-            p = DataProblem(f"same as line {first}", file=fname, line=line, severity="warning",
-                            hint="duplicates weigh those examples more; remove them unless intended",
-                            kind="duplicate-row")
-            if len(kept) < 50:
-                kept.append(p)
-            if stream is not None:
-                stream.problem(p)
-    stats.duplicate_rows = dup_count
+    stats.duplicate_rows = _merge_duplicates(parts, fname, problems, counts, stream)
 
     for key in counts:
         problems.setdefault(key, [])
-    for (severity, kind), items in sorted(problems.items(), key=lambda kv: min((p.line or 0 for p in kv[1]), default=0)):
+    for (severity, kind), items in sorted(
+        problems.items(), key=lambda kv: min((p.line or 0 for p in kv[1]), default=0)
+    ):
         items.sort(key=lambda p: p.line or 0)
         report.extend(kind, severity, items[:cap], counts[(severity, kind)])
 
@@ -341,10 +388,46 @@ def _merge(report: DataReport, stats: DataStats, parts: list[Partial], fname: st
         stats.labels = dict(labels.most_common())
         if len(labels) == 1 and stats.valid_rows > 1:
             only = next(iter(labels))
-            report.add(DataProblem(f"every row has the label {only!r}", file=fname, severity="warning",
-                                   hint="a classifier needs at least two classes", kind="single-label"))
+            report.add(
+                DataProblem(
+                    f"every row has the label {only!r}",
+                    file=fname,
+                    severity="warning",
+                    hint="a classifier needs at least two classes",
+                    kind="single-label",
+                )
+            )
             if stream is not None:
                 stream.problem(report.warnings[-1])
+
+
+def _merge_duplicates(
+    parts: list[Partial],
+    fname: str,
+    problems: dict[tuple[str, str], list[DataProblem]],
+    counts: dict[tuple[str, str], int],
+    stream: ProblemStream | None,
+) -> int:
+    """Duplicate rows across the parts as problems (the first 50 kept, all streamed); returns how many."""
+    dup_key = ("warning", "duplicate-row")
+    dup_count, dup_examples = _duplicates(parts, None if stream is None else -1)
+    if dup_count:
+        counts[dup_key] = dup_count
+        kept = problems[dup_key] = []
+        for line, first in dup_examples:  # all of them when streaming (an iterator), else the first 50
+            p = DataProblem(
+                f"same as line {first}",
+                file=fname,
+                line=line,
+                severity="warning",
+                hint="duplicates weigh those examples more; remove them unless intended",
+                kind="duplicate-row",
+            )
+            if len(kept) < 50:
+                kept.append(p)
+            if stream is not None:
+                stream.problem(p)
+    return dup_count
 
 
 SMALL_DUPLICATE_ROWS = 200_000  # below this, a dict beats importing numpy
@@ -386,8 +469,9 @@ def _duplicates(parts: list[Partial], limit: int | None = None) -> tuple[int, It
     hs = [np.frombuffer(pt.hashes, dtype=np.uint64) for pt in parts if len(pt.hashes)]
     if not hs:
         return 0, []
-    ls = [np.frombuffer(pt.hash_lines, dtype=np.uint64) + np.uint64(o)
-          for pt, o in zip(parts, offsets) if len(pt.hashes)]
+    ls = [
+        np.frombuffer(pt.hash_lines, dtype=np.uint64) + np.uint64(o) for pt, o in zip(parts, offsets) if len(pt.hashes)
+    ]
     h = np.concatenate(hs)
     lines = np.concatenate(ls)
     _, first_idx, inverse = np.unique(h, return_index=True, return_inverse=True)

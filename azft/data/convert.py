@@ -113,8 +113,9 @@ def open_source(path: str | os.PathLike, split: str | None = None) -> Source:
         raise UsageError("--split applies to Hugging Face dataset folders", hint=f"{p} is a single file")
     with open(p, "rb") as f:
         start = f.read(4096).lstrip(BOM).lstrip()
-    return Source(p, "json-array" if start.startswith(b"[") else "jsonl", "item" if start.startswith(b"[") else
-                  "line", [p])
+    return Source(
+        p, "json-array" if start.startswith(b"[") else "jsonl", "item" if start.startswith(b"[") else "line", [p]
+    )
 
 
 def _hf_files(folder: Path, split: str | None) -> list[Path]:
@@ -125,11 +126,15 @@ def _hf_files(folder: Path, split: str | None) -> list[Path]:
             splits = list(json.loads(dd.read_text())["splits"])
         except (ValueError, KeyError, TypeError) as exc:
             raise DataError(f"{dd}: not a readable dataset_dict.json ({exc})") from None
-        splits = [x for x in splits if isinstance(x, str) and x and "/" not in x and "\\" not in x and x not in (".", "..")]
+        splits = [
+            x for x in splits if isinstance(x, str) and x and "/" not in x and "\\" not in x and x not in (".", "..")
+        ]
         chosen = split or ("train" if "train" in splits else splits[0] if len(splits) == 1 else None)
         if chosen not in splits:
-            raise UsageError(f"{folder} holds the splits {', '.join(splits)}" + (f", not {split!r}" if split else ""),
-                             hint="choose one with --split")
+            raise UsageError(
+                f"{folder} holds the splits {', '.join(splits)}" + (f", not {split!r}" if split else ""),
+                hint="choose one with --split",
+            )
         folder = folder / chosen
     elif split:
         sub = folder / split
@@ -144,23 +149,29 @@ def _hf_files(folder: Path, split: str | None) -> list[Path]:
         except (ValueError, KeyError, TypeError) as exc:
             raise DataError(f"{state}: not a readable state.json ({exc})") from None
     if not files:
-        files = sorted(folder.glob("*.arrow")) or sorted(folder.glob("*.parquet")) or \
-            sorted(folder.glob("**/*.parquet"))
+        files = (
+            sorted(folder.glob("*.arrow")) or sorted(folder.glob("*.parquet")) or sorted(folder.glob("**/*.parquet"))
+        )
     outside = [f for f in files if not f.resolve().is_relative_to(folder.resolve())]
     if outside:
-        raise DataError(f"{folder}: {outside[0]} lies outside the dataset folder",
-                        hint="a save_to_disk folder reads only its own files")
+        raise DataError(
+            f"{folder}: {outside[0]} lies outside the dataset folder",
+            hint="a save_to_disk folder reads only its own files",
+        )
     missing = [f for f in files if not f.is_file()]
     if missing:
         raise DataError(f"{folder}: {missing[0].name} is listed in state.json but missing")
     if not files:
-        raise DataError(f"{folder}: no dataset files (state.json, *.arrow or *.parquet)",
-                        hint="pass the folder written by Dataset.save_to_disk, or a .parquet/.arrow/.jsonl file")
+        raise DataError(
+            f"{folder}: no dataset files (state.json, *.arrow or *.parquet)",
+            hint="pass the folder written by Dataset.save_to_disk, or a .parquet/.arrow/.jsonl file",
+        )
     return files
 
 
-def _jsonl_rows(path: Path, start: int = 0, end: int | None = None,
-                counter: list[int] | None = None) -> Iterator[tuple[int, Any]]:
+def _jsonl_rows(
+    path: Path, start: int = 0, end: int | None = None, counter: list[int] | None = None
+) -> Iterator[tuple[int, Any]]:
     """(line number within [start, end), parsed row | BLANK for a blank line | _Bad) for each line; the number of
     lines read ends up in ``counter[0]``."""
     loads = orjson.loads
@@ -176,7 +187,7 @@ def _jsonl_rows(path: Path, start: int = 0, end: int | None = None,
             data = carry + buf if carry else buf
             if buf:
                 cut = data.rfind(b"\n")
-                carry, data = (data, b"") if cut < 0 else (data[cut + 1:], data[:cut])
+                carry, data = (data, b"") if cut < 0 else (data[cut + 1 :], data[:cut])
             else:
                 carry = b""
             if first and data:
@@ -214,8 +225,10 @@ def _json_array_rows(path: Path) -> Iterator[tuple[int, Any]]:
     try:
         items = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
-        raise DataError(f"{path}: not valid JSON ({exc})", hint="a .json source must be one array of rows; "
-                        "JSON Lines (one row per line) converts too") from None
+        raise DataError(
+            f"{path}: not valid JSON ({exc})",
+            hint="a .json source must be one array of rows; JSON Lines (one row per line) converts too",
+        ) from None
     if type(items) is not list:
         raise DataError(f"{path}: the JSON document is {type(items).__name__}, not an array of rows")
     for i, item in enumerate(items, 1):
@@ -275,8 +288,10 @@ def detect(source: Source) -> tuple[str, str]:
             break
     if not seen:
         found = ", ".join(k for k, _ in fields.most_common(8)) or "no JSON objects"
-        raise UsageError(f"{source.path}: could not tell the format from the first {n} rows (fields: {found})",
-                         hint=f"name it with --from ({', '.join(SOURCE_FORMATS)})")
+        raise UsageError(
+            f"{source.path}: could not tell the format from the first {n} rows (fields: {found})",
+            hint=f"name it with --from ({', '.join(SOURCE_FORMATS)})",
+        )
     fmt, count = seen.most_common(1)[0]
     how = f"{DESCRIPTIONS[fmt]} in {count} of the first {n} rows"
     others = [f"{k} in {v}" for k, v in seen.items() if k != fmt]
@@ -299,8 +314,12 @@ def _text_row(msgs: list[dict], system: str | None, m: Mapping) -> dict:
     sys_text, rest = (msgs[0]["content"], msgs[1:]) if msgs and msgs[0]["role"] == "system" else (system, msgs)
     if len(rest) != 2 or rest[0]["role"] != "user" or rest[1]["role"] != "assistant":
         roles = ", ".join(x["role"] for x in rest)
-        raise Skip("multi-turn", f"{len(rest)} turns ({roles}): a prompt/completion row holds one user turn and "
-                   "its answer", None, "convert --to chat-completion to keep every turn")
+        raise Skip(
+            "multi-turn",
+            f"{len(rest)} turns ({roles}): a prompt/completion row holds one user turn and its answer",
+            None,
+            "convert --to chat-completion to keep every turn",
+        )
     prompt = rest[0]["content"]
     m.row_roles.append(("user turn", "prompt"))
     m.row_roles.append(("assistant turn", "completion"))
@@ -436,23 +455,33 @@ def convert_file(
     out_p = Path(out)
     _check_paths(source.path, out_p)
     if source_format == "hf-disk" and source.reader not in ("hf-disk", "parquet", "arrow"):
-        raise UsageError(f"--from hf-disk reads a dataset folder or a .parquet/.arrow file; {src} is "
-                         f"{source.reader.upper()}", hint="use --from auto")
+        raise UsageError(
+            f"--from hf-disk reads a dataset folder or a .parquet/.arrow file; {src} is {source.reader.upper()}",
+            hint="use --from auto",
+        )
     detected = None
     fmt = source_format
     if fmt in ("auto", "hf-disk"):
         fmt, detected = detect(source)
-    report = ConvertReport(source=str(src), reader=source.reader, format=fmt, target=target, out=str(out_p),
-                           detected=detected, files=[str(f) for f in source.files] if source.reader == "hf-disk"
-                           else [])
+    report = ConvertReport(
+        source=str(src),
+        reader=source.reader,
+        format=fmt,
+        target=target,
+        out=str(out_p),
+        detected=detected,
+        files=[str(f) for f in source.files] if source.reader == "hf-disk" else [],
+    )
     tmp = out_p.with_name(f".{out_p.name}.{os.getpid()}.tmp")
     job = _Job(str(source.path), fmt, target, system, dict(roles or {}), str(tmp), cap)
     try:
         parts = _run(source, job, workers)
         os.replace(tmp, out_p)
     except OSError as exc:
-        raise DataError(f"{exc.filename or out_p}: {exc.strerror or exc}",
-                        hint="check that the output directory is writable and the disk has room") from None
+        raise DataError(
+            f"{exc.filename or out_p}: {exc.strerror or exc}",
+            hint="check that the output directory is writable and the disk has room",
+        ) from None
     finally:
         for t in [tmp] + [Path(f"{tmp}.{i}") for i in range(1, 64)]:
             if t.exists():
@@ -476,8 +505,9 @@ def _run(source: Source, job: _Job, workers: int | None) -> list[_Part]:
     from azft.data.check import _line_ranges
 
     ranges = _line_ranges(source.path, size, n)
-    jobs = [replace(job, start=a, end=b, out=job.out if i == 0 else f"{job.out}.{i}")
-            for i, (a, b) in enumerate(ranges)]
+    jobs = [
+        replace(job, start=a, end=b, out=job.out if i == 0 else f"{job.out}.{i}") for i, (a, b) in enumerate(ranges)
+    ]
     parts = _convert_parallel(jobs)
     with open(job.out, "ab") as dst:
         for j in jobs[1:]:
@@ -518,8 +548,16 @@ def _merge(report: ConvertReport, parts: list[_Part], unit: str, cap: int) -> No
             if kept[row["kind"]] < cap:
                 kept[row["kind"]] += 1
                 n = row["n"] + offset
-                report.skipped_rows.append({"kind": row["kind"], unit: n, "where": f"{unit} {n}", "field": row["field"],
-                                            "message": row["message"], "hint": row["hint"]})
+                report.skipped_rows.append(
+                    {
+                        "kind": row["kind"],
+                        unit: n,
+                        "where": f"{unit} {n}",
+                        "field": row["field"],
+                        "message": row["message"],
+                        "hint": row["hint"],
+                    }
+                )
         roles.update(pt.roles)
         notes.update(pt.notes)
         offset += pt.lines

@@ -14,21 +14,30 @@ from typing import Any
 try:
     from _collections import _count_elements  # what Counter.update runs, without its per-call type checks
 except ImportError:  # pragma: no cover - other Python implementations
+
     def _count_elements(mapping: Any, iterable: Any) -> None:
         for k in iterable:
             mapping[k] = mapping.get(k, 0) + 1
+
 
 SOURCE_FORMATS = ("alpaca", "sharegpt", "prompt-completion", "openai")
 TARGETS = ("chat-completion", "text-generation")
 
 # ShareGPT speaker names (`from`) and the chat roles they become. Anything else is an error unless mapped with
 # --role NAME=ROLE. Tool turns have no place in Azure's chat format and are refused.
-SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "chatgpt": "assistant",
-                  "assistant": "assistant", "system": "system"}
+SHAREGPT_ROLES = {
+    "human": "user",
+    "user": "user",
+    "gpt": "assistant",
+    "chatgpt": "assistant",
+    "assistant": "assistant",
+    "system": "system",
+}
 TOOL_TURNS = frozenset(("function_call", "observation", "tool", "function", "tool_call", "tool_response", "ipython"))
 OPENAI_ROLES = {"system": "system", "user": "user", "assistant": "assistant", "developer": "system"}
-OPENAI_MESSAGE_KEYS = frozenset(("role", "content", "name", "weight", "tool_calls", "function_call", "tool_call_id",
-                                 "refusal"))
+OPENAI_MESSAGE_KEYS = frozenset(
+    ("role", "content", "name", "weight", "tool_calls", "function_call", "tool_call_id", "refusal")
+)
 MEDIA_KEYS = ("images", "videos", "audios")
 TOOLS_KEYS = ("tools", "functions")
 
@@ -68,8 +77,15 @@ class Mapping:
 
 
 def _typename(v: Any) -> str:
-    return {type(None): "null", bool: "boolean", int: "number", float: "number", str: "string", list: "array",
-            dict: "object"}.get(type(v), type(v).__name__)
+    return {
+        type(None): "null",
+        bool: "boolean",
+        int: "number",
+        float: "number",
+        str: "string",
+        list: "array",
+        dict: "object",
+    }.get(type(v), type(v).__name__)
 
 
 def _text(v: Any, fld: str, *, empty_ok: bool = False) -> str:
@@ -107,15 +123,22 @@ def read_alpaca(obj: dict, m: Mapping) -> list[dict]:
     """instruction (+ newline + input) → user, output → assistant, system → system, history → earlier turns."""
     if "instruction" not in obj or "output" not in obj:
         missing = "instruction" if "instruction" not in obj else "output"
-        raise Skip("wrong-format", f"missing {missing!r}: not an Alpaca row", missing,
-                   "Alpaca rows have instruction, input (optional) and output")
+        raise Skip(
+            "wrong-format",
+            f"missing {missing!r}: not an Alpaca row",
+            missing,
+            "Alpaca rows have instruction, input (optional) and output",
+        )
     if len(obj) > 3:
         _unknown_fields(obj, _ALPACA_KEYS, m)
     instruction = _text(obj["instruction"], "instruction", empty_ok=True)
     inp = obj.get("input")
     inp = "" if inp is None else _text(inp, "input", empty_ok=True)
-    user = f"{instruction}\n{inp}" if inp.strip() and instruction.strip() else (instruction if instruction.strip()
-                                                                                   else inp)
+    user = (
+        f"{instruction}\n{inp}"
+        if inp.strip() and instruction.strip()
+        else (instruction if instruction.strip() else inp)
+    )
     if not user.strip():
         raise Skip("empty-turn", "instruction and input are both empty", "instruction")
     answer = _text(obj["output"], "output")
@@ -127,8 +150,11 @@ def read_alpaca(obj: dict, m: Mapping) -> list[dict]:
     history = obj.get("history")
     if history:
         if type(history) is not list:
-            raise Skip("wrong-type", f"history must be an array of [instruction, output] pairs, got "
-                       f"{_typename(history)}", "history")
+            raise Skip(
+                "wrong-type",
+                f"history must be an array of [instruction, output] pairs, got {_typename(history)}",
+                "history",
+            )
         for i, pair in enumerate(history):
             if type(pair) not in (list, tuple) or len(pair) != 2:
                 raise Skip("wrong-type", "each history entry must be an [instruction, output] pair", f"history[{i}]")
@@ -143,6 +169,7 @@ def read_alpaca(obj: dict, m: Mapping) -> list[dict]:
 
 
 # ------------------------------------------------------------------------------------------------ sharegpt
+
 
 def _turns(obj: dict, key: str, what: str, known: frozenset, m: Mapping, media: bool = False) -> list:
     """The row's array of turns under ``key``; the row's other fields checked (unknown ones noted, tools dropped,
@@ -216,11 +243,19 @@ def _bad_speaker(who: Any, i: int, kf: str, turn: dict) -> None:
     if type(who) is not str:
         raise Skip("wrong-type", f"the speaker must be a string, got {_typename(who)}", fld)
     if who in TOOL_TURNS:
-        raise Skip("tool-calls", f"a {who!r} turn: Azure's chat format has no place for tool calls or "
-                   "their results", fld, "drop tool-use rows, or fine-tune them with a tool-calling format elsewhere")
+        raise Skip(
+            "tool-calls",
+            f"a {who!r} turn: Azure's chat format has no place for tool calls or their results",
+            fld,
+            "drop tool-use rows, or fine-tune them with a tool-calling format elsewhere",
+        )
     known = ", ".join(sorted(SHAREGPT_ROLES))
-    raise Skip("unknown-role", f"unknown speaker {who!r}"[:200], fld,
-               f"known speakers: {known}; map another with --role NAME=user|assistant|system")
+    raise Skip(
+        "unknown-role",
+        f"unknown speaker {who!r}"[:200],
+        fld,
+        f"known speakers: {known}; map another with --role NAME=user|assistant|system",
+    )
 
 
 # ------------------------------------------------------------------------------------------------ prompt/completion
@@ -259,14 +294,22 @@ def read_openai(obj: dict, m: Mapping) -> list[dict]:
         who = msg.get("role")
         if msg.get("tool_calls") or msg.get("function_call") is not None or who in ("tool", "function"):
             what = "a tool result" if who in ("tool", "function") else "tool calls"
-            raise Skip("tool-calls", f"{what}: Azure's chat format has no place for them", fld,
-                       "drop tool-use rows, or fine-tune them with a tool-calling format elsewhere")
+            raise Skip(
+                "tool-calls",
+                f"{what}: Azure's chat format has no place for them",
+                fld,
+                "drop tool-use rows, or fine-tune them with a tool-calling format elsewhere",
+            )
         role = roles.get(who) if type(who) is str else None
         if role is None:
             if who is None:
                 raise Skip("missing-field", "the role is missing", f"{fld}.role")
-            raise Skip("unknown-role", f"unknown role {who!r}"[:200], f"{fld}.role",
-                       "roles are system, user, assistant (developer → system); map another with --role NAME=ROLE")
+            raise Skip(
+                "unknown-role",
+                f"unknown role {who!r}"[:200],
+                f"{fld}.role",
+                "roles are system, user, assistant (developer → system); map another with --role NAME=ROLE",
+            )
         new = {"role": role, "content": _openai_content(msg.get("content"), fld)}
         for key in ("name", "weight"):
             if msg.get(key) is not None:
@@ -288,8 +331,9 @@ def _openai_content(content: Any, fld: str) -> str:
         for j, part in enumerate(content):
             kind = part.get("type") if type(part) is dict else None
             if kind != "text" or type(part.get("text")) is not str:
-                raise Skip("media", f"a {kind or _typename(part)!s} part: the target holds text only",
-                           f"{fld}.content[{j}]")
+                raise Skip(
+                    "media", f"a {kind or _typename(part)!s} part: the target holds text only", f"{fld}.content[{j}]"
+                )
             texts.append(part["text"])
         return _text("".join(texts), f"{fld}.content")
     if content is None:

@@ -64,13 +64,18 @@ class TokenStats:
                 n += counts[keys[ki]]
                 ki += 1
             hist.append((a, b, n))
-        return cls(rows=rows, total=total, min=lo, max=hi, mean=round(total / rows, 2), percentiles=pct,
-                   histogram=hist)
+        return cls(rows=rows, total=total, min=lo, max=hi, mean=round(total / rows, 2), percentiles=pct, histogram=hist)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"rows": self.rows, "total": self.total, "min": self.min, "max": self.max, "mean": self.mean,
-                "percentiles": dict(self.percentiles),
-                "histogram": [{"low": a, "high": b, "rows": n} for a, b, n in self.histogram]}
+        return {
+            "rows": self.rows,
+            "total": self.total,
+            "min": self.min,
+            "max": self.max,
+            "mean": self.mean,
+            "percentiles": dict(self.percentiles),
+            "histogram": [{"low": a, "high": b, "rows": n} for a, b, n in self.histogram],
+        }
 
 
 @dataclass

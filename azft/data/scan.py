@@ -95,8 +95,16 @@ class _Collector:
             self.stream.append((self.line, severity, kind, fld, message, hint))
 
 
-def _end_chunk(records: list, first_line: int, data: bytes, lines: list[bytes], head: bytes, tail: bytes,
-               sink: Sink | None, splitter: _RowSplitter | None) -> None:
+def _end_chunk(
+    records: list,
+    first_line: int,
+    data: bytes,
+    lines: list[bytes],
+    head: bytes,
+    tail: bytes,
+    sink: Sink | None,
+    splitter: _RowSplitter | None,
+) -> None:
     records.sort(key=_by_line)
     if splitter is not None:
         bad = sorted({r[0] - first_line for r in records if r[1] == "error"})
@@ -115,11 +123,17 @@ def _json_error(line: bytes, exc: Exception) -> tuple[str, str, str | None]:
     try:
         text = line.decode("utf-8")
     except UnicodeDecodeError as ue:
-        return ("invalid-utf8", f"invalid UTF-8 byte 0x{line[ue.start]:02x} at byte {ue.start + 1} of the line",
-                "save the file as UTF-8")
+        return (
+            "invalid-utf8",
+            f"invalid UTF-8 byte 0x{line[ue.start]:02x} at byte {ue.start + 1} of the line",
+            "save the file as UTF-8",
+        )
     if text.startswith("\ufeff"):
-        return ("invalid-json", "byte-order mark in the middle of the file",
-                "only the first line may start with a byte-order mark; the file was probably concatenated")
+        return (
+            "invalid-json",
+            "byte-order mark in the middle of the file",
+            "only the first line may start with a byte-order mark; the file was probably concatenated",
+        )
     msg = str(exc)
     # orjson and json disagree on a few edge cases (e.g. lone surrogates); trust the standard library's verdict.
     try:
@@ -289,7 +303,7 @@ def _chunks(f: Any, start: int, end: int, chunk_size: int) -> Iterator[tuple[byt
             if cut < 0:
                 carry = data
                 continue
-            carry = data[cut + 1:]
+            carry = data[cut + 1 :]
             data = data[:cut]
         else:
             carry = b""
@@ -375,9 +389,15 @@ class _RangeScanner:
                     continue
             col.line = lineno
             if type(obj) is not dict:
-                emit("not-an-object", None, "the line holds a JSON " + (
-                    "array" if type(obj) is list else "string" if type(obj) is str else "value") +
-                     ", not an object", "each line must be one JSON object {...}", "error")
+                emit(
+                    "not-an-object",
+                    None,
+                    "the line holds a JSON "
+                    + ("array" if type(obj) is list else "string" if type(obj) is str else "value")
+                    + ", not an object",
+                    "each line must be one JSON object {...}",
+                    "error",
+                )
                 continue
             hashes_append(hash(line) & MASK64)
             hash_lines_append(lineno)
@@ -422,8 +442,13 @@ class _RangeScanner:
             part.over_context += 1
             self.col.line = line
             about = "" if part.exact else "about "
-            self.col.emit("too-long", None, f"{about}{total} tokens, over {self.cfg.context_label} of {ctx}",
-                          "training truncates the row (or drops it); shorten or split it", "warning")
+            self.col.emit(
+                "too-long",
+                None,
+                f"{about}{total} tokens, over {self.cfg.context_label} of {ctx}",
+                "training truncates the row (or drops it); shorten or split it",
+                "warning",
+            )
 
     def _flush(self) -> None:
         """Count the pending rows' tokens exactly, in one tokenizer batch."""
@@ -437,8 +462,13 @@ class _RangeScanner:
         for (line, _row), res in zip(pending, results):
             if isinstance(res, str):
                 self.col.line = line
-                self.col.emit("template-error", "messages", res,
-                              "fix the conversation so the model's chat template accepts it", "error")
+                self.col.emit(
+                    "template-error",
+                    "messages",
+                    res,
+                    "fix the conversation so the model's chat template accepts it",
+                    "error",
+                )
                 self.part.valid_rows -= 1
                 continue
             self._add_counts(line, res[0], res[1])

@@ -44,12 +44,20 @@ class PreparedSource:
         return f"{r['where']}: {fld}{r['message']}"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"path": self.source_path, "sha256": self.source_sha256, "format": self.format,
-                "requested_format": self.requested, "detected": self.detected, "rows": self.report.get("rows"),
-                "converted": self.report.get("converted"), "skipped": self.skipped,
-                "skipped_counts": self.report.get("skipped_counts") or {},
-                "first_skipped": self.first_skipped(), "mapping": self.report.get("mapping") or [],
-                "notes": self.report.get("notes") or {}}
+        return {
+            "path": self.source_path,
+            "sha256": self.source_sha256,
+            "format": self.format,
+            "requested_format": self.requested,
+            "detected": self.detected,
+            "rows": self.report.get("rows"),
+            "converted": self.report.get("converted"),
+            "skipped": self.skipped,
+            "skipped_counts": self.report.get("skipped_counts") or {},
+            "first_skipped": self.first_skipped(),
+            "mapping": self.report.get("mapping") or [],
+            "notes": self.report.get("notes") or {},
+        }
 
 
 def source_sha256(path: str | os.PathLike) -> str:
@@ -79,12 +87,14 @@ def prepare_source(path: str | os.PathLike, fmt: str, task: str, *, cache: Path 
     from azft.data.convert import convert_file
 
     if task not in CONVERTIBLE_TASKS:
-        raise UsageError(f"data.format converts to chat-completion or text-generation; the task is {task}",
-                         hint="remove data.format and give the data in the task's format")
+        raise UsageError(
+            f"data.format converts to chat-completion or text-generation; the task is {task}",
+            hint="remove data.format and give the data in the task's format",
+        )
     src = Path(path)
     digest = source_sha256(src)
     folder = (cache or cache_root()) / f"{digest[:20]}-{fmt}-{task}-v{CONVERSION_VERSION}"
-    stem = src.name[:-len(".jsonl")] if src.name.endswith(".jsonl") else (src.stem if src.is_file() else src.name)
+    stem = src.name[: -len(".jsonl")] if src.name.endswith(".jsonl") else (src.stem if src.is_file() else src.name)
     out = folder / f"{stem}.jsonl"
     meta = folder / "conversion.json"
     report = None
@@ -99,8 +109,15 @@ def prepare_source(path: str | os.PathLike, fmt: str, task: str, *, cache: Path 
         tmp = meta.with_suffix(f".{os.getpid()}.tmp")
         tmp.write_text(json.dumps(report, ensure_ascii=False, indent=1), encoding="utf-8")
         os.replace(tmp, meta)
-    return PreparedSource(path=str(out), source_path=str(src), source_sha256=digest, format=report["format"],
-                          requested=fmt, detected=report.get("detected"), report=report)
+    return PreparedSource(
+        path=str(out),
+        source_path=str(src),
+        source_sha256=digest,
+        format=report["format"],
+        requested=fmt,
+        detected=report.get("detected"),
+        report=report,
+    )
 
 
 def skipped_reason(ref: str, source: dict, task: str) -> str:
@@ -108,9 +125,11 @@ def skipped_reason(ref: str, source: dict, task: str) -> str:
     n = source["skipped"]
     kinds = ", ".join(f"{k} {v}" for k, v in (source.get("skipped_counts") or {}).items())
     first = source.get("first_skipped") or ""
-    return (f"{ref}: {n} of {source.get('rows')} row{'s' if source.get('rows') != 1 else ''} could not be converted "
-            f"from {source['format']} ({kinds}){'; first: ' + first if first else ''} (run `azft data convert {ref} "
-            f"--from {source['format']} --to {task} --out FILE` to list them)")
+    return (
+        f"{ref}: {n} of {source.get('rows')} row{'s' if source.get('rows') != 1 else ''} could not be converted "
+        f"from {source['format']} ({kinds}){'; first: ' + first if first else ''} (run `azft data convert {ref} "
+        f"--from {source['format']} --to {task} --out FILE` to list them)"
+    )
 
 
 def try_prepare(path: str, fmt: str, task: str) -> tuple[PreparedSource | None, AzftError | None]:

@@ -32,9 +32,17 @@ def _lines(path: Path):
             i += 1
 
 
-def split_file(path: str | os.PathLike, validation: float, seed: int = 42,
-               out_dir: str | os.PathLike | None = None, *, task: str | None = None, force: bool = False,
-               check: bool = True, info: dict | None = None) -> tuple[Path, Path]:
+def split_file(
+    path: str | os.PathLike,
+    validation: float,
+    seed: int = 42,
+    out_dir: str | os.PathLike | None = None,
+    *,
+    task: str | None = None,
+    force: bool = False,
+    check: bool = True,
+    info: dict | None = None,
+) -> tuple[Path, Path]:
     """Write ``<stem>.train.jsonl`` and ``<stem>.validation.jsonl``; the same file, fraction and seed always give
     the same split. About ``round(rows × validation)`` rows (at least one, at most rows - 1) go to validation; both
     files keep the original row order and bytes. Blank lines are dropped.
@@ -50,21 +58,27 @@ def split_file(path: str | os.PathLike, validation: float, seed: int = 42,
     groups, sizes = _groups(src)
     rows = len(groups)
     if rows < 2:
-        raise DataError(f"{src}: {rows} row{'s' if rows != 1 else ''}; a split needs at least 2",
-                        hint="add rows, or pass validation data as its own file")
+        raise DataError(
+            f"{src}: {rows} row{'s' if rows != 1 else ''}; a split needs at least 2",
+            hint="add rows, or pass validation data as its own file",
+        )
     if len(sizes) < 2:
-        raise DataError(f"{src}: all {rows} rows are the same row; a split needs at least 2 different rows",
-                        hint="remove the duplicates (`azft data check` lists them)")
+        raise DataError(
+            f"{src}: all {rows} rows are the same row; a split needs at least 2 different rows",
+            hint="remove the duplicates (`azft data check` lists them)",
+        )
     chosen = _validation_groups(sizes, min(rows - 1, max(1, round(rows * validation))), seed)
     out = Path(out_dir) if out_dir is not None else src.parent
-    stem = src.name[:-len(".jsonl")] if src.name.endswith(".jsonl") else src.stem
+    stem = src.name[: -len(".jsonl")] if src.name.endswith(".jsonl") else src.stem
     train_path, val_path = out / f"{stem}.train.jsonl", out / f"{stem}.validation.jsonl"
     if src.resolve() in (train_path.resolve(), val_path.resolve()):
         raise UsageError(f"{src} would be overwritten by its own split", hint="choose another --out-dir")
     existing = [str(p) for p in (train_path, val_path) if p.exists()]
     if existing and not force:
-        raise UsageError(f"{' and '.join(existing)} already exist{'s' if len(existing) == 1 else ''}; not "
-                         "overwriting", hint="pass --force to overwrite, or choose another --out-dir")
+        raise UsageError(
+            f"{' and '.join(existing)} already exist{'s' if len(existing) == 1 else ''}; not overwriting",
+            hint="pass --force to overwrite, or choose another --out-dir",
+        )
     out.mkdir(parents=True, exist_ok=True)
     _write(src, groups, chosen, train_path, val_path)
     if info is not None:
@@ -81,9 +95,12 @@ def _check_rows(src: Path, task: str | None) -> str | None:
     if not report.ok:
         shown = report.errors[:20]
         more = report.error_total - len(shown)
-        raise DataError(f"{src}: {report.error_total} problem(s) in its rows; nothing was split", problems=shown,
-                        hint=(f"{more} more not shown; " if more > 0 else "") + f"`azft data check {src}` lists "
-                             "every problem, and `--write-valid FILE` keeps only the valid rows")
+        raise DataError(
+            f"{src}: {report.error_total} problem(s) in its rows; nothing was split",
+            problems=shown,
+            hint=(f"{more} more not shown; " if more > 0 else "") + f"`azft data check {src}` lists "
+            "every problem, and `--write-valid FILE` keeps only the valid rows",
+        )
     return report.task or task
 
 

@@ -31,7 +31,7 @@ LIVE_QUEUE_LINES = 4096
 def problems_path(invalid_out: str | os.PathLike) -> Path:
     """Where the problems of the rows in ``invalid_out`` are written: ``bad.jsonl`` → ``bad.problems.jsonl``."""
     p = Path(invalid_out)
-    stem = p.name[:-len(".jsonl")] if p.name.endswith(".jsonl") else p.name
+    stem = p.name[: -len(".jsonl")] if p.name.endswith(".jsonl") else p.name
     return p.with_name(stem + ".problems.jsonl")
 
 
@@ -53,8 +53,9 @@ class ProblemStream:
         for line, severity, kind, fld, message, hint in records:
             line += offset
             if on_problem is not None:
-                on_problem(DataProblem(message, file=fname, line=line, field=fld, hint=hint, severity=severity,
-                                       kind=kind))
+                on_problem(
+                    DataProblem(message, file=fname, line=line, field=fld, hint=hint, severity=severity, kind=kind)
+                )
             if line != self._line:
                 self._end_row()
                 self._line = line
@@ -74,8 +75,9 @@ class ProblemStream:
         if self._error:
             self.invalid_rows += 1
         if self._error and self.sidecar is not None:
-            self.sidecar.write(orjson.dumps({"line": self._line, "invalid_line": self.invalid_rows,
-                                             "problems": self._items}) + b"\n")
+            self.sidecar.write(
+                orjson.dumps({"line": self._line, "invalid_line": self.invalid_rows, "problems": self._items}) + b"\n"
+            )
         self._items = []
         self._error = False
         self._line = None
@@ -104,15 +106,22 @@ class SplitOutputs:
             if p.is_dir():
                 raise UsageError(f"--write-{role} {p} is a directory", hint="name a file to write")
             if p.resolve() == src or (role == "invalid" and problems_path(p).resolve() == src):
-                raise UsageError(f"--write-{role} {p} would overwrite the file being checked",
-                                 hint="write the rows to another file")
+                raise UsageError(
+                    f"--write-{role} {p} would overwrite the file being checked", hint="write the rows to another file"
+                )
             if not p.parent.is_dir():
                 raise UsageError(f"--write-{role} {p}: the directory {p.parent} does not exist")
             self.targets[role] = p
-        if valid is not None and invalid is not None and self.targets["valid"].resolve() in (
-                self.targets["invalid"].resolve(), problems_path(self.targets["invalid"]).resolve()):
-            raise UsageError("--write-valid and --write-invalid name the same file",
-                             hint=f"the invalid rows' problems go to {problems_path(self.targets['invalid'])}")
+        if (
+            valid is not None
+            and invalid is not None
+            and self.targets["valid"].resolve()
+            in (self.targets["invalid"].resolve(), problems_path(self.targets["invalid"]).resolve())
+        ):
+            raise UsageError(
+                "--write-valid and --write-invalid name the same file",
+                hint=f"the invalid rows' problems go to {problems_path(self.targets['invalid'])}",
+            )
         self.tmp = {role: p.with_name(f".{p.name}.{os.getpid()}.tmp") for role, p in self.targets.items()}
         self.parts: list[Path] = []
         self.done = False
@@ -166,8 +175,11 @@ class SplitOutputs:
         if "valid" in self.targets:
             out["valid"] = {"path": str(self.targets["valid"]), "rows": lines - invalid}
         if "invalid" in self.targets:
-            out["invalid"] = {"path": str(self.targets["invalid"]), "rows": invalid,
-                              "problems": str(problems_path(self.targets["invalid"]))}
+            out["invalid"] = {
+                "path": str(self.targets["invalid"]),
+                "rows": invalid,
+                "problems": str(problems_path(self.targets["invalid"])),
+            }
         return out
 
     def cleanup(self) -> None:
@@ -209,8 +221,9 @@ def _worker_env() -> dict[str, str]:
 def worker_error(path: str, what: str, returncode: int, stderr: bytes) -> DataError:
     """The error for a worker process that failed: its exit status and the last line it wrote on stderr."""
     tail = stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or ["no message"]
-    return DataError(f"{path}: a {what} worker process failed (exit {returncode}): {tail[0]}",
-                     hint="rerun with --workers 1")
+    return DataError(
+        f"{path}: a {what} worker process failed (exit {returncode}): {tail[0]}", hint="rerun with --workers 1"
+    )
 
 
 def run_workers(jobs: list[Any], path: str, what: str, args: tuple[str, ...] = ()) -> list[Any]:
@@ -224,9 +237,13 @@ def run_workers(jobs: list[Any], path: str, what: str, args: tuple[str, ...] = (
     env = _worker_env()
 
     def run(job: Any) -> Any:
-        proc = subprocess.run([sys.executable, "-m", "azft.data._worker", *args],
-                              input=pickle.dumps(job, protocol=pickle.HIGHEST_PROTOCOL), capture_output=True,
-                              env=env, check=False)
+        proc = subprocess.run(
+            [sys.executable, "-m", "azft.data._worker", *args],
+            input=pickle.dumps(job, protocol=pickle.HIGHEST_PROTOCOL),
+            capture_output=True,
+            env=env,
+            check=False,
+        )
         if proc.returncode != 0:
             raise worker_error(path, what, proc.returncode, proc.stderr)
         return pickle.loads(proc.stdout)
@@ -235,8 +252,9 @@ def run_workers(jobs: list[Any], path: str, what: str, args: tuple[str, ...] = (
         return list(pool.map(run, jobs))
 
 
-def scan_parallel_streaming(cfgs: list[ScanConfig], ranges: list[tuple[int, int]],
-                            stream: ProblemStream | None) -> list[Partial]:
+def scan_parallel_streaming(
+    cfgs: list[ScanConfig], ranges: list[tuple[int, int]], stream: ProblemStream | None
+) -> list[Partial]:
     """Scan each range in a worker process; stream the first range's problems live and replay the others in
     file order. Returns the parts in file order."""
     import pickle
@@ -256,9 +274,14 @@ def scan_parallel_streaming(cfgs: list[ScanConfig], ranges: list[tuple[int, int]
             cfg = replace(cfg, problem_fd=w, stream=True)
         try:
             with tempfile.TemporaryFile() as err:
-                proc = subprocess.Popen([sys.executable, "-m", "azft.data._worker"], stdin=subprocess.PIPE,
-                                        stdout=subprocess.PIPE, stderr=err, env=env,
-                                        pass_fds=() if w is None else (w,))
+                proc = subprocess.Popen(
+                    [sys.executable, "-m", "azft.data._worker"],
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    stderr=err,
+                    env=env,
+                    pass_fds=() if w is None else (w,),
+                )
                 if w is not None:
                     os.close(w)
                 proc.stdin.write(pickle.dumps((cfg, ranges[i][0], ranges[i][1]), protocol=pickle.HIGHEST_PROTOCOL))

@@ -116,13 +116,16 @@ def check_chat(obj: dict, emit: Emit) -> Row | None:
         prev = role
         last_role = role
     if n_assistant == 0:
-        emit("no-assistant", "messages", "no assistant message", "every row needs at least one assistant turn",
-             "error")
+        emit("no-assistant", "messages", "no assistant message", "every row needs at least one assistant turn", "error")
         return None
     if last_role != "assistant" and type(messages[-1]) is dict and messages[-1].get("role") in ("user", "system"):
-        emit("last-not-assistant", f"messages[{len(messages) - 1}].role",
-             "the last message is not from the assistant", "end every conversation with the assistant's answer",
-             "error")
+        emit(
+            "last-not-assistant",
+            f"messages[{len(messages) - 1}].role",
+            "the last message is not from the assistant",
+            "end every conversation with the assistant's answer",
+            "error",
+        )
         ok = False
     if n_trained <= 0 and ok:
         emit("invalid-weight", "messages", "every assistant message has weight 0: nothing to train on", None, "error")
@@ -136,7 +139,7 @@ def _chat_messages(obj: dict, emit: Emit) -> list | None:
     """The row's non-empty ``messages`` array (unknown top-level fields warned about), or None."""
     messages = obj.get("messages")
     if messages is None:
-        hint = "each line needs {\"messages\": [{\"role\": ..., \"content\": ...}, ...]}"
+        hint = 'each line needs {"messages": [{"role": ..., "content": ...}, ...]}'
         if "prompt" in obj or "completion" in obj:
             hint = "this row looks like text-generation (prompt/completion); use --task text-generation or convert it"
         elif "conversations" in obj:
@@ -164,23 +167,28 @@ def _check_message_fields(m: dict, i: int, role: Any, emit: Emit) -> tuple[bool,
     ok = True
     for key in m:
         if key not in MESSAGE_KEYS:
-            hint = "tool calls and function messages are not supported here" if key in (
-                "tool_calls", "function_call", "tool_call_id") else None
-            emit("unknown-field", f"messages[{i}].{key}", f"unknown message field {key!r} is ignored", hint,
-                 "warning")
+            hint = (
+                "tool calls and function messages are not supported here"
+                if key in ("tool_calls", "function_call", "tool_call_id")
+                else None
+            )
+            emit("unknown-field", f"messages[{i}].{key}", f"unknown message field {key!r} is ignored", hint, "warning")
     if "name" in m and type(m["name"]) is not str:
-        emit("wrong-type", f"messages[{i}].name", f"'name' must be a string, got {_typename(m['name'])}",
-             None, "error")
+        emit("wrong-type", f"messages[{i}].name", f"'name' must be a string, got {_typename(m['name'])}", None, "error")
         ok = False
     if "weight" in m:
         w = m["weight"]
         if type(w) not in (int, float) or w not in (0, 1):
-            emit("invalid-weight", f"messages[{i}].weight", f"'weight' must be 0 or 1, got {w!r}"[:200],
-                 None, "error")
+            emit("invalid-weight", f"messages[{i}].weight", f"'weight' must be 0 or 1, got {w!r}"[:200], None, "error")
             return False, 0
         if role != "assistant":
-            emit("invalid-weight", f"messages[{i}].weight", "'weight' is only allowed on assistant messages",
-                 None, "error")
+            emit(
+                "invalid-weight",
+                f"messages[{i}].weight",
+                "'weight' is only allowed on assistant messages",
+                None,
+                "error",
+            )
             return False, 0
         if w == 0:
             return ok, 1
@@ -191,8 +199,13 @@ def _role_error(role: Any, i: int, emit: Emit) -> None:
     if role is None:
         emit("missing-field", f"messages[{i}].role", "missing required field 'role'", None, "error")
     else:
-        emit("unknown-role", f"messages[{i}].role", f"unknown role {role!r}"[:200],
-             "roles are system, user and assistant", "error")
+        emit(
+            "unknown-role",
+            f"messages[{i}].role",
+            f"unknown role {role!r}"[:200],
+            "roles are system, user and assistant",
+            "error",
+        )
 
 
 def _content_error(m: dict, content: Any, i: int, emit: Emit) -> None:
@@ -202,10 +215,18 @@ def _content_error(m: dict, content: Any, i: int, emit: Emit) -> None:
         else:
             emit("missing-field", f"messages[{i}].content", "missing required field 'content'", None, "error")
     elif type(content) is not str:
-        hint = "multi-part (list) content is not supported for fine-tuning; use a string" if type(
-            content) is list else None
-        emit("wrong-type", f"messages[{i}].content", f"'content' must be a string, got {_typename(content)}",
-             hint, "error")
+        hint = (
+            "multi-part (list) content is not supported for fine-tuning; use a string"
+            if type(content) is list
+            else None
+        )
+        emit(
+            "wrong-type",
+            f"messages[{i}].content",
+            f"'content' must be a string, got {_typename(content)}",
+            hint,
+            "error",
+        )
     else:
         emit("empty-value", f"messages[{i}].content", "'content' is empty", None, "error")
 
@@ -216,12 +237,22 @@ def _check_role_order(role: str | None, prev: str | None, i: int, emit: Emit) ->
         emit("role-order", f"messages[{i}].role", "a system message is only allowed first", None, "error")
         return False
     if role == "assistant" and prev in (None, "system") and i == (1 if prev == "system" else 0):
-        emit("role-order", f"messages[{i}].role", "the conversation starts with an assistant message",
-             "start with a user message (after an optional system message)", "error")
+        emit(
+            "role-order",
+            f"messages[{i}].role",
+            "the conversation starts with an assistant message",
+            "start with a user message (after an optional system message)",
+            "error",
+        )
         return False
     if role is not None and role == prev and role != "system":
-        emit("role-order", f"messages[{i}].role", f"two {role} messages in a row",
-             "merge them or put the other role between them", "warning")
+        emit(
+            "role-order",
+            f"messages[{i}].role",
+            f"two {role} messages in a row",
+            "merge them or put the other role between them",
+            "warning",
+        )
     return True
 
 
@@ -259,8 +290,9 @@ def _unknown(obj: dict, known: frozenset, emit: Emit) -> None:
             emit("unknown-field", key, f"unknown field {key!r} is ignored", None, "warning")
 
 
-def _pair_task(inputs: tuple[tuple[str, ...], ...], outputs: tuple[tuple[str, ...], ...], *,
-               empty_input_warns: bool = False) -> Callable[[dict, Emit], Row | None]:
+def _pair_task(
+    inputs: tuple[tuple[str, ...], ...], outputs: tuple[tuple[str, ...], ...], *, empty_input_warns: bool = False
+) -> Callable[[dict, Emit], Row | None]:
     known = frozenset(n for names in inputs + outputs for n in names)
 
     def check(obj: dict, emit: Emit) -> Row | None:
@@ -309,8 +341,13 @@ def check_text_classification(obj: dict, emit: Emit) -> Row | None:
             emit("missing-field", "label", "missing required field 'label'", None, "error")
         return None
     if type(label) not in (str, int) or (type(label) is str and (not label or label.isspace())):
-        emit("wrong-type", "label", f"'label' must be a non-empty string or an integer, got {_typename(label)}",
-             None, "error")
+        emit(
+            "wrong-type",
+            "label",
+            f"'label' must be a non-empty string or an integer, got {_typename(label)}",
+            None,
+            "error",
+        )
         return None
     if text is None:
         return None
@@ -351,13 +388,23 @@ def check_token_classification(obj: dict, emit: Emit) -> Row | None:
     else:
         for i, t in enumerate(tags):
             if type(t) not in (str, int):
-                emit("wrong-type", f"{tag_name}[{i}]", f"each tag must be a string or an integer, got {_typename(t)}",
-                     None, "error")
+                emit(
+                    "wrong-type",
+                    f"{tag_name}[{i}]",
+                    f"each tag must be a string or an integer, got {_typename(t)}",
+                    None,
+                    "error",
+                )
                 ok = False
                 break
     if ok and len(tokens) != len(tags):
-        emit("length-mismatch", tag_name, f"{len(tokens)} tokens but {len(tags)} tags",
-             "give exactly one tag per token", "error")
+        emit(
+            "length-mismatch",
+            tag_name,
+            f"{len(tokens)} tokens but {len(tags)} tags",
+            "give exactly one tag per token",
+            "error",
+        )
         ok = False
     if not ok:
         return None
@@ -369,6 +416,43 @@ def check_token_classification(obj: dict, emit: Emit) -> Row | None:
 _QA_KNOWN = frozenset(("question", "context", "answer", "answers", "id", "title"))
 
 
+def _qa_answers(a: Any, emit: Emit, answers: list[tuple[str, str, Any]]) -> bool:
+    """SQuAD-style `answers: {text: [...], answer_start: [...]}` into `answers`; False when a problem was emitted."""
+    ok = True
+    if type(a) is not dict or type(a.get("text")) is not list:
+        emit(
+            "wrong-type",
+            "answers",
+            '\'answers\' must be an object {"text": [...], "answer_start": [...]}',
+            None,
+            "error",
+        )
+        ok = False
+    else:
+        texts = a["text"]
+        starts = a.get("answer_start")
+        if starts is not None and (type(starts) is not list or len(starts) != len(texts)):
+            emit(
+                "length-mismatch",
+                "answers.answer_start",
+                "'answer_start' must list one offset per answer text",
+                None,
+                "error",
+            )
+            ok = False
+            starts = None
+        if not texts:
+            emit("empty-value", "answers.text", "no answer text", None, "error")
+            ok = False
+        for i, t in enumerate(texts):
+            if type(t) is not str or not t.strip():
+                emit("wrong-type", f"answers.text[{i}]", "each answer must be a non-empty string", None, "error")
+                ok = False
+            else:
+                answers.append((f"answers.text[{i}]", t, starts[i] if starts is not None else None))
+    return ok
+
+
 def check_question_answering(obj: dict, emit: Emit) -> Row | None:
     _unknown(obj, _QA_KNOWN, emit)
     question = _text(obj, ("question",), emit)
@@ -378,48 +462,41 @@ def check_question_answering(obj: dict, emit: Emit) -> Row | None:
     if "answer" in obj:
         a = obj["answer"]
         if type(a) is not str or not a.strip():
-            emit("wrong-type" if type(a) is not str else "empty-value", "answer",
-                 f"'answer' must be a non-empty string, got {_typename(a)}", None, "error")
+            emit(
+                "wrong-type" if type(a) is not str else "empty-value",
+                "answer",
+                f"'answer' must be a non-empty string, got {_typename(a)}",
+                None,
+                "error",
+            )
             ok = False
         else:
             answers.append(("answer", a, None))
     elif "answers" in obj:
-        a = obj["answers"]
-        if type(a) is not dict or type(a.get("text")) is not list:
-            emit("wrong-type", "answers", "'answers' must be an object {\"text\": [...], \"answer_start\": [...]}",
-                 None, "error")
-            ok = False
-        else:
-            texts = a["text"]
-            starts = a.get("answer_start")
-            if starts is not None and (type(starts) is not list or len(starts) != len(texts)):
-                emit("length-mismatch", "answers.answer_start", "'answer_start' must list one offset per answer text",
-                     None, "error")
-                ok = False
-                starts = None
-            if not texts:
-                emit("empty-value", "answers.text", "no answer text", None, "error")
-                ok = False
-            for i, t in enumerate(texts):
-                if type(t) is not str or not t.strip():
-                    emit("wrong-type", f"answers.text[{i}]", "each answer must be a non-empty string", None, "error")
-                    ok = False
-                else:
-                    answers.append((f"answers.text[{i}]", t, starts[i] if starts is not None else None))
+        ok = _qa_answers(obj["answers"], emit, answers) and ok
     else:
         emit("missing-field", "answer", "missing required field 'answer' (or SQuAD-style 'answers')", None, "error")
         ok = False
     if context is not None:
         for name, t, start in answers:
             if start is not None:
-                if type(start) is not int or isinstance(start, bool) or context[start:start + len(t)] != t:
-                    emit("answer-not-in-context", name.replace("text", "answer_start"),
-                         f"the context at offset {start!r} does not hold the answer"[:200],
-                         "answer_start is a character offset into 'context'", "error")
+                if type(start) is not int or isinstance(start, bool) or context[start : start + len(t)] != t:
+                    emit(
+                        "answer-not-in-context",
+                        name.replace("text", "answer_start"),
+                        f"the context at offset {start!r} does not hold the answer"[:200],
+                        "answer_start is a character offset into 'context'",
+                        "error",
+                    )
                     ok = False
             elif t not in context:
-                emit("answer-not-in-context", name, "the answer does not occur in 'context'",
-                     "extractive question answering needs the answer copied from the context", "error")
+                emit(
+                    "answer-not-in-context",
+                    name,
+                    "the answer does not occur in 'context'",
+                    "extractive question answering needs the answer copied from the context",
+                    "error",
+                )
                 ok = False
     if not ok:
         return None
@@ -467,8 +544,14 @@ def normalize_task(task: str) -> str:
     from azft.errors import UsageError
 
     t = task.strip().lower().replace("_", "-")
-    aliases = {"chat": "chat-completion", "chatcompletion": "chat-completion", "completion": "text-generation",
-               "qa": "question-answering", "ner": "token-classification", "classification": "text-classification"}
+    aliases = {
+        "chat": "chat-completion",
+        "chatcompletion": "chat-completion",
+        "completion": "text-generation",
+        "qa": "question-answering",
+        "ner": "token-classification",
+        "classification": "text-classification",
+    }
     t = aliases.get(t.replace("-", ""), aliases.get(t, t))
     if t not in CHECKERS:
         raise UsageError(f"unknown task {task!r}", hint=f"choose one of: {', '.join(TASKS)}")

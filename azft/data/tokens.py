@@ -129,8 +129,12 @@ def _spec_from_dir(path: Path) -> TokenizerSpec | None:
     elif (path / "chat_template.json").is_file():
         template = _read_json(path / "chat_template.json").get("chat_template", template)
     special = {k: s for k in _SPECIAL_KEYS if (s := _token_str(cfg.get(k))) is not None}
-    return TokenizerSpec(name=str(path), tokenizer_json=tj.read_text(encoding="utf-8"),
-                         chat_template=template if isinstance(template, str) else None, special_tokens=special)
+    return TokenizerSpec(
+        name=str(path),
+        tokenizer_json=tj.read_text(encoding="utf-8"),
+        chat_template=template if isinstance(template, str) else None,
+        special_tokens=special,
+    )
 
 
 def spec_from_object(tok: Any, name: str | None = None) -> TokenizerSpec:
@@ -141,17 +145,22 @@ def spec_from_object(tok: Any, name: str | None = None) -> TokenizerSpec:
     if backend is None and hasattr(tok, "encode_batch") and hasattr(tok, "to_str"):
         backend = tok
     if backend is None:
-        raise UsageError("the tokenizer has no fast (Rust) backend",
-                         hint="pass a fast tokenizer (PreTrainedTokenizerFast) or a tokenizers.Tokenizer")
+        raise UsageError(
+            "the tokenizer has no fast (Rust) backend",
+            hint="pass a fast tokenizer (PreTrainedTokenizerFast) or a tokenizers.Tokenizer",
+        )
     template = getattr(tok, "chat_template", None)
     special = {}
     for k in _SPECIAL_KEYS:
         v = _token_str(getattr(tok, k, None)) if backend is not tok else None
         if v is not None:
             special[k] = v
-    return TokenizerSpec(name=name or getattr(tok, "name_or_path", "") or type(tok).__name__,
-                         tokenizer_json=backend.to_str(), chat_template=template if isinstance(template, str) else None,
-                         special_tokens=special)
+    return TokenizerSpec(
+        name=name or getattr(tok, "name_or_path", "") or type(tok).__name__,
+        tokenizer_json=backend.to_str(),
+        chat_template=template if isinstance(template, str) else None,
+        special_tokens=special,
+    )
 
 
 def load_tokenizer(ref: str | os.PathLike | None) -> TokenizerLoad:
@@ -166,8 +175,11 @@ def verified(load: TokenizerLoad, ref: Any) -> TokenizerLoad:
     try:
         TokenCounter(load.spec)
     except Exception as exc:
-        return TokenizerLoad(None, f"tokenizer {str(ref)!r} cannot be used ({type(exc).__name__}: "
-                                   f"{str(exc)[:200]}): token counts are estimates")
+        return TokenizerLoad(
+            None,
+            f"tokenizer {str(ref)!r} cannot be used ({type(exc).__name__}: "
+            f"{str(exc)[:200]}): token counts are estimates",
+        )
     return load
 
 
@@ -192,8 +204,10 @@ def _load_tokenizer(ref: str | os.PathLike | None) -> TokenizerLoad:
             return TokenizerLoad(None, f"{path} is not a tokenizer directory: token counts are estimates")
         return _from_pretrained(ref_s, local=False)
     except Exception as exc:  # a broken tokenizer must never stop the data check
-        return TokenizerLoad(None, f"could not load tokenizer {ref_s!r} ({type(exc).__name__}: {str(exc)[:200]}): "
-                                   "token counts are estimates")
+        return TokenizerLoad(
+            None,
+            f"could not load tokenizer {ref_s!r} ({type(exc).__name__}: {str(exc)[:200]}): token counts are estimates",
+        )
 
 
 def _in_hf_cache(ref: str) -> bool | None:
@@ -205,16 +219,21 @@ def _in_hf_cache(ref: str) -> bool | None:
     except ImportError:
         return None
     try:
-        return any(isinstance(try_to_load_from_cache(ref, name), str)
-                   for name in ("tokenizer.json", "tokenizer_config.json", "tokenizer.model"))
+        return any(
+            isinstance(try_to_load_from_cache(ref, name), str)
+            for name in ("tokenizer.json", "tokenizer_config.json", "tokenizer.model")
+        )
     except Exception:  # an id the hub library rejects (e.g. a malformed repo id)
         return False
 
 
 def _from_pretrained(ref: str, *, local: bool) -> TokenizerLoad:
     if not local and _in_hf_cache(ref) is False:
-        return TokenizerLoad(None, f"no tokenizer for {ref} (not in the local Hugging Face cache; nothing is "
-                                   "downloaded): token counts are estimates")
+        return TokenizerLoad(
+            None,
+            f"no tokenizer for {ref} (not in the local Hugging Face cache; nothing is "
+            "downloaded): token counts are estimates",
+        )
     try:
         from transformers import AutoTokenizer
     except ImportError:
@@ -223,14 +242,14 @@ def _from_pretrained(ref: str, *, local: bool) -> TokenizerLoad:
         tok = AutoTokenizer.from_pretrained(ref, local_files_only=True)
     except Exception as exc:
         where = ref if local else f"{ref} (not in the local Hugging Face cache; nothing is downloaded)"
-        return TokenizerLoad(None, f"no tokenizer for {where}: token counts are estimates "
-                                   f"[{type(exc).__name__}]")
+        return TokenizerLoad(None, f"no tokenizer for {where}: token counts are estimates [{type(exc).__name__}]")
     try:
         spec = spec_from_object(tok, ref)
     except Exception as exc:
         return TokenizerLoad(None, f"tokenizer {ref} cannot be used ({exc}): token counts are estimates")
-    return TokenizerLoad(spec, f"tokenizer {ref} from the local Hugging Face cache" if not local else
-                         f"tokenizer from {ref}")
+    return TokenizerLoad(
+        spec, f"tokenizer {ref} from the local Hugging Face cache" if not local else f"tokenizer from {ref}"
+    )
 
 
 # ------------------------------------------------------------------------------------------- rendering + counting
@@ -339,8 +358,9 @@ class TokenCounter:
                 return text
         if self._template is None:
             self._template = compile_chat_template(self._template_source)
-        return self._template.render(messages=messages, tools=None, documents=None, add_generation_prompt=False,
-                                     **self._render_kwargs)
+        return self._template.render(
+            messages=messages, tools=None, documents=None, add_generation_prompt=False, **self._render_kwargs
+        )
 
     def lengths(self, texts: list[str]) -> list[int]:
         if not texts:

@@ -42,20 +42,27 @@ class Endpoint:
 
         messages = [{"role": m["role"], "content": m["content"]} for m in messages]  # nothing but the wire fields
         if self.kind == "online":  # Azure ML's chat-completion scoring shape
-            body: dict[str, Any] = {"input_data": {"input_string": messages, "parameters": {
-                "max_new_tokens": max_tokens, "temperature": temperature}}}
+            body: dict[str, Any] = {
+                "input_data": {
+                    "input_string": messages,
+                    "parameters": {"max_new_tokens": max_tokens, "temperature": temperature},
+                }
+            }
         else:
             body = {"messages": messages, "max_tokens": max_tokens, "temperature": temperature}
         try:
             resp = self._client.send_request(self._request("POST", self.url, json=body))
         except Exception as e:  # transport errors after the retries: no URL query, no header, in the message
-            raise AzureError(f"calling endpoint {self.name}: {type(e).__name__}",
-                             hint="check that the deployment is up: `azft endpoints list`") from None
+            raise AzureError(
+                f"calling endpoint {self.name}: {type(e).__name__}",
+                hint="check that the deployment is up: `azft endpoints list`",
+            ) from None
         if resp.status_code >= 400:
             detail = _error_message(resp)
-            raise AzureError(f"endpoint {self.name} answered HTTP {resp.status_code}: {detail}",
-                             hint="401: the key changed or the endpoint was recreated; 5xx/429 were retried "
-                                  f"{RETRY_TOTAL} times")
+            raise AzureError(
+                f"endpoint {self.name} answered HTTP {resp.status_code}: {detail}",
+                hint=f"401: the key changed or the endpoint was recreated; 5xx/429 were retried {RETRY_TOTAL} times",
+            )
         answer = resp.json()
         try:
             return reply_text(answer), answer
@@ -83,8 +90,10 @@ def connect(name: str, *, retry_total: int = RETRY_TOTAL, retry_backoff: float =
         from azft.deploy import local
 
         if not local.ours(dep.pid, dep.name):
-            raise UsageError(f"the local server of {name!r} is not running",
-                             hint=f"`azft endpoints delete {name}` and `azft deploy {dep.job}` again")
+            raise UsageError(
+                f"the local server of {name!r} is not running",
+                hint=f"`azft endpoints delete {name}` and `azft deploy {dep.job}` again",
+            )
         yield _endpoint(dep, dep.url, local.key(dep.name), None, retry_total, retry_backoff)
     else:
         from azft.deploy import cloud
@@ -105,16 +114,19 @@ def _ca_bundle(ml: Any) -> Optional[str]:
     return cfg.get("connection_verify") or os.environ.get("AZFT_AZURE_CA_BUNDLE") or None
 
 
-def _endpoint(dep: records.Deployment, url: str, key: str, verify: Optional[str], retry_total: int,
-              retry_backoff: float) -> Endpoint:
+def _endpoint(
+    dep: records.Deployment, url: str, key: str, verify: Optional[str], retry_total: int, retry_backoff: float
+) -> Endpoint:
     from azure.core import PipelineClient
     from azure.core.pipeline.policies import HeadersPolicy
     from azure.core.pipeline.transport import RequestsTransport
     from azure.core.rest import HttpRequest
 
     transport = RequestsTransport(connection_verify=verify) if verify else RequestsTransport()
-    policies = [HeadersPolicy({"Authorization": f"Bearer {key}", "Content-Type": "application/json"}),
-                _retry_policy(retry_total, retry_backoff)]
+    policies = [
+        HeadersPolicy({"Authorization": f"Bearer {key}", "Content-Type": "application/json"}),
+        _retry_policy(retry_total, retry_backoff),
+    ]
     if dep.kind == "online":
         policies.insert(0, HeadersPolicy({"azureml-model-deployment": "azft"}))
     client = PipelineClient(base_url=url, policies=policies, transport=transport)
@@ -148,8 +160,13 @@ def predict_file(name: str, data: str, out: str, *, max_new_tokens: int = 64, ta
             text, answer = ep.chat(p.messages, max_tokens=max_new_tokens)
             usage = answer.get("usage") or {}
             finish = ((answer.get("choices") or [{}])[0] or {}).get("finish_reason")
-            row: dict[str, Any] = {"line": p.line, "messages": p.messages, "response": text,
-                                   "finish_reason": finish, "completion_tokens": usage.get("completion_tokens")}
+            row: dict[str, Any] = {
+                "line": p.line,
+                "messages": p.messages,
+                "response": text,
+                "finish_reason": finish,
+                "completion_tokens": usage.get("completion_tokens"),
+            }
             tokens += int(usage.get("completion_tokens") or 0)
             if p.reference is not None:
                 row["reference"] = p.reference

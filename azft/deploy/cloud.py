@@ -56,8 +56,10 @@ def job_model(ml: Any, job: str) -> JobModel:
     if status.upper() == "COMPLETED":
         status = "Completed"
     if status != "Completed":
-        raise UsageError(f"job {job!r} is {status or 'not finished'}, not Completed: there is no model to deploy yet",
-                         hint=f"`azft wait {job}` and try again")
+        raise UsageError(
+            f"job {job!r} is {status or 'not finished'}, not Completed: there is no model to deploy yet",
+            hint=f"`azft wait {job}` and try again",
+        )
     tags = dict(getattr(entity, "tags", None) or {})
     name = None
     out = (getattr(entity, "outputs", None) or {}).get("registered_model")
@@ -69,18 +71,24 @@ def job_model(ml: Any, job: str) -> JobModel:
         inp = (getattr(entity, "inputs", None) or {}).get(key)
         name = inp if isinstance(inp, str) else (getattr(inp, "_data", None) or getattr(inp, "value", None))
     if not name:
-        raise UsageError(f"job {job!r} names no registered model (no registered_model output, no model_name "
-                         "input)")
+        raise UsageError(f"job {job!r} names no registered model (no registered_model output, no model_name input)")
     with quiet_sdk():
         try:
             model = ml.models.get(str(name), label="latest")
         except Exception as e:
             if is_not_found(e):
-                raise UsageError(f"job {job!r} completed but its model {name!r} is not registered in the workspace",
-                                 hint="Azure registers it when the job's last step ends; retry in a minute") from None
+                raise UsageError(
+                    f"job {job!r} completed but its model {name!r} is not registered in the workspace",
+                    hint="Azure registers it when the job's last step ends; retry in a minute",
+                ) from None
             raise
-    return JobModel(name=str(name), version=str(model.version), asset_id=str(model.id),
-                    base=tags.get("azft.model", ""), target=tags.get("azft.target", "maas"))
+    return JobModel(
+        name=str(name),
+        version=str(model.version),
+        asset_id=str(model.id),
+        base=tags.get("azft.model", ""),
+        target=tags.get("azft.target", "maas"),
+    )
 
 
 def serverless_model_id(ml: Any, model: JobModel) -> str:
@@ -102,8 +110,9 @@ def create_serverless(ml: Any, name: str, model: JobModel, tags: dict[str, str])
     model_id = serverless_model_id(ml, model)
     with quiet_sdk():
         ep = ServerlessEndpoint(name=name, model_id=model_id, tags=tags)
-        made = call(f"creating serverless endpoint {name}",
-                    lambda: ml.serverless_endpoints.begin_create_or_update(ep).result())
+        made = call(
+            f"creating serverless endpoint {name}", lambda: ml.serverless_endpoints.begin_create_or_update(ep).result()
+        )
     return str(made.scoring_uri).rstrip("/") + "/v1/chat/completions"
 
 
@@ -113,16 +122,25 @@ def create_online(ml: Any, name: str, model: JobModel, instance_type: str, tags:
     # azure-ai-ml prints progress dots on stdout while a deployment is created: they go to stderr, so stdout stays
     # the command's output (``--output json``)
     with quiet_sdk(), contextlib.redirect_stdout(sys.stderr):
-        endpoint = ManagedOnlineEndpoint(name=name, auth_mode="key", tags=tags,
-                                         description=f"azft: fine-tuned {model.base or model.name}")
-        made = call(f"creating online endpoint {name}",
-                    lambda: ml.online_endpoints.begin_create_or_update(endpoint).result())
-        dep = ManagedOnlineDeployment(name=DEPLOYMENT_NAME, endpoint_name=name,
-                                      model=f"azureml:{model.name}:{model.version}", instance_type=instance_type,
-                                      instance_count=1, tags=tags)
+        endpoint = ManagedOnlineEndpoint(
+            name=name, auth_mode="key", tags=tags, description=f"azft: fine-tuned {model.base or model.name}"
+        )
+        made = call(
+            f"creating online endpoint {name}", lambda: ml.online_endpoints.begin_create_or_update(endpoint).result()
+        )
+        dep = ManagedOnlineDeployment(
+            name=DEPLOYMENT_NAME,
+            endpoint_name=name,
+            model=f"azureml:{model.name}:{model.version}",
+            instance_type=instance_type,
+            instance_count=1,
+            tags=tags,
+        )
         try:
-            call(f"creating deployment {DEPLOYMENT_NAME} of {name} on {instance_type}",
-                 lambda: ml.online_deployments.begin_create_or_update(dep).result())
+            call(
+                f"creating deployment {DEPLOYMENT_NAME} of {name} on {instance_type}",
+                lambda: ml.online_deployments.begin_create_or_update(dep).result(),
+            )
         except BaseException:
             delete(ml, "online", name)  # no endpoint left billing for a deployment that never came up
             raise
@@ -171,4 +189,3 @@ def tagged_endpoints(ml: Any) -> list[dict[str, Any]]:
                 if "azft.job" in tags:
                     out.append({"name": ep.name, "kind": kind, "tags": tags})
     return out
-

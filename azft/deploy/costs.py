@@ -24,16 +24,20 @@ class Price:
     guess: bool
 
     def describe(self) -> str:
-        label = " (a guess: Azure does not publish it outside the portal; set yours in ~/.azft/catalog.yaml)" \
-            if self.guess else ""
+        label = (
+            " (a guess: Azure does not publish it outside the portal; set yours in ~/.azft/catalog.yaml)"
+            if self.guess
+            else ""
+        )
         return f"${self.hourly_usd:.2f}/hour, billed while idle — {self.source}{label}"
 
 
 def serverless_price(cat: Any) -> Price:
     entry = (cat.raw.get("deployment_prices") or {}).get("serverless_finetuned_hosting_per_hour") or {}
     if "usd" not in entry:
-        return Price(0.0, "no hosting price in the catalog (deployment_prices.serverless_finetuned_hosting_per_hour)",
-                     True)
+        return Price(
+            0.0, "no hosting price in the catalog (deployment_prices.serverless_finetuned_hosting_per_hour)", True
+        )
     src = str(entry.get("source", "assumed"))
     return Price(float(entry["usd"]), f"catalog deployment_prices ({src})", src == "assumed")
 
@@ -43,9 +47,12 @@ def instance_price(cat: Any, sku: str, count: int = 1) -> Price:
     if info.get("price_per_hour") is None:
         return Price(0.0, f"{sku} has no price in the catalog's skus", True)
     doc = cat.documents.get(str(info.get("source", "")), "")
-    return Price(round(float(info["price_per_hour"]) * count, 2),
-                 f"catalog skus.{sku}: pay-as-you-go Linux list price, eastus, November 2026 × {count} instance(s)"
-                 + (f"; sizes from {doc}" if doc else ""), True)
+    return Price(
+        round(float(info["price_per_hour"]) * count, 2),
+        f"catalog skus.{sku}: pay-as-you-go Linux list price, eastus, November 2026 × {count} instance(s)"
+        + (f"; sizes from {doc}" if doc else ""),
+        True,
+    )
 
 
 LOCAL_PRICE = Price(0.0, "this machine (no Azure charge)", False)
@@ -90,17 +97,21 @@ def choose_instance(cat: Any, model_ref: str, requested: Optional[str]) -> tuple
     s = sizing(cat, model_ref)
     if requested:
         if requested not in cat.skus:
-            raise UsageError(f"--instance-type {requested} is not a GPU size azft knows",
-                             hint="known sizes: " + ", ".join(sorted(cat.skus)))
+            raise UsageError(
+                f"--instance-type {requested} is not a GPU size azft knows",
+                hint="known sizes: " + ", ".join(sorted(cat.skus)),
+            )
         if not s.fits(cat, requested):
             gpu = cat.skus[requested].get("gpu_memory_gb")
             raise UsageError(
                 f"{model_ref} needs about {s.need_gib} GiB of GPU memory to serve; {requested} has {gpu} GB per GPU",
-                hint="sizes that fit, cheapest first: " + ", ".join(s.fitting[:6]))
+                hint="sizes that fit, cheapest first: " + ", ".join(s.fitting[:6]),
+            )
         return requested, s
     if not s.fitting:
         if s.need_gib is None:
-            raise UsageError(f"cannot size a deployment of {model_ref}: {s.why_unknown}",
-                             hint="name one with --instance-type")
+            raise UsageError(
+                f"cannot size a deployment of {model_ref}: {s.why_unknown}", hint="name one with --instance-type"
+            )
         raise UsageError(f"{model_ref} needs about {s.need_gib} GiB of GPU memory; no catalog size fits")
     return s.fitting[0], s

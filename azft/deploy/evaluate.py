@@ -34,8 +34,9 @@ def remote_target(job: str, endpoint: Optional[str]) -> Optional[str]:
     return check_target(job, rec)
 
 
-def submit_cluster_eval(job: str, *, data: Optional[str], samples: int, max_new_tokens: int, batch_size: int,
-                        max_rows: int) -> dict[str, Any]:
+def submit_cluster_eval(
+    job: str, *, data: Optional[str], samples: int, max_new_tokens: int, batch_size: int, max_rows: int
+) -> dict[str, Any]:
     from azft.api import resolve_job_name
     from azft.backends.evaluation import submit_evaluation
 
@@ -51,8 +52,16 @@ def submit_cluster_eval(job: str, *, data: Optional[str], samples: int, max_new_
             raise DataError(str(e), hint="one JSON object per line, in the job's task format") from None
 
     name = resolve_job_name(job)
-    return submit_evaluation(name, _record(name), data=data, samples=samples, max_new_tokens=max_new_tokens,
-                             batch_size=batch_size, max_rows=max_rows, check_data=check)
+    return submit_evaluation(
+        name,
+        _record(name),
+        data=data,
+        samples=samples,
+        max_new_tokens=max_new_tokens,
+        batch_size=batch_size,
+        max_rows=max_rows,
+        check_data=check,
+    )
 
 
 def job_endpoint(job: str, endpoint: Optional[str]) -> str:
@@ -60,19 +69,23 @@ def job_endpoint(job: str, endpoint: Optional[str]) -> str:
     if endpoint:
         dep = records.get(endpoint)
         if dep is None:
-            raise UsageError(f"no deployment named {endpoint!r} is recorded here",
-                             hint="`azft endpoints list` shows them")
+            raise UsageError(
+                f"no deployment named {endpoint!r} is recorded here", hint="`azft endpoints list` shows them"
+            )
         return endpoint
     live = [d.name for d in records.load_all() if d.job == job and not d.expired()]
     if len(live) == 1:
         return live[0]
     if live:
-        raise UsageError(f"job {job!r} has {len(live)} deployments ({', '.join(live)})",
-                         hint="choose one with --endpoint NAME")
+        raise UsageError(
+            f"job {job!r} has {len(live)} deployments ({', '.join(live)})", hint="choose one with --endpoint NAME"
+        )
     raise UsageError(
         f"job {job!r} ran on serverless fine-tuning (maas): its model runs only behind a deployed endpoint, and none "
-        "is recorded here", hint=f"`azft deploy {job} --ttl 2h` creates one (billed hourly while it exists), then "
-                                 f"`azft eval {job}` answers the samples through it")
+        "is recorded here",
+        hint=f"`azft deploy {job} --ttl 2h` creates one (billed hourly while it exists), then "
+        f"`azft eval {job}` answers the samples through it",
+    )
 
 
 def _default_data(job: str, rec: dict[str, Any]) -> str:
@@ -87,12 +100,22 @@ def _default_data(job: str, rec: dict[str, Any]) -> str:
                 p = Path(ref) if Path(ref).is_absolute() else Path(spec_path).parent / ref
                 if p.is_file():
                     return str(p)
-    raise UsageError(f"job {job!r}: no local validation file to take the samples from",
-                     hint="pass --data FILE (JSONL prompts with their reference replies)")
+    raise UsageError(
+        f"job {job!r}: no local validation file to take the samples from",
+        hint="pass --data FILE (JSONL prompts with their reference replies)",
+    )
 
 
-def evaluate_through_endpoint(job: str, target: str, endpoint: Optional[str], *, data: Optional[str], samples: int,
-                              max_new_tokens: int, out_dir: Optional[str]) -> dict[str, Any]:
+def evaluate_through_endpoint(
+    job: str,
+    target: str,
+    endpoint: Optional[str],
+    *,
+    data: Optional[str],
+    samples: int,
+    max_new_tokens: int,
+    out_dir: Optional[str],
+) -> dict[str, Any]:
     """The samples answered by the endpoint, saved as eval.json + report.md and logged to the job's run."""
     from azft.api import resolve_job_name
     from azft.deploy.client import connect
@@ -111,6 +134,7 @@ def evaluate_through_endpoint(job: str, target: str, endpoint: Optional[str], *,
     data = data or _default_data(job, rec)
     usage = {"completion_tokens": 0, "calls": 0}
     with connect(name) as ep:
+
         def answer(conversations: list[list[dict]]) -> list[str]:
             texts = []
             for messages in conversations:
@@ -123,6 +147,11 @@ def evaluate_through_endpoint(job: str, target: str, endpoint: Optional[str], *,
         result = evaluate_generations(data, task, answer, job=job, samples=samples)
     result.update(endpoint=name, max_new_tokens=max_new_tokens, **usage)
     where = Path(out_dir) if out_dir else state_dir() / "evaluations" / job / name
-    result["saved"] = save_and_log_run(result, where, run_id=rec.get("mlflow_run_id"),
-                                       tracking_uri=rec.get("tracking_uri"), experiment=rec.get("experiment"))
+    result["saved"] = save_and_log_run(
+        result,
+        where,
+        run_id=rec.get("mlflow_run_id"),
+        tracking_uri=rec.get("tracking_uri"),
+        experiment=rec.get("experiment"),
+    )
     return result

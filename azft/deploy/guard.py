@@ -32,8 +32,10 @@ def enforce(warn: Callable[[str], None]) -> list[str]:
         what = f"deployment {d.name} ({d.kind}, job {d.job})"
         cost = f"${d.hourly_usd:.2f}/hour, ${d.cost_so_far(at):.2f} so far"
         if action == "warn":
-            warn(f"{what} passed its TTL of {d.ttl} {late} ago and still exists ({cost}): "
-                 f"`azft endpoints delete {d.name}` (or unset {ACTION_ENV} to delete it automatically)")
+            warn(
+                f"{what} passed its TTL of {d.ttl} {late} ago and still exists ({cost}): "
+                f"`azft endpoints delete {d.name}` (or unset {ACTION_ENV} to delete it automatically)"
+            )
             continue
         try:
             from azft.deploy.service import remove
@@ -41,8 +43,10 @@ def enforce(warn: Callable[[str], None]) -> list[str]:
             remove(d)
         except Exception as e:  # the command the user ran goes on; the warning repeats until it is gone
             msg = getattr(e, "message", None) or type(e).__name__
-            warn(f"{what} passed its TTL of {d.ttl} {late} ago and could not be deleted ({msg}); it still bills "
-                 f"{cost}: `azft endpoints delete {d.name}`")
+            warn(
+                f"{what} passed its TTL of {d.ttl} {late} ago and could not be deleted ({msg}); it still bills "
+                f"{cost}: `azft endpoints delete {d.name}`"
+            )
             continue
         deleted.append(d.name)
         warn(f"{what} passed its TTL of {d.ttl} {late} ago: deleted ({cost})")

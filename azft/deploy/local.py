@@ -28,21 +28,30 @@ def start(name: str, job: str) -> tuple[int, int]:
         (folder / stale).unlink(missing_ok=True)
     env = {**os.environ, "AZFT_HOME": str(azft_home()), "PYTHONUNBUFFERED": "1"}
     with open(folder / "server.log", "ab") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "azft.deploy.server", "--name", name, "--job", job],
-                                stdin=subprocess.DEVNULL, stdout=log, stderr=log, cwd=str(azft_home()), env=env,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "azft.deploy.server", "--name", name, "--job", job],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            cwd=str(azft_home()),
+            env=env,
+            start_new_session=True,
+        )
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
         if (folder / "port").is_file():
             return proc.pid, int((folder / "port").read_text())
         if proc.poll() is not None:
             tail = (folder / "server.log").read_text(errors="replace").strip().splitlines()[-5:]
-            raise UsageError(f"the local server for {job} exited with code {proc.returncode}: " + " | ".join(tail),
-                             hint=f"full log: {folder / 'server.log'}")
+            raise UsageError(
+                f"the local server for {job} exited with code {proc.returncode}: " + " | ".join(tail),
+                hint=f"full log: {folder / 'server.log'}",
+            )
         time.sleep(0.2)
     _kill(proc.pid)
-    raise UsageError(f"the local server for {job} did not start within {START_TIMEOUT:.0f} s",
-                     hint=f"log: {folder / 'server.log'}")
+    raise UsageError(
+        f"the local server for {job} did not start within {START_TIMEOUT:.0f} s", hint=f"log: {folder / 'server.log'}"
+    )
 
 
 def ours(pid: Optional[int], name: str) -> bool:

@@ -47,8 +47,9 @@ def now() -> float:
     try:
         return parse_time(given)
     except ValueError:
-        raise UsageError(f"{CLOCK_ENV}={given[:40]!r} is neither an ISO-8601 time nor seconds since the epoch") \
-            from None
+        raise UsageError(
+            f"{CLOCK_ENV}={given[:40]!r} is neither an ISO-8601 time nor seconds since the epoch"
+        ) from None
 
 
 def parse_time(text: str) -> float:
@@ -178,6 +179,7 @@ def forget(name: str) -> None:
 
 def touch(name: str, at: Optional[float] = None) -> None:
     """Remember when an endpoint was last called through azft."""
+
     def change(data: dict) -> None:
         if name in data:
             data[name]["last_call"] = time.time() if at is None else at

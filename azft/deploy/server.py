@@ -51,11 +51,23 @@ class ModelServer:
             return 400, e.body()
         ids = prompt_ids(self.tokenizer, req.messages)
         with self.lock:
-            gen = generate(self.model, self.tokenizer, [ids], max_new_tokens=req.max_tokens, batch_size=1,
-                           max_length=self.tm.max_seq_length)[0]
+            gen = generate(
+                self.model,
+                self.tokenizer,
+                [ids],
+                max_new_tokens=req.max_tokens,
+                batch_size=1,
+                max_length=self.tm.max_seq_length,
+            )[0]
         (self.folder / "last_call").write_text(str(time.time()))
-        return 200, response(req, gen.text, model=self.name, prompt_tokens=len(ids), completion_tokens=gen.tokens,
-                             finish_reason=gen.finish_reason)
+        return 200, response(
+            req,
+            gen.text,
+            model=self.name,
+            prompt_tokens=len(ids),
+            completion_tokens=gen.tokens,
+            finish_reason=gen.finish_reason,
+        )
 
 
 def make_handler(srv: ModelServer) -> type[BaseHTTPRequestHandler]:
@@ -78,8 +90,17 @@ def make_handler(srv: ModelServer) -> type[BaseHTTPRequestHandler]:
             given = (self.headers.get("Authorization") or "").removeprefix("Bearer ").strip()
             if given and hmac.compare_digest(given.encode(), srv.key.encode()):
                 return True
-            self._send(401, {"error": {"message": "missing or invalid API key (Authorization: Bearer <key>)",
-                                       "type": "invalid_request_error", "param": None, "code": "invalid_api_key"}})
+            self._send(
+                401,
+                {
+                    "error": {
+                        "message": "missing or invalid API key (Authorization: Bearer <key>)",
+                        "type": "invalid_request_error",
+                        "param": None,
+                        "code": "invalid_api_key",
+                    }
+                },
+            )
             return False
 
         def do_GET(self) -> None:
@@ -87,8 +108,9 @@ def make_handler(srv: ModelServer) -> type[BaseHTTPRequestHandler]:
                 self._send(200, {"status": "ok", "model": srv.name})
             elif self.path == "/v1/models":
                 if self._authorized():
-                    self._send(200, {"object": "list", "data": [{"id": srv.name, "object": "model",
-                                                                 "owned_by": "azft"}]})
+                    self._send(
+                        200, {"object": "list", "data": [{"id": srv.name, "object": "model", "owned_by": "azft"}]}
+                    )
             else:
                 self._send(404, {"error": {"message": f"no route {self.path}", "type": "invalid_request_error"}})
 
@@ -105,9 +127,15 @@ def make_handler(srv: ModelServer) -> type[BaseHTTPRequestHandler]:
                 length = -1
             if not 0 < length <= MAX_BODY:
                 self.close_connection = True
-                self._send(413 if length > MAX_BODY else 400,
-                           {"error": {"message": f"a JSON body of at most {MAX_BODY} bytes is required",
-                                      "type": "invalid_request_error"}})
+                self._send(
+                    413 if length > MAX_BODY else 400,
+                    {
+                        "error": {
+                            "message": f"a JSON body of at most {MAX_BODY} bytes is required",
+                            "type": "invalid_request_error",
+                        }
+                    },
+                )
                 return
             try:
                 body = json.loads(self.rfile.read(length))

@@ -31,8 +31,10 @@ def default_name(job: str) -> str:
 
 def check_name(name: str) -> str:
     if not ENDPOINT_NAME.match(name or ""):
-        raise UsageError(f"endpoint name {name[:40]!r} is not valid",
-                         hint="3-32 characters: letters, digits and '-', starting with a letter, not ending with '-'")
+        raise UsageError(
+            f"endpoint name {name[:40]!r} is not valid",
+            hint="3-32 characters: letters, digits and '-', starting with a letter, not ending with '-'",
+        )
     return name
 
 
@@ -41,8 +43,9 @@ def _submission(job: str) -> dict:
 
     rec = lookup_submission(check_job_name(job))
     if not rec:
-        raise UsageError(f"no job named {job!r} was submitted from here",
-                         hint="`azft list` shows the jobs this directory knows")
+        raise UsageError(
+            f"no job named {job!r} was submitted from here", hint="`azft list` shows the jobs this directory knows"
+        )
     return rec
 
 
@@ -53,8 +56,14 @@ def _options(rec: dict) -> dict[str, Any]:
     return opts
 
 
-def deploy(job: str, *, name: Optional[str] = None, ttl: Optional[str] = None,
-           max_hourly_usd: Optional[float] = None, instance_type: Optional[str] = None) -> dict[str, Any]:
+def deploy(
+    job: str,
+    *,
+    name: Optional[str] = None,
+    ttl: Optional[str] = None,
+    max_hourly_usd: Optional[float] = None,
+    instance_type: Optional[str] = None,
+) -> dict[str, Any]:
     """Deploy ``job``'s model; the record (as a dict) plus ``price`` (its description)."""
     rec = _submission(job)
     backend = rec.get("backend") or ""
@@ -62,13 +71,24 @@ def deploy(job: str, *, name: Optional[str] = None, ttl: Optional[str] = None,
     ttl_seconds = records.parse_ttl(ttl) if ttl else None
     existing = records.get(name)
     if existing is not None:
-        raise UsageError(f"a deployment named {name!r} exists already ({existing.kind}, job {existing.job})",
-                         hint=f"`azft endpoints delete {name}` first, or pick another --name")
+        raise UsageError(
+            f"a deployment named {name!r} exists already ({existing.kind}, job {existing.job})",
+            hint=f"`azft endpoints delete {name}` first, or pick another --name",
+        )
     created = records.now()
-    dep = Deployment(name=name, backend=backend, kind="local", job=job, created=created, ttl=ttl,
-                     expires_at=created + ttl_seconds if ttl_seconds else None,
-                     mlflow_run_id=rec.get("mlflow_run_id"), tracking_uri=rec.get("tracking_uri"),
-                     experiment=rec.get("experiment"), options=_options(rec))
+    dep = Deployment(
+        name=name,
+        backend=backend,
+        kind="local",
+        job=job,
+        created=created,
+        ttl=ttl,
+        expires_at=created + ttl_seconds if ttl_seconds else None,
+        mlflow_run_id=rec.get("mlflow_run_id"),
+        tracking_uri=rec.get("tracking_uri"),
+        experiment=rec.get("experiment"),
+        options=_options(rec),
+    )
     if backend == "local":
         _deploy_local(dep, max_hourly_usd)
     elif backend in ("maas", "maap", "mock"):
@@ -82,8 +102,11 @@ def deploy(job: str, *, name: Optional[str] = None, ttl: Optional[str] = None,
 
 def _check_budget(price: Price, limit: Optional[float]) -> None:
     if limit is not None and price.hourly_usd > limit:
-        raise UsageError(f"this deployment would cost ${price.hourly_usd:.2f}/hour, above --max-hourly-usd "
-                         f"{limit:.2f}; nothing was created", hint=f"price: {price.describe()}")
+        raise UsageError(
+            f"this deployment would cost ${price.hourly_usd:.2f}/hour, above --max-hourly-usd "
+            f"{limit:.2f}; nothing was created",
+            hint=f"price: {price.describe()}",
+        )
 
 
 def _price(dep: Deployment, price: Price) -> None:
@@ -104,8 +127,11 @@ def _deploy_local(dep: Deployment, limit: Optional[float]) -> None:
 
 
 def azure_tags(dep: Deployment) -> dict[str, str]:
-    tags = {records.TAG_JOB: dep.job, records.TAG_CREATED: records.iso(dep.created),
-            records.TAG_HOURLY: f"{dep.hourly_usd:.2f}"}
+    tags = {
+        records.TAG_JOB: dep.job,
+        records.TAG_CREATED: records.iso(dep.created),
+        records.TAG_HOURLY: f"{dep.hourly_usd:.2f}",
+    }
     if dep.expires_at is not None:
         tags[records.TAG_EXPIRES] = records.iso(dep.expires_at)
         tags[records.TAG_TTL] = str(dep.ttl)
@@ -133,8 +159,11 @@ def _deploy_azure(dep: Deployment, limit: Optional[float], instance_type: Option
         _check_budget(price, limit)
         _price(dep, price)
         ws = getattr(ml, "workspace_name", None)
-        dep.workspace = {"workspace": ws, "subscription_id": getattr(ml, "subscription_id", None),
-                         "resource_group": getattr(ml, "resource_group_name", None)}
+        dep.workspace = {
+            "workspace": ws,
+            "subscription_id": getattr(ml, "subscription_id", None),
+            "resource_group": getattr(ml, "resource_group_name", None),
+        }
         if dep.kind == "serverless":
             dep.url = cloud.create_serverless(ml, dep.name, model, azure_tags(dep))
         else:
@@ -149,10 +178,15 @@ def _tag_run(dep: Deployment, status: str) -> None:
         from azft.tracking import Tracker
 
         tracker = Tracker(dep.tracking_uri, dep.experiment or "azft", quiet=True)
-        tags = {"azft.deployment.name": dep.name, "azft.deployment.status": status,
-                "azft.deployment.kind": dep.kind, "azft.deployment.backend": dep.backend,
-                "azft.deployment.url": dep.url, "azft.deployment.hourly_usd": f"{dep.hourly_usd:.2f}",
-                "azft.deployment.created_at": records.iso(dep.created)}
+        tags = {
+            "azft.deployment.name": dep.name,
+            "azft.deployment.status": status,
+            "azft.deployment.kind": dep.kind,
+            "azft.deployment.backend": dep.backend,
+            "azft.deployment.url": dep.url,
+            "azft.deployment.hourly_usd": f"{dep.hourly_usd:.2f}",
+            "azft.deployment.created_at": records.iso(dep.created),
+        }
         if dep.instance_type:
             tags["azft.deployment.instance_type"] = dep.instance_type
         if dep.expires_at is not None:
@@ -168,9 +202,10 @@ def delete(name: str) -> dict[str, Any]:
     """Delete a recorded deployment (Azure resource or local server) and forget it."""
     dep = records.get(name)
     if dep is None:
-        raise UsageError(f"no deployment named {name!r} is recorded here",
-                         hint="`azft endpoints list` shows them; `azft endpoints gc` also finds expired ones by "
-                              "their Azure tags")
+        raise UsageError(
+            f"no deployment named {name!r} is recorded here",
+            hint="`azft endpoints list` shows them; `azft endpoints gc` also finds expired ones by their Azure tags",
+        )
     existed = remove(dep)
     return {"name": name, "deleted": True, "was_running": existed, "cost_so_far_usd": dep.cost_so_far()}
 
@@ -198,12 +233,21 @@ def describe(dep: Deployment, at: float) -> dict[str, Any]:
 
         last = local.last_call(dep.name) or last
     return {
-        "name": dep.name, "kind": dep.kind, "backend": dep.backend, "job": dep.job, "url": dep.url,
-        "instance_type": dep.instance_type, "created_at": records.iso(dep.created),
-        "age": records.human_duration(dep.age(at)), "age_seconds": int(dep.age(at)),
+        "name": dep.name,
+        "kind": dep.kind,
+        "backend": dep.backend,
+        "job": dep.job,
+        "url": dep.url,
+        "instance_type": dep.instance_type,
+        "created_at": records.iso(dep.created),
+        "age": records.human_duration(dep.age(at)),
+        "age_seconds": int(dep.age(at)),
         "last_call_at": records.iso(last) if last else None,
-        "hourly_usd": dep.hourly_usd, "price_is_guess": dep.price_is_guess, "price_source": dep.price_source,
-        "cost_so_far_usd": dep.cost_so_far(at), "ttl": dep.ttl,
+        "hourly_usd": dep.hourly_usd,
+        "price_is_guess": dep.price_is_guess,
+        "price_source": dep.price_source,
+        "cost_so_far_usd": dep.cost_so_far(at),
+        "ttl": dep.ttl,
         "expires_at": records.iso(dep.expires_at) if dep.expires_at else None,
         "expired": dep.expired(at),
     }
@@ -220,9 +264,10 @@ def list_all(remote: Optional[str] = None) -> list[dict[str, Any]]:
         known = {r["name"] for r in rows}
         options = _remote_options(remote)
         if options is None:
-            raise UsageError(f"no Azure workspace is configured here for --backend {remote}",
-                             hint="set AZURE_SUBSCRIPTION_ID, AZURE_RESOURCE_GROUP and AZUREML_WORKSPACE_NAME, or "
-                                  "add a config.json")
+            raise UsageError(
+                f"no Azure workspace is configured here for --backend {remote}",
+                hint="set AZURE_SUBSCRIPTION_ID, AZURE_RESOURCE_GROUP and AZUREML_WORKSPACE_NAME, or add a config.json",
+            )
         with cloud.workspace_client(remote, options) as ml:
             for ep in cloud.tagged_endpoints(ml):
                 if ep["name"] not in known:
@@ -243,10 +288,18 @@ def _from_tags(backend: str, ep: dict[str, Any]) -> Deployment:
         hourly = float(tags.get(records.TAG_HOURLY) or 0)
     except ValueError:
         hourly = 0.0
-    return Deployment(name=ep["name"], backend=backend, kind=ep["kind"], job=tags.get(records.TAG_JOB, ""),
-                      created=when(records.TAG_CREATED) or records.now(), expires_at=when(records.TAG_EXPIRES),
-                      ttl=tags.get(records.TAG_TTL), hourly_usd=hourly,
-                      price_source=f"the endpoint's {records.TAG_HOURLY} tag", price_is_guess=True)
+    return Deployment(
+        name=ep["name"],
+        backend=backend,
+        kind=ep["kind"],
+        job=tags.get(records.TAG_JOB, ""),
+        created=when(records.TAG_CREATED) or records.now(),
+        expires_at=when(records.TAG_EXPIRES),
+        ttl=tags.get(records.TAG_TTL),
+        hourly_usd=hourly,
+        price_source=f"the endpoint's {records.TAG_HOURLY} tag",
+        price_is_guess=True,
+    )
 
 
 def _remote_options(backend: str) -> Optional[dict[str, Any]]:

@@ -23,14 +23,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--host", default="127.0.0.1", help="loopback address to listen on (default 127.0.0.1)")
     ap.add_argument("--port", type=int, default=0, help="port (default: a free one)")
     ap.add_argument("--seconds-per-state", type=float, default=5.0, help="how long a job stays in each state")
-    ap.add_argument("--clock", choices=("real", "manual"), default="real",
-                    help="real: jobs move on their own; manual: only POST /_emulator/advance moves them")
+    ap.add_argument(
+        "--clock",
+        choices=("real", "manual"),
+        default="real",
+        help="real: jobs move on their own; manual: only POST /_emulator/advance moves them",
+    )
     ap.add_argument("--subscription-id", default="00000000-0000-4000-8000-000000000001")
     ap.add_argument("--resource-group", default="rg-azft")
     ap.add_argument("--workspace", default="ws-azft")
     ap.add_argument("--location", default="eastus2")
-    ap.add_argument("--blob-endpoint", default=None,
-                    help="account URL uploads should go to, e.g. an Azurite https://127.0.0.1:PORT/devstoreaccount1")
+    ap.add_argument(
+        "--blob-endpoint",
+        default=None,
+        help="account URL uploads should go to, e.g. an Azurite https://127.0.0.1:PORT/devstoreaccount1",
+    )
     ap.add_argument("--ca-dir", default=None, help="directory to write ca.pem/cert.pem/key.pem into")
     ap.add_argument("--json", action="store_true", help="print the connection details as one JSON line")
     args = ap.parse_args(argv)
@@ -38,10 +45,16 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("the emulator only listens on loopback addresses")
 
     emu = Emulator(
-        subscription_id=args.subscription_id, resource_group=args.resource_group, workspace=args.workspace,
-        location=args.location, clock=args.clock, seconds_per_state=args.seconds_per_state,
-        blob_endpoint=args.blob_endpoint, ca=make_test_ca(args.ca_dir) if args.ca_dir else None,
-        host=args.host, port=args.port,
+        subscription_id=args.subscription_id,
+        resource_group=args.resource_group,
+        workspace=args.workspace,
+        location=args.location,
+        clock=args.clock,
+        seconds_per_state=args.seconds_per_state,
+        blob_endpoint=args.blob_endpoint,
+        ca=make_test_ca(args.ca_dir) if args.ca_dir else None,
+        host=args.host,
+        port=args.port,
     )
     emu.start()
     info = {"url": emu.base_url, "ca_pem_path": emu.ca_pem_path, "env": emu.env()}

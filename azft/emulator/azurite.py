@@ -65,8 +65,14 @@ class Azurite:
     ``blob_endpoint`` is the path-style account URL, e.g. ``https://127.0.0.1:PORT/devstoreaccount1``.
     """
 
-    def __init__(self, ca: TestCA | None = None, host: str = "127.0.0.1", port: int | None = None,
-                 location: str | os.PathLike[str] | None = None, startup_timeout: float = 60.0):
+    def __init__(
+        self,
+        ca: TestCA | None = None,
+        host: str = "127.0.0.1",
+        port: int | None = None,
+        location: str | os.PathLike[str] | None = None,
+        startup_timeout: float = 60.0,
+    ):
         self.host = host
         self._ca = ca
         self._requested_port = port
@@ -101,22 +107,37 @@ class Azurite:
         for _attempt in range(3):  # a free port can be taken between probing and binding: try another
             self.port = self._requested_port or _free_port(self.host)
             cmd = [
-                str(exe), "--blobHost", self.host, "--blobPort", str(self.port),
-                "--cert", str(self.ca.cert_pem_path), "--key", str(self.ca.key_pem_path),
-                "--oauth", "basic", "--disableTelemetry", "--skipApiVersionCheck", "--loose",
-                "--location", str(self._location), "--silent",
+                str(exe),
+                "--blobHost",
+                self.host,
+                "--blobPort",
+                str(self.port),
+                "--cert",
+                str(self.ca.cert_pem_path),
+                "--key",
+                str(self.ca.key_pem_path),
+                "--oauth",
+                "basic",
+                "--disableTelemetry",
+                "--skipApiVersionCheck",
+                "--loose",
+                "--location",
+                str(self._location),
+                "--silent",
             ]
             with open(self._log_path, "ab") as log:
-                self.process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                                start_new_session=True)
+                self.process = subprocess.Popen(
+                    cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+                )
             if self._wait_ready():
                 return self
             last_error = self._log_tail()
             self._terminate()
             if self._requested_port:
                 break
-        raise AzuriteError(f"Azurite did not start on {self.host}: {last_error or 'no output'}",
-                           hint=f"see {self._log_path}")
+        raise AzuriteError(
+            f"Azurite did not start on {self.host}: {last_error or 'no output'}", hint=f"see {self._log_path}"
+        )
 
     def _wait_ready(self) -> bool:
         import ssl
@@ -127,10 +148,14 @@ class Azurite:
             if self.process is None or self.process.poll() is not None:
                 return False
             try:
-                with socket.create_connection((self.host, int(self.port or 0)), timeout=1) as raw, \
-                        ctx.wrap_socket(raw, server_hostname=self.host) as tls:
-                    tls.sendall(f"GET /{ACCOUNT_NAME}?comp=properties HTTP/1.1\r\nHost: {self.host}\r\n"
-                                "Connection: close\r\n\r\n".encode())
+                with (
+                    socket.create_connection((self.host, int(self.port or 0)), timeout=1) as raw,
+                    ctx.wrap_socket(raw, server_hostname=self.host) as tls,
+                ):
+                    tls.sendall(
+                        f"GET /{ACCOUNT_NAME}?comp=properties HTTP/1.1\r\nHost: {self.host}\r\n"
+                        "Connection: close\r\n\r\n".encode()
+                    )
                     if tls.recv(12).startswith(b"HTTP/1.1"):
                         return True
             except OSError:

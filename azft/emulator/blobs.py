@@ -51,8 +51,10 @@ class BlobError(Exception):
         self.status, self.code, self.message = status, code, message
 
     def body(self) -> bytes:
-        return (f'<?xml version="1.0" encoding="utf-8"?><Error><Code>{escape(self.code)}</Code>'
-                f"<Message>{escape(self.message)}</Message></Error>").encode()
+        return (
+            f'<?xml version="1.0" encoding="utf-8"?><Error><Code>{escape(self.code)}</Code>'
+            f"<Message>{escape(self.message)}</Message></Error>"
+        ).encode()
 
 
 @dataclass
@@ -67,16 +69,29 @@ class BlobProps:
     blocks: list[tuple[str, int]] = field(default_factory=list)  # committed (block id, size)
 
     def to_json(self) -> dict[str, Any]:
-        return {"size": self.size, "content_md5": self.content_md5, "etag": self.etag,
-                "last_modified": self.last_modified, "created": self.created, "content_type": self.content_type,
-                "metadata": self.metadata, "blocks": [list(b) for b in self.blocks]}
+        return {
+            "size": self.size,
+            "content_md5": self.content_md5,
+            "etag": self.etag,
+            "last_modified": self.last_modified,
+            "created": self.created,
+            "content_type": self.content_type,
+            "metadata": self.metadata,
+            "blocks": [list(b) for b in self.blocks],
+        }
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> BlobProps:
-        return cls(size=d["size"], content_md5=d["content_md5"], etag=d["etag"], last_modified=d["last_modified"],
-                   created=d.get("created", d["last_modified"]), content_type=d.get("content_type") or
-                   "application/octet-stream", metadata=dict(d.get("metadata") or {}),
-                   blocks=[(b[0], int(b[1])) for b in d.get("blocks") or []])
+        return cls(
+            size=d["size"],
+            content_md5=d["content_md5"],
+            etag=d["etag"],
+            last_modified=d["last_modified"],
+            created=d.get("created", d["last_modified"]),
+            content_type=d.get("content_type") or "application/octet-stream",
+            metadata=dict(d.get("metadata") or {}),
+            blocks=[(b[0], int(b[1])) for b in d.get("blocks") or []],
+        )
 
 
 def _md5_b64(data: bytes) -> str:
@@ -93,8 +108,13 @@ def http_date(ts: float) -> str:
 
 def _check_name(name: str) -> str:
     parts = name.split("/")
-    if not name or len(name) > 1024 or "\x00" in name or any(p in ("", ".", "..") for p in parts[:-1]) \
-            or parts[-1] in ("", ".", ".."):
+    if (
+        not name
+        or len(name) > 1024
+        or "\x00" in name
+        or any(p in ("", ".", "..") for p in parts[:-1])
+        or parts[-1] in ("", ".", "..")
+    ):
         raise BlobError(400, "InvalidResourceName", f"The specified blob name {name!r} is not valid here.")
     return name
 
@@ -135,8 +155,11 @@ class BlobStore:
         with self._lock:
             if container in self._containers:
                 return True
-            return self.root is not None and _CONTAINER_RE.match(container) is not None \
+            return (
+                self.root is not None
+                and _CONTAINER_RE.match(container) is not None
                 and (self.root / container).is_dir()
+            )
 
     def _need_container(self, container: str) -> None:
         if not self.container_exists(container):
@@ -167,8 +190,13 @@ class BlobStore:
         # a file put there by another writer (the mock's directory datastore): describe it from its bytes
         data = f.read_bytes()
         st = f.stat()
-        return BlobProps(size=len(data), content_md5=_md5_b64(data), etag=f'"0x{st.st_mtime_ns:016X}"',
-                         last_modified=st.st_mtime, created=st.st_mtime)
+        return BlobProps(
+            size=len(data),
+            content_md5=_md5_b64(data),
+            etag=f'"0x{st.st_mtime_ns:016X}"',
+            last_modified=st.st_mtime,
+            created=st.st_mtime,
+        )
 
     def _write(self, container: str, name: str, data: bytes | None, props: BlobProps) -> None:
         key = (container, name)
@@ -212,9 +240,17 @@ class BlobStore:
             props = self.properties(container, name)
             return self._read_data(container, name), props
 
-    def put(self, container: str, name: str, data: bytes, *, metadata: dict[str, str] | None = None,
-            content_type: str | None = None, if_none_match: str | None = None,
-            blocks: list[tuple[str, int]] | None = None) -> BlobProps:
+    def put(
+        self,
+        container: str,
+        name: str,
+        data: bytes,
+        *,
+        metadata: dict[str, str] | None = None,
+        content_type: str | None = None,
+        if_none_match: str | None = None,
+        blocks: list[tuple[str, int]] | None = None,
+    ) -> BlobProps:
         with self._lock:
             self._need_container(container)
             _check_name(name)
@@ -222,10 +258,16 @@ class BlobStore:
             if if_none_match == "*" and existing is not None:
                 raise BlobError(409, "BlobAlreadyExists", "The specified blob already exists.")
             now = time.time()
-            props = BlobProps(size=len(data), content_md5=_md5_b64(data), etag=_etag(), last_modified=now,
-                              created=existing.created if existing else now,
-                              content_type=content_type or "application/octet-stream",
-                              metadata=dict(metadata or {}), blocks=list(blocks or []))
+            props = BlobProps(
+                size=len(data),
+                content_md5=_md5_b64(data),
+                etag=_etag(),
+                last_modified=now,
+                created=existing.created if existing else now,
+                content_type=content_type or "application/octet-stream",
+                metadata=dict(metadata or {}),
+                blocks=list(blocks or []),
+            )
             self._write(container, name, data, props)
             self._uncommitted.pop((container, name), None)
             return props
@@ -275,7 +317,7 @@ class BlobStore:
                 data = self._read_data(container, name)
                 pos = 0
                 for bid, size in existing.blocks:
-                    committed_data[bid] = data[pos:pos + size]
+                    committed_data[bid] = data[pos : pos + size]
                     pos += size
             parts: list[bytes] = []
             blocks: list[tuple[str, int]] = []
@@ -297,8 +339,9 @@ class BlobStore:
                 names = sorted(n for (c, n) in self._props if c == container and n.startswith(prefix))
             else:
                 base = self.root / container
-                names = sorted(p.relative_to(base).as_posix() for p in base.rglob("*")
-                               if p.is_file() and ".part" not in p.name)
+                names = sorted(
+                    p.relative_to(base).as_posix() for p in base.rglob("*") if p.is_file() and ".part" not in p.name
+                )
                 names = [n for n in names if n.startswith(prefix)]
             out = []
             for n in names:
@@ -335,25 +378,43 @@ class SasSigner:
         now = datetime.now(timezone.utc)
         start = (now - timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M:%SZ")
         expiry = (now + timedelta(seconds=lifetime_s)).strftime("%Y-%m-%dT%H:%M:%SZ")
-        return urlencode({"sv": SAS_VERSION, "st": start, "se": expiry, "sr": "c", "sp": permissions,
-                          "sig": self._sign(container, permissions, expiry)})
+        return urlencode(
+            {
+                "sv": SAS_VERSION,
+                "st": start,
+                "se": expiry,
+                "sr": "c",
+                "sp": permissions,
+                "sig": self._sign(container, permissions, expiry),
+            }
+        )
 
     def check(self, query: dict[str, str], container: str, need: str) -> None:
         """Raise 403 AuthenticationFailed / AuthorizationPermissionMismatch unless the SAS allows ``need``."""
         sig, sp, se = query.get("sig", ""), query.get("sp", ""), query.get("se", "")
         if query.get("sr") != "c" or not hmac.compare_digest(sig, self._sign(container, sp, se)):
-            raise BlobError(403, "AuthenticationFailed", "Server failed to authenticate the request. Make sure the "
-                            "value of the Authorization header or the SAS signature is formed correctly.")
+            raise BlobError(
+                403,
+                "AuthenticationFailed",
+                "Server failed to authenticate the request. Make sure the "
+                "value of the Authorization header or the SAS signature is formed correctly.",
+            )
         try:
             expiry = datetime.strptime(se, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
         except ValueError:
             raise BlobError(403, "AuthenticationFailed", "The SAS expiry time is malformed.") from None
         if expiry < datetime.now(timezone.utc):
-            raise BlobError(403, "AuthenticationFailed", "Signed expiry time has to be after signed start time "
-                            "and the current time: the SAS has expired.")
+            raise BlobError(
+                403,
+                "AuthenticationFailed",
+                "Signed expiry time has to be after signed start time and the current time: the SAS has expired.",
+            )
         if any(p not in sp for p in need):
-            raise BlobError(403, "AuthorizationPermissionMismatch",
-                            "This request is not authorized to perform this operation using this permission.")
+            raise BlobError(
+                403,
+                "AuthorizationPermissionMismatch",
+                "This request is not authorized to perform this operation using this permission.",
+            )
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -386,7 +447,7 @@ def _blob_headers(props: BlobProps) -> dict[str, str]:
 
 
 def _metadata_from(headers: dict[str, str]) -> dict[str, str]:
-    return {k[len("x-ms-meta-"):]: v for k, v in headers.items() if k.lower().startswith("x-ms-meta-")}
+    return {k[len("x-ms-meta-") :]: v for k, v in headers.items() if k.lower().startswith("x-ms-meta-")}
 
 
 def _range(headers: dict[str, str], size: int) -> tuple[int, int] | None:
@@ -407,14 +468,16 @@ def _xml_blob(name: str, p: BlobProps, with_metadata: bool) -> str:
     meta = ""
     if with_metadata:
         meta = "<Metadata>" + "".join(f"<{k}>{escape(v)}</{k}>" for k, v in p.metadata.items()) + "</Metadata>"
-    return (f"<Blob><Name>{escape(name)}</Name><Properties>"
-            f"<Creation-Time>{http_date(p.created)}</Creation-Time>"
-            f"<Last-Modified>{http_date(p.last_modified)}</Last-Modified><Etag>{escape(p.etag)}</Etag>"
-            f"<Content-Length>{p.size}</Content-Length><Content-Type>{escape(p.content_type)}</Content-Type>"
-            f"<Content-MD5>{p.content_md5}</Content-MD5><BlobType>BlockBlob</BlobType>"
-            f"<AccessTier>Hot</AccessTier><AccessTierInferred>true</AccessTierInferred>"
-            f"<LeaseStatus>unlocked</LeaseStatus><LeaseState>available</LeaseState>"
-            f"<ServerEncrypted>true</ServerEncrypted></Properties>{meta}</Blob>")
+    return (
+        f"<Blob><Name>{escape(name)}</Name><Properties>"
+        f"<Creation-Time>{http_date(p.created)}</Creation-Time>"
+        f"<Last-Modified>{http_date(p.last_modified)}</Last-Modified><Etag>{escape(p.etag)}</Etag>"
+        f"<Content-Length>{p.size}</Content-Length><Content-Type>{escape(p.content_type)}</Content-Type>"
+        f"<Content-MD5>{p.content_md5}</Content-MD5><BlobType>BlockBlob</BlobType>"
+        f"<AccessTier>Hot</AccessTier><AccessTierInferred>true</AccessTierInferred>"
+        f"<LeaseStatus>unlocked</LeaseStatus><LeaseState>available</LeaseState>"
+        f"<ServerEncrypted>true</ServerEncrypted></Properties>{meta}</Blob>"
+    )
 
 
 class BlobService:
@@ -431,21 +494,38 @@ class BlobService:
     def sas_url(self, base_url: str, container: str, permissions: str = "racwl") -> str:
         return f"{self.container_url(base_url, container)}?{self.signer.token(container, permissions)}"
 
-    def handle(self, method: str, path: str, query: dict[str, str], headers: dict[str, str], body: bytes,
-               authorization: str | None) -> BlobResponse:
+    def handle(
+        self,
+        method: str,
+        path: str,
+        query: dict[str, str],
+        headers: dict[str, str],
+        body: bytes,
+        authorization: str | None,
+    ) -> BlobResponse:
         lower = {k.lower(): v for k, v in headers.items()}
         try:
             resp = self._handle(method, path, query, lower, body, authorization)
         except BlobError as e:
-            resp = BlobResponse(e.status, e.body() if method != "HEAD" else b"",
-                                {"x-ms-error-code": e.code, "Content-Type": "application/xml"})
+            resp = BlobResponse(
+                e.status,
+                e.body() if method != "HEAD" else b"",
+                {"x-ms-error-code": e.code, "Content-Type": "application/xml"},
+            )
         resp.headers.setdefault("x-ms-version", lower.get("x-ms-version") or STORAGE_VERSION)
         resp.headers.setdefault("Date", http_date(time.time()))
         return resp
 
-    def _handle(self, method: str, path: str, query: dict[str, str], headers: dict[str, str], body: bytes,
-                authorization: str | None) -> BlobResponse:
-        rest = path[len(BLOB_PREFIX):].lstrip("/")
+    def _handle(
+        self,
+        method: str,
+        path: str,
+        query: dict[str, str],
+        headers: dict[str, str],
+        body: bytes,
+        authorization: str | None,
+    ) -> BlobResponse:
+        rest = path[len(BLOB_PREFIX) :].lstrip("/")
         account, _, rest = rest.partition("/")
         container, _, name = rest.partition("/")
         if account != self.account:
@@ -463,9 +543,12 @@ class BlobService:
         elif "sig" in query:
             self.signer.check(query, container, need)
         else:
-            raise BlobError(401 if not authorization else 403, "NoAuthenticationInformation",
-                            "Server failed to authenticate the request. Please refer to the information in the "
-                            "www-authenticate header.")
+            raise BlobError(
+                401 if not authorization else 403,
+                "NoAuthenticationInformation",
+                "Server failed to authenticate the request. Please refer to the information in the "
+                "www-authenticate header.",
+            )
 
         if not name:
             return self._container_op(method, container, query, comp, restype)
@@ -476,35 +559,55 @@ class BlobService:
         if method == "PUT" and comp == "block":
             self._check_md5(headers, body)
             self.store.stage_block(container, name, query.get("blockid", ""), body)
-            return BlobResponse(201, headers={"x-ms-request-server-encrypted": "true",
-                                              "Content-MD5": _md5_b64(body)})
+            return BlobResponse(201, headers={"x-ms-request-server-encrypted": "true", "Content-MD5": _md5_b64(body)})
         if method == "PUT" and comp == "blocklist":
             return self._put_block_list(container, name, headers, body)
         if method == "GET" and comp == "blocklist":
             return self._get_block_list(container, name, query)
         if method == "PUT" and comp == "metadata":
             props = self.store.set_metadata(container, name, _metadata_from(headers))
-            return BlobResponse(200, headers={"ETag": props.etag, "Last-Modified": http_date(props.last_modified),
-                                              "x-ms-request-server-encrypted": "true"})
-        raise BlobError(400, "UnsupportedHttpVerb" if comp is None else "UnsupportedQueryParameter",
-                        f"{method} with comp={comp} is not supported by the emulator's blob service.")
+            return BlobResponse(
+                200,
+                headers={
+                    "ETag": props.etag,
+                    "Last-Modified": http_date(props.last_modified),
+                    "x-ms-request-server-encrypted": "true",
+                },
+            )
+        raise BlobError(
+            400,
+            "UnsupportedHttpVerb" if comp is None else "UnsupportedQueryParameter",
+            f"{method} with comp={comp} is not supported by the emulator's blob service.",
+        )
 
     # -- containers ------------------------------------------------------------------------------------------
-    def _container_op(self, method: str, container: str, query: dict[str, str], comp: str | None,
-                      restype: str | None) -> BlobResponse:
+    def _container_op(
+        self, method: str, container: str, query: dict[str, str], comp: str | None, restype: str | None
+    ) -> BlobResponse:
         if method == "PUT" and restype == "container" and comp is None:
             self.store.create_container(container)
             return BlobResponse(201, headers={"ETag": _etag(), "Last-Modified": http_date(time.time())})
         if method in ("GET", "HEAD") and restype == "container" and comp is None:
             if not self.store.container_exists(container):
                 raise BlobError(404, "ContainerNotFound", "The specified container does not exist.")
-            return BlobResponse(200, headers={"ETag": '"0x1"', "Last-Modified": http_date(time.time()),
-                                              "x-ms-lease-state": "available", "x-ms-lease-status": "unlocked",
-                                              "x-ms-has-immutability-policy": "false", "x-ms-has-legal-hold": "false"})
+            return BlobResponse(
+                200,
+                headers={
+                    "ETag": '"0x1"',
+                    "Last-Modified": http_date(time.time()),
+                    "x-ms-lease-state": "available",
+                    "x-ms-lease-status": "unlocked",
+                    "x-ms-has-immutability-policy": "false",
+                    "x-ms-has-legal-hold": "false",
+                },
+            )
         if method == "GET" and comp == "list":
             return self._list(container, query)
-        raise BlobError(400, "UnsupportedQueryParameter",
-                        f"{method} on a container with restype={restype} comp={comp} is not supported.")
+        raise BlobError(
+            400,
+            "UnsupportedQueryParameter",
+            f"{method} on a container with restype={restype} comp={comp} is not supported.",
+        )
 
     def _list(self, container: str, query: dict[str, str]) -> BlobResponse:
         prefix = query.get("prefix", "")
@@ -532,12 +635,14 @@ class BlobService:
                     continue
             entries.append(_xml_blob(n, p, "metadata" in include))
             count += 1
-        xml = (f'<?xml version="1.0" encoding="utf-8"?><EnumerationResults ServiceEndpoint="/_blob/{self.account}/" '
-               f'ContainerName="{escape(container)}"><Prefix>{escape(prefix)}</Prefix>'
-               f"<MaxResults>{max_results}</MaxResults>"
-               + (f"<Delimiter>{escape(delimiter)}</Delimiter>" if delimiter else "")
-               + f"<Blobs>{''.join(entries)}</Blobs><NextMarker>{escape(next_marker)}</NextMarker>"
-               "</EnumerationResults>")
+        xml = (
+            f'<?xml version="1.0" encoding="utf-8"?><EnumerationResults ServiceEndpoint="/_blob/{self.account}/" '
+            f'ContainerName="{escape(container)}"><Prefix>{escape(prefix)}</Prefix>'
+            f"<MaxResults>{max_results}</MaxResults>"
+            + (f"<Delimiter>{escape(delimiter)}</Delimiter>" if delimiter else "")
+            + f"<Blobs>{''.join(entries)}</Blobs><NextMarker>{escape(next_marker)}</NextMarker>"
+            "</EnumerationResults>"
+        )
         return BlobResponse(200, xml.encode(), {"Content-Type": "application/xml"})
 
     # -- blobs -----------------------------------------------------------------------------------------------
@@ -545,8 +650,11 @@ class BlobService:
     def _check_md5(headers: dict[str, str], body: bytes) -> None:
         sent = headers.get("content-md5")
         if sent and sent != _md5_b64(body):
-            raise BlobError(400, "Md5Mismatch", "The MD5 value specified in the request did not match the MD5 "
-                            "value calculated by the server.")
+            raise BlobError(
+                400,
+                "Md5Mismatch",
+                "The MD5 value specified in the request did not match the MD5 value calculated by the server.",
+            )
 
     def _get_blob(self, method: str, container: str, name: str, headers: dict[str, str]) -> BlobResponse:
         if method == "HEAD":
@@ -563,7 +671,7 @@ class BlobService:
             return BlobResponse(200, data, h)
         start, end = rng
         h["Content-Range"] = f"bytes {start}-{end}/{len(data)}"
-        chunk = data[start:end + 1]
+        chunk = data[start : end + 1]
         if (headers.get("x-ms-range-get-content-md5") or "").lower() == "true":
             h["Content-MD5"] = _md5_b64(chunk)
         else:
@@ -575,11 +683,23 @@ class BlobService:
         if (headers.get("x-ms-blob-type") or "BlockBlob") != "BlockBlob":
             raise BlobError(400, "InvalidHeaderValue", "Only block blobs are supported by the emulator.")
         self._check_md5(headers, body)
-        props = self.store.put(container, name, body, metadata=_metadata_from(headers),
-                               content_type=headers.get("x-ms-blob-content-type"),
-                               if_none_match=headers.get("if-none-match"))
-        return BlobResponse(201, headers={"ETag": props.etag, "Last-Modified": http_date(props.last_modified),
-                                          "Content-MD5": props.content_md5, "x-ms-request-server-encrypted": "true"})
+        props = self.store.put(
+            container,
+            name,
+            body,
+            metadata=_metadata_from(headers),
+            content_type=headers.get("x-ms-blob-content-type"),
+            if_none_match=headers.get("if-none-match"),
+        )
+        return BlobResponse(
+            201,
+            headers={
+                "ETag": props.etag,
+                "Last-Modified": http_date(props.last_modified),
+                "Content-MD5": props.content_md5,
+                "x-ms-request-server-encrypted": "true",
+            },
+        )
 
     def _put_block_list(self, container: str, name: str, headers: dict[str, str], body: bytes) -> BlobResponse:
         try:
@@ -587,11 +707,22 @@ class BlobService:
         except ElementTree.ParseError:
             raise BlobError(400, "InvalidXmlDocument", "The block list is not valid XML.") from None
         ids = [(el.tag, (el.text or "").strip()) for el in root]
-        props = self.store.commit(container, name, ids, metadata=_metadata_from(headers),
-                                  content_type=headers.get("x-ms-blob-content-type"),
-                                  if_none_match=headers.get("if-none-match"))
-        return BlobResponse(201, headers={"ETag": props.etag, "Last-Modified": http_date(props.last_modified),
-                                          "x-ms-request-server-encrypted": "true"})
+        props = self.store.commit(
+            container,
+            name,
+            ids,
+            metadata=_metadata_from(headers),
+            content_type=headers.get("x-ms-blob-content-type"),
+            if_none_match=headers.get("if-none-match"),
+        )
+        return BlobResponse(
+            201,
+            headers={
+                "ETag": props.etag,
+                "Last-Modified": http_date(props.last_modified),
+                "x-ms-request-server-encrypted": "true",
+            },
+        )
 
     def _get_block_list(self, container: str, name: str, query: dict[str, str]) -> BlobResponse:
         committed, uncommitted = self.store.block_list(container, name)
@@ -607,8 +738,9 @@ class BlobService:
             parts.append(f"<UncommittedBlocks>{xml(uncommitted)}</UncommittedBlocks>")
         parts.append("</BlockList>")
         size = sum(s for _, s in committed)
-        return BlobResponse(200, "".join(parts).encode(), {"Content-Type": "application/xml",
-                                                           "x-ms-blob-content-length": str(size)})
+        return BlobResponse(
+            200, "".join(parts).encode(), {"Content-Type": "application/xml", "x-ms-blob-content-length": str(size)}
+        )
 
 
 __all__ = ["BLOB_PREFIX", "BlobError", "BlobProps", "BlobService", "BlobStore", "SasSigner"]

@@ -154,16 +154,31 @@ class Contract:
         if origin is typing.Literal:
             allowed = typing.get_args(hint)
             if not any(_same(value, a) for a in allowed):
-                found.append(Violation("InvalidEnumValue", path, f"{path} must be {' or '.join(map(str, allowed))}, "
-                                                                  f"not {value!r}."))
+                found.append(
+                    Violation(
+                        "InvalidEnumValue", path, f"{path} must be {' or '.join(map(str, allowed))}, not {value!r}."
+                    )
+                )
         elif origin in (typing.Union, types.UnionType):
             self._check_union(typing.get_args(hint), value, path, found)
         elif origin is dict:
-            self._check_container(dict, value, path, found, lambda: [
-                (f"{path}.{k}", v) for k, v in value.items()], typing.get_args(hint)[1])
+            self._check_container(
+                dict,
+                value,
+                path,
+                found,
+                lambda: [(f"{path}.{k}", v) for k, v in value.items()],
+                typing.get_args(hint)[1],
+            )
         elif origin is list:
-            self._check_container(list, value, path, found, lambda: [
-                (f"{path}[{i}]", v) for i, v in enumerate(value)], typing.get_args(hint)[0])
+            self._check_container(
+                list,
+                value,
+                path,
+                found,
+                lambda: [(f"{path}[{i}]", v) for i, v in enumerate(value)],
+                typing.get_args(hint)[0],
+            )
         elif isinstance(hint, type) and issubclass(hint, self.model_base):
             self._check_model(hint, value, path, found)
         elif isinstance(hint, type) and issubclass(hint, enum.Enum):
@@ -171,8 +186,9 @@ class Contract:
         else:
             self._check_scalar(hint, value, path, found)
 
-    def _check_container(self, kind: type, value: Any, path: str, found: list[Violation], items: Any,
-                         item_hint: Any) -> None:
+    def _check_container(
+        self, kind: type, value: Any, path: str, found: list[Violation], items: Any, item_hint: Any
+    ) -> None:
         if not isinstance(value, kind):
             found.append(Violation("InvalidType", path, f"{path} must be a JSON {_json_name(kind)}."))
             return
@@ -189,19 +205,28 @@ class Contract:
     def _check_enum(self, enum_cls: type, value: Any, path: str, found: list[Violation]) -> None:
         allowed = [m.value for m in enum_cls]  # type: ignore[attr-defined]
         if not isinstance(value, str) or not any(_same(value, a) for a in allowed):
-            found.append(Violation("InvalidEnumValue", path, f"{path} must be one of {', '.join(allowed)}; "
-                                                              f"{value!r} is not a valid value."))
+            found.append(
+                Violation(
+                    "InvalidEnumValue",
+                    path,
+                    f"{path} must be one of {', '.join(allowed)}; {value!r} is not a valid value.",
+                )
+            )
 
     def _check_scalar(self, hint: Any, value: Any, path: str, found: list[Violation]) -> None:
         if not _scalar_ok(hint, value):
             name = getattr(hint, "__name__", str(hint))
-            found.append(Violation("InvalidType", path, f"{path} must be {_json_name(hint)}, not "
-                                                        f"{type(value).__name__} ({name})."))
+            found.append(
+                Violation(
+                    "InvalidType", path, f"{path} must be {_json_name(hint)}, not {type(value).__name__} ({name})."
+                )
+            )
 
     def _check_model(self, cls: type, value: Any, path: str, found: list[Violation]) -> None:
         if not isinstance(value, dict):
-            found.append(Violation("InvalidType", path or "body", f"{path or 'The request body'} must be a JSON "
-                                                                  "object."))
+            found.append(
+                Violation("InvalidType", path or "body", f"{path or 'The request body'} must be a JSON object.")
+            )
             return
         cls = self._resolve(cls, value, path, found)
         if cls is None:
@@ -218,8 +243,14 @@ class Contract:
         """The concrete class of a polymorphic model from its discriminator(s); None when the value is unknown."""
         used: list[str] = []
         while getattr(cls, "__mapping__", None):
-            disc = next((f for f in vars(cls).values() if getattr(f, "_is_discriminator", False)
-                         and f._rest_name_input not in used), None)
+            disc = next(
+                (
+                    f
+                    for f in vars(cls).values()
+                    if getattr(f, "_is_discriminator", False) and f._rest_name_input not in used
+                ),
+                None,
+            )
             if disc is None:
                 return cls
             used.append(disc._rest_name_input)
@@ -227,13 +258,19 @@ class Contract:
             p = f"{path}.{disc._rest_name_input}" if path else disc._rest_name_input
             mapping = cls.__mapping__
             if wanted is None:
-                found.append(Violation("RequiredPropertyMissing", p, f"{p} is required (one of "
-                                                                    f"{', '.join(sorted(mapping))})."))
+                found.append(
+                    Violation("RequiredPropertyMissing", p, f"{p} is required (one of {', '.join(sorted(mapping))}).")
+                )
                 return None
             match = next((c for k, c in mapping.items() if _same(wanted, k)), None)
             if match is None:
-                found.append(Violation("InvalidEnumValue", p, f"{p} must be one of {', '.join(sorted(mapping))}; "
-                                                              f"{wanted!r} is not a valid value."))
+                found.append(
+                    Violation(
+                        "InvalidEnumValue",
+                        p,
+                        f"{p} must be one of {', '.join(sorted(mapping))}; {wanted!r} is not a valid value.",
+                    )
+                )
                 return None
             if match is cls:
                 return cls
@@ -253,18 +290,30 @@ def _scalar_ok(hint: Any, value: Any) -> bool:
     ``properties``, and Azure accepts it), a numeric string into a number, "true"/"false" into a boolean; an object
     or array never fits a scalar."""
     if isinstance(value, (dict, list)):
-        return hint not in (str, int, float, bool, datetime.datetime, datetime.timedelta, datetime.date, bytes) \
-            and not (isinstance(hint, type) and hint is not Any)
+        return hint not in (
+            str,
+            int,
+            float,
+            bool,
+            datetime.datetime,
+            datetime.timedelta,
+            datetime.date,
+            bytes,
+        ) and not (isinstance(hint, type) and hint is not Any)
     if hint in (str, datetime.datetime, datetime.timedelta, datetime.date, bytes):
         return True
     if hint is bool:
         return isinstance(value, bool) or (isinstance(value, str) and value.lower() in ("true", "false"))
     if hint is int:
-        return (isinstance(value, int) and not isinstance(value, bool)) or (
-            isinstance(value, float) and value.is_integer()) or (isinstance(value, str) and _is_number(value, int))
+        return (
+            (isinstance(value, int) and not isinstance(value, bool))
+            or (isinstance(value, float) and value.is_integer())
+            or (isinstance(value, str) and _is_number(value, int))
+        )
     if hint is float:
         return (isinstance(value, (int, float)) and not isinstance(value, bool)) or (
-            isinstance(value, str) and _is_number(value, float))
+            isinstance(value, str) and _is_number(value, float)
+        )
     if isinstance(hint, type) and hint is not Any:
         return isinstance(value, hint)
     return True
@@ -279,5 +328,11 @@ def _is_number(text: str, kind: type) -> bool:
 
 
 def _json_name(hint: Any) -> str:
-    return {dict: "object", list: "array", str: "a string", int: "an integer", float: "a number",
-            bool: "a boolean"}.get(hint, "a string" if hint in (datetime.datetime, datetime.timedelta) else "valid")
+    return {
+        dict: "object",
+        list: "array",
+        str: "a string",
+        int: "an integer",
+        float: "a number",
+        bool: "a boolean",
+    }.get(hint, "a string" if hint in (datetime.datetime, datetime.timedelta) else "valid")

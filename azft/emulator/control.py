@@ -42,15 +42,30 @@ def actions(emu: Emulator, rec: RecordedRequest, m: re.Match[str]) -> Response:
 
 def jobs(emu: Emulator, rec: RecordedRequest, m: re.Match[str]) -> Response:
     now = emu.clock.now()
-    return Response(200, {"value": [{"name": j.name, "status": j.status(now),
-                                     "jobType": j.body.get("properties", {}).get("jobType")}
-                                    for j in emu.jobs.values()]})
+    return Response(
+        200,
+        {
+            "value": [
+                {"name": j.name, "status": j.status(now), "jobType": j.body.get("properties", {}).get("jobType")}
+                for j in emu.jobs.values()
+            ]
+        },
+    )
 
 
 def job(emu: Emulator, rec: RecordedRequest, m: re.Match[str]) -> Response:
     j, now = _job(emu, m["name"]), emu.clock.now()
-    return Response(200, {"name": j.name, "status": j.status(now), "error": j.error(now),
-                          "steps": j.steps_done(now), "totalSteps": j.total_steps, "body": j.body})
+    return Response(
+        200,
+        {
+            "name": j.name,
+            "status": j.status(now),
+            "error": j.error(now),
+            "steps": j.steps_done(now),
+            "totalSteps": j.total_steps,
+            "body": j.body,
+        },
+    )
 
 
 def metrics(emu: Emulator, rec: RecordedRequest, m: re.Match[str]) -> Response:
@@ -60,8 +75,9 @@ def metrics(emu: Emulator, rec: RecordedRequest, m: re.Match[str]) -> Response:
 
 def logs(emu: Emulator, rec: RecordedRequest, m: re.Match[str]) -> Response:
     j = _job(emu, m["name"])
-    return Response(200, ("\n".join(j.logs(emu.clock.now())) + "\n").encode(),
-                    {"Content-Type": "text/plain; charset=utf-8"})
+    return Response(
+        200, ("\n".join(j.logs(emu.clock.now())) + "\n").encode(), {"Content-Type": "text/plain; charset=utf-8"}
+    )
 
 
 def advance(emu: Emulator, rec: RecordedRequest, m: re.Match[str]) -> Response:
@@ -88,8 +104,14 @@ def faults(emu: Emulator, rec: RecordedRequest, m: re.Match[str]) -> Response:
 def outcomes(emu: Emulator, rec: RecordedRequest, m: re.Match[str]) -> Response:
     body = _body(rec)
     try:
-        o = emu.script_job(body.get("job"), body.get("kind", "fail"), body.get("at", "Running"),
-                           body.get("error_code"), body.get("message"), float(body.get("after", 0.5)))
+        o = emu.script_job(
+            body.get("job"),
+            body.get("kind", "fail"),
+            body.get("at", "Running"),
+            body.get("error_code"),
+            body.get("message"),
+            float(body.get("after", 0.5)),
+        )
     except (TypeError, ValueError) as e:
         raise HttpError(400, "BadRequest", str(e)) from None
     return Response(201, asdict(o))

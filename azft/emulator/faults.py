@@ -23,8 +23,9 @@ STATUS_CODES = {
     503: "ServiceUnavailable",
     504: "GatewayTimeout",
 }
-FAULT_KEYS = frozenset({"route_regex", "method", "status", "retry_after", "times", "drop_connection", "delay",
-                        "error_code", "skip"})
+FAULT_KEYS = frozenset(
+    {"route_regex", "method", "status", "retry_after", "times", "drop_connection", "delay", "error_code", "skip"}
+)
 
 
 @dataclass
@@ -83,6 +84,9 @@ class Fault:
             from azft.emulator.blobs import BlobError
 
             err = BlobError(self.status, code, message)
-            return Response(self.status, err.body() if rec.method != "HEAD" else b"",
-                            {**headers, "x-ms-error-code": code, "Content-Type": "application/xml"})
+            return Response(
+                self.status,
+                err.body() if rec.method != "HEAD" else b"",
+                {**headers, "x-ms-error-code": code, "Content-Type": "application/xml"},
+            )
         return Response(self.status, azure_error(code, message), headers)

@@ -22,8 +22,9 @@ from azft.emulator.wire import HttpError
 
 
 class Permissions:
-    def __init__(self, allowed: Iterable[str] | None = None, object_id: str | None = None,
-                 roles: Iterable[str] | None = None):
+    def __init__(
+        self, allowed: Iterable[str] | None = None, object_id: str | None = None, roles: Iterable[str] | None = None
+    ):
         self.allowed: set[str] | None = set(allowed) if allowed is not None else None
         self.roles: list[str] | None = list(roles) if roles is not None else None
         unknown = [r for r in self.roles or [] if r not in rbac.BUILT_IN_ROLES]
@@ -49,12 +50,17 @@ class Permissions:
         action = rbac.action_for_request(method, path) or f"{resource_type}/{method.lower()}"
         scope = path.split("?", 1)[0]
         if not self._allows_type(method, resource_type) or (
-                self.roles is not None and rbac.action_for_request(method, path) is not None
-                and not rbac.allowed(action, self.roles)):
-            raise HttpError(403, "AuthorizationFailed",
-                            f"The client '{self.object_id}' with object id '{self.object_id}' does not have "
-                            f"authorization to perform action '{action}' over scope '{scope}' or the scope is "
-                            "invalid. If access was recently granted, please refresh your credentials.")
+            self.roles is not None
+            and rbac.action_for_request(method, path) is not None
+            and not rbac.allowed(action, self.roles)
+        ):
+            raise HttpError(
+                403,
+                "AuthorizationFailed",
+                f"The client '{self.object_id}' with object id '{self.object_id}' does not have "
+                f"authorization to perform action '{action}' over scope '{scope}' or the scope is "
+                "invalid. If access was recently granted, please refresh your credentials.",
+            )
         self.performed.append(action)
 
     def check_blob(self, method: str, path: str, signed: bool) -> bool:

@@ -24,8 +24,8 @@ from collections.abc import Iterable
 from http.server import ThreadingHTTPServer
 from typing import Any
 
-from azft.emulator.blobs import BLOB_PREFIX, BlobError, BlobService, BlobStore
-from azft.emulator.credential import FakeCredential
+from azft.emulator.blobs import BlobError, BlobService, BlobStore
+from azft.emulator.clients import EmulatorClients
 from azft.emulator.faults import Fault
 from azft.emulator.lifecycle import LIFECYCLE, Clock, EmulatedJob, ManualClock, Outcome
 from azft.emulator.permissions import Permissions
@@ -53,7 +53,7 @@ API_VERSIONS: frozenset[str] = frozenset(
 _STATES = ("NotStarted", "Queued", "Preparing", "Running", "Finalizing", "CancelRequested")
 
 
-class Emulator:
+class Emulator(EmulatorClients):
     """The Azure ML REST emulator. Use as a context manager, or ``start()`` / ``stop()``.
 
     ``clock="manual"`` (default) keeps every job where it is until ``advance()``; ``clock="real"`` moves jobs on
@@ -196,8 +196,10 @@ class Emulator:
 
     @property
     def workspace_id(self) -> str:
-        return (f"/subscriptions/{self.subscription_id}/resourceGroups/{self.resource_group}/providers/{PROVIDER}"
-                f"/workspaces/{self.workspace_name}")
+        return (
+            f"/subscriptions/{self.subscription_id}/resourceGroups/{self.resource_group}/providers/{PROVIDER}"
+            f"/workspaces/{self.workspace_name}"
+        )
 
     @property
     def running(self) -> bool:
@@ -256,62 +258,35 @@ class Emulator:
             if self.blob_store.root is None:
                 self.blob_store.clear()
 
-    # -- clients ------------------------------------------------------------------------------------------------
-    def cloud_metadata(self) -> dict[str, str]:
-        return {
-            "azure_portal": "https://portal.azure.com/",
-            "resource_manager": self.base_url + "/",
-            "active_directory": "https://login.microsoftonline.com/",
-            "aml_resource_id": "https://ml.azure.com/",
-            "storage_endpoint": self.storage_suffix,
-            "registry_discovery_endpoint": self.base_url + "/",
-        }
-
-    def cloud_name(self) -> str:
-        return f"AzftEmulator{self.instance}x{self.port}"
-
-    def make_credential(self) -> FakeCredential:
-        return FakeCredential()
-
-    def make_ml_client(self, retry_total: int = 0, *, credential: Any = None, retry_backoff_factor: float = 0.01,
-                       **kwargs: Any):
-        """A real ``MLClient`` aimed at this emulator over HTTPS (see ``azft.emulator.clients``)."""
-        from azft.emulator.clients import make_ml_client
-
-        return make_ml_client(self, retry_total, credential=credential, retry_backoff_factor=retry_backoff_factor,
-                              **kwargs)
-
-    def env(self) -> dict[str, str]:
-        """Environment variables that point azft (``azft.azure.workspace``) at this emulator."""
-        return {
-            "AZFT_AZURE_ENDPOINT": self.base_url,
-            "AZFT_AZURE_CA_BUNDLE": self.ca_pem_path,
-            "AZURE_SUBSCRIPTION_ID": self.subscription_id,
-            "AZURE_RESOURCE_GROUP": self.resource_group,
-            "AZUREML_WORKSPACE_NAME": self.workspace_name,
-            # data uploads go to the configured blob endpoint (Azurite), else to the emulator's own Blob service
-            "AZFT_BLOB_ENDPOINT": self.blob_endpoint or self.own_blob_endpoint,
-        }
-
-    @property
-    def own_blob_endpoint(self) -> str:
-        """The account URL of the emulator's own Blob service (path-style, bearer tokens or SAS)."""
-        return f"{self.base_url}{BLOB_PREFIX}/{self.storage_account}"
-
     # -- controls -----------------------------------------------------------------------------------------------
-    def inject(self, route_regex: str, method: str | None = None, status: int | None = None,
-               retry_after: float | None = None, times: int | None = 1, drop_connection: bool = False,
-               delay: float | None = None, error_code: str | None = None, skip: int = 0) -> Fault:
+    def inject(
+        self,
+        route_regex: str,
+        method: str | None = None,
+        status: int | None = None,
+        retry_after: float | None = None,
+        times: int | None = 1,
+        drop_connection: bool = False,
+        delay: float | None = None,
+        error_code: str | None = None,
+        skip: int = 0,
+    ) -> Fault:
         """Make the next ``times`` requests whose path matches ``route_regex`` fail (or stall, or drop), after
         letting ``skip`` of them through."""
-        fault = Fault(route_regex, method, status, retry_after, times, drop_connection, delay, error_code,
-                      skip=skip)
+        fault = Fault(route_regex, method, status, retry_after, times, drop_connection, delay, error_code, skip=skip)
         with self._lock:
             self.faults.append(fault)
         return fault
 
-    def script_job(self, name: str | None = None, kind: str = "fail", at: str = "Running",
-                   error_code: str | None = None, message: str | None = None, after: float = 0.5) -> Outcome:
+    def script_job(
+        self,
+        name: str | None = None,
+        kind: str = "fail",
+        at: str = "Running",
+        error_code: str | None = None,
+        message: str | None = None,
+        after: float = 0.5,
+    ) -> Outcome:
         """Decide how a job ends: ``kind`` fail/cancel/complete at state ``at``.
 
         With ``name`` the outcome applies to that job (existing or future); without, to the next job created.
@@ -350,8 +325,12 @@ class Emulator:
         served = next((s for s in self.served if s.matches(route, resource)), None)
         if served is None:
             return None
-        values = {"workspace_id": self.workspace_id, "location": self.location, "name": resource or "",
-                  **served.doc.get("values", {})}
+        values = {
+            "workspace_id": self.workspace_id,
+            "location": self.location,
+            "name": resource or "",
+            **served.doc.get("values", {}),
+        }
         status, headers, body = served.answer(values)
         return Response(status, body, headers)
 
@@ -372,11 +351,22 @@ class Emulator:
             return self._job(name).logs(self.clock.now())
 
     def add_compute(self, name: str, vm_size: str = "Standard_NC24ads_A100_v4", max_nodes: int = 1) -> dict:
-        body = {"location": self.location, "properties": {
-            "computeType": "AmlCompute", "computeLocation": self.location,
-            "properties": {"vmSize": vm_size, "vmPriority": "Dedicated",
-                           "scaleSettings": {"maxNodeCount": max_nodes, "minNodeCount": 0,
-                                             "nodeIdleTimeBeforeScaleDown": "PT120S"}}}}
+        body = {
+            "location": self.location,
+            "properties": {
+                "computeType": "AmlCompute",
+                "computeLocation": self.location,
+                "properties": {
+                    "vmSize": vm_size,
+                    "vmPriority": "Dedicated",
+                    "scaleSettings": {
+                        "maxNodeCount": max_nodes,
+                        "minNodeCount": 0,
+                        "nodeIdleTimeBeforeScaleDown": "PT120S",
+                    },
+                },
+            },
+        }
         with self._lock:
             self.computes[name] = self.store.shape("computes", name, body, provisioning="Succeeded")
             return self.computes[name]
@@ -409,8 +399,11 @@ class Emulator:
             raise KeyError(f"no job named {name!r} in the emulator") from None
 
     def is_our_workspace(self, g: dict[str, str]) -> bool:
-        return (g["sub"].lower() == self.subscription_id.lower() and g["rg"].lower() == self.resource_group.lower()
-                and g["ws"].lower() == self.workspace_name.lower())
+        return (
+            g["sub"].lower() == self.subscription_id.lower()
+            and g["rg"].lower() == self.resource_group.lower()
+            and g["ws"].lower() == self.workspace_name.lower()
+        )
 
     def _record_and_fault(self, rec: RecordedRequest) -> Response | object | None:
         """Record the request; the response of an injected fault (or DROP), or None to handle it normally."""
@@ -424,8 +417,9 @@ class Emulator:
                     rec.fault = True
         return fault.answer(rec) if fault is not None else None
 
-    def dispatch_blob(self, rec: RecordedRequest, raw: bytes, headers: dict[str, str],
-                      authorization: str | None) -> Response | object:
+    def dispatch_blob(
+        self, rec: RecordedRequest, raw: bytes, headers: dict[str, str], authorization: str | None
+    ) -> Response | object:
         """A request to the emulator's Blob service (``/_blob/...``); faults apply as to every other route."""
         rec.route = "blob"
         early = self._record_and_fault(rec)
@@ -433,8 +427,11 @@ class Emulator:
             return early
         signed = "sig" in {k.lower() for k in (rec.raw_query or {})}
         if not self.permissions.check_blob(rec.method, rec.path, signed):
-            err = BlobError(403, "AuthorizationPermissionMismatch",
-                            "This request is not authorized to perform this operation using this permission.")
+            err = BlobError(
+                403,
+                "AuthorizationPermissionMismatch",
+                "This request is not authorized to perform this operation using this permission.",
+            )
             return Response(403, err.body(), {"x-ms-error-code": err.code, "Content-Type": "application/xml"})
         resp = self.blob_service.handle(rec.method, rec.path, rec.raw_query, headers, raw, authorization)
         return Response(resp.status, resp.body, dict(resp.headers))

@@ -74,11 +74,18 @@ class ResourceStore:
     @staticmethod
     def system_data() -> dict[str, str]:
         now = now_iso()
-        return {"createdAt": now, "createdBy": "azft emulator", "createdByType": "User",
-                "lastModifiedAt": now, "lastModifiedBy": "azft emulator", "lastModifiedByType": "User"}
+        return {
+            "createdAt": now,
+            "createdBy": "azft emulator",
+            "createdByType": "User",
+            "lastModifiedAt": now,
+            "lastModifiedBy": "azft emulator",
+            "lastModifiedByType": "User",
+        }
 
-    def shape(self, kind: str, name: str, body: dict, provisioning: str | None = None,
-              version: str | None = None) -> dict[str, Any]:
+    def shape(
+        self, kind: str, name: str, body: dict, provisioning: str | None = None, version: str | None = None
+    ) -> dict[str, Any]:
         """``body`` as an ARM resource of ``kind`` (``kind`` may be a nested path such as ``components/x``)."""
         out = dict(body or {})
         out["id"] = self.arm_id(kind, name, version)
@@ -95,8 +102,7 @@ class ResourceStore:
         return f"{self.emu.base_url}{path}" + (("?" + urlencode(query)) if query else "")
 
     # -- create / read / list / delete --------------------------------------------------------------------------
-    def put(self, kind: str, rec: RecordedRequest, name: str,
-            extra: Callable[[dict], None] | None = None) -> Response:
+    def put(self, kind: str, rec: RecordedRequest, name: str, extra: Callable[[dict], None] | None = None) -> Response:
         """Create or update ``name`` as a long-running operation (201 Creating / 200 Updating, then Succeeded)."""
         store = self.collection(kind)
         body = rec.body if isinstance(rec.body, dict) else {}
@@ -111,14 +117,16 @@ class ResourceStore:
     def get(self, kind: str, name: str, title: str) -> dict[str, Any]:
         store = self.collection(kind)
         if name not in store:
-            raise HttpError(404, "ResourceNotFound",
-                            f"{title} '{name}' was not found in workspace {self.emu.workspace_name}.")
+            raise HttpError(
+                404, "ResourceNotFound", f"{title} '{name}' was not found in workspace {self.emu.workspace_name}."
+            )
         return store[name]
 
     def delete(self, kind: str, rec: RecordedRequest, name: str) -> Response:
         store = self.collection(kind)
         if name not in store:
             return Response(204, None)
+
         def gone() -> None:
             store.pop(name, None)
             for child in [k for k in self.named if k.startswith(f"{kind}/{name}/")]:  # an endpoint's deployments
@@ -131,7 +139,7 @@ class ResourceStore:
         """One page of ``items`` with a ``nextLink`` carrying ``$skipToken`` when more remain."""
         size = self.emu.page_size
         skip = int(rec.query.get("$skipToken") or 0)
-        body: dict[str, Any] = {"value": items[skip: skip + size]}
+        body: dict[str, Any] = {"value": items[skip : skip + size]}
         if skip + size < len(items):
             q = {k: v for k, v in rec.query.items() if k != "$skipToken"}
             q["$skipToken"] = str(skip + size)
@@ -163,8 +171,9 @@ class ResourceStore:
     def op_headers(self, op: Operation, api_version: str, location: bool = False) -> dict[str, str]:
         emu = self.emu
         base = f"/subscriptions/{emu.subscription_id}/providers/{PROVIDER}/locations/{emu.location}"
-        headers = {"Azure-AsyncOperation": self.url(f"{base}/mfeOperationsStatus/{op.id}",
-                                                    **{"api-version": api_version})}
+        headers = {
+            "Azure-AsyncOperation": self.url(f"{base}/mfeOperationsStatus/{op.id}", **{"api-version": api_version})
+        }
         headers.update(self.delay_header())
         if location:
             headers["Location"] = self.url(f"{base}/mfeOperationResults/{op.id}", **{"api-version": api_version})

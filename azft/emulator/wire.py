@@ -26,8 +26,7 @@ PROVIDER = "Microsoft.MachineLearningServices"
 DROP = object()  # a handler result meaning "close the connection without answering"
 
 #: Headers that carry credentials besides Authorization: recorded as present, never with their value.
-SECRET_HEADERS = frozenset({"x-azureml-token", "x-ms-authorization-auxiliary", "ocp-apim-subscription-key",
-                            "api-key"})
+SECRET_HEADERS = frozenset({"x-azureml-token", "x-ms-authorization-auxiliary", "ocp-apim-subscription-key", "api-key"})
 #: Query parameters that carry credentials (a SAS signature): recorded as present, never with their value.
 SECRET_QUERY = frozenset({"sig", "signature"})
 
@@ -78,8 +77,9 @@ class Response:
 class HttpError(Exception):
     """Raised by a handler: answered as ``status`` with an ARM error body (``details`` optional)."""
 
-    def __init__(self, status: int, code: str, message: str, details: list | None = None,
-                 headers: dict[str, str] | None = None):
+    def __init__(
+        self, status: int, code: str, message: str, details: list | None = None, headers: dict[str, str] | None = None
+    ):
         super().__init__(message)
         self.status, self.code, self.message = status, code, message
         self.details = details or []
@@ -116,12 +116,16 @@ class Handler(BaseHTTPRequestHandler):
         return b""
 
     def _record(self, path: str, query: dict[str, str], raw: bytes) -> RecordedRequest:
-        headers = {k: ("[redacted]" if k.lower() in SECRET_HEADERS else v)
-                   for k, v in self.headers.items() if k.lower() != "authorization"}
+        headers = {
+            k: ("[redacted]" if k.lower() in SECRET_HEADERS else v)
+            for k, v in self.headers.items()
+            if k.lower() != "authorization"
+        }
         recorded_query = {k: ("[redacted]" if k.lower() in SECRET_QUERY else v) for k, v in query.items()}
         if path.startswith(BLOB_PREFIX + "/"):  # blob bodies are data, not JSON: recorded by size only
-            return RecordedRequest(self.command, path, recorded_query, headers,
-                                   f"<{len(raw)} bytes>" if raw else None, raw_query=query)
+            return RecordedRequest(
+                self.command, path, recorded_query, headers, f"<{len(raw)} bytes>" if raw else None, raw_query=query
+            )
         body: Any = None
         if raw:
             try:
@@ -169,8 +173,9 @@ class Handler(BaseHTTPRequestHandler):
         length = result.headers.pop("Content-Length", None)  # HEAD of a blob: its size, with no body
         for k, v in result.headers.items():
             self.send_header(k, v)
-        self.send_header("Content-Length", str(length if length is not None and self.command == "HEAD"
-                                               else len(payload)))
+        self.send_header(
+            "Content-Length", str(length if length is not None and self.command == "HEAD" else len(payload))
+        )
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(payload)

@@ -48,6 +48,7 @@ _TRANSIENT_CODES = {
     "WORKSPACE_TEMPORARILY_UNAVAILABLE",
 }
 
+
 def _notify(message: str) -> None:
     """A one-line warning on stderr (rich when available, so it matches the rest of the CLI)."""
     try:

@@ -143,9 +143,14 @@ class Tracker:
             raise UsageError("an MLflow experiment name is required", hint="set `experiment:` in the spec")
         uri, is_default = resolve_tracking_uri(tracking_uri)
         self.experiment = str(experiment)
-        self.store = TrackingStore(uri, Path(buffer_dir) if buffer_dir else state_dir() / "mlflow-buffer",
-                                   is_default_store=is_default, request_timeout=request_timeout,
-                                   probe_timeout=probe_timeout, quiet=quiet)
+        self.store = TrackingStore(
+            uri,
+            Path(buffer_dir) if buffer_dir else state_dir() / "mlflow-buffer",
+            is_default_store=is_default,
+            request_timeout=request_timeout,
+            probe_timeout=probe_timeout,
+            quiet=quiet,
+        )
 
     @property
     def tracking_uri(self) -> str:

@@ -14,6 +14,7 @@ from typing import Callable, Optional, Protocol, TextIO
 from azft.trained.generate import Generation, generate, prompt_ids
 from azft.trained.job import TrainedModel
 
+
 class Conversation(Protocol):
     """What ``chat_loop`` drives: a local ``ChatSession`` or a deployed endpoint's (``azft.deploy.chat``)."""
 
@@ -44,10 +45,16 @@ class ChatSession:
         self.reset()
 
     @classmethod
-    def for_job(cls, tm: TrainedModel, *, base: bool = False, system: Optional[str] = None,
-                max_new_tokens: int = 256) -> "ChatSession":
-        return cls(tm.load(base=base), tm.tokenizer(), system=system, max_new_tokens=max_new_tokens,
-                   max_length=tm.max_seq_length)
+    def for_job(
+        cls, tm: TrainedModel, *, base: bool = False, system: Optional[str] = None, max_new_tokens: int = 256
+    ) -> "ChatSession":
+        return cls(
+            tm.load(base=base),
+            tm.tokenizer(),
+            system=system,
+            max_new_tokens=max_new_tokens,
+            max_length=tm.max_seq_length,
+        )
 
     def reset(self) -> None:
         self.messages = [{"role": "system", "content": self.system}] if self.system else []
@@ -61,7 +68,7 @@ class ChatSession:
         while len(ids) > budget and len(self.messages) - head > 1:
             # drop the oldest user turn and the reply that followed it
             drop = 2 if len(self.messages) - head > 2 else 1
-            del self.messages[head: head + drop]
+            del self.messages[head : head + drop]
             self.dropped_turns += drop
             ids = prompt_ids(self.tokenizer, self.messages)
         return ids
@@ -69,8 +76,14 @@ class ChatSession:
     def reply(self, text: str) -> Generation:
         self.messages.append({"role": "user", "content": text})
         ids = self._fitted_ids()
-        gen = generate(self.model, self.tokenizer, [ids], max_new_tokens=self.max_new_tokens, batch_size=1,
-                       max_length=self.max_length)[0]
+        gen = generate(
+            self.model,
+            self.tokenizer,
+            [ids],
+            max_new_tokens=self.max_new_tokens,
+            batch_size=1,
+            max_length=self.max_length,
+        )[0]
         self.messages.append({"role": "assistant", "content": gen.text})
         return gen
 
@@ -93,8 +106,14 @@ def iter_lines(stdin: TextIO, prompt: str):
             yield line.rstrip("\r\n")
 
 
-def chat_loop(session: Conversation, *, stdin: TextIO, emit: Callable[[str, Generation], None],
-              note: Callable[[str], None], prompt: str = "you> ") -> int:
+def chat_loop(
+    session: Conversation,
+    *,
+    stdin: TextIO,
+    emit: Callable[[str, Generation], None],
+    note: Callable[[str], None],
+    prompt: str = "you> ",
+) -> int:
     """Answer each line until /exit, end of input or Ctrl-C; returns the number of replies."""
     replies = 0
     lines = iter_lines(stdin, prompt)

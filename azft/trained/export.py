@@ -30,8 +30,10 @@ def export(tm: TrainedModel, fmt: str, out: str, *, force: bool = False) -> dict
         raise UsageError(f"unknown export format {fmt!r}", hint=f"choose one of: {', '.join(FORMATS)}")
     dest = Path(out)
     if fmt == "adapter" and not tm.is_adapter:
-        raise UsageError(f"job {tm.job!r} trained all weights ({tm.method}); there is no adapter to export",
-                         hint="use --format merged (a full model folder)")
+        raise UsageError(
+            f"job {tm.job!r} trained all weights ({tm.method}); there is no adapter to export",
+            hint="use --format merged (a full model folder)",
+        )
     if fmt == "onnx":
         from azft.trained import onnx_export
 
@@ -56,5 +58,4 @@ def export(tm: TrainedModel, fmt: str, out: str, *, force: bool = False) -> dict
         (dest / "adapter_config.json").write_text(json.dumps(cfg, indent=2))
     tokenizer.save_pretrained(str(dest))
     files = sorted(p.name for p in dest.iterdir())
-    return {"format": fmt, "out": str(dest), "files": files, "base_model": tm.base,
-            "method": tm.method, **extra}
+    return {"format": fmt, "out": str(dest), "files": files, "base_model": tm.base, "method": tm.method, **extra}

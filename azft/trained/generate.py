@@ -77,8 +77,15 @@ class Generation:
     finish_reason: str  # stop | length
 
 
-def generate(model, tokenizer, prompts: list[list[int]], *, max_new_tokens: int = 64, batch_size: int = 16,
-             max_length: Optional[int] = None) -> list[Generation]:
+def generate(
+    model,
+    tokenizer,
+    prompts: list[list[int]],
+    *,
+    max_new_tokens: int = 64,
+    batch_size: int = 16,
+    max_length: Optional[int] = None,
+) -> list[Generation]:
     """Greedy continuations of token-id prompts, batched (left padding, attention mask, KV cache), longest first so
     a batch holds prompts of similar length. Deterministic: greedy decoding on CPU in fp32."""
     import torch
@@ -86,30 +93,38 @@ def generate(model, tokenizer, prompts: list[list[int]], *, max_new_tokens: int 
     stops = stop_ids(tokenizer)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stops[0]
     if max_length:
-        prompts = [p[-max(1, max_length - max_new_tokens):] for p in prompts]
+        prompts = [p[-max(1, max_length - max_new_tokens) :] for p in prompts]
     order = sorted(range(len(prompts)), key=lambda i: (-len(prompts[i]), i))
     out: list[Optional[Generation]] = [None] * len(prompts)
     device = next(model.parameters()).device
     for b in range(0, len(order), max(1, batch_size)):
-        idx = order[b: b + max(1, batch_size)]
+        idx = order[b : b + max(1, batch_size)]
         width = max(len(prompts[i]) for i in idx)
         ids = torch.full((len(idx), width), pad, dtype=torch.long)
         mask = torch.zeros((len(idx), width), dtype=torch.long)
         for r, i in enumerate(idx):
             n = len(prompts[i])
-            ids[r, width - n:] = torch.tensor(prompts[i])
-            mask[r, width - n:] = 1
+            ids[r, width - n :] = torch.tensor(prompts[i])
+            mask[r, width - n :] = 1
         with torch.inference_mode():
-            seq = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), do_sample=False,
-                                 max_new_tokens=max_new_tokens, eos_token_id=stops, pad_token_id=pad,
-                                 use_cache=True)
+            seq = model.generate(
+                input_ids=ids.to(device),
+                attention_mask=mask.to(device),
+                do_sample=False,
+                max_new_tokens=max_new_tokens,
+                eos_token_id=stops,
+                pad_token_id=pad,
+                use_cache=True,
+            )
         for r, i in enumerate(idx):
             toks, reason = _cut(seq[r, width:].tolist(), stops)
             out[i] = Generation(tokenizer.decode(toks, skip_special_tokens=True).strip(), len(toks), reason)
     return [g for g in out if g is not None]
 
 
-def generate_one_by_one(model, tokenizer, prompts: Iterable[list[int]], *, max_new_tokens: int = 64) -> list[Generation]:
+def generate_one_by_one(
+    model, tokenizer, prompts: Iterable[list[int]], *, max_new_tokens: int = 64
+) -> list[Generation]:
     """The plain way: ``model.generate`` on one prompt at a time (the baseline of bench/eval_throughput.py)."""
     import torch
 
@@ -118,9 +133,14 @@ def generate_one_by_one(model, tokenizer, prompts: Iterable[list[int]], *, max_n
     for p in prompts:
         ids = torch.tensor([p])
         with torch.inference_mode():
-            seq = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=False,
-                                 max_new_tokens=max_new_tokens, eos_token_id=stops,
-                                 pad_token_id=tokenizer.pad_token_id)
-        toks, reason = _cut(seq[0, len(p):].tolist(), stops)
+            seq = model.generate(
+                input_ids=ids,
+                attention_mask=torch.ones_like(ids),
+                do_sample=False,
+                max_new_tokens=max_new_tokens,
+                eos_token_id=stops,
+                pad_token_id=tokenizer.pad_token_id,
+            )
+        toks, reason = _cut(seq[0, len(p) :].tolist(), stops)
         out.append(Generation(tokenizer.decode(toks, skip_special_tokens=True).strip(), len(toks), reason))
     return out

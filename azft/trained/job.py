@@ -65,18 +65,19 @@ class TrainedModel:
             raise UsageError(
                 f"job {name!r} ran on serverless fine-tuning (maas): its model runs only behind a deployed endpoint",
                 hint=f"`azft deploy {name}` creates one (billed hourly while it exists: use --ttl), then "
-                     "`azft predict --endpoint NAME --data FILE --out FILE` answers your prompts through it")
+                "`azft predict --endpoint NAME --data FILE --out FILE` answers your prompts through it",
+            )
         if job.backend != "local":
             raise UsageError(
                 f"job {name!r} ran on {job.backend}: evaluating, predicting and exporting run here only for local "
                 "jobs so far",
                 hint="download the model (`azft results JOB` says where it is) and train or evaluate it locally; "
-                     "on maap the pipeline's evaluate step already logs eval_loss and samples to the job's run")
+                "on maap the pipeline's evaluate step already logs eval_loss and samples to the job's run",
+            )
         info = job.info()
         status = str(getattr(info.status, "value", info.status))
         if status != "Completed":
-            raise UsageError(f"job {name!r} is {status}, not Completed",
-                             hint=f"`azft wait {name}` and try again")
+            raise UsageError(f"job {name!r} is {status}, not Completed", hint=f"`azft wait {name}` and try again")
         from azft.backends.local import LocalJob
 
         assert isinstance(job, LocalJob)  # job.backend == "local"
@@ -87,12 +88,19 @@ class TrainedModel:
             raise UsageError(f"job {name!r}: no model in {model_dir} (no adapter_config.json or config.json)")
         rec = lookup_submission(name) or {}
         return cls(
-            job=name, model_dir=model_dir, base=opts.get("model", "tiny-phi3"), base_path=opts.get("model_path"),
-            task=opts.get("task", "chat-completion"), max_seq_length=int(opts.get("max_seq_length", 2048)),
-            method=opts.get("method", "lora"), train_data=opts.get("train_data"),
+            job=name,
+            model_dir=model_dir,
+            base=opts.get("model", "tiny-phi3"),
+            base_path=opts.get("model_path"),
+            task=opts.get("task", "chat-completion"),
+            max_seq_length=int(opts.get("max_seq_length", 2048)),
+            method=opts.get("method", "lora"),
+            train_data=opts.get("train_data"),
             validation_data=opts.get("validation_data"),
             mlflow_run_id=rec.get("mlflow_run_id") or state.get("mlflow_run_id"),
-            tracking_uri=rec.get("tracking_uri"), experiment=rec.get("experiment") or "azft")
+            tracking_uri=rec.get("tracking_uri"),
+            experiment=rec.get("experiment") or "azft",
+        )
 
     # -------------------------------------------------------------------------------------------------- loading
 

@@ -47,8 +47,10 @@ def require() -> None:
 
     missing = [p for p in PACKAGES if importlib.util.find_spec(p) is None]
     if missing:
-        raise UsageError(f"--format onnx needs {', '.join(missing)}, which {'is' if len(missing) == 1 else 'are'} "
-                         "not installed", hint="pip install 'azft[onnx]' (onnx, onnxscript, onnxruntime)")
+        raise UsageError(
+            f"--format onnx needs {', '.join(missing)}, which {'is' if len(missing) == 1 else 'are'} not installed",
+            hint="pip install 'azft[onnx]' (onnx, onnxscript, onnxruntime)",
+        )
 
 
 def tolerance(max_abs_logit: float) -> float:
@@ -88,13 +90,13 @@ def _example_batch(ids: list[int], pad: int) -> tuple[Any, Any]:
     """Two rows of different lengths (left padded), so neither dimension is traced as a constant 1."""
     import torch
 
-    short = ids[-max(2, len(ids) // 2):]
+    short = ids[-max(2, len(ids) // 2) :]
     width = max(len(ids), len(short) + 1)
     input_ids = torch.full((2, width), pad, dtype=torch.long)
     mask = torch.zeros((2, width), dtype=torch.long)
     for r, row in enumerate((ids, short)):
-        input_ids[r, width - len(row):] = torch.tensor(row)
-        mask[r, width - len(row):] = 1
+        input_ids[r, width - len(row) :] = torch.tensor(row)
+        mask[r, width - len(row) :] = 1
     return input_ids, mask
 
 
@@ -112,9 +114,15 @@ def write_onnx(module: Any, example: tuple[Any, Any], path: Path) -> int:
     exporter_log.setLevel(logging.ERROR)  # e.g. "torchvision is not installed", about ops an LM never uses
     with warnings.catch_warnings(), contextlib.redirect_stdout(sys.stderr):
         warnings.simplefilter("ignore")
-        program = torch.onnx.export(module, example, dynamo=True, input_names=list(INPUTS),
-                                    output_names=list(OUTPUTS), verbose=False,
-                                    dynamic_shapes=({0: batch, 1: seq}, {0: batch, 1: seq}))
+        program = torch.onnx.export(
+            module,
+            example,
+            dynamo=True,
+            input_names=list(INPUTS),
+            output_names=list(OUTPUTS),
+            verbose=False,
+            dynamic_shapes=({0: batch, 1: seq}, {0: batch, 1: seq}),
+        )
         assert program is not None  # dynamo=True returns the ONNXProgram
         program.save(str(path))
     exporter_log.setLevel(level)
@@ -136,8 +144,14 @@ def run_check(path: Path, module: Any, ids: list[int]) -> dict:
         raise ExportCheckError(f"onnxruntime returned logits of shape {list(got.shape)}, PyTorch {list(ref.shape)}")
     diff = float(np.abs(got - ref).max())
     scale = float(np.abs(ref).max())
-    return {"prompt_tokens": len(ids), "max_abs_diff": diff, "max_abs_logit": scale, "tolerance": tolerance(scale),
-            "onnxruntime": ort.__version__, "same_greedy_tokens": bool((got.argmax(-1) == ref.argmax(-1)).all())}
+    return {
+        "prompt_tokens": len(ids),
+        "max_abs_diff": diff,
+        "max_abs_logit": scale,
+        "tolerance": tolerance(scale),
+        "onnxruntime": ort.__version__,
+        "same_greedy_tokens": bool((got.argmax(-1) == ref.argmax(-1)).all()),
+    }
 
 
 def export_onnx(tm: TrainedModel, dest: Path, tokenizer: Any) -> dict:
@@ -147,7 +161,7 @@ def export_onnx(tm: TrainedModel, dest: Path, tokenizer: Any) -> dict:
     model = tm.load(merged=True)  # an adapter folded in: one plain transformers model to trace
     model.config.use_cache = False
     module = _logits_module(model)
-    ids = prompt_ids(tokenizer, check_prompt(tm))[-max(2, tm.max_seq_length):]
+    ids = prompt_ids(tokenizer, check_prompt(tm))[-max(2, tm.max_seq_length) :]
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     path = dest / MODEL_FILE
     opset = write_onnx(module, _example_batch(ids, int(pad)), path)
@@ -160,5 +174,7 @@ def export_onnx(tm: TrainedModel, dest: Path, tokenizer: Any) -> dict:
         raise ExportCheckError(
             f"{path}: onnxruntime's logits differ from PyTorch's by up to {check['max_abs_diff']:.3g} on a "
             f"{check['prompt_tokens']}-token prompt (tolerance {check['tolerance']:.3g}); the files are left for "
-            "inspection", hint="use --format merged for an exact copy")
+            "inspection",
+            hint="use --format merged for an exact copy",
+        )
     return {"opset": opset, "inputs": list(INPUTS), "outputs": list(OUTPUTS), "check": check}

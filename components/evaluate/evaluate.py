@@ -100,8 +100,9 @@ def row_to_messages(row: dict, task: str, where: str) -> list[dict]:
         prompt = "Tag each token.\n\n" + " ".join(map(str, tokens))
         return [{"role": "user", "content": prompt}, {"role": "assistant", "content": " ".join(map(str, tags))}]
     if task not in TASK_PROMPTS:
-        raise StepError(f"unknown task {task!r}; expected chat-completion, token-classification or one of "
-                        f"{', '.join(TASK_PROMPTS)}")
+        raise StepError(
+            f"unknown task {task!r}; expected chat-completion, token-classification or one of {', '.join(TASK_PROMPTS)}"
+        )
     template, target = TASK_PROMPTS[task]
     try:
         prompt = template.format(**{k: str(v) for k, v in row.items()})
@@ -150,7 +151,8 @@ def find_model_dir(root: Path) -> Path:
     if has_model(root):
         return root
     found = sorted(
-        d for d in root.rglob("*")
+        d
+        for d in root.rglob("*")
         if d.is_dir() and has_model(d) and not any(part.startswith("checkpoint-") for part in d.relative_to(root).parts)
     )
     if not found:
@@ -165,8 +167,10 @@ def resolve_base(model: str | None, model_path: Path | None, adapter_cfg: dict) 
         try:
             from azft.tiny_phi3 import ensure_tiny_phi3
         except ImportError:
-            raise StepError("tiny-phi3 is azft's local test model and needs azft installed; "
-                            "pass its folder with --model-path instead") from None
+            raise StepError(
+                "tiny-phi3 is azft's local test model and needs azft installed; "
+                "pass its folder with --model-path instead"
+            ) from None
         return str(ensure_tiny_phi3())
     if model:
         return model
@@ -278,7 +282,7 @@ def generate_samples(net, tokenizer, rows, device: str, n: int, max_new_tokens: 
     for idx, msgs in enumerate(rows[:n]):
         last = max(i for i, m in enumerate(msgs) if m["role"] == "assistant")
         prompt_msgs, reference = msgs[:last], msgs[last]["content"]
-        ids = _encode(tokenizer, prompt_msgs, add_generation_prompt=True)[-max(1, max_len - max_new_tokens):]
+        ids = _encode(tokenizer, prompt_msgs, add_generation_prompt=True)[-max(1, max_len - max_new_tokens) :]
         input_ids = torch.tensor([ids], device=device)
         with torch.no_grad():
             out = net.generate(
@@ -288,7 +292,7 @@ def generate_samples(net, tokenizer, rows, device: str, n: int, max_new_tokens: 
                 do_sample=False,
                 pad_token_id=tokenizer.pad_token_id,
             )
-        generated = tokenizer.decode(out[0, len(ids):], skip_special_tokens=True).strip()
+        generated = tokenizer.decode(out[0, len(ids) :], skip_special_tokens=True).strip()
         prompt = "\n".join(f"{m['role']}: {m['content']}" for m in prompt_msgs)
         samples.append({"index": idx, "prompt": prompt, "reference": reference, "generated": generated})
     return samples
@@ -326,8 +330,11 @@ def log_to_mlflow(out: Path, result: dict, samples: list[dict]) -> None:
             if ctx is not None:
                 mlflow.end_run()
     except Exception as exc:
-        print(f"warning: could not log the evaluation to MLflow ({type(exc).__name__}); "
-              "eval.json and samples.csv are in the output folder", file=sys.stderr)
+        print(
+            f"warning: could not log the evaluation to MLflow ({type(exc).__name__}); "
+            "eval.json and samples.csv are in the output folder",
+            file=sys.stderr,
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -339,25 +346,36 @@ def main(argv: list[str] | None = None) -> int:
             if args.train_data is None:
                 raise StepError("give --validation-data (or --train-data when there is no validation file)")
             data, split = args.train_data, "train"
-            print("warning: no validation file; evaluating on training rows, so the loss is optimistic",
-                  file=sys.stderr)
+            print(
+                "warning: no validation file; evaluating on training rows, so the loss is optimistic", file=sys.stderr
+            )
         rows = read_rows(data, args.task, args.max_rows)
         import torch
 
         torch.manual_seed(args.seed)
         net, tokenizer, device, info = load_model(args.trained_model, args.model, args.model_path)
         metrics = compute_loss(net, tokenizer, rows, device, args.batch_size, args.max_seq_length)
-        samples = generate_samples(net, tokenizer, rows, device, args.num_samples, args.max_new_tokens,
-                                   args.max_seq_length)
+        samples = generate_samples(
+            net, tokenizer, rows, device, args.num_samples, args.max_new_tokens, args.max_seq_length
+        )
     except StepError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
-    result = {**metrics, "split": split, "data": str(data), "task": args.task, "samples": len(samples),
-              "max_seq_length": args.max_seq_length, "model": info}
+    result = {
+        **metrics,
+        "split": split,
+        "data": str(data),
+        "task": args.task,
+        "samples": len(samples),
+        "max_seq_length": args.max_seq_length,
+        "model": info,
+    }
     write_outputs(args.output, result, samples)
     log_to_mlflow(args.output, result, samples)
-    print(f"eval_loss={result['eval_loss']:.4f} perplexity={result['perplexity']:.3f} "
-          f"rows={result['rows']} target_tokens={result['target_tokens']} -> {args.output}")
+    print(
+        f"eval_loss={result['eval_loss']:.4f} perplexity={result['perplexity']:.3f} "
+        f"rows={result['rows']} target_tokens={result['target_tokens']} -> {args.output}"
+    )
     return 0
 
 

@@ -56,9 +56,10 @@ class AzftCausalLM(PythonModel):
                 text = str(item)
             ids = self.tokenizer(text, return_tensors="pt", add_special_tokens=False).to(self.device)
             with torch.no_grad():
-                out = self.model.generate(**ids, max_new_tokens=max_new, do_sample=False,
-                                          pad_token_id=self.tokenizer.pad_token_id)
-            outputs.append(self.tokenizer.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True))
+                out = self.model.generate(
+                    **ids, max_new_tokens=max_new, do_sample=False, pad_token_id=self.tokenizer.pad_token_id
+                )
+            outputs.append(self.tokenizer.decode(out[0, ids["input_ids"].shape[1] :], skip_special_tokens=True))
         return outputs
 
 

@@ -76,8 +76,11 @@ def find_model_dir(root: Path) -> Path:
         raise StepError(f"{root}: trained model folder not found")
     if has_model(root):
         return root
-    found = [d for d in root.rglob("*") if d.is_dir() and has_model(d)
-             and not any(p.startswith("checkpoint-") for p in d.relative_to(root).parts)]
+    found = [
+        d
+        for d in root.rglob("*")
+        if d.is_dir() and has_model(d) and not any(p.startswith("checkpoint-") for p in d.relative_to(root).parts)
+    ]
     if not found:
         raise StepError(f"{root}: no adapter_config.json or config.json found (is this the fine-tune output?)")
     return min(found, key=lambda d: (len(d.relative_to(root).parts), str(d)))
@@ -131,8 +134,12 @@ def register_mlflow(args: argparse.Namespace, model_dir: Path, tags: dict[str, s
         )
         mlflow.set_tags({f"azft.{k}": v for k, v in tags.items()})
     version = mlflow.register_model(info.model_uri, args.model_name, tags=tags)
-    return {"name": version.name, "version": str(version.version), "source": info.model_uri,
-            "registry": _redact(mlflow.get_registry_uri())}
+    return {
+        "name": version.name,
+        "version": str(version.version),
+        "source": info.model_uri,
+        "registry": _redact(mlflow.get_registry_uri()),
+    }
 
 
 def _redact(uri: str) -> str:
@@ -152,11 +159,15 @@ def register_azureml(args: argparse.Namespace, model_dir: Path, tags: dict[str, 
     from azure.ai.ml.constants import AssetTypes
     from azure.ai.ml.entities import Model
 
-    missing = [v for v in ("AZUREML_ARM_SUBSCRIPTION", "AZUREML_ARM_RESOURCEGROUP", "AZUREML_ARM_WORKSPACE_NAME")
-               if not os.environ.get(v)]
+    missing = [
+        v
+        for v in ("AZUREML_ARM_SUBSCRIPTION", "AZUREML_ARM_RESOURCEGROUP", "AZUREML_ARM_WORKSPACE_NAME")
+        if not os.environ.get(v)
+    ]
     if missing:
-        raise StepError(f"--mode azureml runs inside an Azure ML job; {', '.join(missing)} not set "
-                        "(use --mode mlflow elsewhere)")
+        raise StepError(
+            f"--mode azureml runs inside an Azure ML job; {', '.join(missing)} not set (use --mode mlflow elsewhere)"
+        )
     if os.environ.get("DEFAULT_IDENTITY_CLIENT_ID"):
         from azure.identity import ManagedIdentityCredential
 
@@ -165,17 +176,29 @@ def register_azureml(args: argparse.Namespace, model_dir: Path, tags: dict[str, 
         from azure.ai.ml.identity import AzureMLOnBehalfOfCredential
 
         credential = AzureMLOnBehalfOfCredential()
-    client = MLClient(credential, os.environ["AZUREML_ARM_SUBSCRIPTION"], os.environ["AZUREML_ARM_RESOURCEGROUP"],
-                      os.environ["AZUREML_ARM_WORKSPACE_NAME"])
+    client = MLClient(
+        credential,
+        os.environ["AZUREML_ARM_SUBSCRIPTION"],
+        os.environ["AZUREML_ARM_RESOURCEGROUP"],
+        os.environ["AZUREML_ARM_WORKSPACE_NAME"],
+    )
     folder = Path(tempfile.mkdtemp()) / "mlflow_model"
     mlflow.pyfunc.save_model(
-        path=str(folder), python_model=str(HERE / "hf_model.py"), artifacts={"model_dir": str(model_dir)},
-        model_config=_model_config(args), pip_requirements=PIP_REQUIREMENTS,
+        path=str(folder),
+        python_model=str(HERE / "hf_model.py"),
+        artifacts={"model_dir": str(model_dir)},
+        model_config=_model_config(args),
+        pip_requirements=PIP_REQUIREMENTS,
     )
-    model = client.models.create_or_update(Model(
-        name=args.model_name, path=str(folder), type=AssetTypes.MLFLOW_MODEL, tags=tags,
-        description=f"{args.base_model} fine-tuned with {args.method} by azft (job {tags['job_name']})",
-    ))
+    model = client.models.create_or_update(
+        Model(
+            name=args.model_name,
+            path=str(folder),
+            type=AssetTypes.MLFLOW_MODEL,
+            tags=tags,
+            description=f"{args.base_model} fine-tuned with {args.method} by azft (job {tags['job_name']})",
+        )
+    )
     return {"name": model.name, "version": str(model.version), "source": model.path, "registry": "azureml"}
 
 
@@ -191,8 +214,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         if not NAME_RE.match(args.model_name):
-            raise StepError(f"--model-name {args.model_name!r}: use letters, digits, '-', '_' or '.', "
-                            "starting with a letter or digit")
+            raise StepError(
+                f"--model-name {args.model_name!r}: use letters, digits, '-', '_' or '.', "
+                "starting with a letter or digit"
+            )
         model_dir = find_model_dir(args.trained_model)
         tags = lineage_tags(args, model_dir)
         register = register_azureml if args.mode == "azureml" else register_mlflow
@@ -201,16 +226,19 @@ def main(argv: list[str] | None = None) -> int:
         except StepError:
             raise
         except Exception as exc:
-            raise StepError(f"registration failed: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}",
-                            EXIT_FAILED) from None
+            raise StepError(
+                f"registration failed: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}", EXIT_FAILED
+            ) from None
     except StepError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
     registered["tags"] = tags
     args.output.mkdir(parents=True, exist_ok=True)
     (args.output / "registration.json").write_text(json.dumps(registered, indent=2), encoding="utf-8")
-    print(f"registered {registered['name']} version {registered['version']} ({tags['model_kind']}, "
-          f"base {tags['base_model']}, method {tags['method']}, job {tags['job_name']})")
+    print(
+        f"registered {registered['name']} version {registered['version']} ({tags['model_kind']}, "
+        f"base {tags['base_model']}, method {tags['method']}, job {tags['job_name']})"
+    )
     return 0
 
 

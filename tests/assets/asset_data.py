@@ -12,17 +12,23 @@ PHI3_CHAT_TEMPLATE = (
 SPECIAL = ["<unk>", "<s>", "</s>", "<|endoftext|>", "<|system|>", "<|user|>", "<|assistant|>", "<|end|>"]
 
 CHAT_ROWS = [
-    {"messages": [{"role": "system", "content": "You answer briefly."},
-                  {"role": "user", "content": "What is the capital of France?"},
-                  {"role": "assistant", "content": "Paris."}]},
-    {"messages": [{"role": "user", "content": "Add two and three."},
-                  {"role": "assistant", "content": "Five."}]},
-    {"messages": [{"role": "user", "content": "Name a colour of the sky."},
-                  {"role": "assistant", "content": "Blue."},
-                  {"role": "user", "content": "And at night?"},
-                  {"role": "assistant", "content": "Black, with stars."}]},
-    {"messages": [{"role": "user", "content": "Say hello in French."},
-                  {"role": "assistant", "content": "Bonjour."}]},
+    {
+        "messages": [
+            {"role": "system", "content": "You answer briefly."},
+            {"role": "user", "content": "What is the capital of France?"},
+            {"role": "assistant", "content": "Paris."},
+        ]
+    },
+    {"messages": [{"role": "user", "content": "Add two and three."}, {"role": "assistant", "content": "Five."}]},
+    {
+        "messages": [
+            {"role": "user", "content": "Name a colour of the sky."},
+            {"role": "assistant", "content": "Blue."},
+            {"role": "user", "content": "And at night?"},
+            {"role": "assistant", "content": "Black, with stars."},
+        ]
+    },
+    {"messages": [{"role": "user", "content": "Say hello in French."}, {"role": "assistant", "content": "Bonjour."}]},
 ]
 
 

@@ -100,6 +100,12 @@ def run_component(
     run_env.pop("PYTHONPATH", None)
     run_env.update(env or {})
     proc = subprocess.run(
-        ["bash", "-c", command], cwd=snapshot, env=run_env, capture_output=True, text=True, timeout=timeout, check=False,
+        ["bash", "-c", command],
+        cwd=snapshot,
+        env=run_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
     )
     return Result(proc.returncode, proc.stdout, proc.stderr, command, snapshot)

@@ -37,16 +37,26 @@ def tiny_base_model(tmp_path_factory) -> Path:
     tok.decoder = decoders.ByteLevel()
     tok.train_from_iterator(corpus, trainers.BpeTrainer(vocab_size=300, special_tokens=SPECIAL, show_progress=False))
     fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok, bos_token="<s>", eos_token="<|endoftext|>", unk_token="<unk>",
+        tokenizer_object=tok,
+        bos_token="<s>",
+        eos_token="<|endoftext|>",
+        unk_token="<unk>",
         pad_token="<|endoftext|>",
     )
     fast.chat_template = PHI3_CHAT_TEMPLATE
     fast.save_pretrained(out)
     torch.manual_seed(0)
     config = Phi3Config(
-        vocab_size=len(fast), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-        num_key_value_heads=4, max_position_embeddings=256, pad_token_id=fast.pad_token_id,
-        bos_token_id=fast.bos_token_id, eos_token_id=fast.eos_token_id,
+        vocab_size=len(fast),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        max_position_embeddings=256,
+        pad_token_id=fast.pad_token_id,
+        bos_token_id=fast.bos_token_id,
+        eos_token_id=fast.eos_token_id,
     )
     Phi3ForCausalLM(config).save_pretrained(out)
     return out
@@ -60,8 +70,9 @@ def tiny_adapter(tiny_base_model, tmp_path_factory) -> Path:
 
     out = tmp_path_factory.mktemp("adapter")
     base = AutoModelForCausalLM.from_pretrained(tiny_base_model)
-    peft_model = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules=["qkv_proj", "o_proj"],
-                                                 init_lora_weights=False))
+    peft_model = get_peft_model(
+        base, LoraConfig(r=4, lora_alpha=8, target_modules=["qkv_proj", "o_proj"], init_lora_weights=False)
+    )
     peft_model.save_pretrained(out)
     AutoTokenizer.from_pretrained(tiny_base_model).save_pretrained(out)
     return out

@@ -24,9 +24,12 @@ def _explain(result) -> str:
 
 def test_validate_data_passes_good_data_on(chat_files, tmp_path):
     out = tmp_path / "out"
-    r = run_component(VALIDATE, tmp_path, {"train_data": chat_files["train"],
-                                           "validation_data": chat_files["validation"]},
-                      {"report": out / "report", "checked_train_data": out / "checked" / "train.jsonl"})
+    r = run_component(
+        VALIDATE,
+        tmp_path,
+        {"train_data": chat_files["train"], "validation_data": chat_files["validation"]},
+        {"report": out / "report", "checked_train_data": out / "checked" / "train.jsonl"},
+    )
     assert r.returncode == 0, _explain(r)
     report = json.loads((out / "report" / "report.json").read_text())
     assert report["ok"] is True and set(report["files"]) == {"train", "validation"}
@@ -37,14 +40,20 @@ def test_validate_data_passes_good_data_on(chat_files, tmp_path):
 def test_validate_data_fails_the_step_on_bad_data(tmp_path):
     bad = tmp_path / "bad.jsonl"
     bad.write_text(
-        json.dumps(CHAT_ROWS[0]) + "\n"
+        json.dumps(CHAT_ROWS[0])
+        + "\n"
         + "{not json\n"
-        + json.dumps({"messages": [{"role": "user", "content": "hi"}]}) + "\n",
+        + json.dumps({"messages": [{"role": "user", "content": "hi"}]})
+        + "\n",
         encoding="utf-8",
     )
     out = tmp_path / "out"
-    r = run_component(VALIDATE, tmp_path, {"train_data": bad},
-                      {"report": out / "report", "checked_train_data": out / "checked" / "train.jsonl"})
+    r = run_component(
+        VALIDATE,
+        tmp_path,
+        {"train_data": bad},
+        {"report": out / "report", "checked_train_data": out / "checked" / "train.jsonl"},
+    )
     assert r.returncode == 2, _explain(r)
     assert not (out / "checked" / "train.jsonl").exists()  # the fine-tune step never gets this file
     report = json.loads((out / "report" / "report.json").read_text())
@@ -57,8 +66,12 @@ def test_validate_data_fails_the_step_on_bad_data(tmp_path):
 
 def test_validate_data_missing_file_is_a_clear_error(tmp_path):
     out = tmp_path / "out"
-    r = run_component(VALIDATE, tmp_path, {"train_data": tmp_path / "nope.jsonl"},
-                      {"report": out / "report", "checked_train_data": out / "train.jsonl"})
+    r = run_component(
+        VALIDATE,
+        tmp_path,
+        {"train_data": tmp_path / "nope.jsonl"},
+        {"report": out / "report", "checked_train_data": out / "train.jsonl"},
+    )
     assert r.returncode == 2, _explain(r)
     assert "nope.jsonl" in r.stderr and "Traceback" not in r.stderr
     assert json.loads((out / "report" / "report.json").read_text())["files"]["train"]["error"]
@@ -70,10 +83,18 @@ def test_validate_data_missing_file_is_a_clear_error(tmp_path):
 @pytest.fixture(scope="module")
 def adapter_eval(tiny_adapter, tiny_base_model, chat_files, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("eval-adapter")
-    r = run_component(EVALUATE, tmp, {"trained_model": tiny_adapter, "model": str(tiny_base_model),
-                                      "validation_data": chat_files["validation"], "num_samples": 2,
-                                      "max_new_tokens": 6},
-                      {"evaluation": tmp / "out"})
+    r = run_component(
+        EVALUATE,
+        tmp,
+        {
+            "trained_model": tiny_adapter,
+            "model": str(tiny_base_model),
+            "validation_data": chat_files["validation"],
+            "num_samples": 2,
+            "max_new_tokens": 6,
+        },
+        {"evaluation": tmp / "out"},
+    )
     return r, tmp / "out"
 
 
@@ -96,10 +117,18 @@ def test_evaluate_full_model_and_mlflow_logging(tiny_base_model, chat_files, ada
     import mlflow
 
     uri = f"sqlite:///{tmp_path}/mlflow.db"
-    r = run_component(EVALUATE, tmp_path, {"trained_model": tiny_base_model,
-                                           "validation_data": chat_files["validation"], "num_samples": 1,
-                                           "max_new_tokens": 4},
-                      {"evaluation": tmp_path / "out"}, env={"MLFLOW_TRACKING_URI": uri})
+    r = run_component(
+        EVALUATE,
+        tmp_path,
+        {
+            "trained_model": tiny_base_model,
+            "validation_data": chat_files["validation"],
+            "num_samples": 1,
+            "max_new_tokens": 4,
+        },
+        {"evaluation": tmp_path / "out"},
+        env={"MLFLOW_TRACKING_URI": uri},
+    )
     assert r.returncode == 0, _explain(r)
     full = json.loads((tmp_path / "out" / "eval.json").read_text())
     adapter = json.loads((adapter_eval[1] / "eval.json").read_text())
@@ -117,8 +146,12 @@ def test_evaluate_full_model_and_mlflow_logging(tiny_base_model, chat_files, ada
 
 def test_evaluate_rejects_bad_rows_with_line_numbers(tiny_base_model, tmp_path):
     data = write_jsonl(tmp_path / "val.jsonl", [CHAT_ROWS[0], {"messages": "oops"}])
-    r = run_component(EVALUATE, tmp_path, {"trained_model": tiny_base_model, "validation_data": data},
-                      {"evaluation": tmp_path / "out"})
+    r = run_component(
+        EVALUATE,
+        tmp_path,
+        {"trained_model": tiny_base_model, "validation_data": data},
+        {"evaluation": tmp_path / "out"},
+    )
     assert r.returncode == 2, _explain(r)
     assert "val.jsonl:2: field 'messages'" in r.stderr and "Traceback" not in r.stderr
 
@@ -132,11 +165,22 @@ def test_register_model_with_lineage_tags(tiny_adapter, tiny_base_model, chat_fi
     import mlflow
 
     uri = f"sqlite:///{tmp_path}/mlflow.db"
-    r = run_component(REGISTER, tmp_path, {
-        "trained_model": tiny_adapter, "model_name": "tiny-chat", "base_model": str(tiny_base_model),
-        "method": "lora", "train_data": chat_files["train"], "validation_data": chat_files["validation"],
-        "evaluation": adapter_eval[1], "job_name": "azft-job-123",
-    }, {"registration": tmp_path / "out"}, env={"MLFLOW_TRACKING_URI": uri})
+    r = run_component(
+        REGISTER,
+        tmp_path,
+        {
+            "trained_model": tiny_adapter,
+            "model_name": "tiny-chat",
+            "base_model": str(tiny_base_model),
+            "method": "lora",
+            "train_data": chat_files["train"],
+            "validation_data": chat_files["validation"],
+            "evaluation": adapter_eval[1],
+            "job_name": "azft-job-123",
+        },
+        {"registration": tmp_path / "out"},
+        env={"MLFLOW_TRACKING_URI": uri},
+    )
     assert r.returncode == 0, _explain(r)
     registration = json.loads((tmp_path / "out" / "registration.json").read_text())
     assert registration["name"] == "tiny-chat" and registration["version"] == "1"
@@ -148,8 +192,7 @@ def test_register_model_with_lineage_tags(tiny_adapter, tiny_base_model, chat_fi
     assert version.tags["method"] == "lora" and version.tags["job_name"] == "azft-job-123"
     assert version.tags["model_kind"] == "adapter"
     assert version.tags["train_data_sha256"] == hashlib.sha256(chat_files["train"].read_bytes()).hexdigest()
-    assert version.tags["validation_data_sha256"] == hashlib.sha256(
-        chat_files["validation"].read_bytes()).hexdigest()
+    assert version.tags["validation_data_sha256"] == hashlib.sha256(chat_files["validation"].read_bytes()).hexdigest()
     assert math.isclose(float(version.tags["eval_loss"]), evaluation["eval_loss"], rel_tol=1e-5)
 
     # the registered model is usable: load it back through MLflow and generate
@@ -163,9 +206,12 @@ def test_register_model_with_lineage_tags(tiny_adapter, tiny_base_model, chat_fi
 
 
 def test_register_model_rejects_a_bad_name(tiny_adapter, tmp_path):
-    r = run_component(REGISTER, tmp_path, {"trained_model": tiny_adapter, "model_name": "bad name/1",
-                                           "base_model": "x", "method": "lora"},
-                      {"registration": tmp_path / "out"},
-                      env={"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db"})
+    r = run_component(
+        REGISTER,
+        tmp_path,
+        {"trained_model": tiny_adapter, "model_name": "bad name/1", "base_model": "x", "method": "lora"},
+        {"registration": tmp_path / "out"},
+        env={"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db"},
+    )
     assert r.returncode == 2, _explain(r)
     assert "--model-name" in r.stderr and not (tmp_path / "out" / "registration.json").exists()

@@ -82,7 +82,9 @@ def test_finetune_pipeline_runs_the_steps_in_order(aml):
     finetune = steps["finetune"]
     assert finetune["resources"]["instance_count"] == "${{parent.inputs.instance_count}}"
     assert finetune["distribution"] == {
-        "distribution_type": "PyTorch", "process_count_per_instance": "${{parent.inputs.gpus_per_node}}"}
+        "distribution_type": "PyTorch",
+        "process_count_per_instance": "${{parent.inputs.gpus_per_node}}",
+    }
     assert all(s["computeId"] == "${{parent.inputs.compute}}" for s in steps.values())
 
 
@@ -96,10 +98,15 @@ def test_finetune_pipeline_declares_the_component_interface(aml):
 
 
 def test_pipeline_values_can_be_overridden_like_the_cli_does(aml):
-    job = aml.load_job(source=str(PIPELINES[0]), params_override=[
-        {"inputs.method": "dora"}, {"inputs.compute": "a100-cluster"}, {"inputs.instance_count": 2},
-        {"inputs.train_data.path": "azureml://datastores/workspaceblobstore/paths/azft/data/abc/train.jsonl"},
-    ])
+    job = aml.load_job(
+        source=str(PIPELINES[0]),
+        params_override=[
+            {"inputs.method": "dora"},
+            {"inputs.compute": "a100-cluster"},
+            {"inputs.instance_count": 2},
+            {"inputs.train_data.path": "azureml://datastores/workspaceblobstore/paths/azft/data/abc/train.jsonl"},
+        ],
+    )
     assert job._validate().passed
     props = job._to_rest_object().as_dict()["properties"]
     assert props["inputs"]["method"]["value"] == "dora"
@@ -125,8 +132,19 @@ def test_registry_pipeline_wraps_azure_chat_completion_pipeline(aml):
     node = job.jobs["chat_completion"]
     assert node.component == "azureml://registries/azureml/components/chat_completion_pipeline/versions/0.0.82"
     bound = set(node.inputs)
-    assert {"apply_lora", "lora_r", "lora_alpha", "lora_dropout", "merge_lora_weights", "apply_deepspeed",
-            "deepspeed_stage", "num_nodes_finetune", "number_of_gpu_to_use_finetuning", "max_seq_length",
-            "precision", "compute_finetune"} <= bound
+    assert {
+        "apply_lora",
+        "lora_r",
+        "lora_alpha",
+        "lora_dropout",
+        "merge_lora_weights",
+        "apply_deepspeed",
+        "deepspeed_stage",
+        "num_nodes_finetune",
+        "number_of_gpu_to_use_finetuning",
+        "max_seq_length",
+        "precision",
+        "compute_finetune",
+    } <= bound
     steps = job._to_rest_object().as_dict()["properties"]["jobs"]
     assert "validate_data.outputs.checked_train_data" in steps["chat_completion"]["inputs"]["train_file_path"]["value"]

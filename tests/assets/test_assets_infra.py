@@ -41,9 +41,13 @@ def main_bicep() -> dict:
 def test_main_deploys_what_the_issue_lists(main_bicep):
     types = {r["type"] for r in main_bicep["resources"].values()}
     assert {
-        "Microsoft.MachineLearningServices/workspaces", "Microsoft.Storage/storageAccounts",
-        "Microsoft.KeyVault/vaults", "Microsoft.ContainerRegistry/registries", "Microsoft.Insights/components",
-        "Microsoft.MachineLearningServices/workspaces/computes", "Microsoft.ManagedIdentity/userAssignedIdentities",
+        "Microsoft.MachineLearningServices/workspaces",
+        "Microsoft.Storage/storageAccounts",
+        "Microsoft.KeyVault/vaults",
+        "Microsoft.ContainerRegistry/registries",
+        "Microsoft.Insights/components",
+        "Microsoft.MachineLearningServices/workspaces/computes",
+        "Microsoft.ManagedIdentity/userAssignedIdentities",
         "Microsoft.ManagedIdentity/userAssignedIdentities/federatedIdentityCredentials",
         "Microsoft.Authorization/roleAssignments",
     } <= types
@@ -60,8 +64,11 @@ def test_main_deploys_what_the_issue_lists(main_bicep):
 def test_role_assignments_are_least_privilege(main_bicep):
     roles = main_bicep["variables"]["roles"]["value"]
     # Owner, Contributor and User Access Administrator never appear
-    forbidden = {"8e3af657-a8ff-443c-a75c-2fe8c4bcb635", "b24988ac-6180-42a0-ab88-20f7382dd24c",
-                 "18d7d88d-d35e-4fb5-a5c3-7773c20a72d9"}
+    forbidden = {
+        "8e3af657-a8ff-443c-a75c-2fe8c4bcb635",
+        "b24988ac-6180-42a0-ab88-20f7382dd24c",
+        "18d7d88d-d35e-4fb5-a5c3-7773c20a72d9",
+    }
     assert not forbidden & set(roles.values())
     assigned = [r for r in main_bicep["resources"].values() if r["type"] == "Microsoft.Authorization/roleAssignments"]
     assert len(assigned) >= 5 and all(_cfg(r).get("scope") for r in assigned)  # scoped to one resource each
@@ -97,7 +104,10 @@ def checkov_report() -> dict:
     exe = _checkov()
     proc = subprocess.run(
         [exe, "-d", str(INFRA), "--framework", "bicep", "--skip-download", "-o", "json"],
-        check=False, capture_output=True, text=True, timeout=600,
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert proc.stdout.strip(), f"checkov printed nothing (exit {proc.returncode}): {proc.stderr[-2000:]}"
     report = json.loads(proc.stdout)

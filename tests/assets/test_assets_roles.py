@@ -64,9 +64,16 @@ def _needed(*names: str) -> list[str]:
     return R.least_roles(acts)
 
 
-CI_ACTIONS = ("resolve the workspace", "upload training data", "submit a serverless (maas) fine-tune",
-              "submit a cluster (maap) pipeline", "follow a job", "cancel a job", "deploy and delete an endpoint",
-              "read MLflow tracking")
+CI_ACTIONS = (
+    "resolve the workspace",
+    "upload training data",
+    "submit a serverless (maas) fine-tune",
+    "submit a cluster (maap) pipeline",
+    "follow a job",
+    "cancel a job",
+    "deploy and delete an endpoint",
+    "read MLflow tracking",
+)
 
 
 def test_docs_roles_md_is_generated_from_the_table():
@@ -85,8 +92,9 @@ def test_the_ci_identity_gets_exactly_what_ci_needs(assignments):
 
 def test_the_compute_identity_gets_what_jobs_need(assignments):
     need = set(_needed("register the model", "run a job on the cluster"))
-    assert assignments["computeIdentity"] == need == {"AzureML Data Scientist", "Storage Blob Data Contributor",
-                                                      "AcrPull"}
+    assert (
+        assignments["computeIdentity"] == need == {"AzureML Data Scientist", "Storage Blob Data Contributor", "AcrPull"}
+    )
 
 
 def test_the_hub_identity_reads_its_storage_and_the_project_identity_gets_nothing(assignments):
@@ -94,20 +102,31 @@ def test_the_hub_identity_reads_its_storage_and_the_project_identity_gets_nothin
     assert "project" not in assignments
 
 
-@pytest.mark.parametrize("method,path,action", [
-    ("GET", WS, f"{ML}/workspaces/read"),
-    ("PUT", WS + "/jobs/a-b_1", f"{ML}/workspaces/jobs/write"),
-    ("GET", WS + "/jobs", f"{ML}/workspaces/jobs/read"),
-    ("POST", WS + "/jobs/x/cancel", f"{ML}/workspaces/jobs/cancel/action"),
-    ("PUT", WS + "/computes/gpu", f"{ML}/workspaces/computes/write"),
-    ("POST", WS + "/codes/c/versions/1/startPendingUpload", f"{ML}/workspaces/codes/versions/startPendingUpload/action"),
-    ("DELETE", WS + "/serverlessEndpoints/e", f"{ML}/workspaces/serverlessEndpoints/delete"),
-    ("PUT", "/_blob/acct/azureml/LocalUpload/x.jsonl", f"{R.BLOBS}/write"),
-    ("GET", "/history/v1.0" + WS + "/runs/x", f"{ML}/workspaces/experiments/runs/read"),
-    ("GET", "/subscriptions/s/providers/Microsoft.MachineLearningServices/locations/eastus/mfeOperationsStatus/1", None),
-    ("POST", "/metric/v2.0" + WS + "/runs/x/full", f"{ML}/workspaces/experiments/runs/read"),
-    ("GET", "/discovery", None),
-])
+@pytest.mark.parametrize(
+    "method,path,action",
+    [
+        ("GET", WS, f"{ML}/workspaces/read"),
+        ("PUT", WS + "/jobs/a-b_1", f"{ML}/workspaces/jobs/write"),
+        ("GET", WS + "/jobs", f"{ML}/workspaces/jobs/read"),
+        ("POST", WS + "/jobs/x/cancel", f"{ML}/workspaces/jobs/cancel/action"),
+        ("PUT", WS + "/computes/gpu", f"{ML}/workspaces/computes/write"),
+        (
+            "POST",
+            WS + "/codes/c/versions/1/startPendingUpload",
+            f"{ML}/workspaces/codes/versions/startPendingUpload/action",
+        ),
+        ("DELETE", WS + "/serverlessEndpoints/e", f"{ML}/workspaces/serverlessEndpoints/delete"),
+        ("PUT", "/_blob/acct/azureml/LocalUpload/x.jsonl", f"{R.BLOBS}/write"),
+        ("GET", "/history/v1.0" + WS + "/runs/x", f"{ML}/workspaces/experiments/runs/read"),
+        (
+            "GET",
+            "/subscriptions/s/providers/Microsoft.MachineLearningServices/locations/eastus/mfeOperationsStatus/1",
+            None,
+        ),
+        ("POST", "/metric/v2.0" + WS + "/runs/x/full", f"{ML}/workspaces/experiments/runs/read"),
+        ("GET", "/discovery", None),
+    ],
+)
 def test_actions_are_derived_from_the_rest_path(method, path, action):
     assert R.action_for_request(method, path) == action
 
@@ -118,8 +137,8 @@ def test_a_sas_signed_blob_request_needs_no_role():
 
 def test_azure_wildcards_follow_the_role_definitions():
     ds = ["AzureML Data Scientist"]
-    assert R.allowed(f"{ML}/workspaces/read", ds)            # workspaces/*/read covers the workspace itself
-    assert not R.allowed(f"{ML}/workspaces/write", ds)       # ... which is why Azure lists it in NotActions
+    assert R.allowed(f"{ML}/workspaces/read", ds)  # workspaces/*/read covers the workspace itself
+    assert not R.allowed(f"{ML}/workspaces/write", ds)  # ... which is why Azure lists it in NotActions
     assert not R.allowed(f"{ML}/workspaces/computes/write", ds)
     assert R.allowed(f"{ML}/workspaces/computes/read", ds)
     assert R.allowed(f"{ML}/workspaces/computes/write", ["AzureML Compute Operator"])
@@ -137,7 +156,9 @@ def test_every_azft_action_is_allowed_by_its_roles():
 
 
 def test_the_module_imports_nothing_heavy():
-    code = ("import sys, azft.azure.roles; "
-            "print(' '.join(m for m in ('azure.ai.ml','mlflow','torch','azure.core') if m in sys.modules))")
+    code = (
+        "import sys, azft.azure.roles; "
+        "print(' '.join(m for m in ('azure.ai.ml','mlflow','torch','azure.core') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(REPO), check=True)
     assert out.stdout.strip() == ""

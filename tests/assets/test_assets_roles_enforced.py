@@ -46,8 +46,20 @@ def _ci_spec(tmp: Path, example: str, target: str, **compute) -> Path:
 
 def _submit(spec: Path, home: Path) -> subprocess.CompletedProcess:
     # the workflow's "Submit and wait" step, on the mock backend
-    cmd = [sys.executable, "-m", "azft.cli", "submit", str(spec), "--backend", "mock", "--wait", "--timeout", "300",
-           "--output", "json"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "azft.cli",
+        "submit",
+        str(spec),
+        "--backend",
+        "mock",
+        "--wait",
+        "--timeout",
+        "300",
+        "--output",
+        "json",
+    ]
     return subprocess.run(cmd, cwd=spec.parent, env=_env(home), capture_output=True, text=True, timeout=600)
 
 
@@ -83,7 +95,8 @@ def test_creating_a_cluster_needs_compute_operator_and_says_so(tmp_path):
     text = res.stdout + res.stderr
     assert "AuthorizationFailed" in text and "computes/write" in text
     assert json.loads(res.stdout)["hint"].startswith(
-        "Microsoft.MachineLearningServices/workspaces/computes/write needs the built-in role 'AzureML Compute Operator'")
+        "Microsoft.MachineLearningServices/workspaces/computes/write needs the built-in role 'AzureML Compute Operator'"
+    )
     assert "Traceback" not in text
     # and with the role the Bicep grants under ciMayCreateClusters=true, the same submit goes through
     data = yaml.safe_load(spec.read_text())

@@ -34,9 +34,12 @@ def test_github_actions_assertion_is_fetched_from_the_runner_each_time():
     server = HTTPServer(("127.0.0.1", 0), Runner)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        env = {"AZURE_CLIENT_ID": "client", "AZURE_TENANT_ID": "tenant",
-               "ACTIONS_ID_TOKEN_REQUEST_URL": f"http://127.0.0.1:{server.server_port}/token?api-version=2.0",
-               "ACTIONS_ID_TOKEN_REQUEST_TOKEN": "runner-request-token"}
+        env = {
+            "AZURE_CLIENT_ID": "client",
+            "AZURE_TENANT_ID": "tenant",
+            "ACTIONS_ID_TOKEN_REQUEST_URL": f"http://127.0.0.1:{server.server_port}/token?api-version=2.0",
+            "ACTIONS_ID_TOKEN_REQUEST_TOKEN": "runner-request-token",
+        }
         cred = ci_federated_credential(env)
         assert type(cred).__name__ == "ClientAssertionCredential"
         # Entra ID cannot be reached from here, so the assertion callable azure-identity would call before each token
@@ -50,8 +53,12 @@ def test_github_actions_assertion_is_fetched_from_the_runner_each_time():
 
 
 def test_build_credential_chains_ci_then_default(monkeypatch):
-    env = {"AZURE_CLIENT_ID": "c", "AZURE_TENANT_ID": "t", "AZURESUBSCRIPTION_SERVICE_CONNECTION_ID": "sc",
-           "SYSTEM_ACCESSTOKEN": "x"}
+    env = {
+        "AZURE_CLIENT_ID": "c",
+        "AZURE_TENANT_ID": "t",
+        "AZURESUBSCRIPTION_SERVICE_CONNECTION_ID": "sc",
+        "SYSTEM_ACCESSTOKEN": "x",
+    }
     cred = build_credential(endpoint=None, env=env)
     assert type(cred).__name__ == "ChainedTokenCredential"
     assert [type(c).__name__ for c in cred.credentials][0] == "AzurePipelinesCredential"

@@ -14,18 +14,22 @@ from azft.errors import EXIT_AZURE, AzureError
 # python/sdk/ml/azure-ai-ml/tests/recordings/finetuning_job/e2e_tests/
 # test_custom_model_finetuning_job.pyTestCustomModelFineTuningJobtest_custom_model_finetuning_job.json (2026-03).
 # The request id is ours: that recording is sanitized and keeps only x-ms-correlation-request-id.
-REFUSAL = {"error": {
-    "code": "UserError",
-    "message": "Meta-Llama-3-8B : Serverless FineTuning not supported in westus.",
-    "details": [],
-    "additionalInfo": [
-        {"type": "ComponentName", "info": {"value": "managementfrontend"}},
-        {"type": "Correlation", "info": {"value": {"operation": "ef59202984873663d417f4cf5e442355",
-                                                   "request": "534a6ed098b5a591"}}},
-        {"type": "Location", "info": {"value": "westus"}},
-        {"type": "InnerError", "info": {"value": {"code": "ModelNotSupportedByMaaS", "innerError": None}}},
-    ],
-}}
+REFUSAL = {
+    "error": {
+        "code": "UserError",
+        "message": "Meta-Llama-3-8B : Serverless FineTuning not supported in westus.",
+        "details": [],
+        "additionalInfo": [
+            {"type": "ComponentName", "info": {"value": "managementfrontend"}},
+            {
+                "type": "Correlation",
+                "info": {"value": {"operation": "ef59202984873663d417f4cf5e442355", "request": "534a6ed098b5a591"}},
+            },
+            {"type": "Location", "info": {"value": "westus"}},
+            {"type": "InnerError", "info": {"value": {"code": "ModelNotSupportedByMaaS", "innerError": None}}},
+        ],
+    }
+}
 REQUEST_ID = "6f1e0c54-2f5e-4a2b-9a51-0d2b8c1e7a10"
 
 
@@ -65,19 +69,36 @@ def test_correlation_id_when_no_request_id():
     assert "correlation id corr-1" in err.message
 
 
-@pytest.mark.parametrize("body,expected", [
-    ({"error": {"code": "UserError", "message": "m"}}, ["UserError"]),
-    ({"error": {"code": "BadRequest", "message": "m", "details": [{"code": "QuotaExceeded", "message": "q"}]}},
-     ["QuotaExceeded", "BadRequest"]),
-    ({"error": {"code": "UserError", "message": "m",
-                "innererror": {"code": "Outer", "innererror": {"code": "Deepest"}}}}, ["Deepest", "Outer", "UserError"]),
-    ({"error": {"code": "UserError", "additionalInfo": [{"type": "InnerError", "info": {"code": "Flat"}}]}},
-     ["Flat", "UserError"]),
-    ({"error": {"code": "UserError", "additionalInfo": ["junk", {"type": "InnerError", "info": "junk"}]}},
-     ["UserError"]),
-    ({"unexpected": True}, []),
-    ("not a dict", []),
-])
+@pytest.mark.parametrize(
+    "body,expected",
+    [
+        ({"error": {"code": "UserError", "message": "m"}}, ["UserError"]),
+        (
+            {"error": {"code": "BadRequest", "message": "m", "details": [{"code": "QuotaExceeded", "message": "q"}]}},
+            ["QuotaExceeded", "BadRequest"],
+        ),
+        (
+            {
+                "error": {
+                    "code": "UserError",
+                    "message": "m",
+                    "innererror": {"code": "Outer", "innererror": {"code": "Deepest"}},
+                }
+            },
+            ["Deepest", "Outer", "UserError"],
+        ),
+        (
+            {"error": {"code": "UserError", "additionalInfo": [{"type": "InnerError", "info": {"code": "Flat"}}]}},
+            ["Flat", "UserError"],
+        ),
+        (
+            {"error": {"code": "UserError", "additionalInfo": ["junk", {"type": "InnerError", "info": "junk"}]}},
+            ["UserError"],
+        ),
+        ({"unexpected": True}, []),
+        ("not a dict", []),
+    ],
+)
 def test_codes_most_specific_first(body, expected):
     assert codes_from_body(body) == expected
 
@@ -102,6 +123,7 @@ def test_a_job_in_a_state_azft_does_not_know_is_shown_as_it_is_and_not_finished(
 
     seen = []
     final = Scripted(["Created", "SomethingNew", "Running", "Completed"]).wait(
-        poll_interval=0, on_update=lambda i: seen.append(i.status.value))
+        poll_interval=0, on_update=lambda i: seen.append(i.status.value)
+    )
     assert seen == ["Created", "SomethingNew", "Running", "Completed"] and final.status == JobStatus.COMPLETED
     assert not JobStatus.parse("Created").terminal and JobStatus.parse("created") is JobStatus.CREATED

@@ -65,7 +65,7 @@ def test_interrupted_upload_resumes_from_staged_blocks(blob_container, tmp_path)
     blob = blob_container.get_blob_client(blob_path(sha, f.name))
     # What an interrupted earlier run leaves behind: the first three blocks staged, nothing committed.
     for i in range(3):
-        blob.stage_block(block_id(sha, i), data[i * block:(i + 1) * block])
+        blob.stage_block(block_id(sha, i), data[i * block : (i + 1) * block])
 
     result = upload_files([f], blob_container, progress=False, block_size=block)
     assert result.blocks_reused == 3
@@ -101,8 +101,9 @@ def test_interrupted_by_an_error_then_resumed(blob_container, tmp_path, monkeypa
     assert result.blocks_reused == 2 and result.bytes_uploaded == 2 * block
 
 
-def test_upload_through_the_workspace_default_datastore(emulator, ml_client, azurite, blob_container, tmp_path,
-                                                        monkeypatch):
+def test_upload_through_the_workspace_default_datastore(
+    emulator, ml_client, azurite, blob_container, tmp_path, monkeypatch
+):
     """The full production path: datastore from the (emulated) workspace, blob endpoint redirected to Azurite,
     the same token credential, HTTPS verified with the test CA."""
     emulator.blob_container = blob_container.container_name
@@ -121,8 +122,14 @@ def test_upload_through_the_workspace_default_datastore(emulator, ml_client, azu
 def test_keyword_form_and_missing_container(azurite, tmp_path):
     f = make_file(tmp_path / "train.jsonl", 100, seed=8)
     with pytest.raises(AzureError) as e:
-        upload_files([f], account_url=azurite.blob_endpoint, container="no-such-container",
-                     credential=FakeCredential(), progress=False, connection_verify=str(azurite.ca.ca_pem_path))
+        upload_files(
+            [f],
+            account_url=azurite.blob_endpoint,
+            container="no-such-container",
+            credential=FakeCredential(),
+            progress=False,
+            connection_verify=str(azurite.ca.ca_pem_path),
+        )
     assert "no-such-container" in e.value.message
 
 
@@ -135,8 +142,7 @@ def test_missing_local_file_is_a_data_error(blob_container, tmp_path):
 def test_refuses_plain_http_for_credentials(tmp_path):
     f = make_file(tmp_path / "t.jsonl", 10)
     with pytest.raises(AzureError):
-        upload_files([f], DatastoreInfo("http://127.0.0.1:1/devstoreaccount1", "c"), FakeCredential(),
-                     progress=False)
+        upload_files([f], DatastoreInfo("http://127.0.0.1:1/devstoreaccount1", "c"), FakeCredential(), progress=False)
 
 
 def test_hashes_from_the_plan_are_not_computed_again(blob_container, tmp_path, monkeypatch):

@@ -33,11 +33,16 @@ def test_explicit_values_win_over_environment_and_config(tmp_path):
 
 
 def test_environment_wins_over_config_json(tmp_path):
-    write_config(tmp_path, subscription_id="cfg-sub", resource_group="cfg-rg", workspace_name="cfg-ws",
-                 location="swedencentral")
+    write_config(
+        tmp_path, subscription_id="cfg-sub", resource_group="cfg-rg", workspace_name="cfg-ws", location="swedencentral"
+    )
     ws = resolve_workspace(None, env={"AZURE_ML_WORKSPACE": "alt-ws"}, cwd=tmp_path)
     assert (ws.subscription_id, ws.resource_group, ws.workspace, ws.region) == (
-        "cfg-sub", "cfg-rg", "alt-ws", "swedencentral")
+        "cfg-sub",
+        "cfg-rg",
+        "alt-ws",
+        "swedencentral",
+    )
     assert ws.sources["workspace"] == "environment variable AZURE_ML_WORKSPACE"
     assert ws.sources["subscription_id"] == str(tmp_path / "config.json")
 
@@ -55,7 +60,9 @@ def test_keyword_values_and_objects_with_attributes(tmp_path):
 
 
 def test_config_json_found_in_a_parent_azureml_folder_with_scope(tmp_path):
-    scope = f"/subscriptions/{SUB}/resourceGroups/scoped-rg/providers/Microsoft.MachineLearningServices/workspaces/scoped"
+    scope = (
+        f"/subscriptions/{SUB}/resourceGroups/scoped-rg/providers/Microsoft.MachineLearningServices/workspaces/scoped"
+    )
     write_config(tmp_path / ".azureml", Scope=scope)
     deep = tmp_path / "a" / "b"
     deep.mkdir(parents=True)
@@ -152,8 +159,9 @@ def test_error_mapping_for_auth_forbidden_missing_and_throttled(emulator, ml_cli
 def test_credential_failure_explains_how_to_sign_in():
     from azure.core.exceptions import ClientAuthenticationError
 
-    err = map_azure_error(ClientAuthenticationError("DefaultAzureCredential failed to retrieve a token"),
-                          "submitting the job")
+    err = map_azure_error(
+        ClientAuthenticationError("DefaultAzureCredential failed to retrieve a token"), "submitting the job"
+    )
     assert err.message.startswith("could not get an Azure token while submitting the job")
     assert "AZURE_CLIENT_ID" in err.hint and "managed identity" in err.hint
 
@@ -162,8 +170,10 @@ def test_secrets_never_reach_error_messages():
     from azure.core.exceptions import HttpResponseError
 
     token = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl"
-    text = (f"Authorization: Bearer {token} url=https://a.blob.core.windows.net/c?sv=1&sig=SECRETSIG "
-            "AccountKey=SECRETKEY==; client_secret=SECRET2")
+    text = (
+        f"Authorization: Bearer {token} url=https://a.blob.core.windows.net/c?sv=1&sig=SECRETSIG "
+        "AccountKey=SECRETKEY==; client_secret=SECRET2"
+    )
     out = redact(text)
     for secret in (token, "SECRETSIG", "SECRETKEY", "SECRET2"):
         assert secret not in out

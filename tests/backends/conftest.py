@@ -8,9 +8,13 @@ from pathlib import Path
 import pytest
 
 CHAT_ROWS = [
-    {"messages": [{"role": "system", "content": "You answer briefly."},
-                  {"role": "user", "content": f"What is {i} plus {i}?"},
-                  {"role": "assistant", "content": f"{i + i}."}]}
+    {
+        "messages": [
+            {"role": "system", "content": "You answer briefly."},
+            {"role": "user", "content": f"What is {i} plus {i}?"},
+            {"role": "assistant", "content": f"{i + i}."},
+        ]
+    }
     for i in range(12)
 ]
 
@@ -79,12 +83,21 @@ def azurite_uploader(azurite, emulator):
 
     def make():
         name = f"azureml-blobstore-{uuid.uuid4().hex[:12]}"
-        client = ContainerClient(azurite.blob_endpoint, name, credential=FakeCredential(),
-                                 connection_verify=str(azurite.ca.ca_pem_path), retry_total=0)
+        client = ContainerClient(
+            azurite.blob_endpoint,
+            name,
+            credential=FakeCredential(),
+            connection_verify=str(azurite.ca.ca_pem_path),
+            retry_total=0,
+        )
         client.create_container()
         emulator.blob_container = name
-        up = BlobUploader(credential=FakeCredential(), blob_endpoint=azurite.blob_endpoint, progress=False,
-                          connection_verify=str(azurite.ca.ca_pem_path))
+        up = BlobUploader(
+            credential=FakeCredential(),
+            blob_endpoint=azurite.blob_endpoint,
+            progress=False,
+            connection_verify=str(azurite.ca.ca_pem_path),
+        )
         return up, client
 
     return make

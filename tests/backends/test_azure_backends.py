@@ -47,11 +47,15 @@ def test_maas_plan_renders_the_job_and_loads_back(make_spec, plan_for, tmp_path)
     plan = plan_for(make_spec(hyperparameters={"epochs": 2, "learning_rate": 1e-5}), "maas")
     rendered = plan.request
     assert rendered["type"] == "finetuning" and rendered["task"] == "chatCompletion"
-    assert rendered["hyperparameters"] == {"num_train_epochs": "2", "per_device_train_batch_size": "4",
-                                           "learning_rate": "1e-05"}
+    assert rendered["hyperparameters"] == {
+        "num_train_epochs": "2",
+        "per_device_train_batch_size": "4",
+        "learning_rate": "1e-05",
+    }
     sha = plan.data_file("train").sha256
     assert rendered["training_data"]["path"] == (
-        f"azureml://datastores/workspaceblobstore/paths/azft/data/{sha}/demo-train.jsonl")
+        f"azureml://datastores/workspaceblobstore/paths/azft/data/{sha}/demo-train.jsonl"
+    )
     assert rendered["outputs"]["registered_model"] == {"name": "demo-lora", "type": "mlflow_model"}
     out = tmp_path / "job.yml"
     out.write_text(yaml.safe_dump(rendered))
@@ -63,9 +67,17 @@ def test_maas_plan_renders_the_job_and_loads_back(make_spec, plan_for, tmp_path)
 def test_maap_plan_renders_the_pipeline_and_loads_back(make_spec, plan_for, tmp_path, pipeline, method, stage):
     from azure.ai.ml import load_job
 
-    spec = make_spec(model="phi-3-mini-4k-instruct", method=method,
-                     compute={"cluster": "gpu-a100", "instance_type": "Standard_NC48ads_A100_v4",
-                              "instance_count": 2, "pipeline": pipeline, "deepspeed": {"stage": stage}})
+    spec = make_spec(
+        model="phi-3-mini-4k-instruct",
+        method=method,
+        compute={
+            "cluster": "gpu-a100",
+            "instance_type": "Standard_NC48ads_A100_v4",
+            "instance_count": 2,
+            "pipeline": pipeline,
+            "deepspeed": {"stage": stage},
+        },
+    )
     plan = plan_for(spec, "maap")
     rendered = plan.request
     assert rendered["type"] == "pipeline"
@@ -90,15 +102,18 @@ def test_maap_plan_renders_the_pipeline_and_loads_back(make_spec, plan_for, tmp_
     out.write_text(yaml.safe_dump(rendered))
     loaded = load_job(str(out))
     assert loaded.type == "pipeline" and loaded.name == plan.job_name
-    assert comparable(rest_body(loaded))["properties"]["inputs"] == \
-        comparable(rest_body(build_maap_job(plan)))["properties"]["inputs"]
+    assert (
+        comparable(rest_body(loaded))["properties"]["inputs"]
+        == comparable(rest_body(build_maap_job(plan)))["properties"]["inputs"]
+    )
 
 
 # -- maas: submit, wait, resubmit ----------------------------------------------------------------------------------
 
 
-def test_maas_submit_wait_completed_and_resubmit_finds_the_job(emulator, azure_backend, azurite_uploader,
-                                                              make_spec, plan_for):
+def test_maas_submit_wait_completed_and_resubmit_finds_the_job(
+    emulator, azure_backend, azurite_uploader, make_spec, plan_for
+):
     from azft.azure import jobs
 
     uploader, container = azurite_uploader()
@@ -138,8 +153,9 @@ def test_maas_submit_wait_completed_and_resubmit_finds_the_job(emulator, azure_b
     assert len(emulator.jobs) == 2
 
 
-@pytest.mark.parametrize("kind,status,code", [("fail", JobStatus.FAILED, "OutOfMemory"),
-                                               ("cancel", JobStatus.CANCELED, None)])
+@pytest.mark.parametrize(
+    "kind,status,code", [("fail", JobStatus.FAILED, "OutOfMemory"), ("cancel", JobStatus.CANCELED, None)]
+)
 def test_maas_failed_and_cancelled_jobs(emulator, azure_backend, make_spec, plan_for, kind, status, code):
     backend = azure_backend("maas")
     plan = plan_for(make_spec(), "maas")
@@ -204,8 +220,9 @@ def _submit_requests(emulator, azure_backend, make_spec, plan_for):
 
 
 @pytest.mark.parametrize("fault", ["429", "503", "reset"])
-def test_a_fault_at_any_request_of_a_submit_is_retried(emulator, azure_backend, azurite_uploader, make_spec,
-                                                       plan_for, fault):
+def test_a_fault_at_any_request_of_a_submit_is_retried(
+    emulator, azure_backend, azurite_uploader, make_spec, plan_for, fault
+):
     seq = _submit_requests(emulator, azure_backend, make_spec, plan_for)
     assert [m for m, _ in seq] == ["GET", "GET", "GET", "PUT"]  # job exists?, workspace, datastore, job
     for method, path in seq:
@@ -226,13 +243,18 @@ def test_a_fault_at_any_request_of_a_submit_is_retried(emulator, azure_backend, 
 # -- maap ----------------------------------------------------------------------------------------------------------
 
 
-def test_maap_creates_the_cluster_with_min_zero_nodes_and_checks_its_size(emulator, azure_backend, make_spec,
-                                                                          plan_for):
+def test_maap_creates_the_cluster_with_min_zero_nodes_and_checks_its_size(emulator, azure_backend, make_spec, plan_for):
     from azft.errors import IncompatibleError, UsageError
 
-    spec = make_spec(model="phi-3-mini-4k-instruct",
-                     compute={"cluster": "gpu-a100", "instance_type": "Standard_NC24ads_A100_v4",
-                              "instance_count": 2, "create_cluster": True})
+    spec = make_spec(
+        model="phi-3-mini-4k-instruct",
+        compute={
+            "cluster": "gpu-a100",
+            "instance_type": "Standard_NC24ads_A100_v4",
+            "instance_count": 2,
+            "create_cluster": True,
+        },
+    )
     backend = azure_backend("maap")
     plan = plan_for(spec, "maap")
     backend.prepare(plan)
@@ -244,28 +266,33 @@ def test_maap_creates_the_cluster_with_min_zero_nodes_and_checks_its_size(emulat
 
     emulator.add_compute("small", vm_size="Standard_NC6s_v3", max_nodes=4)
     # Azure's registry pipeline runs only on the model's registry compute list
-    wrong = plan_for(make_spec(name="wrong", model="phi-3-mini-4k-instruct",
-                               compute={"cluster": "small", "pipeline": "registry", "deepspeed": {"stage": 2}}), "maap")
+    wrong = plan_for(
+        make_spec(
+            name="wrong",
+            model="phi-3-mini-4k-instruct",
+            compute={"cluster": "small", "pipeline": "registry", "deepspeed": {"stage": 2}},
+        ),
+        "maap",
+    )
     with pytest.raises(IncompatibleError, match="compute list"):
         backend.submit(wrong)
     # azft's component runs on any GPU whose memory holds the plan's estimate: a 16 GB V100 does not hold a full
     # fine-tune of a 14B model
-    big = plan_for(make_spec(name="big", model="phi-3-medium-4k-instruct", method="full",
-                             compute={"cluster": "small"}), "maap")
+    big = plan_for(
+        make_spec(name="big", model="phi-3-medium-4k-instruct", method="full", compute={"cluster": "small"}), "maap"
+    )
     with pytest.raises(IncompatibleError, match="does not fit") as e:
         backend.submit(big)
     assert "Standard_NC6s_v3: 16 GB per GPU" in e.value.message and "estimated" in e.value.message
     assert "qlora" in e.value.hint or "cluster of" in e.value.hint
-    missing = plan_for(make_spec(name="missing", model="phi-3-mini-4k-instruct",
-                                 compute={"cluster": "nope"}), "maap")
+    missing = plan_for(make_spec(name="missing", model="phi-3-mini-4k-instruct", compute={"cluster": "nope"}), "maap")
     with pytest.raises(UsageError, match="does not exist") as e:
         backend.submit(missing)
     assert "create_cluster" in e.value.hint
     assert not emulator.jobs
 
 
-def test_a_refused_put_through_the_backend_names_code_hint_and_request_id(emulator, azure_backend, make_spec,
-                                                                          plan_for):
+def test_a_refused_put_through_the_backend_names_code_hint_and_request_id(emulator, azure_backend, make_spec, plan_for):
     from azft.azure.errors import HINTS
     from azft.errors import EXIT_AZURE, AzureError
 

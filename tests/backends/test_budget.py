@@ -65,8 +65,16 @@ def test_no_price_means_no_budget_check_can_pass(run_cli, make_spec, tmp_path):
     b = json.loads(res.out)["budget"]
     assert res.code == 2 and not b["ok"] and "no cost estimate" in b["problems"][0]
     assert "--prices" in b["changes"][0]
-    priced = run_cli("plan", str(tmp_path / "serverless.yaml"), "--backend", "maas", "--output", "json",
-                     "--prices", str(Path(__file__).resolve().parents[2] / "examples" / "prices.yaml"))
+    priced = run_cli(
+        "plan",
+        str(tmp_path / "serverless.yaml"),
+        "--backend",
+        "maas",
+        "--output",
+        "json",
+        "--prices",
+        str(Path(__file__).resolve().parents[2] / "examples" / "prices.yaml"),
+    )
     assert priced.code == 0 and json.loads(priced.out)["budget"]["ok"]
 
 
@@ -114,8 +122,9 @@ def test_wait_cancels_a_job_past_max_hours_on_a_controlled_clock(make_spec, tmp_
 
 
 def test_a_time_limited_cluster_job_is_accepted_by_the_emulated_workspace(run_cli, make_spec, tmp_path):
-    path = _spec_file(make_spec, tmp_path, budget={"max_usd": 50, "max_hours": 3},
-                      mock={"target": "maap", "seconds_per_state": 0.05})
+    path = _spec_file(
+        make_spec, tmp_path, budget={"max_usd": 50, "max_hours": 3}, mock={"target": "maap", "seconds_per_state": 0.05}
+    )
     res = run_cli("submit", str(path), "--backend", "mock", "--wait", "--output", "json")
     assert res.code == 0, res.text
     assert json.loads(res.out)["status"] == "Completed"

@@ -50,8 +50,12 @@ def test_maas_deploy_predict_list_and_ttl_expiry(run_cli, maas_job, tmp_path, mo
     assert _run_tags(maas_job)["azft.deployment.expires_at"] == "2026-12-05T16:00:00Z"
 
     prompts = tmp_path / "prompts.jsonl"
-    prompts.write_text(json.dumps({"messages": [{"role": "user", "content": "hello"}]}) + "\n"
-                       + json.dumps({"prompt": "what is LoRA?"}) + "\n")
+    prompts.write_text(
+        json.dumps({"messages": [{"role": "user", "content": "hello"}]})
+        + "\n"
+        + json.dumps({"prompt": "what is LoRA?"})
+        + "\n"
+    )
     res = run_cli("predict", "--endpoint", "bot-ep", "--data", str(prompts), "--out", str(tmp_path / "a.jsonl"))
     assert res.code == 0, res.text
     rows = [json.loads(x) for x in (tmp_path / "a.jsonl").read_text().splitlines()]
@@ -108,7 +112,8 @@ def test_gc_finds_expired_endpoints_by_their_azure_tag_without_a_local_record(ru
     assert json.loads(run_cli("endpoints", "list", "-o", "json").out) == []
     seen = json.loads(run_cli("endpoints", "list", "--backend", "mock", "-o", "json").out)
     assert [(r["name"], r["recorded_here"], r["ttl"], r["hourly_usd"], r["job"]) for r in seen] == [
-        ("other-machine", False, "2h", 0.8, maas_job)]
+        ("other-machine", False, "2h", 0.8, maas_job)
+    ]
     monkeypatch.setenv("AZFT_NOW", "2026-12-05T09:00:00Z")
     assert json.loads(run_cli("endpoints", "gc", "--backend", "mock", "--output", "json").out)["deleted"] == []
     monkeypatch.setenv("AZFT_NOW", "2026-12-05T10:00:00Z")
@@ -129,9 +134,21 @@ def test_max_hourly_usd_refuses_before_anything_is_created(run_cli, maas_job):
 
 
 def test_maap_deploys_an_online_endpoint_on_a_size_that_fits(run_cli, make_spec, tmp_path, monkeypatch):
-    job = _submit(run_cli, make_spec, tmp_path, "mp", "maap", model="phi-3-mini-4k-instruct", method="lora",
-                  compute={"cluster": None, "create_cluster": False, "instance_type": "Standard_NC24ads_A100_v4",
-                           "instance_count": 1})
+    job = _submit(
+        run_cli,
+        make_spec,
+        tmp_path,
+        "mp",
+        "maap",
+        model="phi-3-mini-4k-instruct",
+        method="lora",
+        compute={
+            "cluster": None,
+            "create_cluster": False,
+            "instance_type": "Standard_NC24ads_A100_v4",
+            "instance_count": 1,
+        },
+    )
     over = run_cli("deploy", job, "--name", "mp-ep", "--max-hourly-usd", "0.1")
     assert over.code == 2 and "$0.53/hour, above --max-hourly-usd 0.10" in over.err
     res = run_cli("deploy", job, "--name", "mp-ep", "--ttl", "30m", "--show-key", "--output", "json")
@@ -170,15 +187,17 @@ def test_endpoint_calls_are_retried_and_never_show_the_key(emulator, ml_client):
     from azft.errors import AzureError
 
     emulator.add_asset("models", "m", "1", {"modelType": "mlflow_model"})
-    ep = ml_client.serverless_endpoints.begin_create_or_update(ServerlessEndpoint(
-        name="retry-ep", model_id=emulator.workspace_id + "/models/m/versions/1")).result()
+    ep = ml_client.serverless_endpoints.begin_create_or_update(
+        ServerlessEndpoint(name="retry-ep", model_id=emulator.workspace_id + "/models/m/versions/1")
+    ).result()
     key = ml_client.serverless_endpoints.get_keys("retry-ep").primary_key
     url = ep.scoring_uri + "/v1/chat/completions"
     dep = records.Deployment(name="retry-ep", backend="mock", kind="serverless", job="j", created=0.0)
     emulator.inject(r"/_inference/serverless/retry-ep/", status=503, times=2)
     emulator.inject(r"/_inference/serverless/retry-ep/", status=429, retry_after=0.01, times=1)
     text, answer = _endpoint(dep, url, key, emulator.ca_pem_path, 4, 0.01).chat(
-        [{"role": "user", "content": "hi"}], max_tokens=8)
+        [{"role": "user", "content": "hi"}], max_tokens=8
+    )
     assert text and answer["usage"]["completion_tokens"] <= 8
     assert len(emulator.requests_to(r"/_inference/serverless/retry-ep/", "POST")) == 4
     with pytest.raises(AzureError) as e:
@@ -186,11 +205,14 @@ def test_endpoint_calls_are_retried_and_never_show_the_key(emulator, ml_client):
     assert "HTTP 401" in e.value.message and "not-the-key" not in e.value.message + str(e.value.hint)
 
 
-@pytest.mark.parametrize("args, says", [
-    *[(("--ttl", t), "--ttl") for t in ("abc", "0h", "-1h", "8", "100d", "8 hours", "1e9h")],
-    *[(("--name", n), "endpoint name") for n in ("a", "-ep", "ep-", "x" * 33, "../etc", "ep_1", "ép")],
-    (("--max-hourly-usd", "-1"), "-1"),
-])
+@pytest.mark.parametrize(
+    "args, says",
+    [
+        *[(("--ttl", t), "--ttl") for t in ("abc", "0h", "-1h", "8", "100d", "8 hours", "1e9h")],
+        *[(("--name", n), "endpoint name") for n in ("a", "-ep", "ep-", "x" * 33, "../etc", "ep_1", "ép")],
+        (("--max-hourly-usd", "-1"), "-1"),
+    ],
+)
 def test_bad_deploy_options_are_refused_before_any_azure_call(run_cli, args, says):
     from azft.state import record_submission
 
@@ -203,15 +225,26 @@ def test_bad_deploy_options_are_refused_before_any_azure_call(run_cli, args, say
 def test_a_damaged_record_or_clock_never_stops_a_command(run_cli, monkeypatch):
     from azft.state import write_private
 
-    write_private(records.records_path(), json.dumps({
-        "a": {"name": "a", "kind": "local", "backend": "local", "job": "j", "created": "yesterday"},
-        "b": "not an object", "c": {"name": "c"}}))
+    write_private(
+        records.records_path(),
+        json.dumps(
+            {
+                "a": {"name": "a", "kind": "local", "backend": "local", "job": "j", "created": "yesterday"},
+                "b": "not an object",
+                "c": {"name": "c"},
+            }
+        ),
+    )
     res = run_cli("endpoints", "list", "--output", "json")
     assert res.code == 0 and json.loads(res.out) == []
     write_private(records.records_path(), "{not json")
     assert run_cli("endpoints", "list").code == 0
     monkeypatch.setenv("AZFT_NOW", "next tuesday")
-    write_private(records.records_path(), json.dumps({"d": {"name": "d", "kind": "local", "backend": "local",
-                                                            "job": "j", "created": 0.0, "expires_at": 1.0}}))
+    write_private(
+        records.records_path(),
+        json.dumps(
+            {"d": {"name": "d", "kind": "local", "backend": "local", "job": "j", "created": 0.0, "expires_at": 1.0}}
+        ),
+    )
     res = run_cli("list")
     assert res.code == 0 and "AZFT_NOW" in res.err

@@ -9,9 +9,16 @@ import json
 
 from .test_deploy_mock import _submit
 
-MAAP = {"model": "phi-3-mini-4k-instruct", "method": "lora",
-        "compute": {"cluster": None, "create_cluster": False, "instance_type": "Standard_NC24ads_A100_v4",
-                    "instance_count": 1}}
+MAAP = {
+    "model": "phi-3-mini-4k-instruct",
+    "method": "lora",
+    "compute": {
+        "cluster": None,
+        "create_cluster": False,
+        "instance_type": "Standard_NC24ads_A100_v4",
+        "instance_count": 1,
+    },
+}
 
 
 def _sent_eval_body(name: str) -> dict:
@@ -56,8 +63,10 @@ def test_maap_eval_submits_the_evaluate_component_against_the_jobs_outputs(run_c
 def test_maap_eval_checks_data_before_anything_is_sent_and_refuses_base(run_cli, make_spec, tmp_path):
     job = _submit(run_cli, make_spec, tmp_path, "ed", "maap", **MAAP)
     bad = tmp_path / "bad.jsonl"
-    bad.write_text('{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}\n'
-                   '{"messages": [{"role": "robot", "content": "x"}]}\n')
+    bad.write_text(
+        '{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}\n'
+        '{"messages": [{"role": "robot", "content": "x"}]}\n'
+    )
     res = run_cli("eval", job, "--data", str(bad))
     assert res.code == 2 and "bad.jsonl:2" in res.err and "Traceback" not in res.text
     res = run_cli("eval", job, "--base")
@@ -80,23 +89,37 @@ def test_the_emulator_refuses_steps_azure_would_refuse(emulator):
 
     ws = emulator.store.arm_id("jobs", "x").rsplit("/jobs/", 1)[0]
     q = {"api-version": "2024-01-01-preview"}
-    spec = {"name": "azft_evaluate", "type": "command", "command": "python evaluate.py",
-            "inputs": {"trained_model": {"type": "uri_folder"}, "task": {"type": "string", "default": "chat"},
-                       "model": {"type": "string", "optional": True}}}
-    status, _ = _send(emulator, "PUT", ws + "/components/azureml_anonymous/versions/1", q,
-                      {"properties": {"componentSpec": spec}})
+    spec = {
+        "name": "azft_evaluate",
+        "type": "command",
+        "command": "python evaluate.py",
+        "inputs": {
+            "trained_model": {"type": "uri_folder"},
+            "task": {"type": "string", "default": "chat"},
+            "model": {"type": "string", "optional": True},
+        },
+    }
+    status, _ = _send(
+        emulator, "PUT", ws + "/components/azureml_anonymous/versions/1", q, {"properties": {"componentSpec": spec}}
+    )
     assert status in (200, 201)
 
     def put(name, inputs):
         step = {"type": "command", "componentId": ws + "/components/azureml_anonymous/versions/1", "inputs": inputs}
-        return _send(emulator, "PUT", ws + f"/jobs/{name}", q,
-                     {"properties": {"jobType": "Pipeline", "jobs": {"evaluate": step}, "inputs": {}, "outputs": {}}})
+        return _send(
+            emulator,
+            "PUT",
+            ws + f"/jobs/{name}",
+            q,
+            {"properties": {"jobType": "Pipeline", "jobs": {"evaluate": step}, "inputs": {}, "outputs": {}}},
+        )
 
     def model(uri):
         return {"trained_model": {"uri": uri, "job_input_type": "uri_folder"}}
 
-    status, body = put("e1", {**model("azureml://datastores/d/paths/m"), "rows": {"value": "1",
-                                                                                   "job_input_type": "literal"}})
+    status, body = put(
+        "e1", {**model("azureml://datastores/d/paths/m"), "rows": {"value": "1", "job_input_type": "literal"}}
+    )
     assert status == 400 and body["error"]["details"][0]["target"] == "properties.jobs.evaluate.inputs.rows"
     status, body = put("e2", {"task": {"value": "chat", "job_input_type": "literal"}})
     assert status == 400 and "Required input 'trained_model'" in body["error"]["message"]

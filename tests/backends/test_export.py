@@ -38,8 +38,14 @@ def test_exported_maap_job_loads_and_resolves_from_another_directory(run_cli, tm
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    res = subprocess.run([sys.executable, "-c", CHECK, str(out / "job.yml")], cwd=elsewhere, env=env,
-                         capture_output=True, text=True, timeout=300)
+    res = subprocess.run(
+        [sys.executable, "-c", CHECK, str(out / "job.yml")],
+        cwd=elsewhere,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert res.returncode == 0, res.stderr[-2000:]
     loaded = json.loads(res.stdout.splitlines()[-1])
     for name in ("validate_data", "finetune", "evaluate", "register_model"):

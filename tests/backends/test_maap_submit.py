@@ -15,8 +15,13 @@ from azft.backends.base import JobStatus
 from .test_azure_backends import comparable, rest_body
 
 COMPONENT_STEPS = ("validate_data", "finetune", "evaluate", "register_model")
-MAAP_COMPUTE = {"cluster": "gpu-a100", "instance_type": "Standard_NC48ads_A100_v4", "instance_count": 2,
-                "gpus_per_node": 2, "create_cluster": True}
+MAAP_COMPUTE = {
+    "cluster": "gpu-a100",
+    "instance_type": "Standard_NC48ads_A100_v4",
+    "instance_count": 2,
+    "gpus_per_node": 2,
+    "create_cluster": True,
+}
 
 
 @pytest.fixture
@@ -29,8 +34,12 @@ def fast_storage_retries(monkeypatch):
 
 
 def _maap_spec(make_spec, name="demo", **compute):
-    return make_spec(name=name, model="phi-3-mini-4k-instruct", method="lora",
-                     compute={**MAAP_COMPUTE, "deepspeed": {"stage": 3, "offload": "all"}, **compute})
+    return make_spec(
+        name=name,
+        model="phi-3-mini-4k-instruct",
+        method="lora",
+        compute={**MAAP_COMPUTE, "deepspeed": {"stage": 3, "offload": "all"}, **compute},
+    )
 
 
 def _blob_requests(emulator, start=0):
@@ -60,7 +69,7 @@ def test_maap_submit_uploads_code_once_and_the_pipeline_completes(emulator, azur
     for code in codes:
         uri = code["properties"]["codeUri"]
         assert uri.startswith(emulator.own_blob_endpoint + "/")
-        container, _, folder = uri[len(emulator.own_blob_endpoint) + 1:].partition("/")
+        container, _, folder = uri[len(emulator.own_blob_endpoint) + 1 :].partition("/")
         names = [n for n, _ in emulator.blob_store.list(container, folder + "/")]
         assert any(n.endswith(".py") for n in names), names
         (indicator,) = [n for n, p in emulator.blob_store.list(container) if p.metadata.get("upload_status")]
@@ -76,8 +85,10 @@ def test_maap_submit_uploads_code_once_and_the_pipeline_completes(emulator, azur
     assert comparable(put.body) == comparable(rest_body(expected))
     props = put.body["properties"]
     assert props["jobType"] == "Pipeline" and set(props["jobs"]) == set(COMPONENT_STEPS)
-    assert all(props["jobs"][s]["componentId"].startswith(emulator.workspace_id + "/components/azureml_anonymous/")
-               for s in COMPONENT_STEPS)
+    assert all(
+        props["jobs"][s]["componentId"].startswith(emulator.workspace_id + "/components/azureml_anonymous/")
+        for s in COMPONENT_STEPS
+    )
     finetune = props["jobs"]["finetune"]
     assert props["inputs"]["instance_count"]["value"] == "2" and props["inputs"]["gpus_per_node"]["value"] == "2"
     assert finetune["resources"]["instance_count"] == "${{parent.inputs.instance_count}}"
@@ -108,7 +119,7 @@ def test_resubmit_uploads_nothing_and_creates_no_second_job(emulator, azure_back
     n = len(emulator.requests)
     forced = backend.submit(plan_for(_maap_spec(make_spec), "maap"), force=True)
     assert forced.name != first.name and len(emulator.jobs) == 2
-    assert not emulator.requests_to(r"startPendingUpload$")[len(COMPONENT_STEPS):]
+    assert not emulator.requests_to(r"startPendingUpload$")[len(COMPONENT_STEPS) :]
     assert not _blob_requests(emulator, n)
     assert len(emulator.requests_to(r"/codes/[^/]+/versions$", "GET")) == 2 * len(COMPONENT_STEPS)
     assert len(emulator.codes) == len(COMPONENT_STEPS)
@@ -123,8 +134,10 @@ def test_registry_pipeline_references_azures_chat_completion_pipeline(emulator, 
     assert not emulator.unmatched and not emulator.requests_to("registries")
     (put,) = emulator.requests_to(r"/jobs/[^/]+$", "PUT")
     steps = put.body["properties"]["jobs"]
-    assert steps["chat_completion"]["componentId"] == \
-        "azureml://registries/azureml/components/chat_completion_pipeline/versions/0.0.82"
+    assert (
+        steps["chat_completion"]["componentId"]
+        == "azureml://registries/azureml/components/chat_completion_pipeline/versions/0.0.82"
+    )
     inputs = put.body["properties"]["inputs"]
     assert inputs["deepspeed_stage"]["value"] == "3" and inputs["num_nodes_finetune"]["value"] == "2"
     assert inputs["number_of_gpu_to_use_finetuning"]["value"] == "2"
@@ -147,7 +160,8 @@ def request_shape(r) -> tuple:
 
 @pytest.mark.parametrize("fault", ["429", "503", "reset"])
 def test_a_fault_at_each_kind_of_request_of_a_maap_submit_still_makes_exactly_one_job(
-        emulator, azure_backend, make_spec, plan_for, fast_storage_retries, fault):
+    emulator, azure_backend, make_spec, plan_for, fast_storage_retries, fault
+):
     """Each kind of request of a first maap submit (every ARM call, the SAS hand-out, blob HEAD, PUT and metadata)
     gets the fault once, in turn. azure-core retries the ARM calls and azure-storage-blob the blob calls. Two
     cases are not retried inside the SDK, by design: a 429 from storage (Azure Storage throttles with 503
@@ -209,12 +223,13 @@ def test_mock_with_target_maap_end_to_end_through_the_cli(run_cli, make_spec, tm
     assert again.code == 0, again.text
     assert json.loads(again.out)["job_name"] == info["name"]
     saved = json.loads(Path(info["extra"]["requests_file"]).read_text())
-    later = [r for r in saved[len(submit):] if r["command"] == "submit"]
+    later = [r for r in saved[len(submit) :] if r["command"] == "submit"]
     assert later and not [r for r in later if r["path"].startswith("/_blob/") or r["method"] != "GET"]
 
 
-def test_a_failed_maas_jobs_error_code_reaches_status_and_wait_exits_1(emulator, run_cli, make_spec, monkeypatch,
-                                                                      tmp_path):
+def test_a_failed_maas_jobs_error_code_reaches_status_and_wait_exits_1(
+    emulator, run_cli, make_spec, monkeypatch, tmp_path
+):
     from azft.errors import EXIT_JOB_FAILED
 
     for k, v in emulator.env().items():  # the CLI resolves the workspace, endpoint and blob endpoint from these

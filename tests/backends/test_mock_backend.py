@@ -23,13 +23,16 @@ def _wait(job):
 FAST = {"seconds_per_state": 0.05}
 
 
-@pytest.mark.parametrize("error,code", [
-    ("quota_exceeded", "QuotaExceeded"),
-    ("unauthorized", "Unauthorized"),
-    ("model_not_available_in_region", "ModelNotAvailableInRegion"),
-    ("out_of_memory", "OutOfMemory"),
-    ("invalid_data", "UserError"),
-])
+@pytest.mark.parametrize(
+    "error,code",
+    [
+        ("quota_exceeded", "QuotaExceeded"),
+        ("unauthorized", "Unauthorized"),
+        ("model_not_available_in_region", "ModelNotAvailableInRegion"),
+        ("out_of_memory", "OutOfMemory"),
+        ("invalid_data", "UserError"),
+    ],
+)
 def test_job_error_faults_fail_the_job_with_an_actionable_message(tmp_path, make_spec, plan_for, error, code):
     spec = make_spec(mock={**FAST, "faults": [{"kind": "job_error", "state": "Preparing", "error": error}]})
     backend = _mock(tmp_path)
@@ -55,12 +58,15 @@ def test_cancel_fault_and_a_cancel_command(tmp_path, make_spec, plan_for):
     assert EXIT_CANCELLED == 3
 
 
-@pytest.mark.parametrize("fault", [
-    {"kind": "http_error", "status": 503, "times": 2},
-    {"kind": "http_error", "status": 429, "retry_after": 0.01, "method": "PUT"},
-    {"kind": "drop_connection", "method": "GET"},
-    {"kind": "slow_response", "delay": 0.05},
-])
+@pytest.mark.parametrize(
+    "fault",
+    [
+        {"kind": "http_error", "status": 503, "times": 2},
+        {"kind": "http_error", "status": 429, "retry_after": 0.01, "method": "PUT"},
+        {"kind": "drop_connection", "method": "GET"},
+        {"kind": "slow_response", "delay": 0.05},
+    ],
+)
 def test_transient_faults_are_retried_and_the_job_completes(tmp_path, make_spec, plan_for, fault):
     backend = _mock(tmp_path)
     try:
@@ -113,7 +119,8 @@ def test_state_outlives_the_process_and_is_read_back_by_a_fresh_backend(tmp_path
 
 
 def test_saved_requests_of_a_mock_maas_job_equal_what_the_maas_backend_sends(
-        tmp_path, emulator, azure_backend, make_spec, plan_for):
+    tmp_path, emulator, azure_backend, make_spec, plan_for
+):
     spec = make_spec(mock=FAST)
     mock = _mock(tmp_path)
     try:
@@ -134,8 +141,14 @@ def test_saved_requests_of_a_mock_maas_job_equal_what_the_maas_backend_sends(
                 for k in ("azft.backend", "azft.target", "azft.spec_hash"):
                     tags.pop(k, None)
                 (body.get("properties", {}).get("properties") or {}).clear()
-            out.append((r["method"], r["path"].split("/workspaces/")[-1].replace(name, "JOB"),
-                        r["query"].get("api-version"), body))
+            out.append(
+                (
+                    r["method"],
+                    r["path"].split("/workspaces/")[-1].replace(name, "JOB"),
+                    r["query"].get("api-version"),
+                    body,
+                )
+            )
         return out
 
     real = [r.to_dict() for r in emulator.requests]
@@ -150,8 +163,9 @@ def test_errors_logs_and_metrics_are_read_from_run_history_by_the_real_azure_cod
 
     backend = _mock(tmp_path)
     try:
-        failing = make_spec(name="fails", mock={**FAST, "faults": [{"kind": "job_error", "state": "Running",
-                                                                      "error": "out_of_memory"}]})
+        failing = make_spec(
+            name="fails", mock={**FAST, "faults": [{"kind": "job_error", "state": "Running", "error": "out_of_memory"}]}
+        )
         info = _wait(backend.submit(plan_for(failing, "mock")))
         done = backend.submit(plan_for(make_spec(name="done", mock=FAST), "mock"))
         done_info = _wait(done)

@@ -23,8 +23,12 @@ from .test_maap_submit import _maap_spec
 def _send(emulator, method: str, path: str, query: dict, body) -> tuple[int, dict]:
     ctx = ssl.create_default_context(cafile=emulator.ca_pem_path)
     url = emulator.base_url + path + "?" + "&".join(f"{k}={v}" for k, v in query.items())
-    req = urllib.request.Request(url, data=json.dumps(body).encode(), method=method,
-                                 headers={"Content-Type": "application/json", "Authorization": "Bearer token"})
+    req = urllib.request.Request(
+        url,
+        data=json.dumps(body).encode(),
+        method=method,
+        headers={"Content-Type": "application/json", "Authorization": "Bearer token"},
+    )
     try:
         with urllib.request.urlopen(req, context=ctx, timeout=10) as r:
             return r.status, json.loads(r.read() or b"null")
@@ -81,34 +85,72 @@ def test_every_required_field_removed_from_a_maas_request_is_refused(emulator, a
     assert puts[0].body["properties"]["jobType"] == "FineTuning"
     targets = {_target(p) for p in Contract.load().required_paths("JobBase", puts[0].body)}
     # the fields Azure's 2024-10-01-preview definition requires on the job and on the fine-tuning vertical
-    assert {"properties", "properties.jobType", "properties.fineTuningDetails", "properties.outputs",
-            "properties.fineTuningDetails.model", "properties.fineTuningDetails.modelProvider",
-            "properties.fineTuningDetails.taskType", "properties.fineTuningDetails.trainingData"} <= targets
+    assert {
+        "properties",
+        "properties.jobType",
+        "properties.fineTuningDetails",
+        "properties.outputs",
+        "properties.fineTuningDetails.model",
+        "properties.fineTuningDetails.modelProvider",
+        "properties.fineTuningDetails.taskType",
+        "properties.fineTuningDetails.trainingData",
+    } <= targets
     assert _assert_each_removal_refused(emulator, puts) == len(targets)
     assert len(emulator.jobs) == 1  # no variant created anything
 
 
 def test_every_required_field_removed_from_maap_requests_is_refused(emulator, azure_backend, make_spec, plan_for):
     azure_backend("maap").submit(plan_for(_maap_spec(make_spec), "maap"))
-    recorded = [r for r in emulator.requests if r.method == "PUT" and r.route in ("jobs.put", "computes.put",
-                                                                                   "assets.put")]
+    recorded = [
+        r for r in emulator.requests if r.method == "PUT" and r.route in ("jobs.put", "computes.put", "assets.put")
+    ]
     assert {r.route for r in recorded} == {"jobs.put", "computes.put", "assets.put"}
     assert _assert_each_removal_refused(emulator, recorded) > 20
 
 
-@pytest.mark.parametrize("properties,target", [
-    ({"jobType": "FineTuning"}, "properties.fineTuningDetails"),
-    ({"jobType": "FineTuning", "outputs": {}, "fineTuningDetails": {
-        "modelProvider": "Nope", "taskType": "ChatCompletion"}}, "properties.fineTuningDetails.modelProvider"),
-    ({"jobType": "FineTuning", "outputs": {}, "fineTuningDetails": {
-        "modelProvider": "Custom", "taskType": "Bogus", "model": {"jobInputType": "mlflow_model", "uri": "m"},
-        "trainingData": {"jobInputType": "uri_file", "uri": "t"}}}, "properties.fineTuningDetails.taskType"),
-    ({"jobType": "FineTuning", "outputs": {}, "fineTuningDetails": {
-        "modelProvider": "Custom", "taskType": "ChatCompletion", "model": {"jobInputType": "mlflow_model", "uri": "m"},
-        "trainingData": {"jobInputType": "uri_file", "uri": "t"}, "hyperParameters": {"epochs": {"n": 1}}}},
-     "properties.fineTuningDetails.hyperParameters.epochs"),
-    ({"jobType": "Serverless"}, "properties.jobType"),
-], ids=["only-jobType", "bad-modelProvider", "bad-taskType-no-data", "object-for-string", "unknown-jobType"])
+@pytest.mark.parametrize(
+    "properties,target",
+    [
+        ({"jobType": "FineTuning"}, "properties.fineTuningDetails"),
+        (
+            {
+                "jobType": "FineTuning",
+                "outputs": {},
+                "fineTuningDetails": {"modelProvider": "Nope", "taskType": "ChatCompletion"},
+            },
+            "properties.fineTuningDetails.modelProvider",
+        ),
+        (
+            {
+                "jobType": "FineTuning",
+                "outputs": {},
+                "fineTuningDetails": {
+                    "modelProvider": "Custom",
+                    "taskType": "Bogus",
+                    "model": {"jobInputType": "mlflow_model", "uri": "m"},
+                    "trainingData": {"jobInputType": "uri_file", "uri": "t"},
+                },
+            },
+            "properties.fineTuningDetails.taskType",
+        ),
+        (
+            {
+                "jobType": "FineTuning",
+                "outputs": {},
+                "fineTuningDetails": {
+                    "modelProvider": "Custom",
+                    "taskType": "ChatCompletion",
+                    "model": {"jobInputType": "mlflow_model", "uri": "m"},
+                    "trainingData": {"jobInputType": "uri_file", "uri": "t"},
+                    "hyperParameters": {"epochs": {"n": 1}},
+                },
+            },
+            "properties.fineTuningDetails.hyperParameters.epochs",
+        ),
+        ({"jobType": "Serverless"}, "properties.jobType"),
+    ],
+    ids=["only-jobType", "bad-modelProvider", "bad-taskType-no-data", "object-for-string", "unknown-jobType"],
+)
 def test_bodies_azure_refuses_are_refused(emulator, properties, target):
     path = emulator.workspace_id + "/jobs/refused"
     status, answer = _send(emulator, "PUT", path, {"api-version": "2024-10-01-preview"}, {"properties": properties})

@@ -17,8 +17,9 @@ def _plan(run_cli, path, *args):
     return res, json.loads(res.out) if res.out.strip().startswith("{") else None
 
 
-def test_grid_is_every_combination_in_written_order_and_job_names_are_the_single_spec_ones(run_cli, make_spec,
-                                                                                            tmp_path):
+def test_grid_is_every_combination_in_written_order_and_job_names_are_the_single_spec_ones(
+    run_cli, make_spec, tmp_path
+):
     from azft import api
     from azft.spec import load_spec
 
@@ -44,12 +45,17 @@ def test_grid_is_every_combination_in_written_order_and_job_names_are_the_single
 
 
 def test_random_sample_is_deterministic_with_its_seed(run_cli, make_spec, tmp_path):
-    grid = {"hyperparameters.learning_rate": [1e-5, 3e-5, 1e-4, 3e-4, 1e-3], "lora.r": [4, 8, 16, 32],
-            "lora.alpha": [16, 32]}
-    make_spec(name="rnd", model="tiny-phi3", sweep={"strategy": "random", "max_trials": 5, "seed": 7,
-                                                    "parameters": grid})
-    make_spec(name="rnd2", model="tiny-phi3", sweep={"strategy": "random", "max_trials": 5, "seed": 8,
-                                                     "parameters": grid})
+    grid = {
+        "hyperparameters.learning_rate": [1e-5, 3e-5, 1e-4, 3e-4, 1e-3],
+        "lora.r": [4, 8, 16, 32],
+        "lora.alpha": [16, 32],
+    }
+    make_spec(
+        name="rnd", model="tiny-phi3", sweep={"strategy": "random", "max_trials": 5, "seed": 7, "parameters": grid}
+    )
+    make_spec(
+        name="rnd2", model="tiny-phi3", sweep={"strategy": "random", "max_trials": 5, "seed": 8, "parameters": grid}
+    )
     first = _plan(run_cli, tmp_path / "rnd.yaml")[1]
     again = _plan(run_cli, tmp_path / "rnd.yaml")[1]
     other = _plan(run_cli, tmp_path / "rnd2.yaml")[1]
@@ -64,8 +70,7 @@ def test_random_sample_is_deterministic_with_its_seed(run_cli, make_spec, tmp_pa
 
 
 def test_an_invalid_trial_is_reported_with_its_values_and_does_not_hide_the_others(run_cli, make_spec, tmp_path):
-    make_spec(name="bad", model="tiny-phi3",
-              sweep={"parameters": {"lora.r": [8, 0], "method": ["lora", "qlora"]}})
+    make_spec(name="bad", model="tiny-phi3", sweep={"parameters": {"lora.r": [8, 0], "method": ["lora", "qlora"]}})
     res, d = _plan(run_cli, tmp_path / "bad.yaml")
     assert res.code == 2, res.text
     by_values = {(t["values"]["lora.r"], t["values"]["method"]): t for t in d["trials"]}
@@ -92,8 +97,13 @@ def test_unknown_sweep_path_is_a_spec_error_with_the_line(run_cli, make_spec, tm
 
 
 def test_backend_is_a_sweep_parameter(run_cli, make_spec, tmp_path):
-    make_spec(name="where", model="phi-3-mini-4k-instruct", compute=MAAP, mock={"target": "maap"},
-              sweep={"parameters": {"backend": ["maap", "mock"]}})
+    make_spec(
+        name="where",
+        model="phi-3-mini-4k-instruct",
+        compute=MAAP,
+        mock={"target": "maap"},
+        sweep={"parameters": {"backend": ["maap", "mock"]}},
+    )
     res, d = _plan(run_cli, tmp_path / "where.yaml", "--prices", PRICES)
     assert res.code == 0, res.text
     assert [t["backend"] for t in d["trials"]] == ["maap", "mock"]
@@ -107,14 +117,17 @@ def test_sweep_total_cost_is_held_against_max_usd_as_a_sum(run_cli, make_spec, t
     one = free["trials"][0]["cost_usd"]
     assert one > 0 and abs(free["totals"]["cost_usd"] - sum(t["cost_usd"] for t in free["trials"])) < 1e-3
     # each trial fits the limit; the three together do not
-    res, d = _plan(run_cli, tmp_path / "costly.yaml", "--backend", "maap", "--prices", PRICES,
-                   "--max-usd", f"{one * 2:.4f}")
+    res, d = _plan(
+        run_cli, tmp_path / "costly.yaml", "--backend", "maap", "--prices", PRICES, "--max-usd", f"{one * 2:.4f}"
+    )
     assert res.code == 2 and not d["budget"]["ok"] and all(t["ok"] for t in d["trials"])
     assert "sum over 3 trials" in d["budget"]["problems"][0]
     assert any("fewer trials" in c for c in d["budget"]["changes"])
-    table = run_cli("plan", str(tmp_path / "costly.yaml"), "--backend", "maap", "--prices", PRICES,
-                    "--max-usd", f"{one * 2:.4f}")
+    table = run_cli(
+        "plan", str(tmp_path / "costly.yaml"), "--backend", "maap", "--prices", PRICES, "--max-usd", f"{one * 2:.4f}"
+    )
     assert "over budget" in table.out and "sum over trials" in table.out
-    ok = run_cli("plan", str(tmp_path / "costly.yaml"), "--backend", "maap", "--prices", PRICES,
-                 "--max-usd", f"{one * 4:.4f}")
+    ok = run_cli(
+        "plan", str(tmp_path / "costly.yaml"), "--backend", "maap", "--prices", PRICES, "--max-usd", f"{one * 4:.4f}"
+    )
     assert ok.code == 0 and "within budget" in ok.out

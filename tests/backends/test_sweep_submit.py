@@ -15,8 +15,7 @@ FAST = {"seconds_per_state": 0.05}
 
 
 def _sweep_spec(make_spec, name="sw", mock=None, **sweep):
-    sweep.setdefault("parameters", {"hyperparameters.learning_rate": [1e-4, 2e-4],
-                                    "hyperparameters.epochs": [1, 2]})
+    sweep.setdefault("parameters", {"hyperparameters.learning_rate": [1e-4, 2e-4], "hyperparameters.epochs": [1, 2]})
     return make_spec(name=name, model="phi-4-mini-instruct", mock=mock or FAST, sweep=sweep)
 
 
@@ -70,8 +69,9 @@ def test_an_invalid_trial_refuses_the_sweep_before_anything_is_submitted(run_cli
 
 def test_a_failing_trial_is_named_and_the_sweep_exits_1(run_cli, make_spec):
     oom = [{"kind": "job_error", "state": "Running", "error": "out_of_memory"}]
-    spec = _sweep_spec(make_spec, name="partial", parameters={"hyperparameters.learning_rate": [1e-4, 2e-4],
-                                                             "mock.faults": [[], oom]})
+    spec = _sweep_spec(
+        make_spec, name="partial", parameters={"hyperparameters.learning_rate": [1e-4, 2e-4], "mock.faults": [[], oom]}
+    )
     res, d = _submit(run_cli, spec)
     assert res.code == 0, res.text
     waited = run_cli("wait", d["sweep"], "--poll", "0.05", "--output", "json")
@@ -86,8 +86,12 @@ def test_a_failing_trial_is_named_and_the_sweep_exits_1(run_cli, make_spec):
 
 
 def test_cancel_of_a_whole_sweep(run_cli, make_spec):
-    spec = _sweep_spec(make_spec, name="stopme", mock={"seconds_per_state": 4},
-                       parameters={"hyperparameters.learning_rate": [1e-4, 2e-4, 3e-4]})
+    spec = _sweep_spec(
+        make_spec,
+        name="stopme",
+        mock={"seconds_per_state": 4},
+        parameters={"hyperparameters.learning_rate": [1e-4, 2e-4, 3e-4]},
+    )
     res, d = _submit(run_cli, spec)
     assert res.code == 0, res.text
     cancel = run_cli("cancel", d["sweep"], "--output", "json")
@@ -103,14 +107,20 @@ def test_submit_refuses_a_sweep_over_its_budget_before_anything_is_submitted(run
     from azft.state import submissions
 
     prices = str(Path(__file__).resolve().parents[2] / "examples" / "prices.yaml")
-    make_spec(name="pricey", model="phi-3-mini-4k-instruct", mock={"target": "maap", **FAST},
-              compute={"cluster": "gpu-a100", "instance_type": "Standard_NC24ads_A100_v4"},
-              sweep={"parameters": {"hyperparameters.learning_rate": [1e-4, 2e-4, 3e-4]}})
-    plan = json.loads(run_cli("plan", str(tmp_path / "pricey.yaml"), "--backend", "mock", "--prices", prices,
-                              "--output", "json").out)
+    make_spec(
+        name="pricey",
+        model="phi-3-mini-4k-instruct",
+        mock={"target": "maap", **FAST},
+        compute={"cluster": "gpu-a100", "instance_type": "Standard_NC24ads_A100_v4"},
+        sweep={"parameters": {"hyperparameters.learning_rate": [1e-4, 2e-4, 3e-4]}},
+    )
+    plan = json.loads(
+        run_cli("plan", str(tmp_path / "pricey.yaml"), "--backend", "mock", "--prices", prices, "--output", "json").out
+    )
     one = plan["trials"][0]["cost_usd"]
-    res = run_cli("submit", str(tmp_path / "pricey.yaml"), "--backend", "mock", "--prices", prices,
-                  "--max-usd", f"{one * 2:.4f}")
+    res = run_cli(
+        "submit", str(tmp_path / "pricey.yaml"), "--backend", "mock", "--prices", prices, "--max-usd", f"{one * 2:.4f}"
+    )
     assert res.code == 2, res.text
     text = " ".join(res.text.split())
     assert "over its budget" in text and "sum over 3 trials" in text and "nothing was uploaded or submitted" in text
@@ -123,14 +133,17 @@ def test_wait_cancels_trials_past_max_hours_on_a_controlled_clock(make_spec):
     from azft.sweep import plan_sweep
     from azft.sweep_run import lookup_record, submit_sweep, wait_sweep
 
-    spec = make_spec(name="slow", model="phi-4-mini-instruct", budget={"max_hours": 2},
-                     mock={"seconds_per_state": 4},
-                     sweep={"parameters": {"hyperparameters.learning_rate": [1e-4, 2e-4]}})
+    spec = make_spec(
+        name="slow",
+        model="phi-4-mini-instruct",
+        budget={"max_hours": 2},
+        mock={"seconds_per_state": 4},
+        sweep={"parameters": {"hyperparameters.learning_rate": [1e-4, 2e-4]}},
+    )
     result = submit_sweep(plan_sweep(load_spec(spec.source), "mock"), track=False)
     names = [t["job_name"] for t in result["trials"]]
     assert all(lookup_submission(n)["max_hours"] == 2 for n in names)
-    created = max(calendar.timegm(time.strptime(lookup_submission(n)["created"], "%Y-%m-%dT%H:%M:%SZ"))
-                  for n in names)
+    created = max(calendar.timegm(time.strptime(lookup_submission(n)["created"], "%Y-%m-%dT%H:%M:%SZ")) for n in names)
     record = lookup_record(result["sweep"])
     from azft.errors import JobCancelledError
 

@@ -17,12 +17,21 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-CHAT = [{"messages": [{"role": "user", "content": f"What is {i} plus {i}?"},
-                      {"role": "assistant", "content": f"{i + i}."}]} for i in range(10)]
-SPEC_WS = {"subscription_id": "5a5a5a5a-0000-4000-8000-00000000000a", "resource_group": "rg-spec",
-           "workspace": "ws-spec", "region": "eastus2"}
-ELSEWHERE = {"AZURE_SUBSCRIPTION_ID": "e1e1e1e1-0000-4000-8000-00000000000e", "AZURE_RESOURCE_GROUP": "rg-elsewhere",
-             "AZUREML_WORKSPACE_NAME": "ws-elsewhere"}
+CHAT = [
+    {"messages": [{"role": "user", "content": f"What is {i} plus {i}?"}, {"role": "assistant", "content": f"{i + i}."}]}
+    for i in range(10)
+]
+SPEC_WS = {
+    "subscription_id": "5a5a5a5a-0000-4000-8000-00000000000a",
+    "resource_group": "rg-spec",
+    "workspace": "ws-spec",
+    "region": "eastus2",
+}
+ELSEWHERE = {
+    "AZURE_SUBSCRIPTION_ID": "e1e1e1e1-0000-4000-8000-00000000000e",
+    "AZURE_RESOURCE_GROUP": "rg-elsewhere",
+    "AZUREML_WORKSPACE_NAME": "ws-elsewhere",
+}
 
 
 def _azft() -> list[str]:
@@ -31,8 +40,7 @@ def _azft() -> list[str]:
 
 
 def _clean_env(home: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("AZURE_", "AZUREML_", "AZFT_", "MLFLOW_"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AZURE_", "AZUREML_", "AZFT_", "MLFLOW_"))}
     env.update(AZFT_HOME=str(home), AZFT_CONFIG_DIR=str(home / "config"), CI="true", **extra)
     return env
 
@@ -40,8 +48,14 @@ def _clean_env(home: Path, **extra: str) -> dict[str, str]:
 def _write_spec(directory: Path, *, mock: dict | None = None, name: str = "ws-demo") -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in CHAT))
-    lines = [f"name: {name}", "model: phi-4-mini-instruct", "task: chat-completion", "data: {train: train.jsonl}",
-             "azure:", *[f"  {k}: {v}" for k, v in SPEC_WS.items()]]
+    lines = [
+        f"name: {name}",
+        "model: phi-4-mini-instruct",
+        "task: chat-completion",
+        "data: {train: train.jsonl}",
+        "azure:",
+        *[f"  {k}: {v}" for k, v in SPEC_WS.items()],
+    ]
     if mock:
         lines.append(f"mock: {json.dumps(mock)}")
     path = directory / "spec.yaml"
@@ -54,8 +68,10 @@ def _run(env: dict, cwd: Path, *args: str) -> subprocess.CompletedProcess:
 
 
 def _ws_path(ws: dict) -> str:
-    return (f"/subscriptions/{ws['subscription_id']}/resourceGroups/{ws['resource_group']}"
-            f"/providers/Microsoft.MachineLearningServices/workspaces/{ws['workspace']}")
+    return (
+        f"/subscriptions/{ws['subscription_id']}/resourceGroups/{ws['resource_group']}"
+        f"/providers/Microsoft.MachineLearningServices/workspaces/{ws['workspace']}"
+    )
 
 
 def test_plan_shows_the_workspace_a_submit_uses_and_where_each_value_came_from(tmp_path):
@@ -63,8 +79,16 @@ def test_plan_shows_the_workspace_a_submit_uses_and_where_each_value_came_from(t
     _write_spec(spec.parent)
     text = spec.read_text().replace("  resource_group: rg-spec\n", "").replace("  region: eastus2\n", "")
     spec.write_text(text)
-    (spec.parent / "config.json").write_text(json.dumps({"subscription_id": "cfg-sub", "resource_group": "rg-config",
-                                                         "workspace_name": "ws-config", "location": "westus"}))
+    (spec.parent / "config.json").write_text(
+        json.dumps(
+            {
+                "subscription_id": "cfg-sub",
+                "resource_group": "rg-config",
+                "workspace_name": "ws-config",
+                "location": "westus",
+            }
+        )
+    )
     env = _clean_env(tmp_path / "home", AZURE_LOCATION="eastus")
     res = _run(env, spec.parent, "plan", "spec.yaml", "--backend", "maas", "--output", "json")
     assert res.returncode == 0, res.stderr
@@ -114,9 +138,22 @@ def test_variables_naming_another_workspace_do_not_win_over_the_spec(tmp_path):
 @pytest.fixture
 def standalone_emulator(tmp_path):
     """`python -m azft.emulator` serving the spec's workspace, the way a user points azft at it."""
-    args = [sys.executable, "-m", "azft.emulator", "--json", "--ca-dir", str(tmp_path / "ca"),
-            "--seconds-per-state", "0.2", "--subscription-id", SPEC_WS["subscription_id"],
-            "--resource-group", SPEC_WS["resource_group"], "--workspace", SPEC_WS["workspace"]]
+    args = [
+        sys.executable,
+        "-m",
+        "azft.emulator",
+        "--json",
+        "--ca-dir",
+        str(tmp_path / "ca"),
+        "--seconds-per-state",
+        "0.2",
+        "--subscription-id",
+        SPEC_WS["subscription_id"],
+        "--resource-group",
+        SPEC_WS["resource_group"],
+        "--workspace",
+        SPEC_WS["workspace"],
+    ]
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, text=True, env=_clean_env(tmp_path / "emu-home"))
     try:
         info = json.loads(proc.stdout.readline())

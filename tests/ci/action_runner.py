@@ -29,8 +29,10 @@ import yaml
 #: The token the runner hands the action (github.token); the stub accepts only this one.
 TOKEN = "ghs_testtoken0123456789abcdefABCDEF0123"
 
-_TOKEN = re.compile(r"\s*(?:(?P<str>'(?:[^']|'')*')|(?P<num>-?\d+(?:\.\d+)?)|(?P<op>==|!=|&&|\|\||!|\(|\)|,)|"
-                    r"(?P<id>[A-Za-z_][\w-]*(?:\.[\w-]+|\[\s*'[^']*'\s*\])*))")
+_TOKEN = re.compile(
+    r"\s*(?:(?P<str>'(?:[^']|'')*')|(?P<num>-?\d+(?:\.\d+)?)|(?P<op>==|!=|&&|\|\||!|\(|\)|,)|"
+    r"(?P<id>[A-Za-z_][\w-]*(?:\.[\w-]+|\[\s*'[^']*'\s*\])*))"
+)
 
 
 class Expr:
@@ -53,7 +55,7 @@ class Expr:
     def value(self) -> Any:
         v = self._or()
         if self.i != len(self.toks):
-            raise ValueError(f"trailing tokens {self.toks[self.i:]}")
+            raise ValueError(f"trailing tokens {self.toks[self.i :]}")
         return v
 
     def _peek(self) -> tuple[str, str] | None:
@@ -172,8 +174,16 @@ class StepRecord:
 class ActionRunner:
     """Runs one job of a workflow whose steps use azft's action (``action_ref`` is resolved to ``action_dir``)."""
 
-    def __init__(self, workspace: Path, action_dir: Path, action_ref: str, temp: Path, env: dict,
-                 github: dict, vars_: dict | None = None):
+    def __init__(
+        self,
+        workspace: Path,
+        action_dir: Path,
+        action_ref: str,
+        temp: Path,
+        env: dict,
+        github: dict,
+        vars_: dict | None = None,
+    ):
         self.workspace, self.action_dir, self.action_ref = workspace, action_dir, action_ref
         self.temp, self.base_env, self.github, self.vars = temp, dict(env), github, vars_ or {}
         self.records: list[StepRecord] = []
@@ -187,8 +197,14 @@ class ActionRunner:
         doc = yaml.safe_load(workflow.read_text())
         wf_env = doc.get("env") or {}
         jdoc = doc["jobs"][job]
-        ctx = {"github": self.github, "vars": self.vars, "env": dict(wf_env), "runner": self._runner(),
-               "steps": {}, "inputs": {}}
+        ctx = {
+            "github": self.github,
+            "vars": self.vars,
+            "env": dict(wf_env),
+            "runner": self._runner(),
+            "steps": {},
+            "inputs": {},
+        }
         ctx["env"].update({k: interpolate(v, ctx, self.status) for k, v in (jdoc.get("env") or {}).items()})
         outputs: dict = {}
         for step in jdoc["steps"]:
@@ -210,8 +226,14 @@ class ActionRunner:
         inputs = {k: str(with_.get(k, v.get("default", ""))) for k, v in action["inputs"].items()}
         unknown = set(with_) - set(inputs)
         assert not unknown, f"the action has no input(s) {unknown}"
-        ctx = {"github": self.github, "vars": self.vars, "env": dict(job_env), "runner": self._runner(),
-               "steps": {}, "inputs": {}}
+        ctx = {
+            "github": self.github,
+            "vars": self.vars,
+            "env": dict(job_env),
+            "runner": self._runner(),
+            "steps": {},
+            "inputs": {},
+        }
         inputs = {k: str(interpolate(v, ctx, self.status)) for k, v in inputs.items()}
         ctx["inputs"] = inputs
         Path(ctx["runner"]["temp"]).mkdir(parents=True, exist_ok=True)
@@ -247,8 +269,9 @@ class ActionRunner:
             for line in str(with_["path"]).splitlines():
                 src = Path(line.strip())
                 if src.is_dir():
-                    shutil.copytree(src, dest, dirs_exist_ok=True,
-                                    ignore=None if hidden else shutil.ignore_patterns(".*"))
+                    shutil.copytree(
+                        src, dest, dirs_exist_ok=True, ignore=None if hidden else shutil.ignore_patterns(".*")
+                    )
         self.records.append(rec)
 
     def _run(self, step: dict, ctx: dict, name: str) -> None:
@@ -258,18 +281,30 @@ class ActionRunner:
             f.write_text("")
         env = {**self.base_env, **{k: str(v) for k, v in ctx["env"].items()}}
         env.update({k: str(interpolate(v, ctx, self.status)) for k, v in (step.get("env") or {}).items()})
-        env.update(GITHUB_OUTPUT=str(out_file), GITHUB_ENV=str(env_file), GITHUB_STEP_SUMMARY=str(self.summary),
-                   GITHUB_ACTION_PATH=str(self.action_dir), RUNNER_TEMP=ctx["runner"]["temp"],
-                   GITHUB_WORKSPACE=str(self.workspace), GITHUB_EVENT_NAME=str(self.github.get("event_name")))
-        proc = subprocess.run(["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", step["run"]],
-                              cwd=self.workspace, env=env, capture_output=True, text=True, timeout=600, check=False)
+        env.update(
+            GITHUB_OUTPUT=str(out_file),
+            GITHUB_ENV=str(env_file),
+            GITHUB_STEP_SUMMARY=str(self.summary),
+            GITHUB_ACTION_PATH=str(self.action_dir),
+            RUNNER_TEMP=ctx["runner"]["temp"],
+            GITHUB_WORKSPACE=str(self.workspace),
+            GITHUB_EVENT_NAME=str(self.github.get("event_name")),
+        )
+        proc = subprocess.run(
+            ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", step["run"]],
+            cwd=self.workspace,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
         self.records.append(StepRecord(name, True, proc.returncode, proc.stdout, proc.stderr))
         if proc.returncode != 0:
             self.status["failed"] = True
         outputs = dict(line.split("=", 1) for line in out_file.read_text().splitlines() if "=" in line)
         if step.get("id"):
-            ctx["steps"][step["id"]] = {"outputs": outputs,
-                                        "outcome": "failure" if proc.returncode else "success"}
+            ctx["steps"][step["id"]] = {"outputs": outputs, "outcome": "failure" if proc.returncode else "success"}
         self.extra_env.update(line.split("=", 1) for line in env_file.read_text().splitlines() if "=" in line)
 
     def record(self, name: str) -> StepRecord:
@@ -307,8 +342,11 @@ class GitHubStub:
                 if method == "GET" and path == "/repos/acme/bots/issues/7/comments":
                     return self._reply(200, stub.comments if "page=1" in self.path else [])
                 if method == "POST" and path == "/repos/acme/bots/issues/7/comments":
-                    c = {"id": 100 + len(stub.comments), "body": self._body()["body"],
-                         "html_url": f"https://github.example/acme/bots/pull/7#c{len(stub.comments)}"}
+                    c = {
+                        "id": 100 + len(stub.comments),
+                        "body": self._body()["body"],
+                        "html_url": f"https://github.example/acme/bots/pull/7#c{len(stub.comments)}",
+                    }
                     stub.comments.append(c)
                     return self._reply(201, c)
                 if method == "PATCH" and path.startswith("/repos/acme/bots/issues/comments/"):

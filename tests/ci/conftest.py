@@ -106,6 +106,10 @@ def runner_env(tmp_path, azft_dist) -> dict:
     fresh = fresh_env(tmp_path / "machine")
     env = dict(fresh["env"])
     env.pop("AZFT_HOME", None)
-    env.update(PIP_FIND_LINKS=str(index), GITHUB_REPOSITORY="acme/bots", GITHUB_SERVER_URL="https://github.example",
-               GITHUB_RUN_ID="42")
+    env.update(
+        PIP_FIND_LINKS=str(index),
+        GITHUB_REPOSITORY="acme/bots",
+        GITHUB_SERVER_URL="https://github.example",
+        GITHUB_RUN_ID="42",
+    )
     return env

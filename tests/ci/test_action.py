@@ -91,9 +91,18 @@ def _runner(tmp_path: Path, name: str, repo: Path, env: dict, github: dict, stub
 
 
 def _pull_request(base_sha: str) -> dict:
-    return {"event_name": "pull_request", "ref": "refs/pull/7/merge", "run_id": "42", "run_attempt": "1",
-            "job": "finetune", "event": {"number": 7, "pull_request": {"number": 7, "base": {"sha": base_sha}},
-                                         "repository": {"default_branch": "main"}}}
+    return {
+        "event_name": "pull_request",
+        "ref": "refs/pull/7/merge",
+        "run_id": "42",
+        "run_attempt": "1",
+        "job": "finetune",
+        "event": {
+            "number": 7,
+            "pull_request": {"number": 7, "base": {"sha": base_sha}},
+            "repository": {"default_branch": "main"},
+        },
+    }
 
 
 def test_the_action_reviews_pull_requests_and_submits_on_main(tmp_path, user_repo, runner_env):
@@ -135,14 +144,22 @@ def test_the_action_reviews_pull_requests_and_submits_on_main(tmp_path, user_rep
     assert outputs["count"] == "2"
     assert len(stub.comments) == 2 and ("PATCH", "/repos/acme/bots/issues/comments/100") in stub.calls
     assert sorted(c["body"].splitlines()[0] for c in stub.comments) == [
-        "<!-- azft-plan:specs_mock_faq_bot -->", "<!-- azft-plan:specs_mock_support_bot -->"]
+        "<!-- azft-plan:specs_mock_faq_bot -->",
+        "<!-- azft-plan:specs_mock_support_bot -->",
+    ]
     assert all("no base revision" in c["body"] for c in stub.comments)
 
     # --- merged to main: submit with the same action, wait, keep the whole run record ---------------------------
     _git(repo, "checkout", "-q", "main")
     _git(repo, "merge", "-q", "--ff-only", "tune-lr")
-    push = {"event_name": "push", "ref": "refs/heads/main", "run_id": "43", "run_attempt": "1", "job": "finetune",
-            "event": {"before": user_repo["base"], "repository": {"default_branch": "main"}}}
+    push = {
+        "event_name": "push",
+        "ref": "refs/heads/main",
+        "run_id": "43",
+        "run_attempt": "1",
+        "job": "finetune",
+        "event": {"before": user_repo["base"], "repository": {"default_branch": "main"}},
+    }
     run = _runner(tmp_path, "main", repo, runner_env, push, stub)
     outputs = run.run_job(workflow, "finetune")
     failed = [r for r in run.records if r.ran and r.code]

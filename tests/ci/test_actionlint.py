@@ -29,9 +29,23 @@ def _tool(name: str) -> str:
 
 
 def _lint(paths: list[Path], cwd: Path = ROOT) -> None:
-    proc = subprocess.run([_tool("actionlint"), "-no-color", "-oneline", "-shellcheck", _tool("shellcheck"),
-                           "-pyflakes", "", *map(str, paths)], cwd=cwd, capture_output=True, text=True,
-                          timeout=120, check=False)
+    proc = subprocess.run(
+        [
+            _tool("actionlint"),
+            "-no-color",
+            "-oneline",
+            "-shellcheck",
+            _tool("shellcheck"),
+            "-pyflakes",
+            "",
+            *map(str, paths),
+        ],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
@@ -45,10 +59,15 @@ def test_composite_action_steps(tmp_path):
     assert action["runs"]["using"] == "composite"
     for step in action["runs"]["steps"]:
         assert "uses" in step or step.get("shell") == "bash", f"{step.get('name')}: composite run steps need a shell"
-    inputs = {name: {"type": "string", "required": False, "default": str(spec.get("default", ""))}
-              for name, spec in action["inputs"].items()}
-    wf = {"name": "action", "on": {"workflow_call": {"inputs": inputs}},
-          "jobs": {"action": {"runs-on": "ubuntu-latest", "steps": action["runs"]["steps"]}}}
+    inputs = {
+        name: {"type": "string", "required": False, "default": str(spec.get("default", ""))}
+        for name, spec in action["inputs"].items()
+    }
+    wf = {
+        "name": "action",
+        "on": {"workflow_call": {"inputs": inputs}},
+        "jobs": {"action": {"runs-on": "ubuntu-latest", "steps": action["runs"]["steps"]}},
+    }
     (tmp_path / ".github" / "workflows").mkdir(parents=True)
     path = tmp_path / ".github" / "workflows" / "action-steps.yml"
     path.write_text(yaml.safe_dump(wf, sort_keys=False))

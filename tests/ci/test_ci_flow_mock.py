@@ -75,8 +75,12 @@ def test_mock_flow_validate_plan_submit_wait_results(run_cli):
 
 
 def test_failed_job_exits_1_with_the_azure_error_code(run_cli, tmp_path):
-    spec = _variant(tmp_path, "quota-bot", seconds_per_state=0.2,
-                    faults=[{"kind": "job_error", "state": "Running", "error": "quota_exceeded"}])
+    spec = _variant(
+        tmp_path,
+        "quota-bot",
+        seconds_per_state=0.2,
+        faults=[{"kind": "job_error", "state": "Running", "error": "quota_exceeded"}],
+    )
     res = run_cli("submit", str(spec), "--backend", "mock", "--output", "json")
     assert res.code == 0, res.text
     job_name = _json(res)["job_name"]
@@ -106,8 +110,13 @@ def test_wait_timeout_exits_3_and_the_job_can_be_cancelled(run_cli, tmp_path):
 
 
 def _git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@x", *args], cwd=repo, check=True,
-                          capture_output=True, text=True).stdout.strip()
+    return subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@x", *args],
+        cwd=repo,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
 
 
 def test_workflow_steps_run_the_mock_flow(tmp_path):
@@ -127,8 +136,15 @@ def test_workflow_steps_run_the_mock_flow(tmp_path):
     env = fresh_env(tmp_path / "machine")["env"]
     env.pop("AZFT_HOME", None)
     env.pop("PIP_NO_INDEX", None)  # `azft-version: source` builds the working tree; pip fetches setuptools for it
-    github = {"event_name": "push", "ref": "refs/heads/main", "run_id": "7", "run_attempt": "1", "job": "submit",
-              "token": "", "event": {"before": before, "repository": {"default_branch": "main"}}}
+    github = {
+        "event_name": "push",
+        "ref": "refs/heads/main",
+        "run_id": "7",
+        "run_attempt": "1",
+        "job": "submit",
+        "token": "",
+        "event": {"before": before, "repository": {"default_branch": "main"}},
+    }
     temp = tmp_path / "runner"
     temp.mkdir()
     run = ActionRunner(clone, clone, "./", temp, env, github)

@@ -21,8 +21,13 @@ data:
 
 
 def git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.com", *args], cwd=repo,
-                          check=True, capture_output=True, text=True).stdout.strip()
+    return subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", *args],
+        cwd=repo,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
 
 
 @pytest.fixture
@@ -32,8 +37,9 @@ def repo(tmp_path) -> Path:
     (r / "data").mkdir()
     (r / "data" / "train.jsonl").write_text('{"messages": []}\n')
     (r / "specs" / "maas" / "bot.yaml").write_text(SPEC.format(comment="", name="bot", train="../../data/train.jsonl"))
-    (r / "specs" / "pinned.yaml").write_text(SPEC.format(comment="# azft-backend: mock\n", name="pinned",
-                                                         train="azureml://datastores/x/paths/t.jsonl"))
+    (r / "specs" / "pinned.yaml").write_text(
+        SPEC.format(comment="# azft-backend: mock\n", name="pinned", train="azureml://datastores/x/paths/t.jsonl")
+    )
     (r / "specs" / "plain.yml").write_text(SPEC.format(comment="", name="plain", train="t.jsonl"))
     (r / "specs" / "prices.yaml").write_text("skus: {Standard_NC24ads_A100_v4: {price_per_hour: 3.67}}\n")
     git(r, "init", "-q", "-b", "main")
@@ -64,8 +70,9 @@ def test_only_changed_specs_including_through_their_data(run_ci, repo, clean_ci_
     base = git(repo, "rev-parse", "HEAD")
     assert _specs(run_ci, repo, "--base", base)["specs"] == []
     (repo / "data" / "train.jsonl").write_text('{"messages": [{"role": "user", "content": "hi"}]}\n')
-    (repo / "specs" / "plain.yml").write_text(SPEC.format(comment="# azft-backend: local\n", name="plain",
-                                                          train="t.jsonl"))
+    (repo / "specs" / "plain.yml").write_text(
+        SPEC.format(comment="# azft-backend: local\n", name="plain", train="t.jsonl")
+    )
     git(repo, "commit", "-qam", "change data and a spec")
     got = _specs(run_ci, repo, "--base", base, "--submit-backends", "mock,maas")
     rows = {s["spec"]: (s["backend"], s["submit"], s["changed"]) for s in got["specs"]}
@@ -86,8 +93,9 @@ def test_github_outputs_are_matrices(run_ci, repo, clean_ci_env, tmp_path):
     assert values["count"] == "3" and values["submit_count"] == "1"
     plan = json.loads(values["plan_matrix"])["include"]
     assert [e["spec"] for e in plan] == ["specs/maas/bot.yaml", "specs/pinned.yaml", "specs/plain.yml"]
-    assert json.loads(values["submit_matrix"]) == {"include": [
-        {"spec": "specs/pinned.yaml", "key": "specs_pinned", "backend": "mock", "submit": True}]}
+    assert json.loads(values["submit_matrix"]) == {
+        "include": [{"spec": "specs/pinned.yaml", "key": "specs_pinned", "backend": "mock", "submit": True}]
+    }
 
 
 def test_azure_devops_output_variables(run_ci, repo, clean_ci_env):
@@ -148,8 +156,16 @@ def test_summary_of_a_refused_plan_and_an_invalid_spec(run_cli, run_ci, tmp_path
     summary = tmp_path / "summary.md"
     clean_ci_env.setenv("GITHUB_STEP_SUMMARY", str(summary))
 
-    res = run_ci("summary", "examples/phi3-mini.yaml", "--backend", "maas", "--plan", str(refused),
-                 "--submit", str(tmp_path / "never-ran.json"))
+    res = run_ci(
+        "summary",
+        "examples/phi3-mini.yaml",
+        "--backend",
+        "maas",
+        "--plan",
+        str(refused),
+        "--submit",
+        str(tmp_path / "never-ran.json"),
+    )
     assert res.code == 0, res.err
     res = run_ci("summary", str(bad), "--validate", str(invalid))
     assert res.code == 0, res.err
@@ -163,8 +179,16 @@ def test_summary_of_a_refused_plan_and_an_invalid_spec(run_cli, run_ci, tmp_path
 
 def test_summary_never_shows_a_secret(run_ci, tmp_path, clean_ci_env):
     sas = "https://acct.blob.core.windows.net/c/t.jsonl?sv=2024-01-01&sig=abcdefghijklmnop1234567890%3D"
-    failed = {"name": "bot-1", "backend": "maas", "status": "Failed", "error_code": "UserError",
-              "error": f"could not read {sas}", "outputs": {}, "metrics": {}, "extra": {"client_secret": "hunter2"}}
+    failed = {
+        "name": "bot-1",
+        "backend": "maas",
+        "status": "Failed",
+        "error_code": "UserError",
+        "error": f"could not read {sas}",
+        "outputs": {},
+        "metrics": {},
+        "extra": {"client_secret": "hunter2"},
+    }
     path = tmp_path / "submit.json"
     path.write_text(json.dumps(failed))
     res = run_ci("summary", "specs/bot.yaml", "--submit", str(path), "--out", "-")

@@ -18,8 +18,9 @@ def test_ci_steps_print_one_json_document(run_cli, tmp_path, monkeypatch):
     repo = tmp_path / "repo"
     (repo / "specs").mkdir(parents=True)
     shutil.copytree(EXAMPLES / "data", repo / "specs" / "data")
-    (repo / "specs" / "bot.yaml").write_text("# azft-backend: local\nname: bot\nmodel: tiny-phi3\n"
-                                             "data: {train: data/chat_train.jsonl}\n")
+    (repo / "specs" / "bot.yaml").write_text(
+        "# azft-backend: local\nname: bot\nmodel: tiny-phi3\ndata: {train: data/chat_train.jsonl}\n"
+    )
     _git(repo, "init", "-q")
     _git(repo, "-c", "user.email=a@b.c", "-c", "user.name=a", "add", ".")
     _git(repo, "-c", "user.email=a@b.c", "-c", "user.name=a", "commit", "-qm", "spec")
@@ -30,14 +31,18 @@ def test_ci_steps_print_one_json_document(run_cli, tmp_path, monkeypatch):
     res = run_cli("ci", "review", "--specs", "sel.json", "--out", "out", "--output", "json")
     assert res.code == 0, res.text
     doc = json.loads(res.out)
-    assert doc == {"exit_code": 0, "specs": [{"spec": "specs/bot.yaml", "backend": "local", "exit_code": 0,
-                                             "skipped": False}]}
+    assert doc == {
+        "exit_code": 0,
+        "specs": [{"spec": "specs/bot.yaml", "backend": "local", "exit_code": 0, "skipped": False}],
+    }
     assert list((repo / "out").glob("*/plan.json"))  # the files are written either way
 
     res = run_cli("ci", "plan-diff", "specs/bot.yaml", "--backend", "local", "--base", "HEAD", "--output", "json")
     assert res.code == 0, res.text
     diff = json.loads(res.out)
-    assert diff["spec"] == "specs/bot.yaml" and diff["base"] == "HEAD" and isinstance(diff["diff"], str) and diff["note"]
+    assert (
+        diff["spec"] == "specs/bot.yaml" and diff["base"] == "HEAD" and isinstance(diff["diff"], str) and diff["note"]
+    )
 
     res = run_cli("ci", "cancel", "--specs", "sel.json", "--out", "out", "--output", "json")
     assert res.code == 0 and json.loads(res.out) == {"exit_code": 0, "cancelled": []}

@@ -13,8 +13,9 @@ from tests.ci.conftest import MOCK_SPEC
 
 
 def _git(repo: Path, *args: str) -> None:
-    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@x", *args], cwd=repo, check=True,
-                   capture_output=True)
+    subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@x", *args], cwd=repo, check=True, capture_output=True
+    )
 
 
 def test_timed_out_submit_then_cancel(run_ci, tmp_path, clean_ci_env):
@@ -74,8 +75,9 @@ def test_failed_job_runs_again_only_with_retry(run_ci, tmp_path, clean_ci_env):
     assert run_ci("specs", "--repo", str(repo), "--all", "--save", str(selection)).code == 0
     res = run_ci("submit", "--specs", str(selection), "--out", str(out), "--timeout", "60", "--repo", str(repo))
     assert res.code == 1, res.text
-    res = run_ci("submit", "--specs", str(selection), "--out", str(out), "--timeout", "60", "--repo", str(repo),
-                 "--retry")
+    res = run_ci(
+        "submit", "--specs", str(selection), "--out", str(out), "--timeout", "60", "--repo", str(repo), "--retry"
+    )
     assert res.code == 0, res.text
     submitted = json.loads((out / "specs_mock_flaky" / "submit.json").read_text())
     assert submitted["name"] == f"{first.name}-retry2" and submitted["status"] == "Completed"

@@ -118,8 +118,9 @@ def test_action_installs_azft_by_version_and_keeps_the_whole_run_record(action):
     steps = {s.get("name") or s["uses"]: s for s in action["runs"]["steps"]}
     install = steps["Install azft"]["run"]
     assert "pip install ." not in install and 'req="azft==$want"' in install
-    assert not any(str(s.get("with", {}).get("cache", "")) for s in action["runs"]["steps"]), \
+    assert not any(str(s.get("with", {}).get("cache", "")) for s in action["runs"]["steps"]), (
         "setup-python's cache needs a requirements file a specs-only repository does not have"
+    )
     cache = steps["Cache pip downloads and tokenizers"]["with"]["path"]
     assert "~/.cache/pip" in cache and "~/.cache/huggingface" in cache
     upload = steps["Keep the run record"]
@@ -185,10 +186,10 @@ def test_every_azft_command_and_option_exists(doc_name, run_cli):
             assert res.code == 0, f"{where}: `azft {args[0]}`: exit {res.code}: {res.text}"
             continue
         path, options = _command_path(args)
-        assert path, (
-            f"{where}: `azft {' '.join(args)}`: {args[0]!r} is not an azft command"
-            + (" — wire it: add \"ci\": (\"azft.ci_summary:ci\", ...) to the lazy groups in azft/cli.py"
-               if args[0] == "ci" else "")
+        assert path, f"{where}: `azft {' '.join(args)}`: {args[0]!r} is not an azft command" + (
+            ' — wire it: add "ci": ("azft.ci_summary:ci", ...) to the lazy groups in azft/cli.py'
+            if args[0] == "ci"
+            else ""
         )
         key = tuple(path)
         if key not in checked:
@@ -197,7 +198,8 @@ def test_every_azft_command_and_option_exists(doc_name, run_cli):
             checked[key] = res.out
         for opt in options:
             assert re.search(rf"(?<![\w-]){re.escape(opt)}(?![\w-])", checked[key]), (
-                f"{where}: `azft {' '.join(path)}` has no option {opt}")
+                f"{where}: `azft {' '.join(path)}` has no option {opt}"
+            )
 
 
 def test_azure_devops_installs_by_version_and_keeps_the_run_record(pipeline):

@@ -26,13 +26,23 @@ def build_tokenizer_dir(path: Path, *, with_template: bool = True) -> Path:
     tok = Tokenizer(models.BPE(unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=SPECIALS,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=400,
+        special_tokens=SPECIALS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
     tok.train_from_iterator(CORPUS, trainer=trainer)
     path.mkdir(parents=True, exist_ok=True)
     tok.save(str(path / "tokenizer.json"))
-    cfg = {"tokenizer_class": "PreTrainedTokenizerFast", "bos_token": "<s>", "eos_token": "<|endoftext|>",
-           "unk_token": "<unk>", "pad_token": "<|endoftext|>", "model_max_length": 4096}
+    cfg = {
+        "tokenizer_class": "PreTrainedTokenizerFast",
+        "bos_token": "<s>",
+        "eos_token": "<|endoftext|>",
+        "unk_token": "<unk>",
+        "pad_token": "<|endoftext|>",
+        "model_max_length": 4096,
+    }
     if with_template:
         cfg["chat_template"] = PHI3_CHAT_TEMPLATE
     (path / "tokenizer_config.json").write_text(json.dumps(cfg))

@@ -30,25 +30,46 @@ CHAT_CORPUS = [
     ([{"messages": "hi"}, {"messages": []}], [(1, "wrong-type"), (2, "empty-value")], []),
     ([chat(("user", "hi"))], [(1, "no-assistant")], []),
     ([chat(("user", "hi"), ("assistant", "a"), ("user", "more?"))], [(1, "last-not-assistant")], []),
-    ([chat(("assistant", "I start"), ("user", "hm")), chat(("user", "u"), ("system", "late"), ("assistant", "a"))],
-     [(1, "last-not-assistant"), (1, "role-order"), (2, "role-order")], []),
+    (
+        [chat(("assistant", "I start"), ("user", "hm")), chat(("user", "u"), ("system", "late"), ("assistant", "a"))],
+        [(1, "last-not-assistant"), (1, "role-order"), (2, "role-order")],
+        [],
+    ),
     ([chat(("user", "hi"), ("bot", "hey"), ("assistant", "a"))], [(1, "unknown-role")], []),
-    ([chat(("user", ""), ("assistant", "a")), chat(("user", "  \n"), ("assistant", "a"))],
-     [(1, "empty-value"), (2, "empty-value")], []),
-    ([{"messages": [{"role": "user", "content": ["part"]}, {"role": "assistant", "content": "a"}]},
-      {"messages": [{"role": "user"}, {"role": "assistant", "content": None}]},
-      {"messages": [{"content": "x"}, {"role": "assistant", "content": "a"}]},
-      {"messages": ["user: hi", {"role": "assistant", "content": "a"}]}],
-     [(1, "wrong-type"), (2, "missing-field"), (2, "wrong-type"), (3, "missing-field"), (4, "wrong-type")], []),
+    (
+        [chat(("user", ""), ("assistant", "a")), chat(("user", "  \n"), ("assistant", "a"))],
+        [(1, "empty-value"), (2, "empty-value")],
+        [],
+    ),
+    (
+        [
+            {"messages": [{"role": "user", "content": ["part"]}, {"role": "assistant", "content": "a"}]},
+            {"messages": [{"role": "user"}, {"role": "assistant", "content": None}]},
+            {"messages": [{"content": "x"}, {"role": "assistant", "content": "a"}]},
+            {"messages": ["user: hi", {"role": "assistant", "content": "a"}]},
+        ],
+        [(1, "wrong-type"), (2, "missing-field"), (2, "wrong-type"), (3, "missing-field"), (4, "wrong-type")],
+        [],
+    ),
     ([chat(("user", "hi"), ("user", "again"), ("assistant", "a"))], [], [(1, "role-order")]),
-    ([{"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a", "weight": 0}]},
-      {"messages": [{"role": "user", "content": "q", "weight": 1}, {"role": "assistant", "content": "b"}]},
-      {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "c", "weight": 0.5}]},
-      {"messages": [{"role": "user", "content": "q", "name": 7}, {"role": "assistant", "content": "d"}]}],
-     [(1, "invalid-weight"), (2, "invalid-weight"), (3, "invalid-weight"), (4, "wrong-type")], []),
-    ([{**GOOD, "id": 3}, {"messages": [{"role": "user", "content": "q", "tool_calls": []},
-                                       {"role": "assistant", "content": "a"}]}],
-     [], [(1, "unknown-field"), (2, "unknown-field")]),
+    (
+        [
+            {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a", "weight": 0}]},
+            {"messages": [{"role": "user", "content": "q", "weight": 1}, {"role": "assistant", "content": "b"}]},
+            {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "c", "weight": 0.5}]},
+            {"messages": [{"role": "user", "content": "q", "name": 7}, {"role": "assistant", "content": "d"}]},
+        ],
+        [(1, "invalid-weight"), (2, "invalid-weight"), (3, "invalid-weight"), (4, "wrong-type")],
+        [],
+    ),
+    (
+        [
+            {**GOOD, "id": 3},
+            {"messages": [{"role": "user", "content": "q", "tool_calls": []}, {"role": "assistant", "content": "a"}]},
+        ],
+        [],
+        [(1, "unknown-field"), (2, "unknown-field")],
+    ),
 ]
 
 
@@ -102,7 +123,11 @@ def test_blank_lines_at_end_are_reported(write):
 
 
 def test_large_integers_and_nan(write):
-    big = '{"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}], "n": 1' + "0" * 30 + "}"
+    big = (
+        '{"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}], "n": 1'
+        + "0" * 30
+        + "}"
+    )
     report = check_file(write([big, '{"messages": NaN}']))
     assert errors(report) == [(2, "invalid-json")]
     assert warnings(report) == [(1, "unknown-field")]
@@ -162,29 +187,71 @@ def test_problem_storage_is_capped_but_counts_are_complete(write):
 # ------------------------------------------------------------------------------------------ other tasks
 
 TASK_CORPUS = [
-    ("text-generation", [{"prompt": "p", "completion": "c"}, {"prompt": "p"}, {"prompt": 1, "completion": "c"},
-                         {"prompt": "", "completion": "c2"}, {"prompt": "p", "completion": " "}],
-     [(2, "missing-field"), (3, "wrong-type"), (5, "empty-value")], [(4, "empty-value")]),
-    ("text-classification", [{"text": "good", "label": "pos"}, {"text": "bad", "label": 0}, {"text": "x"},
-                             {"text": "y", "label": [1]}, {"sentence": "z", "label": "neg"}],
-     [(3, "missing-field"), (4, "wrong-type")], []),
-    ("token-classification", [{"tokens": ["New", "York"], "tags": ["B-LOC", "I-LOC"]},
-                              {"tokens": ["a", "b"], "ner_tags": [0]}, {"tokens": "a b", "tags": []},
-                              {"tokens": ["a"]}, {"tokens": ["a", 3], "tags": [0, 0]}],
-     [(2, "length-mismatch"), (3, "wrong-type"), (4, "missing-field"), (5, "wrong-type")], []),
-    ("translation", [{"source": "Hello", "target": "Bonjour"}, {"source": "Hi"}, {"src": "a", "target": "b"}],
-     [(2, "missing-field"), (3, "missing-field")], [(3, "unknown-field")]),
-    ("question-answering", [{"question": "Where?", "context": "In Paris.", "answer": "Paris"},
-                            {"question": "Where?", "context": "In Paris.", "answer": "Rome"},
-                            {"question": "Q", "context": "abc def",
-                             "answers": {"text": ["def"], "answer_start": [4]}},
-                            {"question": "Q", "context": "abc def",
-                             "answers": {"text": ["def"], "answer_start": [0]}},
-                            {"question": "Q", "context": "abc"}],
-     [(2, "answer-not-in-context"), (4, "answer-not-in-context"), (5, "missing-field")], []),
-    ("summarization", [{"document": "long text", "summary": "short"}, {"article": "a", "highlights": "h"},
-                       {"document": "d", "summary": ""}, {"document": None, "summary": "s"}],
-     [(3, "empty-value"), (4, "wrong-type")], []),
+    (
+        "text-generation",
+        [
+            {"prompt": "p", "completion": "c"},
+            {"prompt": "p"},
+            {"prompt": 1, "completion": "c"},
+            {"prompt": "", "completion": "c2"},
+            {"prompt": "p", "completion": " "},
+        ],
+        [(2, "missing-field"), (3, "wrong-type"), (5, "empty-value")],
+        [(4, "empty-value")],
+    ),
+    (
+        "text-classification",
+        [
+            {"text": "good", "label": "pos"},
+            {"text": "bad", "label": 0},
+            {"text": "x"},
+            {"text": "y", "label": [1]},
+            {"sentence": "z", "label": "neg"},
+        ],
+        [(3, "missing-field"), (4, "wrong-type")],
+        [],
+    ),
+    (
+        "token-classification",
+        [
+            {"tokens": ["New", "York"], "tags": ["B-LOC", "I-LOC"]},
+            {"tokens": ["a", "b"], "ner_tags": [0]},
+            {"tokens": "a b", "tags": []},
+            {"tokens": ["a"]},
+            {"tokens": ["a", 3], "tags": [0, 0]},
+        ],
+        [(2, "length-mismatch"), (3, "wrong-type"), (4, "missing-field"), (5, "wrong-type")],
+        [],
+    ),
+    (
+        "translation",
+        [{"source": "Hello", "target": "Bonjour"}, {"source": "Hi"}, {"src": "a", "target": "b"}],
+        [(2, "missing-field"), (3, "missing-field")],
+        [(3, "unknown-field")],
+    ),
+    (
+        "question-answering",
+        [
+            {"question": "Where?", "context": "In Paris.", "answer": "Paris"},
+            {"question": "Where?", "context": "In Paris.", "answer": "Rome"},
+            {"question": "Q", "context": "abc def", "answers": {"text": ["def"], "answer_start": [4]}},
+            {"question": "Q", "context": "abc def", "answers": {"text": ["def"], "answer_start": [0]}},
+            {"question": "Q", "context": "abc"},
+        ],
+        [(2, "answer-not-in-context"), (4, "answer-not-in-context"), (5, "missing-field")],
+        [],
+    ),
+    (
+        "summarization",
+        [
+            {"document": "long text", "summary": "short"},
+            {"article": "a", "highlights": "h"},
+            {"document": "d", "summary": ""},
+            {"document": None, "summary": "s"},
+        ],
+        [(3, "empty-value"), (4, "wrong-type")],
+        [],
+    ),
 ]
 
 
@@ -253,11 +320,14 @@ def test_two_workers_give_the_same_report_as_one(write, monkeypatch):
     double = check_file(p, workers=2)
     assert double.stats.workers == 2
     assert [(x.line, x.kind) for x in double.errors] == [(x.line, x.kind) for x in single.errors]
-    assert [(x.line, x.kind, x.message) for x in double.warnings] == [(x.line, x.kind, x.message) for x in
-                                                                       single.warnings]
+    assert [(x.line, x.kind, x.message) for x in double.warnings] == [
+        (x.line, x.kind, x.message) for x in single.warnings
+    ]
     assert double.error_counts == single.error_counts
-    assert double.stats.to_dict() | {"elapsed_s": 0, "workers": 0} == single.stats.to_dict() | {"elapsed_s": 0,
-                                                                                               "workers": 0}
+    assert double.stats.to_dict() | {"elapsed_s": 0, "workers": 0} == single.stats.to_dict() | {
+        "elapsed_s": 0,
+        "workers": 0,
+    }
 
 
 def test_small_chunks_split_lines_correctly(write):

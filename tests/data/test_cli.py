@@ -33,8 +33,14 @@ def test_check_json_output(write):
     assert res.exit_code == 2
     d = json.loads(res.output)
     assert d["ok"] is False and d["error_counts"] == {"empty-value": 1}
-    assert d["errors"][0] == {"message": "'content' is empty", "file": str(bad), "line": 2,
-                              "field": "messages[1].content", "severity": "error", "kind": "empty-value"}
+    assert d["errors"][0] == {
+        "message": "'content' is empty",
+        "file": str(bad),
+        "line": 2,
+        "field": "messages[1].content",
+        "severity": "error",
+        "kind": "empty-value",
+    }
     assert d["stats"]["context_length"] == 8 and d["warning_counts"]["too-long"] == 1
 
 

@@ -19,8 +19,9 @@ def run(*args):
 
 
 def jsonl(path: Path, rows: list) -> Path:
-    path.write_text("".join((r if isinstance(r, str) else json.dumps(r, ensure_ascii=False)) + "\n" for r in rows),
-                    encoding="utf-8")
+    path.write_text(
+        "".join((r if isinstance(r, str) else json.dumps(r, ensure_ascii=False)) + "\n" for r in rows), encoding="utf-8"
+    )
     return path
 
 
@@ -36,48 +37,112 @@ def passes_check(path: Path, task: str) -> None:
 # ------------------------------------------------------------------------------------------------ samples
 
 ALPACA = [
-    {"instruction": "Give three tips for staying healthy.", "input": "",
-     "output": "1. Eat a balanced diet.\n2. Exercise.\n3. Sleep well."},
+    {
+        "instruction": "Give three tips for staying healthy.",
+        "input": "",
+        "output": "1. Eat a balanced diet.\n2. Exercise.\n3. Sleep well.",
+    },
     {"instruction": "Translate to French.", "input": "Good morning, Zoë!", "output": "Bonjour, Zoë !"},
-    {"instruction": "Summarize", "input": "東京は日本の首都です。", "output": "東京は首都。", "system": "Answer briefly."},
-    {"instruction": "And the capital of Italy?", "input": "", "output": "Rome.",
-     "history": [["Capital of France?", "Paris."]]},
+    {
+        "instruction": "Summarize",
+        "input": "東京は日本の首都です。",
+        "output": "東京は首都。",
+        "system": "Answer briefly.",
+    },
+    {
+        "instruction": "And the capital of Italy?",
+        "input": "",
+        "output": "Rome.",
+        "history": [["Capital of France?", "Paris."]],
+    },
     {"instruction": "Write nothing", "input": "", "output": ""},  # line 5: empty answer
 ]
 
 SHAREGPT = [
-    {"id": "a1", "conversations": [{"from": "system", "value": "You are terse."},
-                                   {"from": "human", "value": "Hi 👋"}, {"from": "gpt", "value": "Hello."}]},
-    {"id": "a2", "system": "Speak German.", "conversations": [
-        {"from": "human", "value": "Wie geht's?"}, {"from": "gpt", "value": "Gut, danke!"},
-        {"from": "human", "value": "Und dir?"}, {"from": "gpt", "value": "Auch gut."}]},
+    {
+        "id": "a1",
+        "conversations": [
+            {"from": "system", "value": "You are terse."},
+            {"from": "human", "value": "Hi 👋"},
+            {"from": "gpt", "value": "Hello."},
+        ],
+    },
+    {
+        "id": "a2",
+        "system": "Speak German.",
+        "conversations": [
+            {"from": "human", "value": "Wie geht's?"},
+            {"from": "gpt", "value": "Gut, danke!"},
+            {"from": "human", "value": "Und dir?"},
+            {"from": "gpt", "value": "Auch gut."},
+        ],
+    },
     {"id": "a3", "conversations": [{"from": "human", "value": "q"}, {"from": "bard", "value": "a"}]},  # line 3
-    {"id": "a4", "conversations": [{"from": "human", "value": "weather?"},
-                                   {"from": "function_call", "value": "{\"name\": \"get_weather\"}"},
-                                   {"from": "observation", "value": "{\"temp\": 3}"},
-                                   {"from": "gpt", "value": "Cold."}]},  # line 4: tool turns
+    {
+        "id": "a4",
+        "conversations": [
+            {"from": "human", "value": "weather?"},
+            {"from": "function_call", "value": '{"name": "get_weather"}'},
+            {"from": "observation", "value": '{"temp": 3}'},
+            {"from": "gpt", "value": "Cold."},
+        ],
+    },  # line 4: tool turns
     {"id": "a5", "conversations": [{"from": "human", "value": "   "}, {"from": "gpt", "value": "?"}]},  # line 5
     {"id": "a6", "conversations": [{"from": "human", "value": "unanswered"}]},  # line 6: ends with the user
-    {"id": "a7", "conversations": [{"role": "user", "content": "role/content turns"},
-                                   {"role": "assistant", "content": "work too"}]},
+    {
+        "id": "a7",
+        "conversations": [
+            {"role": "user", "content": "role/content turns"},
+            {"role": "assistant", "content": "work too"},
+        ],
+    },
 ]
 
 OPENAI = [
-    {"messages": [{"role": "developer", "content": "Be exact."}, {"role": "user", "content": "2+2?"},
-                  {"role": "assistant", "content": "4", "weight": 1}]},
-    {"messages": [{"role": "user", "content": [{"type": "text", "text": "Part one, "},
-                                               {"type": "text", "text": "part two."}]},
-                  {"role": "assistant", "content": "Got both.", "name": "helper"}]},
-    {"messages": [{"role": "user", "content": "What's the weather in Paris?"},
-                  {"role": "assistant", "content": None, "tool_calls": [
-                      {"id": "call_1", "type": "function",
-                       "function": {"name": "get_weather", "arguments": "{\"city\": \"Paris\"}"}}]},
-                  {"role": "tool", "tool_call_id": "call_1", "content": "12°C"},
-                  {"role": "assistant", "content": "12°C in Paris."}]},  # line 3: tool calls
-    {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "https://x/y.png"}}]},
-                  {"role": "assistant", "content": "A cat."}]},  # line 4: an image
-    {"tools": [{"type": "function", "function": {"name": "noop"}}],
-     "messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]},
+    {
+        "messages": [
+            {"role": "developer", "content": "Be exact."},
+            {"role": "user", "content": "2+2?"},
+            {"role": "assistant", "content": "4", "weight": 1},
+        ]
+    },
+    {
+        "messages": [
+            {
+                "role": "user",
+                "content": [{"type": "text", "text": "Part one, "}, {"type": "text", "text": "part two."}],
+            },
+            {"role": "assistant", "content": "Got both.", "name": "helper"},
+        ]
+    },
+    {
+        "messages": [
+            {"role": "user", "content": "What's the weather in Paris?"},
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {
+                        "id": "call_1",
+                        "type": "function",
+                        "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
+                    }
+                ],
+            },
+            {"role": "tool", "tool_call_id": "call_1", "content": "12°C"},
+            {"role": "assistant", "content": "12°C in Paris."},
+        ]
+    },  # line 3: tool calls
+    {
+        "messages": [
+            {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "https://x/y.png"}}]},
+            {"role": "assistant", "content": "A cat."},
+        ]
+    },  # line 4: an image
+    {
+        "tools": [{"type": "function", "function": {"name": "noop"}}],
+        "messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}],
+    },
 ]
 
 PROMPT_COMPLETION = [
@@ -96,13 +161,17 @@ def test_alpaca_to_chat_and_text(tmp_path):
     rows = read(tmp_path / "chat.jsonl")
     assert rep.converted == 4 and rep.skipped == 1
     assert rep.skipped_rows[0]["line"] == 5 and rep.skipped_rows[0]["field"] == "output"
-    assert rows[0]["messages"] == [{"role": "user", "content": "Give three tips for staying healthy."},
-                                   {"role": "assistant", "content": ALPACA[0]["output"]}]
+    assert rows[0]["messages"] == [
+        {"role": "user", "content": "Give three tips for staying healthy."},
+        {"role": "assistant", "content": ALPACA[0]["output"]},
+    ]
     assert rows[1]["messages"][0]["content"] == "Translate to French.\nGood morning, Zoë!"
     assert rows[2]["messages"][0] == {"role": "system", "content": "Answer briefly."}
     assert [m["role"] for m in rows[3]["messages"]] == ["user", "assistant", "user", "assistant"]
-    assert {(x["from"], x["to"]) for x in rep.mapping} >= {("instruction (+ newline + input)", "user"),
-                                                         ("output", "assistant")}
+    assert {(x["from"], x["to"]) for x in rep.mapping} >= {
+        ("instruction (+ newline + input)", "user"),
+        ("output", "assistant"),
+    }
     passes_check(tmp_path / "chat.jsonl", "chat-completion")
 
     rep = convert_file(src, tmp_path / "text.jsonl", source_format="alpaca", target="text-generation")
@@ -125,8 +194,12 @@ def test_sharegpt_to_chat(tmp_path):
     rep = convert_file(src, tmp_path / "chat.jsonl", source_format="sharegpt", system="Default system.")
     rows = read(tmp_path / "chat.jsonl")
     assert rep.converted == 3
-    assert {r["line"]: r["kind"] for r in rep.skipped_rows} == {3: "unknown-role", 4: "tool-calls", 5: "empty-turn",
-                                                                 6: "no-assistant"}
+    assert {r["line"]: r["kind"] for r in rep.skipped_rows} == {
+        3: "unknown-role",
+        4: "tool-calls",
+        5: "empty-turn",
+        6: "no-assistant",
+    }
     unknown = next(r for r in rep.skipped_rows if r["line"] == 3)
     assert unknown["field"] == "conversations[1].from" and "'bard'" in unknown["message"]
     assert "--role" in unknown["hint"]
@@ -166,31 +239,48 @@ def test_prompt_completion_both_targets(tmp_path):
     src = jsonl(tmp_path / "pc.jsonl", PROMPT_COMPLETION)
     rep = convert_file(src, tmp_path / "text.jsonl", target="text-generation")
     assert rep.format == "prompt-completion" and rep.converted == 2
-    assert read(tmp_path / "text.jsonl") == [{"prompt": "Classify: great movie ->", "completion": " positive"},
-                                             {"prompt": "Übersetze: cat", "completion": "Katze"}]
+    assert read(tmp_path / "text.jsonl") == [
+        {"prompt": "Classify: great movie ->", "completion": " positive"},
+        {"prompt": "Übersetze: cat", "completion": "Katze"},
+    ]
     assert rep.skipped_rows[0]["line"] == 3
     passes_check(tmp_path / "text.jsonl", "text-generation")
     convert_file(src, tmp_path / "chat.jsonl")
-    assert read(tmp_path / "chat.jsonl")[1]["messages"] == [{"role": "user", "content": "Übersetze: cat"},
-                                                           {"role": "assistant", "content": "Katze"}]
+    assert read(tmp_path / "chat.jsonl")[1]["messages"] == [
+        {"role": "user", "content": "Übersetze: cat"},
+        {"role": "assistant", "content": "Katze"},
+    ]
 
 
 def test_bad_lines_are_skipped_with_their_line(tmp_path):
     src = tmp_path / "mixed.jsonl"
-    src.write_bytes(b"\xef\xbb\xbf" + json.dumps(SHAREGPT[0]).encode() + b"\n{broken\n\n[1, 2]\n\xff\xfe\n" +
-                    json.dumps(SHAREGPT[1]).encode())  # BOM, blank line, no final newline
+    src.write_bytes(
+        b"\xef\xbb\xbf"
+        + json.dumps(SHAREGPT[0]).encode()
+        + b"\n{broken\n\n[1, 2]\n\xff\xfe\n"
+        + json.dumps(SHAREGPT[1]).encode()
+    )  # BOM, blank line, no final newline
     rep = convert_file(src, tmp_path / "out.jsonl", source_format="sharegpt")
     assert rep.converted == 2 and rep.blank_lines == 1
-    assert [(r["line"], r["kind"]) for r in rep.skipped_rows] == [(2, "invalid-json"), (4, "not-an-object"),
-                                                                  (5, "invalid-utf8")]
+    assert [(r["line"], r["kind"]) for r in rep.skipped_rows] == [
+        (2, "invalid-json"),
+        (4, "not-an-object"),
+        (5, "invalid-utf8"),
+    ]
 
 
 # ------------------------------------------------------------------------------------------------ detection
 
 
-@pytest.mark.parametrize("name,rows,fmt", [("alpaca", ALPACA, "alpaca"), ("sharegpt", SHAREGPT, "sharegpt"),
-                                           ("openai", OPENAI, "openai"), ("pc", PROMPT_COMPLETION,
-                                                                          "prompt-completion")])
+@pytest.mark.parametrize(
+    "name,rows,fmt",
+    [
+        ("alpaca", ALPACA, "alpaca"),
+        ("sharegpt", SHAREGPT, "sharegpt"),
+        ("openai", OPENAI, "openai"),
+        ("pc", PROMPT_COMPLETION, "prompt-completion"),
+    ],
+)
 def test_from_auto_detects_and_says_so(tmp_path, name, rows, fmt):
     src = jsonl(tmp_path / f"{name}.jsonl", rows)
     res = run("convert", src, "--from", "auto", "--out", tmp_path / "out.jsonl")
@@ -279,16 +369,27 @@ def test_parquet_file_with_tool_calls(tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    rows = [{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello",
-                                                             "tool_calls": None}]},
-            {"messages": [{"role": "user", "content": "weather?"},
-                          {"role": "assistant", "content": "", "tool_calls": [{"id": "c1", "type": "function"}]}]}]
+    rows = [
+        {
+            "messages": [
+                {"role": "user", "content": "hi"},
+                {"role": "assistant", "content": "hello", "tool_calls": None},
+            ]
+        },
+        {
+            "messages": [
+                {"role": "user", "content": "weather?"},
+                {"role": "assistant", "content": "", "tool_calls": [{"id": "c1", "type": "function"}]},
+            ]
+        },
+    ]
     pq.write_table(pa.Table.from_pylist(rows), tmp_path / "train.parquet")
     rep = convert_file(tmp_path / "train.parquet", tmp_path / "out.jsonl")
     assert rep.reader == "parquet" and rep.format == "openai" and rep.converted == 1
     assert rep.skipped_rows[0]["kind"] == "tool-calls" and rep.skipped_rows[0]["row"] == 2
-    assert read(tmp_path / "out.jsonl") == [{"messages": [{"role": "user", "content": "hi"},
-                                                          {"role": "assistant", "content": "hello"}]}]
+    assert read(tmp_path / "out.jsonl") == [
+        {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}
+    ]
 
 
 def test_dataset_folder_cannot_point_outside_itself(tmp_path):

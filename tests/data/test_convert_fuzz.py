@@ -49,8 +49,10 @@ def variants(rows: list[dict]) -> list:
     return out
 
 
-@pytest.mark.parametrize("fmt,rows", [("alpaca", ALPACA), ("sharegpt", SHAREGPT), ("openai", OPENAI),
-                                      ("prompt-completion", PROMPT_COMPLETION)])
+@pytest.mark.parametrize(
+    "fmt,rows",
+    [("alpaca", ALPACA), ("sharegpt", SHAREGPT), ("openai", OPENAI), ("prompt-completion", PROMPT_COMPLETION)],
+)
 @pytest.mark.parametrize("target", ["chat-completion", "text-generation"])
 def test_every_variant_is_converted_or_skipped_with_its_line(tmp_path, fmt, rows, target):
     rows = variants(rows)

@@ -18,17 +18,50 @@ json_values = st.recursive(
     max_leaves=20,
 )
 roles = st.sampled_from(["system", "user", "assistant", "tool", "", None, 3])
-messages = st.lists(st.dictionaries(st.sampled_from(["role", "content", "name", "weight", "x"]),
-                                    roles | json_values, max_size=5), max_size=5)
+messages = st.lists(
+    st.dictionaries(st.sampled_from(["role", "content", "name", "weight", "x"]), roles | json_values, max_size=5),
+    max_size=5,
+)
 chat_like = st.fixed_dictionaries({"messages": messages | json_values})
 task_like = st.dictionaries(
-    st.sampled_from(["prompt", "completion", "text", "label", "tokens", "tags", "source", "target", "question",
-                     "context", "answer", "answers", "document", "summary", "messages"]),
-    json_values | st.lists(st.text(max_size=5), max_size=4), max_size=5)
+    st.sampled_from(
+        [
+            "prompt",
+            "completion",
+            "text",
+            "label",
+            "tokens",
+            "tags",
+            "source",
+            "target",
+            "question",
+            "context",
+            "answer",
+            "answers",
+            "document",
+            "summary",
+            "messages",
+        ]
+    ),
+    json_values | st.lists(st.text(max_size=5), max_size=4),
+    max_size=5,
+)
 
 
-escaped_lines = st.lists(st.sampled_from(['"\\ud800"', '"\\udfff x"', '"ok"', '"\\u00e9"', "1" + "0" * 25, "[]",
-                                          '{"role": "assistant", "content": "\\ud83d"}']), max_size=6)
+escaped_lines = st.lists(
+    st.sampled_from(
+        [
+            '"\\ud800"',
+            '"\\udfff x"',
+            '"ok"',
+            '"\\u00e9"',
+            "1" + "0" * 25,
+            "[]",
+            '{"role": "assistant", "content": "\\ud83d"}',
+        ]
+    ),
+    max_size=6,
+)
 
 
 def _check_all_tasks(path):
@@ -71,8 +104,11 @@ def test_random_chat_never_crashes_exact_counting(tmp_path, tokenizer_dir, rows)
 def test_escapes_and_big_numbers_never_crash_exact_counting(tmp_path, tokenizer_dir, parts):
     # JSON escapes that Python accepts but Unicode does not (lone surrogates), and integers beyond 64 bits
     p = tmp_path / f"{uuid.uuid4().hex}.jsonl"
-    lines = ['{"messages": [{"role": "user", "content": %s}, {"role": "assistant", "content": "a"}], "x": [%s]}'
-             % (vals[0] if vals else '"q"', ", ".join(vals)) for vals in parts]
+    lines = [
+        '{"messages": [{"role": "user", "content": %s}, {"role": "assistant", "content": "a"}], "x": [%s]}'
+        % (vals[0] if vals else '"q"', ", ".join(vals))
+        for vals in parts
+    ]
     p.write_text("\n".join(lines) + "\n", encoding="utf-8")
     report = check_file(p, "chat-completion", tokenizer=str(tokenizer_dir))
     json.dumps(report.to_dict())

@@ -15,15 +15,28 @@ from .test_convert import ALPACA, SHAREGPT, save_to_disk_layout
 
 
 def sharegpt_rows(n: int = 16) -> list[dict]:
-    return [{"id": f"r{i}", "conversations": [
-        {"from": "human", "value": f"What is {i} plus {i}? Antworte kurz, bitte. 🙂"},
-        {"from": "gpt", "value": f"{i + i}."}]} for i in range(n)]
+    return [
+        {
+            "id": f"r{i}",
+            "conversations": [
+                {"from": "human", "value": f"What is {i} plus {i}? Antworte kurz, bitte. 🙂"},
+                {"from": "gpt", "value": f"{i + i}."},
+            ],
+        }
+        for i in range(n)
+    ]
 
 
 def write_spec(tmp_path: Path, train: str, fmt: str, name: str = "sg-demo", task: str = "chat-completion") -> Path:
-    spec = {"name": name, "model": "phi-4-mini-instruct", "task": task,
-            "data": {"train": train, "format": fmt}, "hyperparameters": {"epochs": 1},
-            "mock": {"target": "maas", "seconds_per_state": 0.05}, "tracking": {"experiment": "formats"}}
+    spec = {
+        "name": name,
+        "model": "phi-4-mini-instruct",
+        "task": task,
+        "data": {"train": train, "format": fmt},
+        "hyperparameters": {"epochs": 1},
+        "mock": {"target": "maas", "seconds_per_state": 0.05},
+        "tracking": {"experiment": "formats"},
+    }
     path = tmp_path / f"{name}.yaml"
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
     return path
@@ -48,8 +61,12 @@ def test_sharegpt_spec_planned_and_submitted_on_mock(tmp_path, run_cli):
     converted = Path(d["path"])
     assert converted != src and d["sha256"] == file_sha256(str(converted)) != src_hash
     first = json.loads(converted.read_text(encoding="utf-8").splitlines()[0])
-    assert first == {"messages": [{"role": "user", "content": "What is 0 plus 0? Antworte kurz, bitte. 🙂"},
-                                  {"role": "assistant", "content": "0."}]}
+    assert first == {
+        "messages": [
+            {"role": "user", "content": "What is 0 plus 0? Antworte kurz, bitte. 🙂"},
+            {"role": "assistant", "content": "0."},
+        ]
+    }
     assert d["sha256"] in json.dumps(plan["request"])  # the job reads the converted file's upload
     mtime = converted.stat().st_mtime_ns
 
@@ -131,8 +148,9 @@ def test_format_needs_a_convertible_task(tmp_path, run_cli):
 
 
 def test_format_with_a_remote_uri_is_refused(tmp_path, run_cli):
-    spec = write_spec(tmp_path, "azureml://datastores/workspaceblobstore/paths/x/train.jsonl", "sharegpt",
-                      name="remote")
+    spec = write_spec(
+        tmp_path, "azureml://datastores/workspaceblobstore/paths/x/train.jsonl", "sharegpt", name="remote"
+    )
     res = run_cli("validate", str(spec))
     assert res.code == 2 and "converts local files" in res.text
     res = run_cli("plan", str(spec), "--backend", "mock", "--output", "json")

@@ -65,8 +65,10 @@ def test_split_errors(write, tmp_path):
 
 def test_split_checks_its_input_first_and_names_file_and_line(write, run_cli, tmp_path):
     good = chat(("user", "q"), ("assistant", "a"))
-    p = write([good, chat(("user", "only a question")), '{"messages": 3}', chat(("user", "q2"), ("assistant", "b"))],
-              name="mixed.jsonl")
+    p = write(
+        [good, chat(("user", "only a question")), '{"messages": 3}', chat(("user", "q2"), ("assistant", "b"))],
+        name="mixed.jsonl",
+    )
     res = run_cli("data", "split", str(p), "--out-dir", str(tmp_path / "out"))
     assert res.code == 2, res.text
     assert f"{p}:2: messages: no assistant message" in res.err and f"{p}:3: messages:" in res.err
@@ -82,9 +84,11 @@ def test_split_checks_its_input_first_and_names_file_and_line(write, run_cli, tm
 @pytest.mark.parametrize("pattern", ["pairs", "one-big-group", "mostly-duplicates"])
 def test_exact_duplicates_are_never_on_both_sides(write, tmp_path, seed, pattern):
     unique = [chat(("user", f"q{i}"), ("assistant", f"a{i}")) for i in range(30)]
-    rows = {"pairs": unique + unique[:10],
-            "one-big-group": unique[:10] + [unique[0]] * 15,
-            "mostly-duplicates": [unique[i % 3] for i in range(20)] + unique[3:6]}[pattern]
+    rows = {
+        "pairs": unique + unique[:10],
+        "one-big-group": unique[:10] + [unique[0]] * 15,
+        "mostly-duplicates": [unique[i % 3] for i in range(20)] + unique[3:6],
+    }[pattern]
     random.Random(seed).shuffle(rows)
     p = write(rows, name="dups.jsonl")
     info: dict = {}

@@ -25,14 +25,15 @@ def generated(rng: random.Random, n: int) -> tuple[list[bytes], set[int]]:
         r = rng.random()
         row = chat(("user", f"question {i} " + "é" * rng.randint(0, 40)), ("assistant", f"answer {i}"))
         if r < 0.08:
-            raw = b"{\"messages\": [" + str(i).encode()  # truncated JSON
+            raw = b'{"messages": [' + str(i).encode()  # truncated JSON
         elif r < 0.14:
             raw = json.dumps(chat(("user", f"only a question {i}"))).encode()
         elif r < 0.20:
-            raw = json.dumps({"messages": [{"role": "bot", "content": f"x{i}"}, {"role": "assistant",
-                                                                                 "content": "y"}]}).encode()
+            raw = json.dumps(
+                {"messages": [{"role": "bot", "content": f"x{i}"}, {"role": "assistant", "content": "y"}]}
+            ).encode()
         elif r < 0.24:
-            raw = b"{\"bad\xff bytes\": " + str(i).encode() + b"}"
+            raw = b'{"bad\xff bytes": ' + str(i).encode() + b"}"
         elif r < 0.28:
             raw = b"   "
         elif r < 0.33:
@@ -114,8 +115,7 @@ def _partition_case(tmp_path, newline: bytes, trailing: bool, bom: bool) -> tupl
     return raw, bad
 
 
-@pytest.mark.parametrize("newline,trailing,bom", [(b"\n", True, False), (b"\r\n", False, True),
-                                                  (b"\n", False, False)])
+@pytest.mark.parametrize("newline,trailing,bom", [(b"\n", True, False), (b"\r\n", False, True), (b"\n", False, False)])
 def test_valid_and_invalid_outputs_partition_the_input(tmp_path, workers, newline, trailing, bom):
     raw, bad = _partition_case(tmp_path, newline, trailing, bom)
     src = tmp_path / "in.jsonl"
@@ -178,8 +178,9 @@ def test_split_refuses_to_overwrite_its_input(write, tmp_path):
 def test_exact_token_errors_split_too(write, tmp_path, tokenizer_dir):
     rows = [GOOD, chat(("user", "q"), ("assistant", "a")), "{bad", GOOD]
     p = write(rows)
-    rep = check_file(p, tokenizer=tokenizer_dir, max_tokens=5, write_valid=tmp_path / "v.jsonl",
-                     write_invalid=tmp_path / "i.jsonl")
+    rep = check_file(
+        p, tokenizer=tokenizer_dir, max_tokens=5, write_valid=tmp_path / "v.jsonl", write_invalid=tmp_path / "i.jsonl"
+    )
     assert rep.stats.token_count_exact
     assert (tmp_path / "i.jsonl").read_bytes() == b"{bad\n"
     assert len((tmp_path / "v.jsonl").read_bytes().splitlines()) == 3

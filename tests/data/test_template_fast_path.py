@@ -9,8 +9,10 @@ from azft.data.tokens import PHI3_CHAT_TEMPLATE, PHI3_HUB_CHAT_TEMPLATE, compile
 
 message = st.fixed_dictionaries(
     {"role": st.sampled_from(["system", "user", "assistant", "tool", "System"])},
-    optional={"content": st.one_of(st.text(max_size=30), st.just(""), st.integers(), st.none()),
-              "name": st.text(max_size=5)},
+    optional={
+        "content": st.one_of(st.text(max_size=30), st.just(""), st.integers(), st.none()),
+        "name": st.text(max_size=5),
+    },
 )
 
 
@@ -21,8 +23,9 @@ def test_fast_renderer_matches_jinja(messages, eos):
         fast = known_phi3_renderer(template)(messages, eos)
         if fast is None:
             continue  # the caller falls back to Jinja for this row
-        jinja = compile_chat_template(template).render(messages=messages, add_generation_prompt=False,
-                                                       eos_token=eos, bos_token="")
+        jinja = compile_chat_template(template).render(
+            messages=messages, add_generation_prompt=False, eos_token=eos, bos_token=""
+        )
         assert fast == jinja
 
 

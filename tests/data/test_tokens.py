@@ -17,8 +17,12 @@ from .conftest import GOOD, build_tokenizer_dir, chat
 
 ROWS = [
     GOOD,
-    chat(("user", "Bonjour, ça va? 東京は日本の首都です。"), ("assistant", "Très bien, merci!"),
-         ("user", "And the fox?"), ("assistant", "The quick brown fox jumps over the lazy dog.")),
+    chat(
+        ("user", "Bonjour, ça va? 東京は日本の首都です。"),
+        ("assistant", "Très bien, merci!"),
+        ("user", "And the fox?"),
+        ("assistant", "The quick brown fox jumps over the lazy dog."),
+    ),
     chat(("user", "x" * 300), ("assistant", "ok")),
 ]
 
@@ -34,11 +38,18 @@ def test_exact_counts_match_transformers_apply_chat_template(write, tokenizer_di
     report = check_file(write(ROWS), tokenizer=str(tokenizer_dir), max_tokens=60)
     s = report.stats
     assert s.token_count_exact and str(tokenizer_dir) in s.tokenizer
-    want = [len(hf_tokenizer.apply_chat_template(r["messages"], tokenize=True, return_dict=True)["input_ids"])
-            for r in ROWS]
+    want = [
+        len(hf_tokenizer.apply_chat_template(r["messages"], tokenize=True, return_dict=True)["input_ids"]) for r in ROWS
+    ]
     assert s.tokens.total == sum(want) and s.tokens.min == min(want) and s.tokens.max == max(want)
-    want_out = [sum(len(hf_tokenizer.encode(m["content"], add_special_tokens=False)) for m in r["messages"]
-                    if m["role"] == "assistant") for r in ROWS]
+    want_out = [
+        sum(
+            len(hf_tokenizer.encode(m["content"], add_special_tokens=False))
+            for m in r["messages"]
+            if m["role"] == "assistant"
+        )
+        for r in ROWS
+    ]
     assert s.output_tokens.total == sum(want_out)
     over = [i + 1 for i, n in enumerate(want) if n > 60]
     assert [p.line for p in report.warnings if p.kind == "too-long"] == over
@@ -56,9 +67,11 @@ def test_tokenizer_object_and_exact_fields_for_other_tasks(write, hf_tokenizer):
 def test_template_that_rejects_a_row_is_an_error_with_its_line(write, tmp_path):
     d = build_tokenizer_dir(tmp_path / "strict")
     cfg = json.loads((d / "tokenizer_config.json").read_text())
-    cfg["chat_template"] = ("{% for m in messages %}{% if m['role'] == 'system' %}"
-                            "{{ raise_exception('System role not supported') }}{% endif %}"
-                            "{{ m['content'] }}{% endfor %}")
+    cfg["chat_template"] = (
+        "{% for m in messages %}{% if m['role'] == 'system' %}"
+        "{{ raise_exception('System role not supported') }}{% endif %}"
+        "{{ m['content'] }}{% endfor %}"
+    )
     (d / "tokenizer_config.json").write_text(json.dumps(cfg))
     report = check_file(write([chat(("user", "q"), ("assistant", "a")), GOOD]), tokenizer=str(d))
     assert [(p.line, p.kind) for p in report.errors] == [(2, "template-error")]
@@ -89,7 +102,9 @@ def test_hub_id_loads_from_the_local_cache_only(write, tokenizer_dir, tmp_path):
         "print(json.dumps([a.spec is not None, a.note, b.spec is None, b.note, s.token_count_exact]))\n"
     )
     env = {**os.environ, "HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1"}
-    out = subprocess.run([sys.executable, "-c", code], check=False, env=env, capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", code], check=False, env=env, capture_output=True, text=True, timeout=120
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     found, note, missing, missing_note, exact = json.loads(out.stdout.strip().splitlines()[-1])
     assert found and "local Hugging Face cache" in note
@@ -110,15 +125,17 @@ def test_unusable_tokenizer_paths_fall_back_to_estimates(write, tmp_path):
 def test_counter_renders_like_the_phi3_format(tokenizer_dir):
     spec = load_tokenizer(str(tokenizer_dir)).spec
     text = TokenCounter(spec).render(GOOD["messages"])
-    assert text == ("<|system|>\nBe brief.<|end|>\n<|user|>\nWhat is 2+2?<|end|>\n<|assistant|>\n4<|end|>\n"
-                    "<|endoftext|>")
+    assert text == (
+        "<|system|>\nBe brief.<|end|>\n<|user|>\nWhat is 2+2?<|end|>\n<|assistant|>\n4<|end|>\n<|endoftext|>"
+    )
 
 
 def test_exact_counts_in_two_worker_processes(write, tokenizer_dir, monkeypatch):
     import azft.data.check as check_mod
 
-    rows = [chat(("user", f"question {i} " * (i % 7 + 1)), ("assistant", "Très bien " * (i % 5 + 1)))
-            for i in range(400)]
+    rows = [
+        chat(("user", f"question {i} " * (i % 7 + 1)), ("assistant", "Très bien " * (i % 5 + 1))) for i in range(400)
+    ]
     p = write(rows)
     one = check_file(p, tokenizer=str(tokenizer_dir), workers=1).stats
     monkeypatch.setattr(check_mod, "PARALLEL_MIN_BYTES_EXACT", 0)

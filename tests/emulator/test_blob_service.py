@@ -32,8 +32,7 @@ def test_sas_container_client_uploads_lists_and_reads_back(emulator):
     assert [b.name for b in client.list_blobs(name_starts_with="src/")] == ["src/lib/util.py", "src/train.py"]
     listed = {b.name: b.metadata for b in client.list_blobs(include=["metadata"])}
     assert listed["src/train.py"] == {"upload_status": "completed", "name": "n"}
-    assert [b.name for b in client.walk_blobs(name_starts_with="src/", delimiter="/")] == \
-        ["src/lib/", "src/train.py"]
+    assert [b.name for b in client.walk_blobs(name_starts_with="src/", delimiter="/")] == ["src/lib/", "src/train.py"]
     # the recorded requests carry the SAS without its signature
     assert all(r.query.get("sig") == "[redacted]" for r in emulator.requests if r.route == "blob")
 
@@ -43,16 +42,23 @@ def test_large_blobs_go_in_blocks_and_a_bad_or_narrow_sas_is_refused(emulator):
     from azure.storage.blob import ContainerClient
 
     _, url = _sas_container(emulator)
-    client = ContainerClient.from_container_url(url, connection_verify=emulator.ca_pem_path, retry_total=0,
-                                                max_single_put_size=256 * 1024, max_block_size=256 * 1024,
-                                                max_single_get_size=256 * 1024, max_chunk_get_size=300 * 1024)
+    client = ContainerClient.from_container_url(
+        url,
+        connection_verify=emulator.ca_pem_path,
+        retry_total=0,
+        max_single_put_size=256 * 1024,
+        max_block_size=256 * 1024,
+        max_single_get_size=256 * 1024,
+        max_chunk_get_size=300 * 1024,
+    )
     data = bytes(range(256)) * 4096  # 1 MiB: Put Block x4 + Put Block List; read back in ranges
     client.upload_blob("big.bin", data)
     assert [size for _, size in emulator.blob_store.properties("code-upload", "big.bin").blocks] == [256 * 1024] * 4
     assert client.download_blob("big.bin").readall() == data
 
-    forged = ContainerClient.from_container_url(url.replace("sig=", "sig=AAAA"),
-                                                connection_verify=emulator.ca_pem_path, retry_total=0)
+    forged = ContainerClient.from_container_url(
+        url.replace("sig=", "sig=AAAA"), connection_verify=emulator.ca_pem_path, retry_total=0
+    )
     with pytest.raises(ClientAuthenticationError):
         forged.upload_blob("x.txt", b"x")
     read_only, _ = _sas_container(emulator, permissions="rl")
@@ -61,7 +67,8 @@ def test_large_blobs_go_in_blocks_and_a_bad_or_narrow_sas_is_refused(emulator):
     assert e.value.status_code == 403
     _sas_container(emulator, container="another-one")
     wrong_container = ContainerClient.from_container_url(
-        url.replace("/code-upload?", "/another-one?"), connection_verify=emulator.ca_pem_path, retry_total=0)
+        url.replace("/code-upload?", "/another-one?"), connection_verify=emulator.ca_pem_path, retry_total=0
+    )
     with pytest.raises(ClientAuthenticationError):  # a SAS is valid for its own container only
         wrong_container.upload_blob("x.txt", b"x")
     assert not emulator.blob_store.exists("code-upload", "x.txt")
@@ -70,8 +77,9 @@ def test_large_blobs_go_in_blocks_and_a_bad_or_narrow_sas_is_refused(emulator):
 def test_start_pending_upload_hands_out_a_sas_the_sdk_accepts(ml_client, emulator):
     from azure.ai.ml._utils._asset_utils import get_storage_info_for_non_registry_asset
 
-    info = get_storage_info_for_non_registry_asset(ml_client._code._service_client, emulator.workspace_name,
-                                                   "my-code", "1", emulator.resource_group)
+    info = get_storage_info_for_non_registry_asset(
+        ml_client._code._service_client, emulator.workspace_name, "my-code", "1", emulator.resource_group
+    )
     assert info["sas_uri"].startswith(info["blob_uri"] + "?") and "sig=" in info["sas_uri"]
     (req,) = emulator.requests_to("startPendingUpload$", "POST")
     assert req.status == 200 and req.body["pendingUploadType"] == "TemporaryBlobReference"

@@ -33,14 +33,26 @@ def wire(rest_obj) -> dict:
 def command_job(name: str):
     """A command job the way azft builds one (the ``command()`` builder; ``jobs.create_or_update`` turns it into a
     ``CommandJob`` with ``_to_job()``)."""
-    return command(name=name, display_name=name, experiment_name="azft-tests", command="python train.py",
-                   environment=ENV, compute="gpu", inputs={"train": Input(type="uri_file", path=TRAIN)})
+    return command(
+        name=name,
+        display_name=name,
+        experiment_name="azft-tests",
+        command="python train.py",
+        environment=ENV,
+        compute="gpu",
+        inputs={"train": Input(type="uri_file", path=TRAIN)},
+    )
 
 
 def finetune_job(name: str) -> CustomModelFineTuningJob:
     return CustomModelFineTuningJob(
-        name=name, display_name=name, experiment_name="azft-tests", task="chatCompletion",
-        model=Input(type=AssetTypes.MLFLOW_MODEL, path="azureml://registries/azureml/models/Phi-4-mini-instruct/versions/1"),
+        name=name,
+        display_name=name,
+        experiment_name="azft-tests",
+        task="chatCompletion",
+        model=Input(
+            type=AssetTypes.MLFLOW_MODEL, path="azureml://registries/azureml/models/Phi-4-mini-instruct/versions/1"
+        ),
         training_data=Input(type=AssetTypes.URI_FILE, path=TRAIN),
         validation_data=Input(type=AssetTypes.URI_FILE, path=VALID),
         hyperparameters={"num_train_epochs": "1", "learning_rate": "0.0002"},
@@ -100,10 +112,17 @@ def test_resubmitting_a_different_job_under_the_same_name_conflicts(emulator, ml
 
 def test_pipeline_job_with_anonymous_components(emulator, ml_client):
     emulator.add_compute("gpu")
-    prep = CommandComponent(name="prep", version="1", command="echo ${{inputs.x}}", environment=ENV,
-                            inputs={"x": Input(type="uri_file")}, outputs={"o": Output(type="uri_folder")})
-    train = CommandComponent(name="train", version="1", command="echo ${{inputs.y}}", environment=ENV,
-                             inputs={"y": Input(type="uri_folder")})
+    prep = CommandComponent(
+        name="prep",
+        version="1",
+        command="echo ${{inputs.x}}",
+        environment=ENV,
+        inputs={"x": Input(type="uri_file")},
+        outputs={"o": Output(type="uri_folder")},
+    )
+    train = CommandComponent(
+        name="train", version="1", command="echo ${{inputs.y}}", environment=ENV, inputs={"y": Input(type="uri_folder")}
+    )
 
     @dsl.pipeline(compute="gpu", name="azft-pipeline")
     def pipeline(x):
@@ -197,19 +216,22 @@ def test_scripted_cancel(emulator, ml_client):
 
 def test_computes_marketplace_and_serverless(emulator, ml_client):
     c = ml_client.compute.begin_create_or_update(
-        AmlCompute(name="a100", size="Standard_NC24ads_A100_v4", max_instances=2)).result()
+        AmlCompute(name="a100", size="Standard_NC24ads_A100_v4", max_instances=2)
+    ).result()
     assert c.provisioning_state == "Succeeded" and c.size == "Standard_NC24ads_A100_v4"
     assert emulator.requests_to(r"/mfeOperationsStatus/", "GET")  # the poller followed Azure-AsyncOperation
     assert [x.name for x in ml_client.compute.list()] == ["a100"]
     assert ml_client.compute.get("a100").max_instances == 2
 
     sub = ml_client.marketplace_subscriptions.begin_create_or_update(
-        MarketplaceSubscription(name="llama", model_id="azureml://registries/azureml-meta/models/Llama-2-7b")).result()
+        MarketplaceSubscription(name="llama", model_id="azureml://registries/azureml-meta/models/Llama-2-7b")
+    ).result()
     assert sub.status == "subscribed"
     assert ml_client.marketplace_subscriptions.get("llama").provisioning_state == "succeeded"
 
     ep = ml_client.serverless_endpoints.begin_create_or_update(
-        ServerlessEndpoint(name="phi4-ep", model_id="azureml://registries/azureml/models/Phi-4")).result()
+        ServerlessEndpoint(name="phi4-ep", model_id="azureml://registries/azureml/models/Phi-4")
+    ).result()
     # the inference URL is the emulator's own (it answers chat completions: tests/emulator/test_endpoints.py)
     assert ep.provisioning_state == "succeeded" and ep.scoring_uri.startswith(emulator.base_url)
     assert ep.scoring_uri.endswith("/serverless/phi4-ep")

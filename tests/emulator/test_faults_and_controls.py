@@ -21,16 +21,24 @@ TRAIN = "azureml://datastores/workspaceblobstore/paths/azft/data/abc/train.jsonl
 
 
 def _job(name: str):
-    return command(name=name, command="python train.py", environment="azureml:AzureML-sklearn-1.0@latest",
-                   compute="gpu", inputs={"train": Input(type="uri_file", path=TRAIN)})
+    return command(
+        name=name,
+        command="python train.py",
+        environment="azureml:AzureML-sklearn-1.0@latest",
+        compute="gpu",
+        inputs={"train": Input(type="uri_file", path=TRAIN)},
+    )
 
 
 def _call(emulator, method: str, path: str, body: dict | None = None, token: str | None = None):
     ctx = ssl.create_default_context(cafile=emulator.ca_pem_path)
     data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(emulator.base_url + path, data=data, method=method,
-                                 headers={"Content-Type": "application/json",
-                                          **({"Authorization": f"Bearer {token}"} if token else {})})
+    req = urllib.request.Request(
+        emulator.base_url + path,
+        data=data,
+        method=method,
+        headers={"Content-Type": "application/json", **({"Authorization": f"Bearer {token}"} if token else {})},
+    )
     try:
         with urllib.request.urlopen(req, context=ctx, timeout=10) as r:
             raw = r.read()
@@ -59,8 +67,9 @@ def test_get_survives_a_fault_through_the_retry_policy(emulator, fault):
     assert len(attempts) == f.hits + 1 and attempts[-1].status == 200
 
 
-@pytest.mark.parametrize("fault", [{"status": 429, "retry_after": 0}, {"drop_connection": True}],
-                         ids=["429", "connection-reset"])
+@pytest.mark.parametrize(
+    "fault", [{"status": 429, "retry_after": 0}, {"drop_connection": True}], ids=["429", "connection-reset"]
+)
 def test_job_submission_survives_a_fault(emulator, fault):
     ml = emulator.make_ml_client(retry_total=3)
     emulator.inject(r"/jobs/faulty-put$", method="PUT", **fault)
@@ -111,8 +120,9 @@ def test_requests_need_a_bearer_token_and_a_known_api_version(emulator):
     assert status == 400 and body["error"]["code"] == "InvalidApiVersionParameter"
     status, body = _call(emulator, "GET", ws_path, token="x")
     assert status == 400 and body["error"]["code"] == "MissingApiVersionParameter"
-    status, body = _call(emulator, "GET", ws_path.replace("ws-azft", "other") + "?api-version=2024-10-01-preview",
-                         token="x")
+    status, body = _call(
+        emulator, "GET", ws_path.replace("ws-azft", "other") + "?api-version=2024-10-01-preview", token="x"
+    )
     assert status == 404 and "other" in body["error"]["message"]
     status, body = _call(emulator, "GET", ws_path + "/datasets/foo?api-version=2024-10-01-preview", token="x")
     assert status == 404 and body["error"]["code"] == "ResourceNotFound"
@@ -120,8 +130,12 @@ def test_requests_need_a_bearer_token_and_a_known_api_version(emulator):
 
 
 def test_control_endpoints_script_advance_and_read_metrics(emulator, ml_client):
-    status, _ = _call(emulator, "POST", "/_emulator/outcomes",
-                      {"job": "ctl", "kind": "fail", "at": "Running", "error_code": "ModelNotAvailableInRegion"})
+    status, _ = _call(
+        emulator,
+        "POST",
+        "/_emulator/outcomes",
+        {"job": "ctl", "kind": "fail", "at": "Running", "error_code": "ModelNotAvailableInRegion"},
+    )
     assert status == 201
     ml_client.jobs.create_or_update(_job("ctl"))
     status, body = _call(emulator, "POST", "/_emulator/advance", {"seconds": 3.2})
@@ -148,8 +162,12 @@ def test_control_endpoints_script_advance_and_read_metrics(emulator, ml_client):
 
 
 def test_standalone_cli_prints_url_and_ca_and_serves(tmp_path):
-    proc = subprocess.Popen([sys.executable, "-m", "azft.emulator", "--json", "--ca-dir", str(tmp_path)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "azft.emulator", "--json", "--ca-dir", str(tmp_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         info = json.loads(proc.stdout.readline())
         assert info["url"].startswith("https://127.0.0.1:")

@@ -16,8 +16,10 @@ import pytest
 
 from azft.emulator import fixtures
 
-CHAT = [{"messages": [{"role": "user", "content": f"What is {i} plus {i}?"},
-                      {"role": "assistant", "content": f"{i + i}."}]} for i in range(10)]
+CHAT = [
+    {"messages": [{"role": "user", "content": f"What is {i} plus {i}?"}, {"role": "assistant", "content": f"{i + i}."}]}
+    for i in range(10)
+]
 
 
 @pytest.mark.parametrize("name", fixtures.names())
@@ -36,8 +38,13 @@ def test_the_recorded_request_passes_the_contract_and_gets_azures_400(emulator, 
     emulator.serve_fixture("maas_model_not_supported", model="Meta-Llama-3-8B")
     from tests.backends.test_strict_contract import _send
 
-    status, body = _send(emulator, "PUT", emulator.workspace_id + "/jobs/llama", {"api-version": "2024-10-01-preview"},
-                         doc["request"]["body"])
+    status, body = _send(
+        emulator,
+        "PUT",
+        emulator.workspace_id + "/jobs/llama",
+        {"api-version": "2024-10-01-preview"},
+        doc["request"]["body"],
+    )
     assert status == 400
     assert body["error"]["message"] == "Meta-Llama-3-8B : Serverless FineTuning not supported in eastus2."
     inner = [a for a in body["error"]["additionalInfo"] if a["type"] == "InnerError"]
@@ -54,11 +61,16 @@ def _azft() -> list[str]:
 def user(tmp_path, emulator):
     """Run azft as a user does, in a new process, with the workspace pointed at the emulator."""
     (tmp_path / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in CHAT))
-    (tmp_path / "spec.yaml").write_text("name: fx-demo\nmodel: phi-4-mini-instruct\ntask: chat-completion\n"
-                                        "data: {train: train.jsonl}\n")
+    (tmp_path / "spec.yaml").write_text(
+        "name: fx-demo\nmodel: phi-4-mini-instruct\ntask: chat-completion\ndata: {train: train.jsonl}\n"
+    )
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AZURE_", "AZUREML_", "AZFT_", "MLFLOW_"))}
-    env.update(emulator.env(), AZFT_HOME=str(tmp_path / "home"), CI="true",
-               MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    env.update(
+        emulator.env(),
+        AZFT_HOME=str(tmp_path / "home"),
+        CI="true",
+        MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'mlflow.db'}",
+    )
 
     def run(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run([*_azft(), *args], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)

@@ -41,8 +41,10 @@ def test_the_contract_is_the_generated_model_set_of_the_installed_sdk():
 
 
 def test_actions_outside_the_allowed_set_are_refused_like_arm_and_performed_ones_are_recorded(emulator, ml_client):
-    emulator.permissions.allowed = {"GET Microsoft.MachineLearningServices/workspaces",
-                                    "* Microsoft.MachineLearningServices/workspaces/datastores"}
+    emulator.permissions.allowed = {
+        "GET Microsoft.MachineLearningServices/workspaces",
+        "* Microsoft.MachineLearningServices/workspaces/datastores",
+    }
     try:
         assert ml_client.workspaces.get(emulator.workspace_name).name == emulator.workspace_name
         with pytest.raises(HttpResponseError) as e:

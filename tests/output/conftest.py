@@ -21,7 +21,8 @@ def _spec(folder: Path, name: str, faults: str = "") -> Path:
         f"data:\n  train: {EXAMPLES / 'data' / 'chat_train.jsonl'}\n"
         "hyperparameters: {epochs: 1, learning_rate: 1.0e-5, batch_size: 4}\n"
         f"output: {{model_name: {name}}}\nmock:\n  target: maas\n{FAST}{faults}"
-        f"tracking: {{experiment: {name}}}\n")
+        f"tracking: {{experiment: {name}}}\n"
+    )
     return path
 
 
@@ -36,11 +37,14 @@ def mock_jobs(tmp_path_factory):
     os.environ["AZFT_HOME"], os.environ["AZFT_CONFIG_DIR"] = str(home), str(home / "config")
     names = {}
     try:
-        for kind, faults in (("completed", ""), ("failed", "  faults:\n    - {kind: job_error, state: Running, "
-                                                            "error: quota_exceeded}\n")):
+        for kind, faults in (
+            ("completed", ""),
+            ("failed", "  faults:\n    - {kind: job_error, state: Running, error: quota_exceeded}\n"),
+        ):
             spec = _spec(specs, f"{kind}-bot", faults)
-            code, out, err = _run(main, "submit", str(spec), "--backend", "mock", "--wait", "--poll", "0.05",
-                                  "--output", "json")
+            code, out, err = _run(
+                main, "submit", str(spec), "--backend", "mock", "--wait", "--poll", "0.05", "--output", "json"
+            )
             assert out.strip().startswith("{"), f"submit {kind}: exit {code}\n{out}\n{err}"
             names[kind] = json.loads(out)["name"]
     finally:

@@ -44,7 +44,9 @@ def test_logs_json_is_the_jobs_lines(run_cli, in_jobs_home):
     res = run_cli("logs", in_jobs_home["completed"], "--output", "json")
     assert res.code == 0, res.text
     doc = json.loads(res.out)
-    assert doc["job_name"] == in_jobs_home["completed"] and doc["lines"] and all(isinstance(x, str) for x in doc["lines"])
+    assert (
+        doc["job_name"] == in_jobs_home["completed"] and doc["lines"] and all(isinstance(x, str) for x in doc["lines"])
+    )
 
 
 def test_init_and_schema_json(run_cli, tmp_path, monkeypatch):
@@ -71,7 +73,9 @@ def test_task_chat_is_a_documented_alias(run_cli, tmp_path):
     from azft.spec import json_schema
 
     spec = tmp_path / "s.yaml"
-    spec.write_text(f"name: s\nmodel: tiny-phi3\ntask: chat\ndata: {{train: {EXAMPLES / 'data' / 'chat_train.jsonl'}}}\n")
+    spec.write_text(
+        f"name: s\nmodel: tiny-phi3\ntask: chat\ndata: {{train: {EXAMPLES / 'data' / 'chat_train.jsonl'}}}\n"
+    )
     res = run_cli("plan", str(spec), "--output", "json")
     assert res.code == 0, res.text
     assert json.loads(res.out)["task"] == "chat-completion"  # read as the full name everywhere after loading
@@ -80,8 +84,9 @@ def test_task_chat_is_a_documented_alias(run_cli, tmp_path):
     reference = (EXAMPLES.parent / "docs" / "spec-reference.md").read_text()
     assert "`chat` = chat-completion" in reference
     jsonschema = pytest.importorskip("jsonschema")
-    jsonschema.validate({"name": "s", "model": "tiny-phi3", "task": "chat", "data": {"train": "t.jsonl"}},
-                        json_schema())
+    jsonschema.validate(
+        {"name": "s", "model": "tiny-phi3", "task": "chat", "data": {"train": "t.jsonl"}}, json_schema()
+    )
 
 
 def test_first_plan_on_a_fresh_cache_prints_only_json(tmp_path):
@@ -91,8 +96,23 @@ def test_first_plan_on_a_fresh_cache_prints_only_json(tmp_path):
     import sys
 
     env = {**os.environ, "AZFT_CACHE": str(tmp_path / "cache"), "AZFT_HOME": str(tmp_path / "home")}
-    res = subprocess.run([sys.executable, "-m", "azft", "plan", str(EXAMPLES / "tiny-local.yaml"), "--backend",
-                          "local", "--output", "json"], capture_output=True, text=True, env=env, cwd=tmp_path,
-                         timeout=300)
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "azft",
+            "plan",
+            str(EXAMPLES / "tiny-local.yaml"),
+            "--backend",
+            "local",
+            "--output",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=300,
+    )
     assert res.returncode == 0, res.stderr
     assert json.loads(res.stdout)["backend"] == "local"

@@ -28,7 +28,9 @@ def test_a_prefix_of_two_jobs_is_refused_listing_both(run_cli, in_jobs_home, mon
     from azft import state
 
     index = state.submissions()
-    monkeypatch.setattr("azft.api.submissions", lambda: {**index, "completed-bot-twin": index[in_jobs_home["completed"]]})
+    monkeypatch.setattr(
+        "azft.api.submissions", lambda: {**index, "completed-bot-twin": index[in_jobs_home["completed"]]}
+    )
     res = run_cli("status", "completed-bot")
     assert res.code == 2, res.text
     assert "matches 2 jobs" in res.err and in_jobs_home["completed"] in res.err and "completed-bot-twin" in res.err
@@ -67,7 +69,14 @@ def test_runs_list_keeps_a_long_job_name_whole_at_80_columns(tmp_path, monkeypat
     uri = f"sqlite:///{(tmp_path / 'mlflow.db').as_posix()}"
     long = "a-fine-tuning-job-with-a-name-long-enough-to-be-cut-at-eighty-columns-0123456789"
     tracker = Tracker(uri, "wide", buffer_dir=tmp_path / "buffer", quiet=True)
-    rid = tracker.start_submission(spec={"model": "tiny-phi3", "method": "lora"}, plan={}, data_report=None,
-                                   backend="mock", job_name=long, studio_url=None, tags={})
+    rid = tracker.start_submission(
+        spec={"model": "tiny-phi3", "method": "lora"},
+        plan={},
+        data_report=None,
+        backend="mock",
+        job_name=long,
+        studio_url=None,
+        tags={},
+    )
     out = CliRunner().invoke(runs, ["list", "--tracking-uri", uri]).output
     assert long in out and rid[:12] in out

@@ -23,22 +23,32 @@ def test_nested_values_are_key_value_lists_not_json():
     assert not LEFTOVERS.search(text)
 
 
-@pytest.mark.parametrize("key,value,shown", [
-    ("training_tokens_total", 263175, "263,175"),
-    ("cost_usd", 3.14159, "$3.14"),
-    ("price_per_1k_tokens", 0.003, "$0.003"),
-    ("hours", 1.5, "1.50 h"),
-    ("estimate_gb", 14.04, "14.0 GB"),
-])
+@pytest.mark.parametrize(
+    "key,value,shown",
+    [
+        ("training_tokens_total", 263175, "263,175"),
+        ("cost_usd", 3.14159, "$3.14"),
+        ("price_per_1k_tokens", 0.003, "$0.003"),
+        ("hours", 1.5, "1.50 h"),
+        ("estimate_gb", 14.04, "14.0 GB"),
+    ],
+)
 def test_numbers_are_formatted_by_kind(key, value, shown):
     assert cell(value, kind_of(key)) == shown
 
 
-@pytest.mark.parametrize("raw", [
-    "2026-12-04T15:33:35+00:00", "2026-12-04 15:33:35.150631+00:00", "2026-12-04T16:33:35+01:00",
-    "2026-12-04T15:33:35Z", dt.datetime(2026, 12, 4, 15, 33, 35, 999, tzinfo=dt.timezone.utc), 1796398415,
-    1796398415000,
-])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "2026-12-04T15:33:35+00:00",
+        "2026-12-04 15:33:35.150631+00:00",
+        "2026-12-04T16:33:35+01:00",
+        "2026-12-04T15:33:35Z",
+        dt.datetime(2026, 12, 4, 15, 33, 35, 999, tzinfo=dt.timezone.utc),
+        1796398415,
+        1796398415000,
+    ],
+)
 def test_every_backend_timestamp_reads_the_same(raw):
     assert timestamp(raw) == "2026-12-04T15:33:35Z"
 
@@ -66,8 +76,13 @@ def test_list_shows_full_job_names_and_iso_times_at_80_columns(run_cli, monkeypa
     from azft.backends.base import JobInfo, JobStatus
 
     long = "a-job-name-that-is-long-enough-to-be-cut-at-eighty-columns-0123456789"
-    info = JobInfo(name=long, backend="maas", status=JobStatus.FAILED, created="2026-12-04 15:37:26.150631+00:00",
-                   error="QuotaExceeded: no quota left")
+    info = JobInfo(
+        name=long,
+        backend="maas",
+        status=JobStatus.FAILED,
+        created="2026-12-04 15:37:26.150631+00:00",
+        error="QuotaExceeded: no quota left",
+    )
     monkeypatch.setattr("azft.api.list_jobs", lambda *a, **k: [info])
     monkeypatch.setenv("COLUMNS", "80")
     out = run_cli("list").out

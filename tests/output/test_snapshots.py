@@ -89,6 +89,7 @@ VARYING = re.compile(r"elapsed|duration|runtime_seconds|^pid$")
 
 def _json_normalised(out: str) -> str:
     """JSON with keys in a stable order; values that measure this run's speed or process are replaced."""
+
     def walk(v, key=""):
         if isinstance(v, dict):
             return {k: walk(x, k) for k, x in v.items()}

@@ -17,11 +17,23 @@ ROOT = Path(__file__).resolve().parents[2]
 # What a local run's MLflow record held before the vocabulary: the recipe's per-step names, its `final_` copies of
 # metrics.json, and metrics.json itself copied again by `azft wait`.
 OLD_LOCAL_RUN = {
-    "loss": 2.1, "learning_rate": 4e-4, "epoch": 2.0, "grad_norm": 1.3, "tokens_per_second": 900.0,
-    "eval_loss": 2.3, "perplexity": 9.97,
-    "final_final_loss": 2.1, "final_train_loss": 2.6, "final_epochs": 2.0, "final_global_step": 8.0,
-    "final_eval_loss": 2.3, "final_perplexity": 9.97,
-    "final_loss": 2.1, "train_loss": 2.6, "epochs": 2.0, "global_step": 8.0,
+    "loss": 2.1,
+    "learning_rate": 4e-4,
+    "epoch": 2.0,
+    "grad_norm": 1.3,
+    "tokens_per_second": 900.0,
+    "eval_loss": 2.3,
+    "perplexity": 9.97,
+    "final_final_loss": 2.1,
+    "final_train_loss": 2.6,
+    "final_epochs": 2.0,
+    "final_global_step": 8.0,
+    "final_eval_loss": 2.3,
+    "final_perplexity": 9.97,
+    "final_loss": 2.1,
+    "train_loss": 2.6,
+    "epochs": 2.0,
+    "global_step": 8.0,
 }
 
 
@@ -34,27 +46,75 @@ def test_old_local_run_names_one_metric_per_meaning():
     assert not {"epoch", "epochs", "learning_rate", "loss", "perplexity", "global_step"} & set(names)
 
 
-@pytest.mark.parametrize("source,raw,expected", [
-    # the recipe's metrics.json summary
-    ("recipe", {"final_loss": 1.0, "train_loss": 1.4, "epochs": 1.0, "global_step": 4, "perplexity": 3.0,
-                "train_runtime_seconds": 12.0},
-     {"train_loss": 1.0, "train_loss_mean": 1.4, "epochs_completed": 1.0, "steps": 4, "eval_perplexity": 3.0,
-      "train_seconds": 12.0}),
-    # the emulator's run history
-    ("emulator", {"loss": [(1, 2.0)], "eval_loss": [(10, 2.1)]},
-     {"train_loss": [(1, 2.0)], "eval_loss": [(10, 2.1)]}),
-    # Azure ML run history: the Hugging Face Trainer's names as Azure's fine-tuning components log them
-    ("azure-hf", {"loss": [(5, 1.2)], "learning_rate": [(5, 1e-5)], "epoch": [(5, 0.5)], "train_loss": [(10, 1.5)],
-                  "train_runtime": [(10, 60.0)], "total_flos": [(10, 1e12)], "eval_loss": [(10, 1.3)]},
-     {"train_loss": [(5, 1.2)], "scheduled_lr": [(5, 1e-5)], "epochs_completed": [(5, 0.5)],
-      "train_loss_mean": [(10, 1.5)], "train_seconds": [(10, 60.0)], "model_flops": [(10, 1e12)],
-      "eval_loss": [(10, 1.3)]}),
-    # OpenAI-style fine-tuning checkpoint names
-    ("azure-openai-style", {"train_loss": [(1, 1.0)], "valid_loss": [(1, 1.1)], "full_valid_loss": [(1, 1.2)],
-                            "train_mean_token_accuracy": [(1, 0.5)]},
-     {"train_loss": [(1, 1.0)], "eval_batch_loss": [(1, 1.1)], "eval_loss": [(1, 1.2)],
-      "train_token_accuracy": [(1, 0.5)]}),
-])
+@pytest.mark.parametrize(
+    "source,raw,expected",
+    [
+        # the recipe's metrics.json summary
+        (
+            "recipe",
+            {
+                "final_loss": 1.0,
+                "train_loss": 1.4,
+                "epochs": 1.0,
+                "global_step": 4,
+                "perplexity": 3.0,
+                "train_runtime_seconds": 12.0,
+            },
+            {
+                "train_loss": 1.0,
+                "train_loss_mean": 1.4,
+                "epochs_completed": 1.0,
+                "steps": 4,
+                "eval_perplexity": 3.0,
+                "train_seconds": 12.0,
+            },
+        ),
+        # the emulator's run history
+        (
+            "emulator",
+            {"loss": [(1, 2.0)], "eval_loss": [(10, 2.1)]},
+            {"train_loss": [(1, 2.0)], "eval_loss": [(10, 2.1)]},
+        ),
+        # Azure ML run history: the Hugging Face Trainer's names as Azure's fine-tuning components log them
+        (
+            "azure-hf",
+            {
+                "loss": [(5, 1.2)],
+                "learning_rate": [(5, 1e-5)],
+                "epoch": [(5, 0.5)],
+                "train_loss": [(10, 1.5)],
+                "train_runtime": [(10, 60.0)],
+                "total_flos": [(10, 1e12)],
+                "eval_loss": [(10, 1.3)],
+            },
+            {
+                "train_loss": [(5, 1.2)],
+                "scheduled_lr": [(5, 1e-5)],
+                "epochs_completed": [(5, 0.5)],
+                "train_loss_mean": [(10, 1.5)],
+                "train_seconds": [(10, 60.0)],
+                "model_flops": [(10, 1e12)],
+                "eval_loss": [(10, 1.3)],
+            },
+        ),
+        # OpenAI-style fine-tuning checkpoint names
+        (
+            "azure-openai-style",
+            {
+                "train_loss": [(1, 1.0)],
+                "valid_loss": [(1, 1.1)],
+                "full_valid_loss": [(1, 1.2)],
+                "train_mean_token_accuracy": [(1, 0.5)],
+            },
+            {
+                "train_loss": [(1, 1.0)],
+                "eval_batch_loss": [(1, 1.1)],
+                "eval_loss": [(1, 1.2)],
+                "train_token_accuracy": [(1, 0.5)],
+            },
+        ),
+    ],
+)
 def test_every_backend_maps_to_the_vocabulary(source, raw, expected):
     assert canonical(raw) == expected, source
 
@@ -72,9 +132,19 @@ def test_the_recipe_logs_the_vocabulary_names(monkeypatch):
     sys.modules.pop("ft_report", None)
     import ft_report
 
-    summary = {"method": "lora", "global_step": 4, "epochs": 1.0, "final_loss": 1.0, "train_loss": 1.4,
-               "train_runtime_seconds": 3.0, "train_tokens": 100, "eval_loss": 2.0, "perplexity": 7.4,
-               "tokens_per_second": 30.0, "mfu": 0.01}
+    summary = {
+        "method": "lora",
+        "global_step": 4,
+        "epochs": 1.0,
+        "final_loss": 1.0,
+        "train_loss": 1.4,
+        "train_runtime_seconds": 3.0,
+        "train_tokens": 100,
+        "eval_loss": 2.0,
+        "perplexity": 7.4,
+        "tokens_per_second": 30.0,
+        "mfu": 0.01,
+    }
     step = {"epoch": 0.5, "loss": 1.1, "learning_rate": 1e-4, "grad_norm": 0.3, "tokens_per_second": 20.0}
     for record in (summary, step):
         numeric = {k: v for k, v in record.items() if isinstance(v, (int, float))}
@@ -98,14 +168,29 @@ def old_style_runs(tmp_path, monkeypatch):
     tracker = Tracker(uri, "vocab", buffer_dir=tmp_path / "buffer", quiet=True)
     ids = {}
     for job, lr in (("vocab-a", 2e-4), ("vocab-b", 1e-4)):
-        rid = tracker.start_submission(spec={"model": "tiny-phi3", "method": "lora",
-                                             "hyperparameters": {"epochs": 2, "learning_rate": lr}},
-                                       plan={}, data_report=None, backend="local", job_name=job, studio_url=None,
-                                       tags={})
-        tracker.log_metrics(rid, {"loss": [(1, 2.5), (8, 2.1)], "learning_rate": [(1, lr), (8, lr / 10)],
-                                  "epoch": [(1, 0.25), (8, 2.0)], "eval_loss": [(8, 2.3)]})
-        final = {k: v for k, v in OLD_LOCAL_RUN.items() if k.startswith("final_") or k in (
-            "final_loss", "train_loss", "epochs", "global_step")}
+        rid = tracker.start_submission(
+            spec={"model": "tiny-phi3", "method": "lora", "hyperparameters": {"epochs": 2, "learning_rate": lr}},
+            plan={},
+            data_report=None,
+            backend="local",
+            job_name=job,
+            studio_url=None,
+            tags={},
+        )
+        tracker.log_metrics(
+            rid,
+            {
+                "loss": [(1, 2.5), (8, 2.1)],
+                "learning_rate": [(1, lr), (8, lr / 10)],
+                "epoch": [(1, 0.25), (8, 2.0)],
+                "eval_loss": [(8, 2.3)],
+            },
+        )
+        final = {
+            k: v
+            for k, v in OLD_LOCAL_RUN.items()
+            if k.startswith("final_") or k in ("final_loss", "train_loss", "epochs", "global_step")
+        }
         tracker.log_final(rid, final, "Completed")
         ids[job] = rid
     return uri, ids
@@ -122,8 +207,9 @@ def test_results_and_compare_name_each_metric_once(old_style_runs, tmp_path):
     assert not {"final_final_loss", "final_loss", "epoch", "epochs", "final_epochs", "learning_rate"} & set(metrics)
     table = CliRunner().invoke(results, ["vocab-a", "--tracking-uri", uri]).output
     assert "final_final_loss" not in table and "final_epochs" not in table
-    cmp = CliRunner().invoke(runs, ["compare", "vocab-a", "vocab-b", "--tracking-uri", uri, "--no-log",
-                                    "--out", str(tmp_path / "c.png")])
+    cmp = CliRunner().invoke(
+        runs, ["compare", "vocab-a", "vocab-b", "--tracking-uri", uri, "--no-log", "--out", str(tmp_path / "c.png")]
+    )
     assert cmp.exit_code == 0, cmp.output
     labels = [line.split("│")[1].strip() for line in cmp.output.splitlines() if line.count("│") >= 3]
     assert labels.count("learning_rate") == 1  # the hyperparameter (a param), once

@@ -49,16 +49,27 @@ def test_sdist_and_wheel_carry_the_azure_ml_assets_and_clean_metadata(dist):
     assert not re.search(r"(?i)deprecat", dist["log"]), dist["log"]
     with tarfile.open(dist["sdist"]) as tar:
         names = {Path(n).relative_to(Path(n).parts[0]).as_posix() for n in tar.getnames() if "/" in n}
-    for needed in ("components/finetune/component.yml", "components/finetune/src/train.py",
-                   "components/validate_data/run.py", "components/environment/runtime.conda.yml",
-                   "pipelines/finetune.yml", "setup.py", "LICENSE", "CHANGELOG.md"):
+    for needed in (
+        "components/finetune/component.yml",
+        "components/finetune/src/train.py",
+        "components/validate_data/run.py",
+        "components/environment/runtime.conda.yml",
+        "pipelines/finetune.yml",
+        "setup.py",
+        "LICENSE",
+        "CHANGELOG.md",
+    ):
         assert needed in names, needed
     with zipfile.ZipFile(dist["wheel"]) as whl:
         files = set(whl.namelist())
         component = whl.read("azft/components/validate_data/component.yml").decode()
         meta = whl.read(f"azft-{azft.__version__}.dist-info/METADATA").decode()
-    repo_assets = [p.relative_to(ROOT).as_posix() for d in ("components", "pipelines") for p in (ROOT / d).rglob("*")
-                   if p.is_file() and "__pycache__" not in p.parts]
+    repo_assets = [
+        p.relative_to(ROOT).as_posix()
+        for d in ("components", "pipelines")
+        for p in (ROOT / d).rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts
+    ]
     missing = [p for p in repo_assets if f"azft/{p}" not in files]
     assert not missing, f"not in the wheel: {missing}"
     assert not any("__pycache__" in f for f in files)
@@ -70,8 +81,16 @@ def test_sdist_and_wheel_carry_the_azure_ml_assets_and_clean_metadata(dist):
 def test_installed_wheel_validates_plans_and_trains_outside_the_checkout(installed):
     env, work, py = installed["env"], installed["work"], installed["py"]
 
-    where = _run([str(py), "-c", "import azft, azft.resources as r; print(azft.__file__); print(r.layout()); "
-                  "print(r.component_file('finetune'))"], cwd=work, env=env).stdout.split()
+    where = _run(
+        [
+            str(py),
+            "-c",
+            "import azft, azft.resources as r; print(azft.__file__); print(r.layout()); "
+            "print(r.component_file('finetune'))",
+        ],
+        cwd=work,
+        env=env,
+    ).stdout.split()
     assert Path(where[0]).is_relative_to(installed["purelib"]) and where[1] == "installed", where
     assert Path(where[2]).is_relative_to(installed["purelib"])
 
@@ -112,11 +131,16 @@ def test_installed_wheel_validates_plans_and_trains_outside_the_checkout(install
     spec["name"] = "wheel-smoke"
     spec["hyperparameters"].update(epochs=1, max_steps=3, save_steps=100)
     (work / "smoke.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
-    res = _run(["azft", "submit", "smoke.yaml", "--backend", "local", "--wait", "--output", "json"],
-               cwd=work, env=env, timeout=600)
+    res = _run(
+        ["azft", "submit", "smoke.yaml", "--backend", "local", "--wait", "--output", "json"],
+        cwd=work,
+        env=env,
+        timeout=600,
+    )
     done = json.loads(res.stdout)
     assert done["status"] == "Completed", done
     log = next(Path(env["AZFT_HOME"]).glob(".azft/jobs/*/job.log")).read_text()
-    assert str(installed["purelib"] / "azft" / "components" / "finetune" / "src" / "train.py") in log or \
-        "train.py" in log
+    assert (
+        str(installed["purelib"] / "azft" / "components" / "finetune" / "src" / "train.py") in log or "train.py" in log
+    )
     assert not (ROOT / ".azft" / "jobs" / done["name"]).exists()

@@ -14,16 +14,20 @@ import azft
 from azft.backends.base import JobStatus
 from azft.errors import EXIT_CANCELLED, EXIT_INTERNAL, EXIT_JOB_FAILED, AzureError, JobCancelledError, JobFailedError
 
-ROWS = [{"messages": [{"role": "user", "content": f"What is {i} plus {i}?"},
-                      {"role": "assistant", "content": f"{i + i}."}]} for i in range(10)]
+ROWS = [
+    {"messages": [{"role": "user", "content": f"What is {i} plus {i}?"}, {"role": "assistant", "content": f"{i + i}."}]}
+    for i in range(10)
+]
 
 
 def _spec(tmp_path: Path, name: str, *, seconds: float = 0.02, extra: str = "") -> Path:
     data = tmp_path / f"{name}.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in ROWS))
     path = tmp_path / f"{name}.yaml"
-    path.write_text(f"name: {name}\nmodel: phi-4-mini-instruct\ndata: {{train: {data.name}}}\n"
-                    f"mock: {{seconds_per_state: {seconds}}}\n{extra}")
+    path.write_text(
+        f"name: {name}\nmodel: phi-4-mini-instruct\ndata: {{train: {data.name}}}\n"
+        f"mock: {{seconds_per_state: {seconds}}}\n{extra}"
+    )
     return path
 
 
@@ -47,8 +51,10 @@ def test_the_readme_snippet_works_again_and_again_in_one_process(tmp_path):
         assert isinstance(job, azft.Job) and job.name == plan.job_name
         info = azft.wait(job, timeout=120, poll_interval=0.05)
         assert isinstance(info, azft.JobInfo) and info.status == azft.JobStatus.COMPLETED
-        run_id = azft.get_job(job.name).info().mlflow_run_id or \
-            json.loads((Path(azft.state.state_dir()) / "submissions.json").read_text())[job.name]["mlflow_run_id"]
+        run_id = (
+            azft.get_job(job.name).info().mlflow_run_id
+            or json.loads((Path(azft.state.state_dir()) / "submissions.json").read_text())[job.name]["mlflow_run_id"]
+        )
         assert _run_status(run_id) == "FINISHED"  # the API closed the MLflow run, not only the CLI
     assert issubclass(azft.SpecError, azft.AzftError) and azft.InternalError.exit_code == EXIT_INTERNAL
 
@@ -107,8 +113,9 @@ def test_four_identical_submits_at_once_make_one_job_and_one_run(tmp_path):
 
     tracker = Tracker(default_tracking_uri(), "racing")
     client = tracker.store.read()
-    runs = client.search_runs([e.experiment_id for e in client.search_experiments()],
-                              filter_string=f"tags.`azft.job_name` = '{names[0]}'")
+    runs = client.search_runs(
+        [e.experiment_id for e in client.search_experiments()], filter_string=f"tags.`azft.job_name` = '{names[0]}'"
+    )
     assert len(runs) == 1
 
 
@@ -134,8 +141,18 @@ def test_a_fault_belongs_to_its_own_submission(tmp_path, run_cli):
     assert r.code == 0, r.text
 
 
-@pytest.mark.parametrize("flags", [["--poll", "0"], ["--poll", "-1"], ["--timeout", "nan"], ["--timeout", "0"],
-                                   ["--timeout", "-5"], ["--timeout", "inf"], ["--fault", "http_error:route=(["]])
+@pytest.mark.parametrize(
+    "flags",
+    [
+        ["--poll", "0"],
+        ["--poll", "-1"],
+        ["--timeout", "nan"],
+        ["--timeout", "0"],
+        ["--timeout", "-5"],
+        ["--timeout", "inf"],
+        ["--fault", "http_error:route=(["],
+    ],
+)
 def test_values_that_cannot_work_are_refused_before_anything_is_submitted(tmp_path, run_cli, _azft_home, flags):
     path = _spec(tmp_path, "never")
     r = run_cli("submit", str(path), "-b", "mock", "--wait", *flags, "--output", "json")
@@ -173,8 +190,15 @@ def test_an_unexpected_exception_is_exit_5_with_one_line(run_cli, monkeypatch, t
     assert r.code == EXIT_INTERNAL and json.loads(r.out)["exit_code"] == EXIT_INTERNAL
 
 
-@pytest.mark.parametrize("args", [["plan", "x.yaml", "--bogus"], ["plan", "x.yaml", "--backend", "nope"],
-                                  ["status"], ["submit", "x.yaml", "--poll", "soon"]])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["plan", "x.yaml", "--bogus"],
+        ["plan", "x.yaml", "--backend", "nope"],
+        ["status"],
+        ["submit", "x.yaml", "--poll", "soon"],
+    ],
+)
 def test_usage_errors_are_json_in_json_mode(run_cli, args):
     r = run_cli(*args, "--output", "json")
     assert r.code == 2

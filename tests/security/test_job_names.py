@@ -20,8 +20,27 @@ COMMANDS = [("status",), ("wait", "--timeout", "1"), ("logs",), ("cancel",), ("r
 BACKENDS = ["local", "mock", "maas", "maap", None]
 
 HOSTILE = [
-    "../../../victim", "..", ".", "/etc", "/tmp/x/../victim", "a/../../victim", "a/b", "a\\b", "-rf", "_x",
-    "x" * 256, "x" * 5000, "name\x00.json", "name\n", " name", "naïve", "a b", "a:b", "~", "~root", "$HOME",
+    "../../../victim",
+    "..",
+    ".",
+    "/etc",
+    "/tmp/x/../victim",
+    "a/../../victim",
+    "a/b",
+    "a\\b",
+    "-rf",
+    "_x",
+    "x" * 256,
+    "x" * 5000,
+    "name\x00.json",
+    "name\n",
+    " name",
+    "naïve",
+    "a b",
+    "a:b",
+    "~",
+    "~root",
+    "$HOME",
     "a.b",
 ]
 
@@ -31,8 +50,15 @@ def victim(tmp_path):
     """A state.json outside AZFT_HOME, shaped like a local job's, whose process group must never be signalled."""
     d = tmp_path / "victim"
     d.mkdir()
-    state = {"name": "victim", "backend": "local", "pid": os.getpid(), "pgid": os.getpgid(0),
-             "created": "2026-01-01T00:00:00+00:00", "command": ["true"], "outputs": {}}
+    state = {
+        "name": "victim",
+        "backend": "local",
+        "pid": os.getpid(),
+        "pgid": os.getpgid(0),
+        "created": "2026-01-01T00:00:00+00:00",
+        "command": ["true"],
+        "outputs": {},
+    }
     (d / "state.json").write_text(json.dumps(state))
     return d
 
@@ -43,8 +69,9 @@ def test_a_traversal_is_refused_by_every_command_on_every_backend(run_cli, victi
     before = (victim / "state.json").read_bytes()
     names = [os.path.relpath(victim, _azft_home / ".azft" / "jobs"), str(victim), "x" * 5000]
     for name in names:
-        args = [command[0], name, *command[1:]] + (["--backend", backend] if backend and command[0] != "results"
-                                                    else [])
+        args = [command[0], name, *command[1:]] + (
+            ["--backend", backend] if backend and command[0] != "results" else []
+        )
         r = run_cli(*args)
         assert r.code == 2, (args, r.text)
         assert "Traceback" not in r.text

@@ -89,20 +89,26 @@ def _grep_home(home, needle: str) -> list[str]:
 @pytest.fixture
 def spec_dir(tmp_path):
     (tmp_path / "train.jsonl").write_text(
-        "".join(json.dumps({"messages": [{"role": "user", "content": f"q{i}"},
-                                         {"role": "assistant", "content": f"a{i}"}]}) + "\n" for i in range(8)))
+        "".join(
+            json.dumps({"messages": [{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": f"a{i}"}]})
+            + "\n"
+            for i in range(8)
+        )
+    )
     return tmp_path
 
 
 @pytest.mark.parametrize("shape,secret,text", SHAPES, ids=[s[0] for s in SHAPES])
-def test_each_secret_shape_in_each_place_is_refused_and_never_shown(run_cli, spec_dir, _azft_home, shape, secret,
-                                                                     text):
+def test_each_secret_shape_in_each_place_is_refused_and_never_shown(run_cli, spec_dir, _azft_home, shape, secret, text):
     for place, doc in _places(text).items():
         path = spec_dir / f"{place}.yaml"
         path.write_text(json.dumps(doc, indent=1))
-        runs = [run_cli("validate", str(path)), run_cli("plan", str(path), "--output", "json"),
-                run_cli("plan", str(path), "-b", "mock", "--output", "yaml"),
-                run_cli("submit", str(path), "-b", "mock", "--output", "json")]
+        runs = [
+            run_cli("validate", str(path)),
+            run_cli("plan", str(path), "--output", "json"),
+            run_cli("plan", str(path), "-b", "mock", "--output", "yaml"),
+            run_cli("submit", str(path), "-b", "mock", "--output", "json"),
+        ]
         for r in runs:
             assert r.code == 2, (place, r.text)
             assert secret not in r.text, (place, r.text)
@@ -114,15 +120,17 @@ def test_each_secret_shape_in_each_place_is_refused_and_never_shown(run_cli, spe
 def test_an_env_value_that_fails_validation_is_not_echoed(run_cli, spec_dir, monkeypatch):
     monkeypatch.setenv("AZFT_EPOCHS", "hunter2-plain-not-a-number")
     path = spec_dir / "env.yaml"
-    path.write_text("name: leak\nmodel: tiny-phi3\ndata: {train: train.jsonl}\nhyperparameters:\n"
-                    "  epochs: ${AZFT_EPOCHS}\n  learning_rate: ${AZFT_EPOCHS}\n")
+    path.write_text(
+        "name: leak\nmodel: tiny-phi3\ndata: {train: train.jsonl}\nhyperparameters:\n"
+        "  epochs: ${AZFT_EPOCHS}\n  learning_rate: ${AZFT_EPOCHS}\n"
+    )
     r = run_cli("validate", str(path))
     assert r.code == 2 and "hunter2" not in r.text
     assert "spec.yaml" not in r.text and "env.yaml:5" in r.err and "environment" in r.err
 
 
 def test_a_secret_named_key_never_echoes_its_value_whatever_its_type(run_cli, spec_dir):
-    for value in ('["plain-value-1"]', '{inner: plain-value-1}', "plain-value-1", "[[plain-value-1]]"):
+    for value in ('["plain-value-1"]', "{inner: plain-value-1}", "plain-value-1", "[[plain-value-1]]"):
         path = spec_dir / "named.yaml"
         path.write_text(f"name: leak\nmodel: tiny-phi3\ndata: {{train: train.jsonl}}\ntags:\n  api_key: {value}\n")
         r = run_cli("validate", str(path))
@@ -166,9 +174,25 @@ def test_a_secret_is_found_and_scrubbed_whatever_text_surrounds_it(before, after
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.sampled_from(["max_tokens", "eos_token", "pad_token", "tokenizer", "key_name", "num_keys", "monkey",
-                        "learning_rate", "target_modules", "qkv_proj", "support-bot", "phi-4-mini-instruct"]),
-       st.text(alphabet=string.ascii_lowercase + " -_", max_size=30))
+@given(
+    st.sampled_from(
+        [
+            "max_tokens",
+            "eos_token",
+            "pad_token",
+            "tokenizer",
+            "key_name",
+            "num_keys",
+            "monkey",
+            "learning_rate",
+            "target_modules",
+            "qkv_proj",
+            "support-bot",
+            "phi-4-mini-instruct",
+        ]
+    ),
+    st.text(alphabet=string.ascii_lowercase + " -_", max_size=30),
+)
 def test_ordinary_settings_and_prose_are_not_secrets(key, prose):
     assert find_secret(f"{key}: {prose}") is None
     assert redact({key: 5}) == {key: 5}

@@ -43,8 +43,9 @@ def test_every_model_fact_carries_a_source():
                 assert p["not_published"].strip()
                 continue
             src = p.get("source", "")
-            assert src in documents or src.startswith("Azure/azureml-assets@") or src.startswith("registry "), \
+            assert src in documents or src.startswith("Azure/azureml-assets@") or src.startswith("registry "), (
                 f"{mid}: {fact} cites an unknown source {src!r}"
+            )
             if src.startswith("Azure/azureml-assets@"):
                 assert p.get("field") and p.get("committed") and p.get("read"), (mid, fact, p)
 
@@ -54,9 +55,15 @@ def test_registry_facts_for_phi4_and_phi35():
     models = _catalog()["models"]
     phi4 = models["phi-4"]
     assert phi4["maap"]["allowed_skus"] == [
-        "Standard_NC24ads_A100_v4", "Standard_NC48ads_A100_v4", "Standard_NC96ads_A100_v4", "Standard_ND96asr_v4",
-        "Standard_ND96amsr_A100_v4", "Standard_NC40ads_H100_v5", "Standard_NC80adis_H100_v5",
-        "Standard_ND96isr_H100_v5"]
+        "Standard_NC24ads_A100_v4",
+        "Standard_NC48ads_A100_v4",
+        "Standard_NC96ads_A100_v4",
+        "Standard_ND96asr_v4",
+        "Standard_ND96amsr_A100_v4",
+        "Standard_NC40ads_H100_v5",
+        "Standard_NC80adis_H100_v5",
+        "Standard_ND96isr_H100_v5",
+    ]
     assert phi4["maap"]["min_spec"]["raw"] == "24|1|220|64"
     assert phi4["defaults"]["apply_lora"] is True and phi4["defaults"]["batch_size"] == 1
     assert phi4["defaults"]["gradient_accumulation_steps"] == 1
@@ -126,8 +133,15 @@ system_metadata:
 
 
 def _git(repo: Path, *args: str) -> str:
-    env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t",
-           "GIT_AUTHOR_DATE": "2025-01-01T00:00:00", "GIT_COMMITTER_DATE": "2025-01-01T00:00:00", "PATH": "/usr/bin:/bin"}
+    env = {
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@t",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@t",
+        "GIT_AUTHOR_DATE": "2025-01-01T00:00:00",
+        "GIT_COMMITTER_DATE": "2025-01-01T00:00:00",
+        "PATH": "/usr/bin:/bin",
+    }
     return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, text=True, env=env).stdout
 
 
@@ -148,12 +162,13 @@ def assets(tmp_path: Path) -> Path:
 def test_generator_reads_both_spec_shapes_and_history(assets: Path, tmp_path: Path):
     out = tmp_path / "catalog.yaml"
     shutil.copy(CATALOG, out)
-    text = out.read_text().replace("\nmethods:", "\n# a section the generator does not own\n"
-                                   "other_facts:\n  phi-4: {layers: 40}\n\nmethods:", 1)
+    text = out.read_text().replace(
+        "\nmethods:", "\n# a section the generator does not own\nother_facts:\n  phi-4: {layers: 40}\n\nmethods:", 1
+    )
     out.write_text(text.replace("  phi-3.5-mini-instruct:\n", "  phi-3.5-mini-instruct:\n    hidden_size: 3072\n", 1))
     code = textwrap.dedent(f"""
         import sys
-        sys.path.insert(0, {str(ROOT / 'scripts')!r})
+        sys.path.insert(0, {str(ROOT / "scripts")!r})
         import build_catalog as b
         b.MODELS = {{"phi-3.5-mini-instruct": b.MODELS["phi-3.5-mini-instruct"]}}
         b.build(__import__("pathlib").Path({str(assets)!r}), "HEAD", __import__("pathlib").Path({str(out)!r}),
@@ -174,7 +189,7 @@ def test_generator_reads_both_spec_shapes_and_history(assets: Path, tmp_path: Pa
     assert "# a section the generator does not own\nother_facts:\n  phi-4: {layers: 40}\n" in out.read_text()
     # every section it does not own is kept line for line
     before = CATALOG.read_text()
-    arch = before[before.index("\narchitectures:"):]
+    arch = before[before.index("\narchitectures:") :]
     assert arch.split("\nsources:")[0] in out.read_text()
 
 
@@ -186,7 +201,8 @@ def test_generator_reads_both_spec_shapes_and_history(assets: Path, tmp_path: Pa
 def _spec(tmp_path: Path, model: str, method: str, compute: str, hp: str = "epochs: 1") -> str:
     shutil.copytree(EXAMPLES / "data", tmp_path / "data", dirs_exist_ok=True)
     p = tmp_path / f"{model}-{method}.yaml"
-    p.write_text(textwrap.dedent(f"""\
+    p.write_text(
+        textwrap.dedent(f"""\
         name: fit
         model: {model}
         task: chat-completion
@@ -194,7 +210,8 @@ def _spec(tmp_path: Path, model: str, method: str, compute: str, hp: str = "epoc
         method: {method}
         hyperparameters: {{{hp}}}
         compute: {compute}
-        """))
+        """)
+    )
     return str(p)
 
 
@@ -209,16 +226,25 @@ def test_phi4_on_nc24ads_a100_can_run(run_cli, tmp_path):
 
 
 def test_phi3_mini_on_h100_with_azft_component_can_run(run_cli, tmp_path):
-    r, d = _plan(run_cli, _spec(tmp_path, "phi-3-mini-4k-instruct", "lora",
-                                "{cluster: gpu, instance_type: Standard_NC40ads_H100_v5}"))
+    r, d = _plan(
+        run_cli,
+        _spec(tmp_path, "phi-3-mini-4k-instruct", "lora", "{cluster: gpu, instance_type: Standard_NC40ads_H100_v5}"),
+    )
     assert r.code == 0 and d["verdict"]["ok"], d["verdict"]
     assert any("compute list" in w and "registry pipeline" in w for w in d["verdict"]["warnings"])
 
 
 def test_qlora_phi3_medium_on_16gb_refused_with_estimate_and_sizes_that_fit(run_cli, tmp_path):
-    r, d = _plan(run_cli, _spec(tmp_path, "phi-3-medium-4k-instruct", "qlora",
-                                "{cluster: gpu, instance_type: Standard_NC6s_v3}",
-                                hp="epochs: 1, batch_size: 1, max_seq_length: 2048"))
+    r, d = _plan(
+        run_cli,
+        _spec(
+            tmp_path,
+            "phi-3-medium-4k-instruct",
+            "qlora",
+            "{cluster: gpu, instance_type: Standard_NC6s_v3}",
+            hp="epochs: 1, batch_size: 1, max_seq_length: 2048",
+        ),
+    )
     assert r.code == 2
     reason = " ".join(d["verdict"]["reasons"])
     assert "estimated" in reason and "GB per GPU" in reason and "Standard_NC6s_v3: 16 GB per GPU" in reason
@@ -227,9 +253,15 @@ def test_qlora_phi3_medium_on_16gb_refused_with_estimate_and_sizes_that_fit(run_
 
 
 def test_registry_pipeline_keeps_the_compute_list(run_cli, tmp_path):
-    r, d = _plan(run_cli, _spec(tmp_path, "phi-3-mini-4k-instruct", "lora",
-                                "{cluster: gpu, instance_type: Standard_NC40ads_H100_v5, pipeline: registry, "
-                                "deepspeed: {stage: 2}}"))
+    r, d = _plan(
+        run_cli,
+        _spec(
+            tmp_path,
+            "phi-3-mini-4k-instruct",
+            "lora",
+            "{cluster: gpu, instance_type: Standard_NC40ads_H100_v5, pipeline: registry, deepspeed: {stage: 2}}",
+        ),
+    )
     assert r.code == 2 and "compute list" in d["verdict"]["reasons"][0]
     assert any("compute.pipeline: azft" in a for a in d["verdict"]["alternatives"])
 
@@ -246,16 +278,30 @@ def test_catalog_refresh_reads_the_live_registry_into_the_overlay(emulator, run_
     for key, value in emulator.env().items():
         monkeypatch.setenv(key, value)
     # what the live registry carries for Phi-4: the tag/property shape validate_assets.py backfills
-    add_registry_model(emulator, "Phi-4", 8, created="2026-07-01T00:00:00Z", tags={
-        "textContextWindow": "16384",
-        "finetune_compute_allow_list": "Standard_NC24ads_A100_v4, Standard_NC40ads_H100_v5",
-        "model_specific_defaults": '{"learning_rate": "5e-6", "per_device_train_batch_size": "1"}'},
-        properties={"finetune-min-sku-spec": "24|1|220|64"})
-    add_registry_model(emulator, "Phi-4", 9, created="2026-11-01T00:00:00Z", tags={
-        "textContextWindow": "16384",
-        "finetune_compute_allow_list": "Standard_NC24ads_A100_v4, Standard_NC48ads_A100_v4",
-        "model_specific_defaults": '{"learning_rate": "5e-6", "per_device_train_batch_size": "2"}'},
-        properties={"finetune-min-sku-spec": "24|1|220|64"})
+    add_registry_model(
+        emulator,
+        "Phi-4",
+        8,
+        created="2026-07-01T00:00:00Z",
+        tags={
+            "textContextWindow": "16384",
+            "finetune_compute_allow_list": "Standard_NC24ads_A100_v4, Standard_NC40ads_H100_v5",
+            "model_specific_defaults": '{"learning_rate": "5e-6", "per_device_train_batch_size": "1"}',
+        },
+        properties={"finetune-min-sku-spec": "24|1|220|64"},
+    )
+    add_registry_model(
+        emulator,
+        "Phi-4",
+        9,
+        created="2026-11-01T00:00:00Z",
+        tags={
+            "textContextWindow": "16384",
+            "finetune_compute_allow_list": "Standard_NC24ads_A100_v4, Standard_NC48ads_A100_v4",
+            "model_specific_defaults": '{"learning_rate": "5e-6", "per_device_train_batch_size": "2"}',
+        },
+        properties={"finetune-min-sku-spec": "24|1|220|64"},
+    )
     r = run_cli("catalog", "refresh", "-m", "phi-4", "-m", "phi-3-mini-4k-instruct", "--output", "json")
     assert r.code == 0, r.out + r.err
     result = json.loads(r.out)

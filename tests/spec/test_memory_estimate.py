@@ -13,8 +13,17 @@ import pytest
 from azft.memory import Architecture, ArchitectureError, Setup, estimate, layer_bytes_per_token
 from tests.conftest import EXAMPLES, ROOT
 
-TERMS = ("weights", "gradients", "optimizer", "activations", "final_norm", "logits_loss", "backward_layer",
-         "cuda_context", "fragmentation")
+TERMS = (
+    "weights",
+    "gradients",
+    "optimizer",
+    "activations",
+    "final_norm",
+    "logits_loss",
+    "backward_layer",
+    "cuda_context",
+    "fragmentation",
+)
 
 
 def plan_json(run_cli, *args):
@@ -22,9 +31,16 @@ def plan_json(run_cli, *args):
     return r, json.loads(r.out)
 
 
-@pytest.mark.parametrize("model, billions", [
-    ("phi-3-mini-4k-instruct", 3.82), ("phi-3-medium-4k-instruct", 13.96), ("phi-3-small-8k-instruct", 7.39),
-    ("phi-4", 14.66), ("phi-4-mini-instruct", 3.84)])
+@pytest.mark.parametrize(
+    "model, billions",
+    [
+        ("phi-3-mini-4k-instruct", 3.82),
+        ("phi-3-medium-4k-instruct", 13.96),
+        ("phi-3-small-8k-instruct", 7.39),
+        ("phi-4", 14.66),
+        ("phi-4-mini-instruct", 3.84),
+    ],
+)
 def test_catalog_architectures_give_the_published_parameter_counts(model, billions):
     from azft.catalog import load_catalog
 
@@ -49,10 +65,18 @@ def test_phi3_mini_lora_8x2048_is_counted_per_saved_tensor(run_cli):
     assert set(TERMS) <= set(mem["terms"])
     for name, term in mem["terms"].items():
         assert term["formula"] and term["gb"] >= 0, name
-    arch = Architecture.from_config({"model_type": "phi3", "hidden_size": 3072, "intermediate_size": 8192,
-                                     "num_hidden_layers": 32, "num_attention_heads": 32,
-                                     "num_key_value_heads": 32, "vocab_size": 32064,
-                                     "tie_word_embeddings": False})
+    arch = Architecture.from_config(
+        {
+            "model_type": "phi3",
+            "hidden_size": 3072,
+            "intermediate_size": 8192,
+            "num_hidden_layers": 32,
+            "num_attention_heads": 32,
+            "num_key_value_heads": 32,
+            "vocab_size": 32064,
+            "tie_word_embeddings": False,
+        }
+    )
     per_layer = layer_bytes_per_token(arch, Setup(method="lora", precision="bf16", lora_r=16))
     # bf16 base with fp32 adapters under autocast: norms' fp32 inputs, LoRA masks and casts, rotary q/k, the
     # fused qkv output kept for v, attention output and log-sum-exp, gate_up output and SiLU(gate)
@@ -60,8 +84,10 @@ def test_phi3_mini_lora_8x2048_is_counted_per_saved_tensor(run_cli):
     acts = mem["terms"]["activations"]["gb"]
     assert acts > 3 * 11.2  # the old constant said 11.2 GB
     assert acts == pytest.approx(32 * 16384 * per_layer / 2**30, rel=0.02)
-    phase = {p: sum(t["gb"] for t in mem["terms"].values() if t["phase"] == p)
-             for p in ("persistent", "forward", "backward", "allowance")}
+    phase = {
+        p: sum(t["gb"] for t in mem["terms"].values() if t["phase"] == p)
+        for p in ("persistent", "forward", "backward", "allowance")
+    }
     total = phase["persistent"] + max(phase["forward"], phase["backward"]) + phase["allowance"]
     assert mem["total_gb"] == pytest.approx(total, abs=0.2)
     assert mem["peak_phase"] == "forward"  # everything saved for backward plus the loss buffers
@@ -96,30 +122,57 @@ def test_qlora_and_zero3_shrink_what_they_should():
 def test_local_model_directory_read_from_its_config(run_cli, tmp_path):
     model = tmp_path / "my-model"
     model.mkdir()
-    (model / "config.json").write_text(json.dumps({
-        "model_type": "llama", "hidden_size": 256, "intermediate_size": 688, "num_hidden_layers": 4,
-        "num_attention_heads": 8, "num_key_value_heads": 2, "vocab_size": 5000, "tie_word_embeddings": True}))
+    (model / "config.json").write_text(
+        json.dumps(
+            {
+                "model_type": "llama",
+                "hidden_size": 256,
+                "intermediate_size": 688,
+                "num_hidden_layers": 4,
+                "num_attention_heads": 8,
+                "num_key_value_heads": 2,
+                "vocab_size": 5000,
+                "tie_word_embeddings": True,
+            }
+        )
+    )
     shutil_data(tmp_path)
     spec = write_spec(tmp_path, str(model))
     r, d = plan_json(run_cli, spec, "-b", "local")
     mem = d["estimate"]["memory_per_gpu"]
     assert mem["architecture"]["layers"] == 4 and mem["architecture"]["source"].endswith("config.json")
-    (model / "config.json").write_text("{\"model_type\": \"llama\"}")
+    (model / "config.json").write_text('{"model_type": "llama"}')
     r, d = plan_json(run_cli, spec, "-b", "local")
     assert "needed for the memory estimate" in d["estimate"]["memory_per_gpu"]["unknown"]
 
 
 def test_unknown_architecture_is_labelled_not_guessed(run_cli, tmp_path):
     shutil_data(tmp_path)
-    r, d = plan_json(run_cli, write_spec(tmp_path, "someorg/some-model",
-                                         "compute: {cluster: c1, instance_type: Standard_NC24ads_A100_v4}\n"),
-                     "-b", "maap")
+    r, d = plan_json(
+        run_cli,
+        write_spec(tmp_path, "someorg/some-model", "compute: {cluster: c1, instance_type: Standard_NC24ads_A100_v4}\n"),
+        "-b",
+        "maap",
+    )
     assert "unknown" in d["estimate"]["memory_per_gpu"]
 
 
-@pytest.mark.parametrize("cfg", [{}, {"hidden_size": "x"}, [], {"hidden_size": 64, "intermediate_size": 10,
-                                 "num_hidden_layers": 1, "num_attention_heads": 3, "num_key_value_heads": 2,
-                                 "vocab_size": 10}])
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        {},
+        {"hidden_size": "x"},
+        [],
+        {
+            "hidden_size": 64,
+            "intermediate_size": 10,
+            "num_hidden_layers": 1,
+            "num_attention_heads": 3,
+            "num_key_value_heads": 2,
+            "vocab_size": 10,
+        },
+    ],
+)
 def test_bad_configs_are_refused_clearly(cfg):
     with pytest.raises(ArchitectureError):
         if not isinstance(cfg, dict):
@@ -147,14 +200,17 @@ def shutil_data(dst: Path) -> None:
 
 def write_spec(dst: Path, model: str, extra: str = "") -> str:
     p = dst / "spec.yaml"
-    p.write_text(textwrap.dedent(f"""\
+    p.write_text(
+        textwrap.dedent(f"""\
         name: t
         model: {model}
         task: chat-completion
         data: {{train: data/chat_train.jsonl}}
         method: lora
         hyperparameters: {{batch_size: 2, max_seq_length: 512}}
-        """) + extra)
+        """)
+        + extra
+    )
     return str(p)
 
 
@@ -178,8 +234,11 @@ def test_advice_when_it_does_not_fit(run_cli, tmp_path):
     """On an 80 GB A100 the 8×2048 LoRA case is refused; each suggested change is re-estimated and fits."""
     shutil_data(tmp_path)
     spec = tmp_path / "a100.yaml"
-    spec.write_text((EXAMPLES / "phi3-mini-lora-8x2048.yaml").read_text().replace(
-        "Standard_NC40ads_H100_v5", "Standard_NC24ads_A100_v4"))
+    spec.write_text(
+        (EXAMPLES / "phi3-mini-lora-8x2048.yaml")
+        .read_text()
+        .replace("Standard_NC40ads_H100_v5", "Standard_NC24ads_A100_v4")
+    )
     r, d = plan_json(run_cli, str(spec), "-b", "maap")
     assert d["verdict"]["ok"] is False
     advice = d["estimate"]["memory_advice"]

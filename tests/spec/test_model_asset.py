@@ -16,14 +16,17 @@ from tests.conftest import EXAMPLES, ROOT
 def _spec(tmp_path: Path, model: str, extra: str = "") -> str:
     shutil.copytree(EXAMPLES / "data", tmp_path / "data", dirs_exist_ok=True)
     p = tmp_path / "spec.yaml"
-    p.write_text(textwrap.dedent(f"""\
+    p.write_text(
+        textwrap.dedent(f"""\
         name: pin
         model: {model}
         task: chat-completion
         data: {{train: data/chat_train.jsonl}}
         method: lora
         hyperparameters: {{epochs: 1, gradient_checkpointing: true}}
-        """) + extra)
+        """)
+        + extra
+    )
     return str(p)
 
 

@@ -20,8 +20,14 @@ def workdir(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def spec_with(workdir: Path, model: str, extra: str = "", method: str = "lora", name: str = "spec.yaml",
-              hp: str = "epochs: 2, batch_size: 4") -> str:
+def spec_with(
+    workdir: Path,
+    model: str,
+    extra: str = "",
+    method: str = "lora",
+    name: str = "spec.yaml",
+    hp: str = "epochs: 2, batch_size: 4",
+) -> str:
     text = textwrap.dedent(f"""\
         name: t
         model: {model}
@@ -51,7 +57,9 @@ def test_phi3_on_maas_refused_with_retirement_date_and_alternatives(run_cli):
     assert "maap" in alts and "phi-4-mini-instruct" in alts and "phi-4" in alts
 
 
-@pytest.mark.parametrize("model", ["phi-3-mini-128k-instruct", "phi-3-medium-4k-instruct", "phi-3-medium-128k-instruct"])
+@pytest.mark.parametrize(
+    "model", ["phi-3-mini-128k-instruct", "phi-3-medium-4k-instruct", "phi-3-medium-128k-instruct"]
+)
 def test_every_phi3_retired_on_maas(run_cli, workdir, model):
     r, d = plan_json(run_cli, spec_with(workdir, model), "-b", "maas")
     assert r.code == 2
@@ -75,8 +83,9 @@ def test_table_output_says_it_plainly(run_cli):
 
 
 def test_override_for_a_workspace_that_still_allows_it(run_cli, workdir):
-    r, d = plan_json(run_cli, spec_with(workdir, "phi-3-mini-4k-instruct", "maas: {allow_unavailable: true}\n"),
-                     "-b", "maas")
+    r, d = plan_json(
+        run_cli, spec_with(workdir, "phi-3-mini-4k-instruct", "maas: {allow_unavailable: true}\n"), "-b", "maas"
+    )
     assert d["verdict"]["ok"] is True
     assert any("retired" in w and "allow_unavailable" in w for w in d["verdict"]["warnings"])
 
@@ -96,8 +105,12 @@ def test_maas_offers_only_lora(run_cli, workdir, method):
 
 
 def test_maas_warns_about_ignored_settings(run_cli, workdir):
-    r, d = plan_json(run_cli, spec_with(workdir, "phi-4-mini-instruct",
-                                        "lora: {r: 64}\ncompute: {deepspeed: {stage: 2}}\n"), "-b", "maas")
+    r, d = plan_json(
+        run_cli,
+        spec_with(workdir, "phi-4-mini-instruct", "lora: {r: 64}\ncompute: {deepspeed: {stage: 2}}\n"),
+        "-b",
+        "maas",
+    )
     warn = " ".join(d["verdict"]["warnings"])
     assert "lora.r" in warn and "compute.deepspeed" in warn
 
@@ -106,20 +119,35 @@ def test_maap_requires_cluster_and_checks_sku(run_cli, workdir):
     r, d = plan_json(run_cli, spec_with(workdir, "phi-3-mini-4k-instruct"), "-b", "maap")
     assert r.code == 2 and "compute.cluster" in d["verdict"]["reasons"][0]
     # the registry's compute list binds Azure's registry pipeline
-    r, d = plan_json(run_cli, spec_with(workdir, "phi-3-medium-4k-instruct", "compute: {cluster: gpu, instance_type: "
-                                        "Standard_NC24ads_A100_v4, pipeline: registry, deepspeed: {stage: 3}}\n",
-                                        method="full"), "-b", "maap")
+    r, d = plan_json(
+        run_cli,
+        spec_with(
+            workdir,
+            "phi-3-medium-4k-instruct",
+            "compute: {cluster: gpu, instance_type: "
+            "Standard_NC24ads_A100_v4, pipeline: registry, deepspeed: {stage: 3}}\n",
+            method="full",
+        ),
+        "-b",
+        "maap",
+    )
     assert r.code == 2
     assert "compute list" in d["verdict"]["reasons"][0]
     assert "Standard_NC96ads_A100_v4" in " ".join(d["verdict"]["alternatives"])
     # a size azft has no table entry for is planned with a warning, not refused on a guess
-    r, d = plan_json(run_cli, spec_with(workdir, "phi-3-mini-4k-instruct",
-                                        "compute: {cluster: gpu, instance_type: Standard_NC6}\n"), "-b", "maap")
+    r, d = plan_json(
+        run_cli,
+        spec_with(workdir, "phi-3-mini-4k-instruct", "compute: {cluster: gpu, instance_type: Standard_NC6}\n"),
+        "-b",
+        "maap",
+    )
     assert r.code == 0 and any("not in azft's GPU size table" in w for w in d["verdict"]["warnings"])
 
 
-@pytest.mark.parametrize("method,stage,ok", [("qlora", 0, False), ("dora", 0, False), ("lora", 1, False),
-                                             ("lora", 2, True), ("full", 3, True)])
+@pytest.mark.parametrize(
+    "method,stage,ok",
+    [("qlora", 0, False), ("dora", 0, False), ("lora", 1, False), ("lora", 2, True), ("full", 3, True)],
+)
 def test_registry_pipeline_rules(run_cli, workdir, method, stage, ok):
     extra = f"compute: {{cluster: gpu, instance_type: Standard_NC24ads_A100_v4, pipeline: registry, deepspeed: {{stage: {stage}}}}}\n"
     r, d = plan_json(run_cli, spec_with(workdir, "phi-3-mini-4k-instruct", extra, method=method), "-b", "maap")
@@ -141,8 +169,12 @@ def test_tiny_phi3_is_local_only(run_cli, workdir):
 
 
 def test_max_seq_length_over_context(run_cli, workdir):
-    r, d = plan_json(run_cli, spec_with(workdir, "phi-3-mini-4k-instruct", "compute: {cluster: gpu}\n",
-                                        hp="epochs: 2, max_seq_length: 8192"), "-b", "maap")
+    r, d = plan_json(
+        run_cli,
+        spec_with(workdir, "phi-3-mini-4k-instruct", "compute: {cluster: gpu}\n", hp="epochs: 2, max_seq_length: 8192"),
+        "-b",
+        "maap",
+    )
     assert r.code == 2 and "4096" in d["verdict"]["reasons"][0]
 
 
@@ -162,8 +194,9 @@ def test_maap_estimate_from_price_table(run_cli, workdir):
 def test_maas_cost_needs_a_price_and_says_so(run_cli):
     r, d = plan_json(run_cli, str(EXAMPLES / "phi4-mini-maas.yaml"), "-b", "maas")
     assert d["estimate"]["cost_usd"] is None and "--prices" in d["estimate"]["cost_note"]
-    r, d = plan_json(run_cli, str(EXAMPLES / "phi4-mini-maas.yaml"), "-b", "maas", "--prices",
-                     str(EXAMPLES / "prices.yaml"))
+    r, d = plan_json(
+        run_cli, str(EXAMPLES / "phi4-mini-maas.yaml"), "-b", "maas", "--prices", str(EXAMPLES / "prices.yaml")
+    )
     e = d["estimate"]
     assert e["cost_usd"] == pytest.approx(e["training_tokens_total"] / 1000 * 0.003, abs=0.01)
 
@@ -183,9 +216,18 @@ def test_catalog_lists_models_and_truth(run_cli):
     r = run_cli("catalog", "--output", "json")
     assert r.code == 0
     models = json.loads(r.out)["models"]
-    for mid in ("phi-3-mini-4k-instruct", "phi-3-mini-128k-instruct", "phi-3-medium-4k-instruct",
-                "phi-3-medium-128k-instruct", "phi-3-small-8k-instruct", "phi-3-small-128k-instruct",
-                "phi-3.5-mini-instruct", "phi-4", "phi-4-mini-instruct", "tiny-phi3"):
+    for mid in (
+        "phi-3-mini-4k-instruct",
+        "phi-3-mini-128k-instruct",
+        "phi-3-medium-4k-instruct",
+        "phi-3-medium-128k-instruct",
+        "phi-3-small-8k-instruct",
+        "phi-3-small-128k-instruct",
+        "phi-3.5-mini-instruct",
+        "phi-4",
+        "phi-4-mini-instruct",
+        "tiny-phi3",
+    ):
         assert mid in models
     assert models["phi-3-mini-4k-instruct"]["maas"]["retirement_date"] == "2025-08-30"
     assert models["phi-3-small-8k-instruct"]["maas"]["status"] == "never"
@@ -213,8 +255,13 @@ def test_fast_commands_do_not_import_heavy_libraries(tmp_path):
         heavy = [m for m in ("azure.ai.ml", "mlflow", "torch", "transformers") if m in sys.modules]
         print("HEAVY=" + ",".join(heavy), file=sys.stderr)
     """)
-    for args in (["--help"], ["validate", str(EXAMPLES / "tiny-local.yaml")], ["catalog"], ["schema"],
-                 ["data", "check", str(EXAMPLES / "data" / "chat_val.jsonl"), "--task", "chat-completion"]):
+    for args in (
+        ["--help"],
+        ["validate", str(EXAMPLES / "tiny-local.yaml")],
+        ["catalog"],
+        ["schema"],
+        ["data", "check", str(EXAMPLES / "data" / "chat_val.jsonl"), "--task", "chat-completion"],
+    ):
         out = subprocess.run([sys.executable, "-c", probe, *args], capture_output=True, text=True, cwd=tmp_path)
         assert "HEAVY=\n" in out.stderr or out.stderr.rstrip().endswith("HEAVY="), (args, out.stderr[-500:])
 

@@ -39,20 +39,23 @@ def test_the_mocks_refusal_is_the_serverless_one(tmp_path):
     assert "allow_unavailable" in maas.verdict.reasons[0]  # a retired offer may still be open in a workspace
 
 
-@pytest.mark.parametrize("backend,body", [
-    ("maas", "model: tiny-phi3\n"),
-    ("maas", "model: phi-3-mini-4k-instruct\n"),
-    ("maas", "model: phi-4-mini-instruct\ntask: summarization\n"),
-    ("maas", "model: phi-4-mini-instruct\nmethod: qlora\n"),
-    ("mock", "model: tiny-phi3\n"),
-    ("maap", "model: tiny-phi3\n"),
-    ("maap", "model: phi-3-mini-4k-instruct\n"),
-    ("local", "model: tiny-phi3\nmethod: qlora\n"),
-    ("local", "model: tiny-phi3\nlora: {target_modules: [q_proj]}\n"),
-    ("local", "model: tiny-phi3\nlocal: {num_processes: 64}\n"),
-    ("local", "model: tiny-phi3\nhyperparameters: {max_seq_length: 100000}\n"),
-    ("local", "model: tiny-phi3\ncompute: {instance_count: 2}\n"),
-])
+@pytest.mark.parametrize(
+    "backend,body",
+    [
+        ("maas", "model: tiny-phi3\n"),
+        ("maas", "model: phi-3-mini-4k-instruct\n"),
+        ("maas", "model: phi-4-mini-instruct\ntask: summarization\n"),
+        ("maas", "model: phi-4-mini-instruct\nmethod: qlora\n"),
+        ("mock", "model: tiny-phi3\n"),
+        ("maap", "model: tiny-phi3\n"),
+        ("maap", "model: phi-3-mini-4k-instruct\n"),
+        ("local", "model: tiny-phi3\nmethod: qlora\n"),
+        ("local", "model: tiny-phi3\nlora: {target_modules: [q_proj]}\n"),
+        ("local", "model: tiny-phi3\nlocal: {num_processes: 64}\n"),
+        ("local", "model: tiny-phi3\nhyperparameters: {max_seq_length: 100000}\n"),
+        ("local", "model: tiny-phi3\ncompute: {instance_count: 2}\n"),
+    ],
+)
 def test_every_refusal_says_what_works_instead(tmp_path, backend, body):
     p = _plan(tmp_path, backend, body)
     assert not p.ok, body

@@ -12,22 +12,49 @@ from pathlib import Path
 from tests.conftest import EXAMPLES
 
 #: spec hyperparameter → the registry pipeline input carrying it (None: translated or not sent, said in the plan)
-CARRIED = {"epochs": "num_train_epochs", "learning_rate": "learning_rate", "batch_size": "per_device_train_batch_size",
-           "gradient_accumulation_steps": "gradient_accumulation_steps", "max_seq_length": "max_seq_length",
-           "lr_scheduler": "lr_scheduler_type", "weight_decay": "weight_decay", "seed": "seed",
-           "max_steps": "max_steps", "logging_steps": "logging_steps", "precision": "precision",
-           "warmup_ratio": "warmup_steps", "gradient_checkpointing": None, "packing": None, "save_steps": None}
-VALUES = {"epochs": 3, "learning_rate": 3.0e-5, "batch_size": 2, "gradient_accumulation_steps": 2,
-          "max_seq_length": 1024, "lr_scheduler": "linear", "weight_decay": 0.01, "seed": 7, "max_steps": 50,
-          "logging_steps": 5, "precision": "bf16", "warmup_ratio": 0.1, "gradient_checkpointing": True,
-          "packing": False, "save_steps": 20}
+CARRIED = {
+    "epochs": "num_train_epochs",
+    "learning_rate": "learning_rate",
+    "batch_size": "per_device_train_batch_size",
+    "gradient_accumulation_steps": "gradient_accumulation_steps",
+    "max_seq_length": "max_seq_length",
+    "lr_scheduler": "lr_scheduler_type",
+    "weight_decay": "weight_decay",
+    "seed": "seed",
+    "max_steps": "max_steps",
+    "logging_steps": "logging_steps",
+    "precision": "precision",
+    "warmup_ratio": "warmup_steps",
+    "gradient_checkpointing": None,
+    "packing": None,
+    "save_steps": None,
+}
+VALUES = {
+    "epochs": 3,
+    "learning_rate": 3.0e-5,
+    "batch_size": 2,
+    "gradient_accumulation_steps": 2,
+    "max_seq_length": 1024,
+    "lr_scheduler": "linear",
+    "weight_decay": 0.01,
+    "seed": 7,
+    "max_steps": 50,
+    "logging_steps": 5,
+    "precision": "bf16",
+    "warmup_ratio": 0.1,
+    "gradient_checkpointing": True,
+    "packing": False,
+    "save_steps": 20,
+}
 
 
-def _plan(run_cli, tmp_path: Path, hp: str, data: str = "{train: data/chat_train.jsonl, validation: "
-          "data/chat_val.jsonl}") -> tuple[int, dict]:
+def _plan(
+    run_cli, tmp_path: Path, hp: str, data: str = "{train: data/chat_train.jsonl, validation: data/chat_val.jsonl}"
+) -> tuple[int, dict]:
     shutil.copytree(EXAMPLES / "data", tmp_path / "data", dirs_exist_ok=True)
     p = tmp_path / "spec.yaml"
-    p.write_text(textwrap.dedent(f"""\
+    p.write_text(
+        textwrap.dedent(f"""\
         name: reg
         model: phi-3-mini-4k-instruct
         task: chat-completion
@@ -35,7 +62,8 @@ def _plan(run_cli, tmp_path: Path, hp: str, data: str = "{train: data/chat_train
         method: lora
         hyperparameters: {{{hp}}}
         compute: {{cluster: gpu, instance_type: Standard_NC24ads_A100_v4, pipeline: registry, deepspeed: {{stage: 2}}}}
-        """))
+        """)
+    )
     r = run_cli("plan", str(p), "-b", "maap", "--output", "json")
     return r.code, json.loads(r.out)
 

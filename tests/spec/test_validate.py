@@ -64,41 +64,93 @@ MALFORMED = [
     ("yaml-duplicate-key", lambda s: s.replace("method: lora", "method: lora\nmethod: dora"), 8, ["duplicate"]),
     ("not-a-mapping", lambda s: "- just\n- a list\n", 1, ["mapping"]),
     ("empty-file", lambda s: "", 1, ["empty"]),
-    ("unknown-top-level-key", lambda s: s.replace("method: lora", "methd: lora"), 7, ["methd", "did you mean `method`"]),
+    (
+        "unknown-top-level-key",
+        lambda s: s.replace("method: lora", "methd: lora"),
+        7,
+        ["methd", "did you mean `method`"],
+    ),
     ("unknown-nested-key", lambda s: s.replace("r: 16", "rank: 16"), 12, ["rank"]),
     ("missing-model", lambda s: s.replace("model: phi-4-mini-instruct\n", ""), 1, ["model", "required"]),
     ("missing-train", lambda s: s.replace("  train: data/chat_train.jsonl\n", ""), 4, ["train", "required"]),
     ("wrong-type-epochs", lambda s: s.replace("epochs: 2", "epochs: two"), 9, ["epochs", "integer"]),
     ("negative-learning-rate", lambda s: s.replace("1.0e-5", "-0.1"), 10, ["learning_rate", "greater than 0"]),
     ("zero-batch", lambda s: s.replace("batch_size: 4", "batch_size: 0"), 11, ["batch_size"]),
-    ("bad-task", lambda s: s.replace("task: chat-completion", "task: chat-compleation"), 3, ["task", "chat-completion"]),
+    (
+        "bad-task",
+        lambda s: s.replace("task: chat-completion", "task: chat-compleation"),
+        3,
+        ["task", "chat-completion"],
+    ),
     ("bad-method", lambda s: s.replace("method: lora", "method: lorra"), 7, ["method", "did you mean 'lora'"]),
     ("bad-name", lambda s: s.replace("name: support-bot", "name: Support Bot!"), 1, ["name", "lowercase"]),
     ("zero-stage-4", lambda s: s + "compute: {deepspeed: {stage: 4}}\n", 14, ["stage"]),
-    ("param-offload-without-zero3", lambda s: s + "compute:\n  deepspeed: {stage: 2, offload: parameters}\n", 15,
-     ["parameter offload needs ZeRO stage 3"]),
-    ("validation-and-split", lambda s: s.replace("  validation: data/chat_val.jsonl",
-                                                 "  validation: data/chat_val.jsonl\n  validation_split: 0.1"), 4,
-     ["either `validation` or `validation_split`"]),
-    ("split-too-large", lambda s: s.replace("  validation: data/chat_val.jsonl", "  validation_split: 0.9"), 6,
-     ["validation_split"]),
-    ("secret-key-in-azure", lambda s: s + "azure:\n  workspace: ws\n  client_secret: s3cr3t-value\n", 16,
-     ["looks like a secret", "az login"]),
-    ("sas-token-value", lambda s: s.replace("data/chat_val.jsonl",
-                                            "https://acct.blob.core.windows.net/c/v.jsonl?sv=2022&sig=AbCdEfGhIjKlMnOpQrStUvWxYz0123456789%2B"),
-     6, ["SAS"]),
-    ("jwt-in-tags", lambda s: s + "tags: {auth: eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.abcdefghijkl}\n", 14,
-     ["JSON Web Token"]),
-    ("connection-string", lambda s: s + "tags:\n  store: \"DefaultEndpointsProtocol=https;AccountName=a;AccountKey="
-     "aGVsbG8gd29ybGQgaGVsbG8gd29ybGQgaGVsbG8=;\"\n", 15, ["storage account key"]),
+    (
+        "param-offload-without-zero3",
+        lambda s: s + "compute:\n  deepspeed: {stage: 2, offload: parameters}\n",
+        15,
+        ["parameter offload needs ZeRO stage 3"],
+    ),
+    (
+        "validation-and-split",
+        lambda s: s.replace(
+            "  validation: data/chat_val.jsonl", "  validation: data/chat_val.jsonl\n  validation_split: 0.1"
+        ),
+        4,
+        ["either `validation` or `validation_split`"],
+    ),
+    (
+        "split-too-large",
+        lambda s: s.replace("  validation: data/chat_val.jsonl", "  validation_split: 0.9"),
+        6,
+        ["validation_split"],
+    ),
+    (
+        "secret-key-in-azure",
+        lambda s: s + "azure:\n  workspace: ws\n  client_secret: s3cr3t-value\n",
+        16,
+        ["looks like a secret", "az login"],
+    ),
+    (
+        "sas-token-value",
+        lambda s: s.replace(
+            "data/chat_val.jsonl",
+            "https://acct.blob.core.windows.net/c/v.jsonl?sv=2022&sig=AbCdEfGhIjKlMnOpQrStUvWxYz0123456789%2B",
+        ),
+        6,
+        ["SAS"],
+    ),
+    (
+        "jwt-in-tags",
+        lambda s: s + "tags: {auth: eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.abcdefghijkl}\n",
+        14,
+        ["JSON Web Token"],
+    ),
+    (
+        "connection-string",
+        lambda s: (
+            s + 'tags:\n  store: "DefaultEndpointsProtocol=https;AccountName=a;AccountKey='
+            'aGVsbG8gd29ybGQgaGVsbG8gd29ybGQgaGVsbG8=;"\n'
+        ),
+        15,
+        ["storage account key"],
+    ),
     ("env-var-missing", lambda s: s + "azure:\n  workspace: ${AZFT_TEST_UNSET_VAR}\n", 15, ["AZFT_TEST_UNSET_VAR"]),
     ("env-var-secret", lambda s: s + "azure:\n  workspace: ${AZURE_CLIENT_SECRET}\n", 15, ["secret"]),
     ("tags-not-strings", lambda s: s + "tags: [a, b]\n", 14, ["tags"]),
     ("target-modules-empty", lambda s: s.replace("[qkv_proj, o_proj]", "[]"), 12, ["target_modules"]),
-    ("unknown-model", lambda s: s.replace("phi-4-mini-instruct", "phi-4-mni-instruct"), None,
-     ["unknown model", "did you mean"]),
-    ("data-file-missing", lambda s: s.replace("data/chat_train.jsonl", "data/nope.jsonl"), 5,
-     ["does not exist", "data.train"]),
+    (
+        "unknown-model",
+        lambda s: s.replace("phi-4-mini-instruct", "phi-4-mni-instruct"),
+        None,
+        ["unknown model", "did you mean"],
+    ),
+    (
+        "data-file-missing",
+        lambda s: s.replace("data/chat_train.jsonl", "data/nope.jsonl"),
+        5,
+        ["does not exist", "data.train"],
+    ),
     ("bad-cluster-name", lambda s: s + "compute: {cluster: 'my cluster!'}\n", 14, ["cluster"]),
 ]
 
@@ -119,8 +171,7 @@ def test_malformed_specs(run_cli, workdir, monkeypatch, case, transform, line, w
 
 
 def test_every_problem_reported_at_once(run_cli, workdir):
-    spec = GOOD.replace("epochs: 2", "epochs: -1").replace("method: lora", "method: lorra").replace(
-        "r: 16", "rank: 16")
+    spec = GOOD.replace("epochs: 2", "epochs: -1").replace("method: lora", "method: lorra").replace("r: 16", "rank: 16")
     r = run_cli("validate", write(workdir, spec))
     assert r.code == 2
     assert "3 problems" in r.err
@@ -129,9 +180,11 @@ def test_every_problem_reported_at_once(run_cli, workdir):
 
 
 def test_secret_value_never_echoed(run_cli, workdir):
-    secret = "aGVsbG8gd29ybGQgaGVsbG8gd29ybGQgaGVsbG8gd29ybGQgaGVsbG8gd29ybGQgaGVsbG8gd29ybGQgaGVsbG8gd29ybGQgaGVsbG8gd29y=="
+    secret = (
+        "aGVsbG8gd29ybGQgaGVsbG8gd29ybGQgaGVsbG8gd29ybGQgaGVsbG8gd29ybGQgaGVsbG8gd29ybGQgaGVsbG8gd29ybGQgaGVsbG8gd29y=="
+    )
     secret = secret[:86] + "=="
-    r = run_cli("validate", write(workdir, GOOD + f"tags: {{k: \"{secret}\"}}\n"))
+    r = run_cli("validate", write(workdir, GOOD + f'tags: {{k: "{secret}"}}\n'))
     assert r.code == 2
     assert secret not in r.text
 

@@ -27,9 +27,13 @@ def test_parent_and_child_runs_and_the_ranked_comparison(run_cli, tmp_path):
 
     from azft.tracking.tracker import default_tracking_uri
 
-    spec = {"name": "cmp", "model": "phi-4-mini-instruct", "data": {"train": str(CHAT)},
-            "mock": {"seconds_per_state": 0.05},
-            "sweep": {"parameters": {"hyperparameters.learning_rate": [1e-4, 2e-4, 3e-4]}}}
+    spec = {
+        "name": "cmp",
+        "model": "phi-4-mini-instruct",
+        "data": {"train": str(CHAT)},
+        "mock": {"seconds_per_state": 0.05},
+        "sweep": {"parameters": {"hyperparameters.learning_rate": [1e-4, 2e-4, 3e-4]}},
+    }
     path = tmp_path / "cmp.yaml"
     path.write_text(yaml.safe_dump(spec))
     res = run_cli("submit", str(path), "--backend", "mock", "--wait", "--poll", "0.05", "--output", "json")
@@ -76,8 +80,9 @@ def test_a_local_sweep_of_four_tiny_phi3_trials(tmp_path, tmp_path_factory):
     env.pop("MLFLOW_TRACKING_URI", None)
 
     def azft(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "azft", *args], cwd=tmp_path, env=env, capture_output=True,
-                              text=True, timeout=900)
+        return subprocess.run(
+            [sys.executable, "-m", "azft", *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900
+        )
 
     proc = azft("submit", "sweep.yaml", "--backend", "local", "--wait", "--poll", "0.5", "--output", "json")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

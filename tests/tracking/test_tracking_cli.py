@@ -173,8 +173,9 @@ def test_runs_show_and_compare_accept_the_id_prefix_runs_list_prints(mlflow_serv
     shown = _run(runs, ["show", full[:12], "--output", "json"], mlflow_server)
     assert shown.exit_code == 0, shown.output
     assert json.loads(shown.output)["run_id"] == full
-    both = _run(runs, ["compare", full[:12], three_runs["cmp-local"][:12], "--out", str(tmp_path / "c.png")],
-                mlflow_server)
+    both = _run(
+        runs, ["compare", full[:12], three_runs["cmp-local"][:12], "--out", str(tmp_path / "c.png")], mlflow_server
+    )
     assert both.exit_code == 0, both.output
 
 

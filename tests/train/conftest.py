@@ -10,8 +10,10 @@ from pathlib import Path
 import pytest
 
 
-WORDS = ("the model reads data and learns to answer questions about water sky code lists paris france tokens "
-         "loss step reply user system short long blue light day night").split()
+WORDS = (
+    "the model reads data and learns to answer questions about water sky code lists paris france tokens "
+    "loss step reply user system short long blue light day night"
+).split()
 
 
 def sentence(rng: random.Random, lo: int, hi: int) -> str:
@@ -69,7 +71,6 @@ def data_dir(tmp_path_factory) -> Path:
 def recipe():
     """The recipe's modules, imported from the component's code directory (as Azure ML runs them)."""
     return load_recipe()
-
 
 
 from tests.train.train_helpers import COMPONENT, RECIPE_DIR, load_recipe  # noqa: E402,F401

@@ -11,6 +11,7 @@ def model_inputs(batch: dict) -> dict:
     """A collated batch without the counters the recipe's trainer reads (the model never sees them)."""
     return {k: v for k, v in batch.items() if k not in ("real_tokens", "example_lengths", "real_positions")}
 
+
 IGNORE = -100
 
 
@@ -46,14 +47,15 @@ def test_labels_cover_exactly_every_assistant_reply_and_its_end_token(recipe, to
 
 
 def test_weight_zero_replies_are_not_trained(recipe, tokenizer):
-    row = {"messages": [
-        {"role": "user", "content": "Hi"},
-        {"role": "assistant", "content": "Bad answer.", "weight": 0},
-        {"role": "user", "content": "Again"},
-        {"role": "assistant", "content": "Good answer."},
-    ]}
-    enc = recipe.data.encode_messages(
-        tokenizer, recipe.data.row_to_messages(row, "chat-completion", "f", 1), 512)
+    row = {
+        "messages": [
+            {"role": "user", "content": "Hi"},
+            {"role": "assistant", "content": "Bad answer.", "weight": 0},
+            {"role": "user", "content": "Again"},
+            {"role": "assistant", "content": "Good answer."},
+        ]
+    }
+    enc = recipe.data.encode_messages(tokenizer, recipe.data.row_to_messages(row, "chat-completion", "f", 1), 512)
     assert trained_text(tokenizer, enc) == "Good answer.<|end|>"
 
 
@@ -64,8 +66,7 @@ def test_weight_zero_replies_are_not_trained(recipe, tokenizer):
         ("text-classification", {"text": "great screen", "label": "positive"}, "positive"),
         ("translation", {"source": "good morning", "target": "bonjour", "target_lang": "French"}, "bonjour"),
         ("summarization", {"document": "a long text about the sea", "summary": "the sea"}, "the sea"),
-        ("question-answering", {"question": "Where?", "context": "In Paris.", "answers": {"text": ["Paris"]}},
-         "Paris"),
+        ("question-answering", {"question": "Where?", "context": "In Paris.", "answers": {"text": ["Paris"]}}, "Paris"),
         ("token-classification", {"tokens": ["Paris", "is"], "tags": ["B-LOC", "O"]}, "Paris\tB-LOC\nis\tO"),
     ],
 )
@@ -76,8 +77,12 @@ def test_other_tasks_become_prompts_with_loss_on_the_answer_only(recipe, tokeniz
 
 def test_bad_rows_name_file_line_and_field(recipe, tokenizer, tmp_path):
     p = tmp_path / "bad.jsonl"
-    p.write_text(json.dumps({"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "x"}]})
-                 + "\n" + json.dumps({"messages": [{"role": "robot", "content": "hi"}]}) + "\n")
+    p.write_text(
+        json.dumps({"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "x"}]})
+        + "\n"
+        + json.dumps({"messages": [{"role": "robot", "content": "hi"}]})
+        + "\n"
+    )
     with pytest.raises(recipe.data.DataFormatError) as e:
         recipe.data.encode_file(p, "chat-completion", tokenizer, 128)
     assert f"{p}:2" in str(e.value) and "messages[0].role" in str(e.value)
@@ -86,7 +91,10 @@ def test_bad_rows_name_file_line_and_field(recipe, tokenizer, tmp_path):
 def test_truncation_keeps_masks_consistent(recipe, tokenizer):
     msgs = recipe.data.row_to_messages(
         {"messages": [{"role": "user", "content": "word " * 50}, {"role": "assistant", "content": "reply " * 50}]},
-        "chat-completion", "f", 1)
+        "chat-completion",
+        "f",
+        1,
+    )
     enc = recipe.data.encode_messages(tokenizer, msgs, max_seq_length=80)
     assert enc.truncated and len(enc.input_ids) == len(enc.labels) == 80
 
@@ -101,8 +109,9 @@ def test_pack_rows_balances_and_respects_capacity(recipe):
 
 
 @pytest.mark.parametrize("attention", ["sdpa", "azft_packed_sdpa"])
-def test_packed_batch_gives_the_same_per_example_loss_as_unpacked_examples(recipe, tokenizer, tiny_model,
-                                                                            data_dir, attention):
+def test_packed_batch_gives_the_same_per_example_loss_as_unpacked_examples(
+    recipe, tokenizer, tiny_model, data_dir, attention
+):
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -149,8 +158,9 @@ def test_packed_batch_gives_the_same_per_example_loss_as_unpacked_examples(recip
     pad = recipe.data.PaddingCollator(tokenizer.pad_token_id)(examples)
     with torch.no_grad():
         padded_loss = model(**model_inputs(pad)).loss.item()
-        packed_loss = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"],
-                            labels=batch["labels"]).loss.item()
+        packed_loss = model(
+            input_ids=batch["input_ids"], position_ids=batch["position_ids"], labels=batch["labels"]
+        ).loss.item()
     assert packed_loss == pytest.approx(padded_loss, rel=1e-4)
     assert int(batch["real_tokens"]) == int(pad["attention_mask"].sum())
 
@@ -174,8 +184,17 @@ def test_packed_training_step_gives_the_same_gradients_as_padded_batches(recipe,
         torch.manual_seed(0)
         model = AutoModelForCausalLM.from_pretrained(tiny_model, attn_implementation=attention)
         model.config.use_cache = False
-        model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, init_lora_weights=False,
-                                                 target_modules=["qkv_proj", "o_proj"], task_type="CAUSAL_LM"))
+        model = get_peft_model(
+            model,
+            LoraConfig(
+                r=4,
+                lora_alpha=8,
+                lora_dropout=0.0,
+                init_lora_weights=False,
+                target_modules=["qkv_proj", "o_proj"],
+                task_type="CAUSAL_LM",
+            ),
+        )
         batch = {k: v for k, v in batch.items() if k not in ft_trainer.COUNTER_KEYS}  # as the trainer passes it
         loss, count = ft_trainer.reply_loss_sum(model, batch)
         (loss / count).backward()
@@ -185,8 +204,9 @@ def test_packed_training_step_gives_the_same_gradients_as_padded_batches(recipe,
         assert torch.allclose(grads["packed"][n], g, rtol=1e-3, atol=1e-6), n
 
 
-def test_recipe_packed_loss_scores_only_reply_tokens_and_matches_the_padded_loss(recipe, tokenizer, tiny_model,
-                                                                                 data_dir):
+def test_recipe_packed_loss_scores_only_reply_tokens_and_matches_the_padded_loss(
+    recipe, tokenizer, tiny_model, data_dir
+):
     """The recipe's training loss (rows end to end, LM head only at scored positions) equals the plain loss."""
     import torch
     from transformers import AutoModelForCausalLM

@@ -13,11 +13,26 @@ STEPS = 30  # two short runs of a few seconds each: slow-ish, and the one proof 
 
 
 def _losses(recipe, data_dir, out, inputs: dict) -> list[float]:
-    keep = ("learning_rate", "lora_r", "lora_alpha", "lora_dropout", "lora_target_modules", "warmup_ratio",
-            "batch_size", "method")
-    argv = recipe_args(data_dir, out, max_steps=STEPS, max_seq_length=128, validation_data=None,
-                       train_data=str(EXAMPLES / "data" / "chat_train.jsonl"), logging_steps=1,
-                       **{k: inputs[k] for k in keep})
+    keep = (
+        "learning_rate",
+        "lora_r",
+        "lora_alpha",
+        "lora_dropout",
+        "lora_target_modules",
+        "warmup_ratio",
+        "batch_size",
+        "method",
+    )
+    argv = recipe_args(
+        data_dir,
+        out,
+        max_steps=STEPS,
+        max_seq_length=128,
+        validation_data=None,
+        train_data=str(EXAMPLES / "data" / "chat_train.jsonl"),
+        logging_steps=1,
+        **{k: inputs[k] for k in keep},
+    )
     assert recipe.train.main(argv) == 0
     rows = [json.loads(x) for x in (out / "metrics" / "metrics.jsonl").read_text().splitlines()]
     return [r["loss"] for r in rows if "loss" in r]

@@ -33,8 +33,10 @@ def inputs(data_dir: Path, **extra) -> dict:
 
 def test_command_line_is_rendered_from_the_component_yaml(data_dir, tmp_path):
     cmd = ComponentCommand(COMPONENT)
-    argv = cmd.argv({"train_data": str(data_dir / "train.jsonl"), "packing": False, "learning_rate": 1e-4},
-                    {"model_output": "/o/model", "metrics": "/o/metrics"})
+    argv = cmd.argv(
+        {"train_data": str(data_dir / "train.jsonl"), "packing": False, "learning_rate": 1e-4},
+        {"model_output": "/o/model", "metrics": "/o/metrics"},
+    )
     assert argv[:2] == ["python", "train.py"]
     opts = dict(zip(argv[2::2], argv[3::2]))
     assert opts["--train_data"] == str(data_dir / "train.jsonl")
@@ -42,11 +44,15 @@ def test_command_line_is_rendered_from_the_component_yaml(data_dir, tmp_path):
     assert opts["--model"] == "tiny-phi3" and opts["--method"] == "lora"  # component defaults
     assert "--validation_data" not in opts and "--model_path" not in opts  # optional blocks left out
     assert opts["--model_output"] == "/o/model"
-    with_val = cmd.argv({"train_data": str(data_dir / "train.jsonl"), "validation_data": str(data_dir / "val.jsonl")},
-                        {"model_output": "/o/m", "metrics": "/o/x"})
+    with_val = cmd.argv(
+        {"train_data": str(data_dir / "train.jsonl"), "validation_data": str(data_dir / "val.jsonl")},
+        {"model_output": "/o/m", "metrics": "/o/x"},
+    )
     assert "--validation_data" in with_val
     with pytest.raises(UsageError, match="unknown component input"):
-        cmd.argv({"train_data": str(data_dir / "train.jsonl"), "learning_rte": 1}, {"model_output": "m", "metrics": "x"})
+        cmd.argv(
+            {"train_data": str(data_dir / "train.jsonl"), "learning_rte": 1}, {"model_output": "m", "metrics": "x"}
+        )
     with pytest.raises(DataError, match="train_data"):
         cmd.argv({"train_data": str(tmp_path / "missing.jsonl")}, {"model_output": "m", "metrics": "x"})
 
@@ -159,8 +165,7 @@ def test_cancel_and_force(data_dir, azft_cache):
 @pytest.mark.parametrize("stage", [0, 2, 3])
 def test_two_process_training(stage, data_dir, azft_cache):
     """Two processes on this CPU: torchrun (DDP over gloo) without ZeRO, the deepspeed launcher with it."""
-    job = LocalBackend().submit(make_plan(f"zero{stage}", inputs(data_dir, batch_size=4), stage=stage,
-                                          num_processes=2))
+    job = LocalBackend().submit(make_plan(f"zero{stage}", inputs(data_dir, batch_size=4), stage=stage, num_processes=2))
     info = job.wait(poll_interval=0.5, timeout=400)
     log = Path(info.extra["log"]).read_text()
     assert info.status == JobStatus.COMPLETED, log[-3000:]

@@ -27,9 +27,11 @@ def results(tmp_path_factory):
 
 
 def test_estimate_within_the_documented_bound_over_the_grid(results):
-    table = "\n".join(f"{r.case.label():36s} estimate {r.estimate_bytes / 1e6:7.2f} MB  measured "
-                      f"{r.measured_bytes / 1e6:7.2f} MB  error {r.error:+.1%}  (step-dynamic {r.dynamic_error:+.1%})"
-                      for r in results)
+    table = "\n".join(
+        f"{r.case.label():36s} estimate {r.estimate_bytes / 1e6:7.2f} MB  measured "
+        f"{r.measured_bytes / 1e6:7.2f} MB  error {r.error:+.1%}  (step-dynamic {r.dynamic_error:+.1%})"
+        for r in results
+    )
     print(table)
     for r in results:
         assert abs(r.error) <= ERROR_BOUND, table

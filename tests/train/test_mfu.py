@@ -45,12 +45,21 @@ def test_model_flops_of_tiny_phi3_match_a_hand_count(recipe, tiny_model):
     model = AutoModelForCausalLM.from_pretrained(tiny_model)
     vocab = model.config.vocab_size
     full = ft_flops.ModelFlops.of(model)
-    assert (full.per_token, full.per_pair, full.per_scored) == (hand_full_per_token(), ATTENTION_PER_PAIR,
-                                                                6 * D * vocab)
-    lora = ft_flops.ModelFlops.of(get_peft_model(model, LoraConfig(
-        r=R, lora_alpha=16, target_modules="all-linear", lora_dropout=0.05, task_type="CAUSAL_LM")))
-    assert (lora.per_token, lora.per_pair, lora.per_scored) == (hand_lora_per_token(), ATTENTION_PER_PAIR,
-                                                                4 * D * vocab)
+    assert (full.per_token, full.per_pair, full.per_scored) == (
+        hand_full_per_token(),
+        ATTENTION_PER_PAIR,
+        6 * D * vocab,
+    )
+    lora = ft_flops.ModelFlops.of(
+        get_peft_model(
+            model, LoraConfig(r=R, lora_alpha=16, target_modules="all-linear", lora_dropout=0.05, task_type="CAUSAL_LM")
+        )
+    )
+    assert (lora.per_token, lora.per_pair, lora.per_scored) == (
+        hand_lora_per_token(),
+        ATTENTION_PER_PAIR,
+        4 * D * vocab,
+    )
     assert ft_flops.causal_pairs(5) == 15 and ft_flops.causal_pairs(5, window=2) == 3 + 3 * 2
 
 
@@ -66,19 +75,23 @@ flags\t\t: fpu sse sse2 {flags}
 """
 
 
-@pytest.mark.parametrize("vendor,family,flags,fp32,bf16", [
-    ("AuthenticAMD", 25, "avx2 fma avx512f avx512_bf16", 32, 64),  # Zen 4: 2 × 256-bit FMA pipes
-    ("GenuineIntel", 6, "avx2 fma avx512f avx512_bf16 amx_bf16 amx_tile", 64, 1024),  # Sapphire Rapids: AMX
-    ("GenuineIntel", 6, "avx2 fma avx512f", 64, 64),  # Skylake/Ice Lake: no bf16 units
-    ("AuthenticAMD", 23, "avx2 fma", 32, 32),  # Zen 2
-    ("GenuineIntel", 6, "", 8, 8),
-])
+@pytest.mark.parametrize(
+    "vendor,family,flags,fp32,bf16",
+    [
+        ("AuthenticAMD", 25, "avx2 fma avx512f avx512_bf16", 32, 64),  # Zen 4: 2 × 256-bit FMA pipes
+        ("GenuineIntel", 6, "avx2 fma avx512f avx512_bf16 amx_bf16 amx_tile", 64, 1024),  # Sapphire Rapids: AMX
+        ("GenuineIntel", 6, "avx2 fma avx512f", 64, 64),  # Skylake/Ice Lake: no bf16 units
+        ("AuthenticAMD", 23, "avx2 fma", 32, 32),  # Zen 2
+        ("GenuineIntel", 6, "", 8, 8),
+    ],
+)
 def test_cpu_flops_per_cycle_follow_the_instruction_set(recipe, tmp_path, vendor, family, flags, fp32, bf16):
     import ft_hardware
 
     path = tmp_path / "cpuinfo"
-    path.write_text(CPUINFO.format(vendor=vendor, family=family, name="test", mhz=2000.0, siblings=4, cores=2,
-                                   flags=flags))
+    path.write_text(
+        CPUINFO.format(vendor=vendor, family=family, name="test", mhz=2000.0, siblings=4, cores=2, flags=flags)
+    )
     info = ft_hardware.read_cpuinfo(path)
     assert info.flops_per_cycle("fp32")[0] == fp32 and info.flops_per_cycle("bf16")[0] == bf16
     assert info.threads_per_core == 2 and info.mhz == 2000.0
@@ -121,8 +134,13 @@ def hand_cpu_peak(dtype: str) -> float:
     hz = float(sysfs.read_text()) * 1e3 if sysfs.exists() else mhz * 1e6
     zen4 = field.get("vendor_id") == "AuthenticAMD" and field.get("cpu family") == "25"
     fp32 = (32 if zen4 else 64) if "avx512f" in flags else 32 if {"avx2", "fma"} <= flags else 8
-    per_cycle = 1024 if (dtype == "bf16" and "amx_bf16" in flags) else \
-        2 * fp32 if (dtype == "bf16" and "avx512_bf16" in flags) else fp32
+    per_cycle = (
+        1024
+        if (dtype == "bf16" and "amx_bf16" in flags)
+        else 2 * fp32
+        if (dtype == "bf16" and "avx512_bf16" in flags)
+        else fp32
+    )
     smt = int(field.get("siblings", 1)) // int(field.get("cpu cores", 1))
     cores = min(torch.get_num_threads(), len(os.sched_getaffinity(0))) / max(smt, 1)
     return cores * hz * per_cycle
@@ -145,8 +163,9 @@ def test_auto_precision_here_and_its_validation_loss_is_within_1_percent_of_fp32
     auto = runs["auto"][1]
     if flags & {"amx_bf16", "avx512_bf16"}:
         assert auto["precision"] == "bf16"
-        assert "bf16 autocast" in auto["precision_reason"] and ("avx512_bf16" in auto["precision_reason"]
-                                                                or "amx_bf16" in auto["precision_reason"])
+        assert "bf16 autocast" in auto["precision_reason"] and (
+            "avx512_bf16" in auto["precision_reason"] or "amx_bf16" in auto["precision_reason"]
+        )
     else:
         assert auto["precision"] == "fp32" and "no bf16 units" in auto["precision_reason"]
     fp32 = runs["fp32"][1]

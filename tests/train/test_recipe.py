@@ -57,8 +57,7 @@ def test_dora_has_magnitude_vectors(recipe, data_dir, tmp_path):
 
 
 def test_full_fine_tuning_changes_every_weight(recipe, data_dir, tiny_model, tmp_path):
-    assert run_in_process(recipe, recipe_args(data_dir, tmp_path, method="full", max_steps=2,
-                                              learning_rate=1e-3)) == 0
+    assert run_in_process(recipe, recipe_args(data_dir, tmp_path, method="full", max_steps=2, learning_rate=1e-3)) == 0
     before = tensors(tiny_model / "model.safetensors")
     after = tensors(tmp_path / "model" / "model.safetensors")
     assert set(after) == set(before)
@@ -69,14 +68,24 @@ def test_full_fine_tuning_changes_every_weight(recipe, data_dir, tiny_model, tmp
 
 
 def test_unpacked_training_works_too(recipe, data_dir, tmp_path):
-    assert run_in_process(recipe, recipe_args(data_dir, tmp_path, packing="false", max_steps=2,
-                                              validation_data=None, validation_split=0.25)) == 0
+    assert (
+        run_in_process(
+            recipe,
+            recipe_args(data_dir, tmp_path, packing="false", max_steps=2, validation_data=None, validation_split=0.25),
+        )
+        == 0
+    )
     assert json.loads((tmp_path / "metrics" / "metrics.json").read_text())["eval_loss"] > 0
 
 
 def _run_cli(argv, env=None):
-    return subprocess.run([sys.executable, str(RECIPE_DIR / "train.py"), *argv], capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, timeout=300)
+    return subprocess.run(
+        [sys.executable, str(RECIPE_DIR / "train.py"), *argv],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=300,
+    )
 
 
 def test_qlora_on_cpu_fails_clearly(data_dir, tmp_path, azft_cache):
@@ -89,8 +98,10 @@ def test_qlora_on_cpu_fails_clearly(data_dir, tmp_path, azft_cache):
 
 def test_unknown_hub_model_offline_fails_clearly(data_dir, tmp_path, azft_cache):
     # HF_HUB_OFFLINE makes the real from_pretrained(hub_id) path fail at once instead of after network timeouts
-    r = _run_cli(recipe_args(data_dir, tmp_path, model="microsoft/Phi-3.5-mini-instruct"),
-                 env={"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")})
+    r = _run_cli(
+        recipe_args(data_dir, tmp_path, model="microsoft/Phi-3.5-mini-instruct"),
+        env={"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")},
+    )
     assert r.returncode == 2, r.stderr[-2000:]
     assert "Traceback" not in r.stderr
     assert "could not load model 'microsoft/Phi-3.5-mini-instruct'" in r.stderr
@@ -138,11 +149,34 @@ def test_component_yaml_is_a_valid_azure_ml_component():
     component = load_component(source=str(COMPONENT))
     assert component._validate().passed
     expected_inputs = {
-        "model", "model_path", "train_data", "validation_data", "validation_split", "task", "method", "epochs",
-        "max_steps", "learning_rate", "batch_size", "gradient_accumulation_steps", "max_seq_length",
-        "warmup_ratio", "lr_scheduler", "weight_decay", "seed", "packing", "precision", "gradient_checkpointing",
-        "lora_r", "lora_alpha", "lora_dropout", "lora_target_modules", "deepspeed_stage", "deepspeed_offload",
-        "save_steps", "logging_steps",
+        "model",
+        "model_path",
+        "train_data",
+        "validation_data",
+        "validation_split",
+        "task",
+        "method",
+        "epochs",
+        "max_steps",
+        "learning_rate",
+        "batch_size",
+        "gradient_accumulation_steps",
+        "max_seq_length",
+        "warmup_ratio",
+        "lr_scheduler",
+        "weight_decay",
+        "seed",
+        "packing",
+        "precision",
+        "gradient_checkpointing",
+        "lora_r",
+        "lora_alpha",
+        "lora_dropout",
+        "lora_target_modules",
+        "deepspeed_stage",
+        "deepspeed_offload",
+        "save_steps",
+        "logging_steps",
     }
     assert set(component.inputs) == expected_inputs
     assert set(component.outputs) == {"model_output", "metrics"}
@@ -157,8 +191,10 @@ def test_an_unreachable_tracking_server_never_stops_training(data_dir, tmp_path,
     with socket.socket() as s:  # a port nothing listens on: connections are refused at once
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    r = _run_cli(recipe_args(data_dir, tmp_path, max_steps=2),
-                 env={"MLFLOW_TRACKING_URI": f"http://127.0.0.1:{port}", "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"})
+    r = _run_cli(
+        recipe_args(data_dir, tmp_path, max_steps=2),
+        env={"MLFLOW_TRACKING_URI": f"http://127.0.0.1:{port}", "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"},
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stderr.count("warning: MLflow") == 1  # warned once
     assert json.loads((tmp_path / "metrics" / "metrics.json").read_text())["global_step"] == 2
@@ -186,8 +222,13 @@ def test_the_task_list_is_the_same_in_the_component_the_recipe_and_the_data_chec
 def test_warmup_ratio_is_a_fraction_of_the_optimizer_steps(recipe, data_dir, tmp_path, capsys):
     """--warmup_ratio 0.5 over 4 steps: 2 warmup steps, then linear decay — the same on every transformers version."""
     lr = 4e-3
-    assert run_in_process(recipe, recipe_args(data_dir, tmp_path, max_steps=4, learning_rate=lr, warmup_ratio=0.5,
-                                              validation_data=None)) == 0
+    assert (
+        run_in_process(
+            recipe,
+            recipe_args(data_dir, tmp_path, max_steps=4, learning_rate=lr, warmup_ratio=0.5, validation_data=None),
+        )
+        == 0
+    )
     rows = [json.loads(x) for x in (tmp_path / "metrics" / "metrics.jsonl").read_text().splitlines()]
     rates = [r["learning_rate"] for r in rows if "loss" in r]
     assert rates == pytest.approx([0.0, lr / 2, lr, lr / 2])  # the rate each step used

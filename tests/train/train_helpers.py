@@ -57,8 +57,16 @@ def recipe_args(data_dir: Path, out: Path, **overrides) -> list[str]:
     return argv
 
 
-def make_plan(job_name: str, inputs: dict, *, stage: int = 0, num_processes: int = 1, output_dir=None,
-              tracking_uri=None, tracking_run_id=None):
+def make_plan(
+    job_name: str,
+    inputs: dict,
+    *,
+    stage: int = 0,
+    num_processes: int = 1,
+    output_dir=None,
+    tracking_uri=None,
+    tracking_run_id=None,
+):
     """Stand-in for azft.plan.Plan with exactly the attributes the local backend reads."""
     return SimpleNamespace(
         job_name=job_name,

@@ -26,8 +26,14 @@ def trained(tmp_path_factory):
     (home / "spec.yaml").write_text(yaml.safe_dump(spec))
     env = {**os.environ, "AZFT_HOME": str(home), "AZFT_CACHE": cache, "HF_HUB_OFFLINE": "1"}
     env.pop("MLFLOW_TRACKING_URI", None)
-    proc = subprocess.run([sys.executable, "-m", "azft", "submit", "spec.yaml", "--backend", "local", "--wait",
-                           "--output", "json"], cwd=home, env=env, capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(
+        [sys.executable, "-m", "azft", "submit", "spec.yaml", "--backend", "local", "--wait", "--output", "json"],
+        cwd=home,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     import json
 

@@ -18,14 +18,20 @@ def _azft(home, *args, now=None, stdin=None):
     env = {**os.environ, "AZFT_HOME": str(home), "HF_HUB_OFFLINE": "1"}
     if now:
         env["AZFT_NOW"] = now
-    return subprocess.run([sys.executable, "-m", "azft", *args], cwd=home, env=env, capture_output=True, text=True,
-                          timeout=300, input=stdin)
+    return subprocess.run(
+        [sys.executable, "-m", "azft", *args],
+        cwd=home,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        input=stdin,
+    )
 
 
 def test_local_server_answers_chat_completions_and_expires(at_home, tmp_path):
     home, job = at_home
-    res = _azft(home, "deploy", job, "--ttl", "1h", "--name", "tiny-ep", "--output", "json",
-                now="2026-12-05T08:00:00Z")
+    res = _azft(home, "deploy", job, "--ttl", "1h", "--name", "tiny-ep", "--output", "json", now="2026-12-05T08:00:00Z")
     assert res.returncode == 0, res.stdout + res.stderr
     dep = json.loads(res.stdout)
     try:
@@ -47,24 +53,57 @@ def test_local_server_answers_chat_completions_and_expires(at_home, tmp_path):
         prompts = tmp_path / "p.jsonl"
         prompts.write_text(json.dumps({"messages": CHAT["messages"]}) + "\n")
         out = tmp_path / "o.jsonl"
-        res = _azft(home, "predict", "--endpoint", "tiny-ep", "--data", str(prompts), "--out", str(out),
-                    "--max-new-tokens", "8", now="2026-12-05T08:10:00Z")
+        res = _azft(
+            home,
+            "predict",
+            "--endpoint",
+            "tiny-ep",
+            "--data",
+            str(prompts),
+            "--out",
+            str(out),
+            "--max-new-tokens",
+            "8",
+            now="2026-12-05T08:10:00Z",
+        )
         assert res.returncode == 0, res.stdout + res.stderr
         assert json.loads(out.read_text())["response"] == body["choices"][0]["message"]["content"]
         assert key not in res.stdout + res.stderr
 
         # azft chat --endpoint: the same greedy answer as the plain HTTP call, twice across a /reset
         question = CHAT["messages"][0]["content"]
-        res = _azft(home, "chat", "--endpoint", "tiny-ep", "--max-new-tokens", "8", "-o", "json",
-                    now="2026-12-05T08:12:00Z", stdin=f"{question}\n/reset\n{question}\n")
+        res = _azft(
+            home,
+            "chat",
+            "--endpoint",
+            "tiny-ep",
+            "--max-new-tokens",
+            "8",
+            "-o",
+            "json",
+            now="2026-12-05T08:12:00Z",
+            stdin=f"{question}\n/reset\n{question}\n",
+        )
         assert res.returncode == 0, res.stdout + res.stderr
         replies = [json.loads(line) for line in res.stdout.splitlines()]
         assert [r["assistant"] for r in replies] == [body["choices"][0]["message"]["content"]] * 2
         assert key not in res.stdout + res.stderr
 
         # azft eval JOB --endpoint: the validation samples answered by the server, next to their references
-        res = _azft(home, "eval", job, "--endpoint", "tiny-ep", "--samples", "2", "--max-new-tokens", "8", "-o",
-                    "json", now="2026-12-05T08:14:00Z")
+        res = _azft(
+            home,
+            "eval",
+            job,
+            "--endpoint",
+            "tiny-ep",
+            "--samples",
+            "2",
+            "--max-new-tokens",
+            "8",
+            "-o",
+            "json",
+            now="2026-12-05T08:14:00Z",
+        )
         assert res.returncode == 0, res.stdout + res.stderr
         ev = json.loads(res.stdout)
         assert ev["endpoint"] == "tiny-ep" and ev["data"].endswith("chat_val.jsonl") and len(ev["samples"]) == 2

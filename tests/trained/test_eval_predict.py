@@ -46,8 +46,10 @@ def test_eval_table_and_bad_data(at_home, run_cli, tmp_path):
     assert r.code == 0, r.text
     assert "fine-tuned" in r.out and "perplexity" in r.out and "report.md" in r.out
     bad = tmp_path / "bad.jsonl"
-    bad.write_text('{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}\n'
-                   '{"messages": [{"role": "robot", "content": "x"}]}\n')
+    bad.write_text(
+        '{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}\n'
+        '{"messages": [{"role": "robot", "content": "x"}]}\n'
+    )
     r = run_cli("eval", name, "--data", str(bad))
     assert r.code == 2 and "bad.jsonl:2" in r.err and "role" in r.err and "Traceback" not in r.text
     r = run_cli("eval", "no-such-job")
@@ -90,8 +92,7 @@ def test_evaluate_generations_from_a_prompt_only_model(tmp_path):
         seen.extend(conversations)
         return [f"reply to {c[-1]['content'][:10]}" for c in conversations]
 
-    res = evaluate_generations(str(EXAMPLES / "data" / "chat_val.jsonl"), "chat-completion", answer, job="j",
-                               samples=2)
+    res = evaluate_generations(str(EXAMPLES / "data" / "chat_val.jsonl"), "chat-completion", answer, job="j", samples=2)
     assert len(seen) == 2 and all(c[-1]["role"] == "user" for c in seen)
     assert [s["line"] for s in res["samples"]] == [1, 2] and all(s["reference"] for s in res["samples"])
     assert res["samples"][0]["fine-tuned"].startswith("reply to ") and res["models"] == {}

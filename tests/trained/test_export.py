@@ -38,8 +38,14 @@ def test_export_merged_equals_adapter_and_loads_without_azft(at_home, run_cli, t
     assert {"config.json", "model.safetensors", "tokenizer.json"} <= files
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("AZFT")}
-    proc = subprocess.run([sys.executable, "-c", LOAD_PLAIN, str(out)], capture_output=True, text=True,
-                          env={**env, "HF_HUB_OFFLINE": "1"}, cwd=tmp_path, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", LOAD_PLAIN, str(out)],
+        capture_output=True,
+        text=True,
+        env={**env, "HF_HUB_OFFLINE": "1"},
+        cwd=tmp_path,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     plain = json.loads(proc.stdout.splitlines()[-1])
     assert not plain["azft"] and not plain["peft"]
@@ -105,8 +111,14 @@ def test_export_onnx_runs_in_onnxruntime_with_the_adapter_models_logits(at_home,
     tok = tm.tokenizer()
     ids = prompt_ids(tok, [{"role": "user", "content": "Where is my order? It has not arrived yet."}])
     env = {k: v for k, v in os.environ.items() if not k.startswith("AZFT")}
-    proc = subprocess.run([sys.executable, "-c", RUN_ORT, str(out), json.dumps(ids)], capture_output=True,
-                          text=True, env=env, cwd=tmp_path, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", RUN_ORT, str(out), json.dumps(ids)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     ort_out = json.loads(proc.stdout.splitlines()[-1])
     assert not ort_out["torch"] and ort_out["text"].startswith("<|user|>")

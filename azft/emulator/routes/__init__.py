@@ -20,10 +20,16 @@ from azft.emulator.wire import PROVIDER, HttpError, RecordedRequest, Response, a
 if TYPE_CHECKING:  # pragma: no cover
     from azft.emulator.server import Emulator
 
+
 def _auth_error() -> Response:
-    return Response(401, azure_error(
-        "AuthenticationFailed", "Authentication failed. The 'Authorization' header is missing or is not a bearer "
-        "token."), {"WWW-Authenticate": 'Bearer authorization_uri="https://login.microsoftonline.com/"'})
+    return Response(
+        401,
+        azure_error(
+            "AuthenticationFailed",
+            "Authentication failed. The 'Authorization' header is missing or is not a bearer token.",
+        ),
+        {"WWW-Authenticate": 'Bearer authorization_uri="https://login.microsoftonline.com/"'},
+    )
 
 
 class Router:
@@ -51,12 +57,17 @@ class Router:
                 return e.response()
         if path_matched:
             return Response(405, azure_error("MethodNotAllowed", f"{rec.method} is not allowed on {rec.path}."))
-        return Response(404, azure_error(
-            "NoRouteInEmulator" if not rec.path.startswith("/subscriptions/") else "ResourceNotFound",
-            f"The azft emulator has no route for {rec.method} {rec.path} (api-version {rec.api_version})."))
+        return Response(
+            404,
+            azure_error(
+                "NoRouteInEmulator" if not rec.path.startswith("/subscriptions/") else "ResourceNotFound",
+                f"The azft emulator has no route for {rec.method} {rec.path} (api-version {rec.api_version}).",
+            ),
+        )
 
-    def _check(self, emu: Emulator, route: Route, m: re.Match[str], rec: RecordedRequest,
-               authorization: str | None) -> None:
+    def _check(
+        self, emu: Emulator, route: Route, m: re.Match[str], rec: RecordedRequest, authorization: str | None
+    ) -> None:
         if route.auth == "key":  # an endpoint's inference route: one of that endpoint's keys
             from azft.emulator.routes.inference import key_ok
 
@@ -70,9 +81,12 @@ class Router:
         check_api_version(emu, route, rec.api_version)
         groups = m.groupdict()
         if "ws" in groups and not emu.is_our_workspace(groups):
-            raise HttpError(404, "ResourceNotFound",
-                            f"The Resource '{PROVIDER}/workspaces/{groups['ws']}' under resource group "
-                            f"'{groups['rg']}' was not found.")
+            raise HttpError(
+                404,
+                "ResourceNotFound",
+                f"The Resource '{PROVIDER}/workspaces/{groups['ws']}' under resource group "
+                f"'{groups['rg']}' was not found.",
+            )
         emu.permissions.check(rec.method, route.action_type, rec.path)
         if route.body is not None and emu.strict:
             model = route.body(m) if callable(route.body) else route.body
@@ -100,22 +114,40 @@ def check_api_version(emu: Emulator, route: Route, av: str | None) -> None:
     returns, as quoted in Azure/azure-sdk-for-js#4097 and Azure/azure-rest-api-specs#18857)."""
     supported = ", ".join(sorted(emu.api_versions))
     if not av:
-        raise HttpError(400, "MissingApiVersionParameter",
-                        "The api-version query parameter (?api-version=) is required for all requests.")
+        raise HttpError(
+            400,
+            "MissingApiVersionParameter",
+            "The api-version query parameter (?api-version=) is required for all requests.",
+        )
     if not _API_VERSION.match(av):
-        raise HttpError(400, "InvalidApiVersionParameter",
-                        f"The api-version '{av}' is invalid. The supported versions are '{supported}'.")
+        raise HttpError(
+            400,
+            "InvalidApiVersionParameter",
+            f"The api-version '{av}' is invalid. The supported versions are '{supported}'.",
+        )
     if av not in emu.api_versions:
         rtype = route.resource_type or "workspaces"
-        raise HttpError(400, "NoRegisteredProviderFound",
-                        f"No registered resource provider found for location '{emu.location}' and API version "
-                        f"'{av}' for type '{rtype}'. The supported api-versions are '{supported}'. The supported "
-                        f"locations are '{emu.location}'.")
+        raise HttpError(
+            400,
+            "NoRegisteredProviderFound",
+            f"No registered resource provider found for location '{emu.location}' and API version "
+            f"'{av}' for type '{rtype}'. The supported api-versions are '{supported}'. The supported "
+            f"locations are '{emu.location}'.",
+        )
 
 
 def all_routes() -> list[Route]:
     from azft.emulator import control
     from azft.emulator.routes import assets, history, inference, jobs, operations, registry, resources, workspace
 
-    return [*workspace.ROUTES, *jobs.ROUTES, *resources.ROUTES, *assets.ROUTES, *operations.ROUTES,
-            *history.ROUTES, *registry.ROUTES, *inference.ROUTES, *control.ROUTES]
+    return [
+        *workspace.ROUTES,
+        *jobs.ROUTES,
+        *resources.ROUTES,
+        *assets.ROUTES,
+        *operations.ROUTES,
+        *history.ROUTES,
+        *registry.ROUTES,
+        *inference.ROUTES,
+        *control.ROUTES,
+    ]

@@ -36,8 +36,13 @@ def _job(emu: Emulator, name: str):
 def get_run(emu: Emulator, rec: RecordedRequest, m: re.Match[str]) -> Response:
     job = _job(emu, m["name"])
     now = emu.clock.now()
-    body: dict[str, Any] = {"runId": job.name, "status": job.status(now), "runType": "azureml.emulator",
-                            "properties": {}, "tags": {}}
+    body: dict[str, Any] = {
+        "runId": job.name,
+        "status": job.status(now),
+        "runType": "azureml.emulator",
+        "properties": {},
+        "tags": {},
+    }
     err = job.error(now)
     if err:
         body["error"] = {"error": {"code": err["code"], "message": err["message"]}}
@@ -57,15 +62,24 @@ def get_details(emu: Emulator, rec: RecordedRequest, m: re.Match[str]) -> Respon
         container_url = emu.blob_service.container_url(emu.base_url, LOG_CONTAINER)
         token = emu.blob_service.signer.token(LOG_CONTAINER, "r")
         log_files[STD_LOG] = f"{container_url}/{blob}?{token}"
-    return Response(200, {"runId": job.name, "status": job.status(now), "logFiles": log_files,
-                          "properties": {}, "tags": {}})
+    return Response(
+        200, {"runId": job.name, "status": job.status(now), "logFiles": log_files, "properties": {}, "tags": {}}
+    )
 
 
 def list_metrics(emu: Emulator, rec: RecordedRequest, m: re.Match[str]) -> Response:
     job = _job(emu, m["name"])
     metrics = job.metrics(emu.clock.now())
-    return Response(200, {"value": [{"metricKey": {"namespace": "", "name": k, "labels": [], "columnNames": [k]},
-                                     "columns": {k: "Double"}} for k, v in metrics.items() if v]})
+    return Response(
+        200,
+        {
+            "value": [
+                {"metricKey": {"namespace": "", "name": k, "labels": [], "columnNames": [k]}, "columns": {k: "Double"}}
+                for k, v in metrics.items()
+                if v
+            ]
+        },
+    )
 
 
 def full_metric(emu: Emulator, rec: RecordedRequest, m: re.Match[str]) -> Response:
@@ -78,9 +92,23 @@ def full_metric(emu: Emulator, rec: RecordedRequest, m: re.Match[str]) -> Respon
     if points is None:
         raise HttpError(404, "UserError", f"Metric '{name}' was not found for run '{job.name}'.")
     created = datetime.fromtimestamp(job.created_wall, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    return Response(200, {"name": name, "columns": {name: "Double"}, "namespace": "",
-                          "value": [{"metricId": str(uuid.uuid5(uuid.NAMESPACE_OID, f"{job.name}/{name}/{s}")),
-                                     "createdUtc": created, "step": s, "data": {name: v}} for s, v in points]})
+    return Response(
+        200,
+        {
+            "name": name,
+            "columns": {name: "Double"},
+            "namespace": "",
+            "value": [
+                {
+                    "metricId": str(uuid.uuid5(uuid.NAMESPACE_OID, f"{job.name}/{name}/{s}")),
+                    "createdUtc": created,
+                    "step": s,
+                    "data": {name: v},
+                }
+                for s, v in points
+            ],
+        },
+    )
 
 
 ROUTES = [

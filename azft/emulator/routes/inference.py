@@ -32,7 +32,7 @@ def stand_in_reply(deployment: str, messages: list[dict[str, str]], max_tokens: 
     """(text, finish_reason) of the emulator's deterministic stand-in model."""
     digest = hashlib.sha256(repr((deployment, messages)).encode()).digest()
     n = 4 + digest[0] % 8
-    words = [_WORDS[b % len(_WORDS)] for b in digest[1:1 + n]]
+    words = [_WORDS[b % len(_WORDS)] for b in digest[1 : 1 + n]]
     finish = "stop"
     if len(words) > max_tokens:
         words, finish = words[:max_tokens], "length"
@@ -56,8 +56,17 @@ def _answer(emu: Emulator, rec: RecordedRequest, deployment: str) -> Response:
         return Response(400, e.body())
     text, finish = stand_in_reply(deployment, req.messages, req.max_tokens)
     prompt_tokens = sum(len(m["content"].split()) for m in req.messages)
-    return Response(200, response(req, text, model=deployment, prompt_tokens=prompt_tokens,
-                                  completion_tokens=len(text.split()), finish_reason=finish))
+    return Response(
+        200,
+        response(
+            req,
+            text,
+            model=deployment,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=len(text.split()),
+            finish_reason=finish,
+        ),
+    )
 
 
 def serverless_chat(emu: Emulator, rec: RecordedRequest, m: re.Match[str]) -> Response:
@@ -77,9 +86,12 @@ def online_score(emu: Emulator, rec: RecordedRequest, m: re.Match[str]) -> Respo
         wanted = max(traffic, key=lambda k: traffic[k]) if traffic else None
     dep = deployments.get(wanted or "")
     if dep is None or dep["properties"].get("provisioningState") != "Succeeded":
-        raise HttpError(424 if dep is not None else 503, "NoValidDeployment",
-                        "No valid deployments to route to. Please check that the endpoint has at least one "
-                        "deployment with positive weight values or use a deployment specific header to route.")
+        raise HttpError(
+            424 if dep is not None else 503,
+            "NoValidDeployment",
+            "No valid deployments to route to. Please check that the endpoint has at least one "
+            "deployment with positive weight values or use a deployment specific header to route.",
+        )
     return _answer(emu, rec, f"{m['name']}/{wanted}")
 
 

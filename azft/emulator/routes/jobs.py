@@ -45,7 +45,8 @@ def job_resource(emu: Emulator, job: EmulatedJob) -> dict[str, Any]:
     out["type"] = f"{PROVIDER}/workspaces/jobs"
     created = datetime.fromtimestamp(job.created_wall, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     out.setdefault("systemData", {}).update(
-        {"createdAt": created, "createdBy": "azft emulator", "createdByType": "User"})
+        {"createdAt": created, "createdBy": "azft emulator", "createdByType": "User"}
+    )
     props = out.setdefault("properties", {})
     props["status"] = job.status(emu.clock.now())
     if props["status"] == "Completed":
@@ -53,10 +54,14 @@ def job_resource(emu: Emulator, job: EmulatedJob) -> dict[str, Any]:
     props.setdefault("experimentName", "Default")
     if props.get("jobType") in ("Command", "Pipeline", "Sweep", "FineTuning"):
         props["services"] = {
-            "Studio": {"jobServiceType": "Studio",
-                       "endpoint": f"https://ml.azure.com/runs/{job.name}?wsid={quote(emu.workspace_id)}"},
-            "Tracking": {"jobServiceType": "Tracking",
-                         "endpoint": f"azureml://{emu.location}.api.azureml.ms/mlflow/v1.0{emu.workspace_id}"},
+            "Studio": {
+                "jobServiceType": "Studio",
+                "endpoint": f"https://ml.azure.com/runs/{job.name}?wsid={quote(emu.workspace_id)}",
+            },
+            "Tracking": {
+                "jobServiceType": "Tracking",
+                "endpoint": f"azureml://{emu.location}.api.azureml.ms/mlflow/v1.0{emu.workspace_id}",
+            },
         }
     return out
 
@@ -66,8 +71,11 @@ def output_models(body: dict) -> list[str]:
     outputs with an ``assetName``; a pipeline's ``model_name`` (or ``registered_model_name``) input, which azft's
     ``register_model`` step registers."""
     props = body.get("properties") or {}
-    names = [o.get("assetName") for o in (props.get("outputs") or {}).values()
-             if isinstance(o, dict) and o.get("jobOutputType") in ("mlflow_model", "custom_model")]
+    names = [
+        o.get("assetName")
+        for o in (props.get("outputs") or {}).values()
+        if isinstance(o, dict) and o.get("jobOutputType") in ("mlflow_model", "custom_model")
+    ]
     if props.get("jobType") == "Pipeline":
         for key in ("model_name", "registered_model_name"):
             literal = (props.get("inputs") or {}).get(key)
@@ -81,9 +89,21 @@ def register_outputs(emu: Emulator, job: EmulatedJob) -> None:
     """A completed job's models, registered as Azure registers them (version 1, the job named in ``jobName``)."""
     for name in output_models(job.body):
         if not any(n == name for n, _ in emu.store.assets["models"]):
-            emu.store.put_version("models", name, "1", {"properties": {
-                "modelType": "mlflow_model", "jobName": job.name, "tags": {}, "properties": {}, "flavors": {},
-                "modelUri": f"azureml://jobs/{job.name}/outputs/registered_model"}})
+            emu.store.put_version(
+                "models",
+                name,
+                "1",
+                {
+                    "properties": {
+                        "modelType": "mlflow_model",
+                        "jobName": job.name,
+                        "tags": {},
+                        "properties": {},
+                        "flavors": {},
+                        "modelUri": f"azureml://jobs/{job.name}/outputs/registered_model",
+                    }
+                },
+            )
 
 
 def mark_managed(body: dict) -> None:
@@ -101,8 +121,9 @@ _JOB_OUTPUT = re.compile(r"^azureml://jobs/(?P<job>[^/]+)/outputs/(?P<output>[^/
 
 
 def _bad(target: str, message: str) -> HttpError:
-    return HttpError(400, "UserError", message, details=[{"code": "InvalidPipelineStep", "target": target,
-                                                          "message": message}])
+    return HttpError(
+        400, "UserError", message, details=[{"code": "InvalidPipelineStep", "target": target, "message": message}]
+    )
 
 
 def check_steps(emu: Emulator, body: dict) -> None:
@@ -129,9 +150,11 @@ def check_steps(emu: Emulator, body: dict) -> None:
                 other = emu.jobs.get(hit["job"])
                 outputs = ((other.body.get("properties") or {}).get("outputs") or {}) if other else {}
                 if other is None or hit["output"] not in outputs:
-                    raise _bad(f"{target}.inputs.{name}",
-                               f"{uri}: job '{hit['job']}' " + ("was not found." if other is None else
-                                                                f"has no output '{hit['output']}'."))
+                    raise _bad(
+                        f"{target}.inputs.{name}",
+                        f"{uri}: job '{hit['job']}' "
+                        + ("was not found." if other is None else f"has no output '{hit['output']}'."),
+                    )
         for name, spec in declared.items():
             if isinstance(spec, dict) and not spec.get("optional") and "default" not in spec and name not in given:
                 raise _bad(f"{target}.inputs.{name}", f"Required input '{name}' of the step's component is not set.")
@@ -150,15 +173,27 @@ def put_job(emu: Emulator, rec: RecordedRequest, m: re.Match[str]) -> Response:
     existing = emu.jobs.get(name)
     if existing is not None:
         if comparable(existing.body) != comparable(body):
-            raise HttpError(409, "UserError", f"A job named '{name}' already exists with different properties; "
-                                              "job names are unique within a workspace.")
+            raise HttpError(
+                409,
+                "UserError",
+                f"A job named '{name}' already exists with different properties; "
+                "job names are unique within a workspace.",
+            )
         existing.body.setdefault("properties", {})["tags"] = body["properties"].get("tags", {})
         return Response(200, job_resource(emu, existing))
     outcome = emu._named_outcomes.pop(name, None) or (
-        emu._pending_outcomes.pop(0) if emu._pending_outcomes else Outcome())
-    job = EmulatedJob(name=name, body=body, created_at=emu.clock.now(),
-                      created_wall=time.time(), outcome=outcome, state_seconds=dict(emu.state_seconds),
-                      total_steps=emu.total_steps, api_version=rec.api_version)
+        emu._pending_outcomes.pop(0) if emu._pending_outcomes else Outcome()
+    )
+    job = EmulatedJob(
+        name=name,
+        body=body,
+        created_at=emu.clock.now(),
+        created_wall=time.time(),
+        outcome=outcome,
+        state_seconds=dict(emu.state_seconds),
+        total_steps=emu.total_steps,
+        api_version=rec.api_version,
+    )
     emu.jobs[name] = job
     return Response(201, job_resource(emu, job))
 

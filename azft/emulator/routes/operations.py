@@ -27,8 +27,18 @@ def result(emu: Emulator, rec: RecordedRequest, m: re.Match[str]) -> Response:
 
 
 ROUTES = [
-    Route("GET", OPS + r"/mfeOperationsStatus/(?P<op>[^/]+)$", "operations.status", status,
-          resource_type="locations/mfeOperationsStatus"),
-    Route("GET", OPS + r"/mfeOperationResults/(?P<op>[^/]+)$", "operations.result", result,
-          resource_type="locations/mfeOperationResults"),
+    Route(
+        "GET",
+        OPS + r"/mfeOperationsStatus/(?P<op>[^/]+)$",
+        "operations.status",
+        status,
+        resource_type="locations/mfeOperationsStatus",
+    ),
+    Route(
+        "GET",
+        OPS + r"/mfeOperationResults/(?P<op>[^/]+)$",
+        "operations.result",
+        result,
+        resource_type="locations/mfeOperationResults",
+    ),
 ]

@@ -22,26 +22,43 @@ if TYPE_CHECKING:  # pragma: no cover
 
 API_VERSION = "2021-10-01-dataplanepreview"
 REGISTRY_RG = "registry-rg"
-_REG = (r"^/mferp/managementfrontend/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)/providers/"
-        r"Microsoft\.MachineLearningServices/registries/(?P<reg>[^/]+)")
+_REG = (
+    r"^/mferp/managementfrontend/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)/providers/"
+    r"Microsoft\.MachineLearningServices/registries/(?P<reg>[^/]+)"
+)
 
 
 def _store(emu: "Emulator") -> dict[tuple[str, str], dict[str, dict]]:
     return emu.__dict__.setdefault("registry_models", {})
 
 
-def add_registry_model(emu: "Emulator", name: str, version: int, *, registry: str = "azureml",
-                       tags: Optional[dict] = None, properties: Optional[dict] = None, archived: bool = False,
-                       created: str = "2026-07-01T00:00:00Z") -> dict:
+def add_registry_model(
+    emu: "Emulator",
+    name: str,
+    version: int,
+    *,
+    registry: str = "azureml",
+    tags: Optional[dict] = None,
+    properties: Optional[dict] = None,
+    archived: bool = False,
+    created: str = "2026-07-01T00:00:00Z",
+) -> dict:
     """Seed one model version in a registry, shaped as the registry answers it."""
     # a registry asset's id is its azureml:// URI (azure-ai-ml's AMLVersionedArmId accepts no ARM form for it)
     body = {
-        "id": f"azureml://registries/{registry}/models/{name}/versions/{version}", "name": str(version), "type": f"{PROVIDER}/registries/models/versions",
-        "properties": {"description": f"{name} version {version}", "tags": dict(tags or {}),
-                       "properties": dict(properties or {}), "isArchived": archived, "isAnonymous": False,
-                       "modelType": "mlflow_model",
-                       "flavors": {"python_function": {"data": {"loader_module": "mlflow.transformers"}}},
-                       "modelUri": f"azureml://registries/{registry}/models/{name}/versions/{version}"},
+        "id": f"azureml://registries/{registry}/models/{name}/versions/{version}",
+        "name": str(version),
+        "type": f"{PROVIDER}/registries/models/versions",
+        "properties": {
+            "description": f"{name} version {version}",
+            "tags": dict(tags or {}),
+            "properties": dict(properties or {}),
+            "isArchived": archived,
+            "isAnonymous": False,
+            "modelType": "mlflow_model",
+            "flavors": {"python_function": {"data": {"loader_module": "mlflow.transformers"}}},
+            "modelUri": f"azureml://registries/{registry}/models/{name}/versions/{version}",
+        },
         "systemData": {"createdAt": created, "createdBy": "azureml", "lastModifiedAt": created},
     }
     _store(emu).setdefault((registry.lower(), name.lower()), {})[str(version)] = body
@@ -50,8 +67,11 @@ def add_registry_model(emu: "Emulator", name: str, version: int, *, registry: st
 
 def _check(rec: RecordedRequest) -> None:
     if rec.api_version != API_VERSION:
-        raise HttpError(400, "InvalidApiVersionParameter",
-                        f"The api-version '{rec.api_version}' is invalid. The supported versions are '{API_VERSION}'.")
+        raise HttpError(
+            400,
+            "InvalidApiVersionParameter",
+            f"The api-version '{rec.api_version}' is invalid. The supported versions are '{API_VERSION}'.",
+        )
 
 
 def _versions(emu: "Emulator", m: "re.Match[str]") -> dict[str, dict]:
@@ -62,18 +82,27 @@ def _versions(emu: "Emulator", m: "re.Match[str]") -> dict[str, dict]:
 
 
 def discovery(emu: "Emulator", rec: RecordedRequest, m: "re.Match[str]") -> Response:
-    return Response(200, {
-        "registryName": m["reg"], "primaryRegion": emu.location,
-        "primaryRegionResourceProviderUri": emu.base_url + "/", "regions": [emu.location],
-        "subscriptionId": emu.subscription_id, "resourceGroup": REGISTRY_RG,
-        "mlflowRegistryUri": f"azureml://{emu.location}.api.azureml.ms/mlflow/v1.0",
-    })
+    return Response(
+        200,
+        {
+            "registryName": m["reg"],
+            "primaryRegion": emu.location,
+            "primaryRegionResourceProviderUri": emu.base_url + "/",
+            "regions": [emu.location],
+            "subscriptionId": emu.subscription_id,
+            "resourceGroup": REGISTRY_RG,
+            "mlflowRegistryUri": f"azureml://{emu.location}.api.azureml.ms/mlflow/v1.0",
+        },
+    )
 
 
 def list_versions(emu: "Emulator", rec: RecordedRequest, m: "re.Match[str]") -> Response:
     _check(rec)
-    items = sorted(_versions(emu, m).values(), key=lambda b: b["systemData"]["createdAt"],
-                   reverse="desc" in (rec.query.get("$orderBy") or "createdtime desc").lower())
+    items = sorted(
+        _versions(emu, m).values(),
+        key=lambda b: b["systemData"]["createdAt"],
+        reverse="desc" in (rec.query.get("$orderBy") or "createdtime desc").lower(),
+    )
     top = rec.query.get("$top")
     if top:
         items = items[: int(top)]
@@ -89,9 +118,19 @@ def get_version(emu: "Emulator", rec: RecordedRequest, m: "re.Match[str]") -> Re
 
 
 ROUTES = [
-    Route("GET", r"^/registrymanagement/v1\.0/registries/(?P<reg>[^/]+)/discovery$", "registry.discovery",
-          discovery, auth="token"),
+    Route(
+        "GET",
+        r"^/registrymanagement/v1\.0/registries/(?P<reg>[^/]+)/discovery$",
+        "registry.discovery",
+        discovery,
+        auth="token",
+    ),
     Route("GET", _REG + r"/models/(?P<model>[^/]+)/versions$", "registry.models.list", list_versions, auth="token"),
-    Route("GET", _REG + r"/models/(?P<model>[^/]+)/versions/(?P<version>[^/]+)$", "registry.models.get",
-          get_version, auth="token"),
+    Route(
+        "GET",
+        _REG + r"/models/(?P<model>[^/]+)/versions/(?P<version>[^/]+)$",
+        "registry.models.get",
+        get_version,
+        auth="token",
+    ),
 ]

@@ -27,9 +27,18 @@ Extra = Callable[["Emulator", str, dict], None]
 Check = Callable[["Emulator", "re.Match[str]", object], None]
 
 
-def crud(segment: str, title: str, *, route: str, body: str | None = None, extra: Extra | None = None,
-         parent: str = "", resource_type: str | None = None, check: Check | None = None,
-         view: Extra | None = None) -> list[Route]:
+def crud(
+    segment: str,
+    title: str,
+    *,
+    route: str,
+    body: str | None = None,
+    extra: Extra | None = None,
+    parent: str = "",
+    resource_type: str | None = None,
+    check: Check | None = None,
+    view: Extra | None = None,
+) -> list[Route]:
     """The routes of a named resource kind under the workspace (``parent`` adds a path between, e.g.
     ``/onlineEndpoints/(?P<endpoint>[^/]+)`` with ``resource_type="workspaces/onlineEndpoints/deployments"``).
     ``extra(emu, name, resource)`` fills the properties the service sets on PUT."""
@@ -39,8 +48,11 @@ def crud(segment: str, title: str, *, route: str, body: str | None = None, extra
 
     def kind(m: re.Match[str]) -> str:
         """The store collection: the path below the workspace, so each parent has its own children."""
-        return "/".join(p for key in parent_keys for p in (_segment_before(parent, key), m[key])) + \
-            ("/" if parent_keys else "") + segment
+        return (
+            "/".join(p for key in parent_keys for p in (_segment_before(parent, key), m[key]))
+            + ("/" if parent_keys else "")
+            + segment
+        )
 
     def shown(emu: Emulator, res: dict) -> dict:
         if view is not None:
@@ -84,8 +96,10 @@ def _compute(emu: Emulator, name: str, res: dict) -> None:
 def _marketplace(emu: Emulator, name: str, res: dict) -> None:
     model_id = res["properties"].get("modelId", "")
     res["properties"].setdefault("marketplaceSubscriptionStatus", "Subscribed")
-    res["properties"].setdefault("marketplacePlan", {
-        "publisherId": "azureml", "offerId": model_id.rstrip("/").split("/")[-1] or "model", "planId": "standard"})
+    res["properties"].setdefault(
+        "marketplacePlan",
+        {"publisherId": "azureml", "offerId": model_id.rstrip("/").split("/")[-1] or "model", "planId": "standard"},
+    )
 
 
 def _serverless(emu: Emulator, name: str, res: dict) -> None:
@@ -140,8 +154,11 @@ def check_workspace_model(emu: Emulator, model_id: object, field: str) -> None:
     if m is None:
         return
     if (m["name"], m["version"]) not in emu.store.assets["models"]:
-        raise HttpError(400, "UserError", f"{field}: model {m['name']} version {m['version']} was not found in "
-                                          f"workspace {emu.workspace_name}.")
+        raise HttpError(
+            400,
+            "UserError",
+            f"{field}: model {m['name']} version {m['version']} was not found in workspace {emu.workspace_name}.",
+        )
 
 
 def _serverless_check(emu: Emulator, m: re.Match[str], body: object = None) -> None:
@@ -159,11 +176,18 @@ def _endpoint_exists(emu: Emulator, m: re.Match[str], body: object = None) -> No
 
 #: What Azure fills in when a deployment PUT leaves them out (the defaults azure-ai-ml documents for
 #: ``OnlineRequestSettings``, ``ProbeSettings`` and ``DefaultScaleSettings``).
-_PROBE: dict[str, Any] = {"failureThreshold": 30, "successThreshold": 1, "timeout": "PT2S", "period": "PT10S", "initialDelay": "PT10S"}
+_PROBE: dict[str, Any] = {
+    "failureThreshold": 30,
+    "successThreshold": 1,
+    "timeout": "PT2S",
+    "period": "PT10S",
+    "initialDelay": "PT10S",
+}
 _DEPLOYMENT_DEFAULTS: dict[str, dict[str, Any]] = {
     "scaleSettings": {"scaleType": "Default"},
     "requestSettings": {"maxConcurrentRequestsPerInstance": 1, "requestTimeout": "PT5S", "maxQueueWait": "PT0.5S"},
-    "livenessProbe": _PROBE, "readinessProbe": _PROBE,
+    "livenessProbe": _PROBE,
+    "readinessProbe": _PROBE,
 }
 
 
@@ -177,17 +201,52 @@ def _online_deployment(emu: Emulator, name: str, res: dict) -> None:
 
 ROUTES = [
     *crud("computes", "Compute", route="computes", body="ComputeResource", extra=_compute),
-    *crud("marketplaceSubscriptions", "Marketplace subscription", route="marketplace",
-          body="MarketplaceSubscription", extra=_marketplace),
-    *crud("serverlessEndpoints", "Serverless endpoint", route="serverless", body="ServerlessEndpoint",
-          extra=_serverless, view=_serverless_view, check=_serverless_check),
-    Route("POST", WS + r"/serverlessEndpoints/(?P<name>[^/]+)/listKeys$", "serverless.listKeys", serverless_keys,
-          resource_type="workspaces/serverlessEndpoints"),
-    *crud("onlineEndpoints", "Online endpoint", route="online_endpoints", body="OnlineEndpoint",
-          extra=_online_endpoint, view=_online_view),
-    Route("POST", WS + r"/onlineEndpoints/(?P<name>[^/]+)/listKeys$", "online_endpoints.listKeys", online_keys,
-          resource_type="workspaces/onlineEndpoints"),
-    *crud("deployments", "Online deployment", route="online_deployments", body="OnlineDeployment",
-          extra=_online_deployment, parent="/onlineEndpoints/(?P<endpoint>[^/]+)",
-          resource_type="workspaces/onlineEndpoints/deployments", check=_endpoint_exists),
+    *crud(
+        "marketplaceSubscriptions",
+        "Marketplace subscription",
+        route="marketplace",
+        body="MarketplaceSubscription",
+        extra=_marketplace,
+    ),
+    *crud(
+        "serverlessEndpoints",
+        "Serverless endpoint",
+        route="serverless",
+        body="ServerlessEndpoint",
+        extra=_serverless,
+        view=_serverless_view,
+        check=_serverless_check,
+    ),
+    Route(
+        "POST",
+        WS + r"/serverlessEndpoints/(?P<name>[^/]+)/listKeys$",
+        "serverless.listKeys",
+        serverless_keys,
+        resource_type="workspaces/serverlessEndpoints",
+    ),
+    *crud(
+        "onlineEndpoints",
+        "Online endpoint",
+        route="online_endpoints",
+        body="OnlineEndpoint",
+        extra=_online_endpoint,
+        view=_online_view,
+    ),
+    Route(
+        "POST",
+        WS + r"/onlineEndpoints/(?P<name>[^/]+)/listKeys$",
+        "online_endpoints.listKeys",
+        online_keys,
+        resource_type="workspaces/onlineEndpoints",
+    ),
+    *crud(
+        "deployments",
+        "Online deployment",
+        route="online_deployments",
+        body="OnlineDeployment",
+        extra=_online_deployment,
+        parent="/onlineEndpoints/(?P<endpoint>[^/]+)",
+        resource_type="workspaces/onlineEndpoints/deployments",
+        check=_endpoint_exists,
+    ),
 ]

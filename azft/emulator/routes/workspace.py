@@ -26,9 +26,11 @@ def workspace_body(emu: Emulator) -> dict[str, Any]:
         "kind": "Default",
         "tags": {},
         "sku": {"name": "Basic", "tier": "Basic"},
-        "identity": {"type": "SystemAssigned",
-                     "principalId": str(uuid.uuid5(uuid.NAMESPACE_OID, emu.workspace_guid)),
-                     "tenantId": TENANT_ID},
+        "identity": {
+            "type": "SystemAssigned",
+            "principalId": str(uuid.uuid5(uuid.NAMESPACE_OID, emu.workspace_guid)),
+            "tenantId": TENANT_ID,
+        },
         "systemData": emu.store.system_data(),
         "properties": {
             "friendlyName": emu.workspace_name,
@@ -51,21 +53,25 @@ def workspace_body(emu: Emulator) -> dict[str, Any]:
 def datastore_body(emu: Emulator) -> dict[str, Any]:
     if not emu.blob_endpoint:  # the default datastore's container exists in the emulator's own Blob service
         emu.blob_store.create_container(emu.blob_container, exist_ok=True)
-    return emu.store.shape("datastores", "workspaceblobstore", {
-        "properties": {
-            "datastoreType": "AzureBlob",
-            "accountName": emu.storage_account,
-            "containerName": emu.blob_container,
-            "endpoint": emu.storage_suffix,
-            "protocol": "https",
-            "credentials": {"credentialsType": "None"},
-            "isDefault": True,
-            "serviceDataAccessAuthIdentity": "None",
-            "description": "Default blob datastore of the azft emulator workspace",
-            "tags": {},
-            "properties": {},
-        }
-    })
+    return emu.store.shape(
+        "datastores",
+        "workspaceblobstore",
+        {
+            "properties": {
+                "datastoreType": "AzureBlob",
+                "accountName": emu.storage_account,
+                "containerName": emu.blob_container,
+                "endpoint": emu.storage_suffix,
+                "protocol": "https",
+                "credentials": {"credentialsType": "None"},
+                "isDefault": True,
+                "serviceDataAccessAuthIdentity": "None",
+                "description": "Default blob datastore of the azft emulator workspace",
+                "tags": {},
+                "properties": {},
+            }
+        },
+    )
 
 
 def get_workspace(emu: Emulator, rec: RecordedRequest, m: re.Match[str]) -> Response:
@@ -83,15 +89,30 @@ def get_datastore(emu: Emulator, rec: RecordedRequest, m: re.Match[str]) -> Resp
 
 
 def discovery(emu: Emulator, rec: RecordedRequest, m: re.Match[str]) -> Response:
-    services = ("api", "catalog", "experimentation", "gallery", "history", "hyperdrive", "labeling",
-                "modelmanagement", "pipelines", "studiometadata")
+    services = (
+        "api",
+        "catalog",
+        "experimentation",
+        "gallery",
+        "history",
+        "hyperdrive",
+        "labeling",
+        "modelmanagement",
+        "pipelines",
+        "studiometadata",
+    )
     return Response(200, {k: emu.base_url for k in services})
 
 
 ROUTES = [
     Route("GET", WS + r"$", "workspaces.get", get_workspace, resource_type="workspaces"),
     Route("GET", WS + r"/datastores$", "datastores.list", list_datastores, resource_type="workspaces/datastores"),
-    Route("GET", WS + r"/datastores/(?P<name>[^/]+)$", "datastores.get", get_datastore,
-          resource_type="workspaces/datastores"),
+    Route(
+        "GET",
+        WS + r"/datastores/(?P<name>[^/]+)$",
+        "datastores.get",
+        get_datastore,
+        resource_type="workspaces/datastores",
+    ),
     Route("GET", r"^/discovery$", "discovery", discovery, auth=False),
 ]

@@ -36,14 +36,33 @@ def _padded_layout(position_ids, n_rows: int, width: int):
     return example * longest + offset, int(first.numel()), longest
 
 
-def packed_sdpa_attention(module, query, key, value, attention_mask, dropout: float = 0.0, scaling=None,
-                          sliding_window=None, position_ids=None, **kwargs):
+def packed_sdpa_attention(
+    module,
+    query,
+    key,
+    value,
+    attention_mask,
+    dropout: float = 0.0,
+    scaling=None,
+    sliding_window=None,
+    position_ids=None,
+    **kwargs,
+):
     import torch
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
     if attention_mask is not None or position_ids is None or query.shape[2] != key.shape[2]:
-        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
-                                      sliding_window=sliding_window, **kwargs)
+        return sdpa_attention_forward(
+            module,
+            query,
+            key,
+            value,
+            attention_mask,
+            dropout=dropout,
+            scaling=scaling,
+            sliding_window=sliding_window,
+            **kwargs,
+        )
     n_rep = query.shape[1] // key.shape[1]
     if n_rep > 1:  # grouped-query attention: share each key/value head across its query heads
         key = key.repeat_interleave(n_rep, dim=1)
@@ -63,8 +82,14 @@ def packed_sdpa_attention(module, query, key, value, attention_mask, dropout: fl
         causal = False
     # right padding under a causal mask: no real query ever sees a padding key, and padded queries are dropped below
     out = torch.nn.functional.scaled_dot_product_attention(
-        to_examples(query), to_examples(key), to_examples(value), attn_mask=mask, dropout_p=dropout,
-        is_causal=causal, scale=scaling)
+        to_examples(query),
+        to_examples(key),
+        to_examples(value),
+        attn_mask=mask,
+        dropout_p=dropout,
+        is_causal=causal,
+        scale=scaling,
+    )
     out = out.transpose(1, 2).reshape(n_examples * longest, heads, -1).index_select(0, where)
     return out.view(rows, width, heads, -1), None
 

@@ -328,5 +328,10 @@ class PaddingCollator:
             ids[r, :n] = torch.tensor(f["input_ids"])
             labels[r, :n] = torch.tensor(f["labels"])
             mask[r, :n] = 1
-        return {"input_ids": ids, "labels": labels, "attention_mask": mask, "real_tokens": mask.sum(),
-                "example_lengths": mask.sum(dim=1)}
+        return {
+            "input_ids": ids,
+            "labels": labels,
+            "attention_mask": mask,
+            "real_tokens": mask.sum(),
+            "example_lengths": mask.sum(dim=1),
+        }

@@ -191,19 +191,28 @@ def detect_device(precision: str, processes: int) -> Device:
 
     if torch.cuda.is_available():
         name = torch.cuda.get_device_name()
-        dtype = precision if precision in ("bf16", "fp16") else (
-            "tf32" if torch.backends.cuda.matmul.allow_tf32 else "fp32")
+        dtype = (
+            precision
+            if precision in ("bf16", "fp16")
+            else ("tf32" if torch.backends.cuda.matmul.allow_tf32 else "fp32")
+        )
         peak = gpu_peak_tflops(name, dtype)
-        basis = (f"{processes} × {peak:g} TFLOP/s ({name}, {dtype}, datasheet)" if peak else
-                 f"{name}: not in the recipe's GPU table, MFU not reported")
+        basis = (
+            f"{processes} × {peak:g} TFLOP/s ({name}, {dtype}, datasheet)"
+            if peak
+            else f"{name}: not in the recipe's GPU table, MFU not reported"
+        )
         return Device("cuda", name, dtype, peak * 1e12 * processes if peak else None, basis)
     info = read_cpuinfo()
     dtype = "bf16" if precision == "bf16" else "fp32"
     per_cycle, unit = info.flops_per_cycle(dtype)
     clock, cores = cpu_clock_hz(info), cpu_cores_used(info, processes)
     peak = cores * clock * per_cycle if clock else None
-    basis = (f"{cores:g} cores × {clock / 1e9:.2f} GHz × {per_cycle} FLOPs/cycle ({unit}, {dtype})" if peak else
-             "CPU clock unknown, MFU not reported")
+    basis = (
+        f"{cores:g} cores × {clock / 1e9:.2f} GHz × {per_cycle} FLOPs/cycle ({unit}, {dtype})"
+        if peak
+        else "CPU clock unknown, MFU not reported"
+    )
     return Device("cpu", info.model_name or "cpu", dtype, peak, basis)
 
 
@@ -219,11 +228,14 @@ def auto_precision(cuda: bool) -> tuple[str, str]:
         name = torch.cuda.get_device_name()
         if (major, minor) >= (8, 0):
             return "bf16", f"{name} (compute capability {major}.{minor}) has bf16 tensor cores"
-        return "fp16", (f"{name} (compute capability {major}.{minor}) has no bf16 units: fp16 mixed precision "
-                        "with loss scaling")
+        return "fp16", (
+            f"{name} (compute capability {major}.{minor}) has no bf16 units: fp16 mixed precision with loss scaling"
+        )
     info = read_cpuinfo()
     unit = info.bf16_units
     if unit:
         return "bf16", f"bf16 autocast: this CPU has {unit.upper().replace('_', '-')} ({unit} in /proc/cpuinfo)"
-    return "fp32", ("fp32: this CPU has no bf16 units (neither amx_bf16 nor avx512_bf16 in /proc/cpuinfo), so bf16 "
-                    "would only add conversions")
+    return "fp32", (
+        "fp32: this CPU has no bf16 units (neither amx_bf16 nor avx512_bf16 in /proc/cpuinfo), so bf16 "
+        "would only add conversions"
+    )

@@ -22,8 +22,10 @@ def resolve_model(args: argparse.Namespace) -> str:
         if not (p / "config.json").exists():
             found = sorted(p.rglob("config.json")) if p.is_dir() else []
             if not found:
-                raise RecipeError(f"--model_path {p}: no config.json in the folder (a Hugging Face model directory "
-                                  "holds config.json, the weights and the tokenizer)")
+                raise RecipeError(
+                    f"--model_path {p}: no config.json in the folder (a Hugging Face model directory "
+                    "holds config.json, the weights and the tokenizer)"
+                )
             p = found[0].parent
         return str(p)
     name = args.model
@@ -31,8 +33,10 @@ def resolve_model(args: argparse.Namespace) -> str:
         try:
             from azft.tiny_phi3 import ensure_tiny_phi3
         except ImportError:
-            raise RecipeError("model tiny-phi3 is built by azft, which is not installed in this environment; "
-                              "pass a model directory or hub id instead") from None
+            raise RecipeError(
+                "model tiny-phi3 is built by azft, which is not installed in this environment; "
+                "pass a model directory or hub id instead"
+            ) from None
         return str(ensure_tiny_phi3())
     p = Path(name).expanduser()
     if p.exists():
@@ -61,8 +65,9 @@ def load_tokenizer(source: str):
     except (OSError, ValueError) as e:
         raise _load_error(source, e) from None
     if not getattr(tok, "is_fast", False):
-        raise RecipeError(f"model {source!r} has no fast tokenizer; the recipe needs one (offset mapping for the "
-                          "loss mask)")
+        raise RecipeError(
+            f"model {source!r} has no fast tokenizer; the recipe needs one (offset mapping for the loss mask)"
+        )
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token or tok.unk_token
     return tok
@@ -77,8 +82,9 @@ def pick_precision(requested: str, cuda: bool) -> tuple[str, str]:
     if requested == "auto":
         return auto_precision(cuda)
     if requested == "fp16" and not cuda:
-        raise RecipeError("--precision fp16 needs a CUDA GPU (mixed precision with loss scaling); on CPU use "
-                          "--precision bf16 or fp32")
+        raise RecipeError(
+            "--precision fp16 needs a CUDA GPU (mixed precision with loss scaling); on CPU use --precision bf16 or fp32"
+        )
     if requested == "bf16" and cuda and not torch.cuda.is_bf16_supported():
         raise RecipeError("--precision bf16 is not supported by this GPU; use --precision fp16 or auto")
     if requested == "bf16" and not cuda and not read_cpuinfo().bf16_units:
@@ -111,7 +117,9 @@ def load_model(source: str, args: argparse.Namespace, precision: str, cuda: bool
         from transformers import BitsAndBytesConfig
 
         kwargs["quantization_config"] = BitsAndBytesConfig(
-            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=True,
             bnb_4bit_compute_dtype=compute_dtype,
         )
         kwargs["dtype"] = compute_dtype
@@ -154,10 +162,17 @@ def apply_method(model, args: argparse.Namespace):
         present = {n.rsplit(".", 1)[-1] for n, _ in model.named_modules()}
         missing = [t for t in target_modules if t not in present]
         if missing:
-            linear = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules()
-                             if isinstance(m, torch.nn.Linear) and not n.endswith("lm_head")})
-            raise RecipeError(f"--lora_target_modules: this model has no module named {', '.join(missing)} "
-                              f"(its linear layers: {', '.join(linear)}; or use all-linear)")
+            linear = sorted(
+                {
+                    n.rsplit(".", 1)[-1]
+                    for n, m in model.named_modules()
+                    if isinstance(m, torch.nn.Linear) and not n.endswith("lm_head")
+                }
+            )
+            raise RecipeError(
+                f"--lora_target_modules: this model has no module named {', '.join(missing)} "
+                f"(its linear layers: {', '.join(linear)}; or use all-linear)"
+            )
     config = LoraConfig(
         r=args.lora_r,
         lora_alpha=args.lora_alpha,
@@ -171,5 +186,7 @@ def apply_method(model, args: argparse.Namespace):
         return get_peft_model(model, config)
     except ValueError as e:
         names = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if type(m).__name__ == "Linear"})
-        raise RecipeError(f"--lora_target_modules {targets!r}: {str(e).splitlines()[0][:200]} "
-                          f"(this model's linear layers: {', '.join(names)})") from None
+        raise RecipeError(
+            f"--lora_target_modules {targets!r}: {str(e).splitlines()[0][:200]} "
+            f"(this model's linear layers: {', '.join(names)})"
+        ) from None

@@ -52,8 +52,17 @@ def fmt_duration(seconds: float) -> str:
     return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
 
 
-def progress_line(step: int, total: int, epoch: float, loss: float | None, lr: float | None, tps: float,
-                  eta: float, tflops: float | None = None, mfu: float | None = None) -> str:
+def progress_line(
+    step: int,
+    total: int,
+    epoch: float,
+    loss: float | None,
+    lr: float | None,
+    tps: float,
+    eta: float,
+    tflops: float | None = None,
+    mfu: float | None = None,
+) -> str:
     width = len(str(total))
     parts = [f"step {step:>{width}}/{total}", f"epoch {epoch:.2f}"]
     if loss is not None:
@@ -165,8 +174,12 @@ class MlflowLogger:
     def _warn(self, what: str, exc: BaseException) -> None:
         if not self._warned:
             self._warned = True
-            print(f"warning: MLflow {what} failed ({type(exc).__name__}: {str(exc)[:200]}); training continues "
-                  "without MLflow and every metric stays in metrics.jsonl", file=sys.stderr, flush=True)
+            print(
+                f"warning: MLflow {what} failed ({type(exc).__name__}: {str(exc)[:200]}); training continues "
+                "without MLflow and every metric stays in metrics.jsonl",
+                file=sys.stderr,
+                flush=True,
+            )
         # A tracking server that failed once would stall every later step in its retries: stop calling it.
         self.enabled = False
 

@@ -87,8 +87,9 @@ class RecipeTrainer(Trainer):
         if real is not None and model.training:
             self._since_store[0] += int(real)
             real_positions = inputs.get("real_positions")
-            self._since_store[1] += int(real_positions.sum() if real_positions is not None else
-                                        inputs["input_ids"].numel())
+            self._since_store[1] += int(
+                real_positions.sum() if real_positions is not None else inputs["input_ids"].numel()
+            )
         if return_outputs:
             inputs.pop("real_positions", None)
             return super().compute_loss(model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch)
@@ -148,8 +149,9 @@ class ReportCallback(TrainerCallback):
     and ``total_flos`` (model FLOPs, all processes); ``peak_flops`` is the devices' summed peak FLOP/s (or None).
     """
 
-    def __init__(self, files: MetricsFiles | None, tracker: MlflowLogger, is_main: bool,
-                 peak_flops: float | None = None):
+    def __init__(
+        self, files: MetricsFiles | None, tracker: MlflowLogger, is_main: bool, peak_flops: float | None = None
+    ):
         self.files, self.tracker, self.is_main, self.peak_flops = files, tracker, is_main, peak_flops
         self.meter = Throughput()
         self.start_tokens = 0  # real tokens already seen when this session began (a resumed run's count)
@@ -170,8 +172,11 @@ class ReportCallback(TrainerCallback):
         elif "eval_loss" in logs:
             record.update(eval_loss=float(logs["eval_loss"]), perplexity=float(logs["eval_perplexity"]))
             if self.is_main:
-                print(f"eval  step {state.global_step} | epoch {record['epoch']:.2f} | "
-                      f"eval_loss {record['eval_loss']:.4f} | perplexity {record['perplexity']:.2f}", flush=True)
+                print(
+                    f"eval  step {state.global_step} | epoch {record['epoch']:.2f} | "
+                    f"eval_loss {record['eval_loss']:.4f} | perplexity {record['perplexity']:.2f}",
+                    flush=True,
+                )
             self.last_eval = record
         else:
             return
@@ -181,8 +186,11 @@ class ReportCallback(TrainerCallback):
 
     def _train_record(self, state, logs: dict) -> dict:
         rate = self.meter.update(state.global_step, state.num_input_tokens_seen, state.total_flos)
-        record = {"loss": float(logs["loss"]), "learning_rate": float(logs.get("learning_rate", 0.0)),
-                  "tokens_per_second": round(rate.tokens_per_second, 1)}
+        record = {
+            "loss": float(logs["loss"]),
+            "learning_rate": float(logs.get("learning_rate", 0.0)),
+            "tokens_per_second": round(rate.tokens_per_second, 1),
+        }
         if logs.get("grad_norm") is not None:
             record["grad_norm"] = float(logs["grad_norm"])
         if rate.flops_per_second:
@@ -191,9 +199,20 @@ class ReportCallback(TrainerCallback):
                 record["mfu"] = round(rate.flops_per_second / self.peak_flops, 5)
         if self.is_main:
             eta = rate.seconds_per_step * max(state.max_steps - state.global_step, 0)
-            print(progress_line(state.global_step, state.max_steps, float(state.epoch or 0.0), record["loss"],
-                                record["learning_rate"], rate.tokens_per_second, eta,
-                                tflops=record.get("tflops_per_second"), mfu=record.get("mfu")), flush=True)
+            print(
+                progress_line(
+                    state.global_step,
+                    state.max_steps,
+                    float(state.epoch or 0.0),
+                    record["loss"],
+                    record["learning_rate"],
+                    rate.tokens_per_second,
+                    eta,
+                    tflops=record.get("tflops_per_second"),
+                    mfu=record.get("mfu"),
+                ),
+                flush=True,
+            )
         return record
 
 

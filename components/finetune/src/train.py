@@ -112,8 +112,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def check_args(args: argparse.Namespace) -> None:
     problems = []
-    positive = ("epochs", "batch_size", "gradient_accumulation_steps", "max_seq_length", "save_steps",
-                "logging_steps", "lora_r", "lora_alpha")
+    positive = (
+        "epochs",
+        "batch_size",
+        "gradient_accumulation_steps",
+        "max_seq_length",
+        "save_steps",
+        "logging_steps",
+        "lora_r",
+        "lora_alpha",
+    )
     for name in positive:
         if getattr(args, name) < 1:
             problems.append(f"--{name} must be at least 1 (got {getattr(args, name)})")
@@ -128,8 +136,10 @@ def check_args(args: argparse.Namespace) -> None:
     if not 0 <= args.lora_dropout < 1:
         problems.append(f"--lora_dropout must be in [0, 1) (got {args.lora_dropout})")
     if args.deepspeed_offload in ("parameters", "all") and args.deepspeed_stage != 3:
-        problems.append(f"--deepspeed_offload {args.deepspeed_offload} offloads parameters, which needs "
-                        f"--deepspeed_stage 3 (got {args.deepspeed_stage}); use --deepspeed_offload optimizer")
+        problems.append(
+            f"--deepspeed_offload {args.deepspeed_offload} offloads parameters, which needs "
+            f"--deepspeed_stage 3 (got {args.deepspeed_stage}); use --deepspeed_offload optimizer"
+        )
     if problems:
         raise RecipeError("; ".join(problems))
 
@@ -199,16 +209,20 @@ class FinetuneRecipe:
         train_set = encode_file(args.train_data, args.task, self.tokenizer, args.max_seq_length)
         self.train_examples, self.val_examples = train_set.examples, []
         if args.validation_data:
-            self.val_examples = encode_file(args.validation_data, args.task, self.tokenizer,
-                                            args.max_seq_length).examples
+            self.val_examples = encode_file(
+                args.validation_data, args.task, self.tokenizer, args.max_seq_length
+            ).examples
         elif args.validation_split > 0:
             self.train_examples, self.val_examples = split(self.train_examples, args.validation_split, args.seed)
         if self.is_main:
             note = f", {train_set.truncated} truncated to {args.max_seq_length} tokens" if train_set.truncated else ""
             note += f", {train_set.dropped} dropped (no reply tokens left)" if train_set.dropped else ""
             tokens = sum(len(e["input_ids"]) for e in self.train_examples)
-            print(f"data: {len(self.train_examples)} training examples ({tokens:,} tokens), "
-                  f"{len(self.val_examples)} validation examples{note} [{time.monotonic() - t0:.1f}s]", flush=True)
+            print(
+                f"data: {len(self.train_examples)} training examples ({tokens:,} tokens), "
+                f"{len(self.val_examples)} validation examples{note} [{time.monotonic() - t0:.1f}s]",
+                flush=True,
+            )
 
     def _training_arguments(self) -> RecipeTrainingArguments:
         args = self.args
@@ -306,20 +320,31 @@ class FinetuneRecipe:
         if not self.is_main:
             return
         zero = f" | ZeRO-{args.deepspeed_stage}" if self.deepspeed_config else ""
-        print(f"model: {self.source} | method {args.method} | trainable {self.trainable:,} of {self.total:,} "
-              f"parameters | precision {self.precision} | attention {self.attn_impl} | packing "
-              f"{'on' if args.packing else 'off'} | processes {self.world_size}{zero}", flush=True)
+        print(
+            f"model: {self.source} | method {args.method} | trainable {self.trainable:,} of {self.total:,} "
+            f"parameters | precision {self.precision} | attention {self.attn_impl} | packing "
+            f"{'on' if args.packing else 'off'} | processes {self.world_size}{zero}",
+            flush=True,
+        )
         print(f"precision {self.precision}: {self.precision_reason}", flush=True)
         peak = f"{self.device.peak_flops / 1e12:.4g} TFLOP/s" if self.device.peak_flops else "unknown"
         print(f"device: {self.device.kind} {self.device.name} | peak {peak} = {self.device.peak_basis}", flush=True)
         resolved = {k: v for k, v in vars(args).items() if k != "local_rank"}
-        resolved.update(model_source=self.source, precision_resolved=self.precision,
-                        precision_reason=self.precision_reason, device=self.device.name,
-                        attn_implementation=self.attn_impl, world_size=self.world_size,
-                        trainable_parameters=self.trainable, total_parameters=self.total,
-                        train_examples=len(self.train_examples), validation_examples=len(self.val_examples))
+        resolved.update(
+            model_source=self.source,
+            precision_resolved=self.precision,
+            precision_reason=self.precision_reason,
+            device=self.device.name,
+            attn_implementation=self.attn_impl,
+            world_size=self.world_size,
+            trainable_parameters=self.trainable,
+            total_parameters=self.total,
+            train_examples=len(self.train_examples),
+            validation_examples=len(self.val_examples),
+        )
         (Path(args.metrics) / "resolved_config.json").write_text(
-            json.dumps({**resolved, "deepspeed_config": self.deepspeed_config}, indent=2, default=str))
+            json.dumps({**resolved, "deepspeed_config": self.deepspeed_config}, indent=2, default=str)
+        )
         self.tracker.log_params(resolved)
         self.tracker.set_tags({"azft.method": args.method, "azft.task": args.task})
 
@@ -356,10 +381,16 @@ class FinetuneRecipe:
         summary_path = self.files.write_summary(self.summary)
         curve = self.files.plot(title=f"{Path(self.source).name} · {self.args.method}")
         # names: ft_report.MLFLOW_NAMES; the last loss and epoch are already the last per-step points
-        self.tracker.log_metrics({k: v for k, v in self.summary.items() if k not in ("final_loss", "epochs")},
-                                 step=self.trainer.state.global_step)
-        for path, name in ((self.out_dir, "model"), (curve, None), (summary_path, None),
-                           (Path(self.args.metrics) / "resolved_config.json", None)):
+        self.tracker.log_metrics(
+            {k: v for k, v in self.summary.items() if k not in ("final_loss", "epochs")},
+            step=self.trainer.state.global_step,
+        )
+        for path, name in (
+            (self.out_dir, "model"),
+            (curve, None),
+            (summary_path, None),
+            (Path(self.args.metrics) / "resolved_config.json", None),
+        ):
             self.tracker.log_artifact(path, name)
 
     def _summary(self) -> dict:
@@ -399,8 +430,9 @@ class FinetuneRecipe:
             "peak_basis": self.device.peak_basis,
         }
         if self.device.peak_flops:
-            out.update(peak_tflops=round(self.device.peak_flops / 1e12, 6),
-                       mfu=round(flops / self.device.peak_flops, 5))
+            out.update(
+                peak_tflops=round(self.device.peak_flops / 1e12, 6), mfu=round(flops / self.device.peak_flops, 5)
+            )
         return out
 
     # ------------------------------------------------------------------------------------------------- cleanup
@@ -415,8 +447,7 @@ class FinetuneRecipe:
             line += f", eval loss {s['eval_loss']:.4f} (perplexity {s['perplexity']:.2f})"
         print(line, flush=True)
         print(f"model:   {self.out_dir.resolve()}", flush=True)
-        print(f"metrics: {Path(self.args.metrics).resolve()} (loss_curve.png, metrics.json, metrics.jsonl)",
-              flush=True)
+        print(f"metrics: {Path(self.args.metrics).resolve()} (loss_curve.png, metrics.json, metrics.jsonl)", flush=True)
 
 
 # ----------------------------------------------------------------------------------------------------- main
