@@ -33,10 +33,12 @@ from azft.ci_summary import (
     _git,
     BACKENDS,
     append_summary,
+    is_sweep,
     local_data_files,
     md_cell,
     read_step,
     render_summary,
+    sweep_values,
 )
 from azft.errors import EXIT_CANCELLED, EXIT_OK, UsageError
 
@@ -127,6 +129,15 @@ def plan_view(d: Any, root: Path | None) -> str:
         view: Any = {"plan": "no plan"}
     elif d.get("ok") is False and "error" in d:
         view = {"error": d.get("error"), "problems": [p.get("message") for p in d.get("problems") or []]}
+    elif is_sweep(d):
+        keep = ("trial", "job_name", "backend", "values", "ok", "reasons", "cost_usd", "hours")
+        view = {
+            "sweep": d.get("sweep"),
+            "strategy": d.get("strategy"),
+            "trials": [{k: t.get(k) for k in keep} for t in d["trials"]],
+            "totals": d.get("totals"),
+            "budget": d.get("budget"),
+        }
     else:
         est = d.get("estimate") or {}
         view = {
@@ -214,6 +225,24 @@ def _run_link() -> str | None:
     return f"{server}/{repo}/actions/runs/{run}" if server and repo and run else None
 
 
+def _sweep_comment(d: dict) -> list[str]:
+    """A sweep's verdict in the comment: how many trials can run, why the others cannot, the totals."""
+    trials, bad = d["trials"], [t for t in d["trials"] if not t.get("ok")]
+    head = "✅ can run" if d.get("ok") else "❌ cannot run"
+    out = [f"**{head} on `{d.get('backend')}`** · sweep `{d.get('sweep')}`, {len(trials)} trials", ""]
+    for t in bad:
+        out.append(f"- ❌ trial {t.get('trial')} ({md_cell(sweep_values(t.get('values')))}): ")
+        out[-1] += md_cell("; ".join(t.get("reasons") or []))
+    out += [f"- ❌ budget: {md_cell(p)}" for p in (d.get("budget") or {}).get("problems") or []]
+    tot = d.get("totals") or {}
+    keys = ("trials", "cost_usd", "cost_note", "trial_hours", "wall_hours", "max_concurrent")
+    rows = [(k, tot.get(k)) for k in keys]
+    out += ["", "| sweep estimate (not a quote) | |", "|---|---|"]
+    out += [f"| {k.replace('_', ' ')} | {md_cell(v)} |" for k, v in rows if v is not None]
+    out.append("")
+    return out
+
+
 def render_comment(key: str, spec: str, backend: str, steps: dict, note: str, diff: str) -> str:
     """One comment per spec: verdict, reasons and alternatives, the estimate and the plan's diff."""
     from azft import __version__
@@ -230,6 +259,8 @@ def render_comment(key: str, spec: str, backend: str, steps: dict, note: str, di
     elif plan is None or plan.state != "ok" or not isinstance(plan.data, dict):
         err = (plan.data or {}).get("error") if plan and isinstance(plan.data, dict) else None
         out += [f"❌ **no plan** — {md_cell(err or 'the plan step wrote no JSON (see the run log)')}", ""]
+    elif is_sweep(plan.data):
+        out += _sweep_comment(plan.data)
     else:
         d = plan.data
         v = d.get("verdict") or {}

@@ -327,6 +327,9 @@ def read_step(step: str, path: str | None) -> StepResult | None:
         if data is None:
             return StepResult(step, "empty", data=text[-500:], path=path)
     data = redact(data)
+    if is_sweep(data):  # a sweep's plan (ok: false = a trial cannot run) or its trials' end
+        code = data.get("exit_code", EXIT_OK if data.get("ok", True) else EXIT_INVALID)
+        return StepResult(step, "ok", data=data, exit_code=code, path=path)
     if isinstance(data, dict) and data.get("ok") is False:
         return StepResult(step, "error", data=data, exit_code=data.get("exit_code"), path=path)
     code = EXIT_OK
@@ -355,6 +358,8 @@ def _step_line(r: StepResult) -> str:
         return f"{_exit_text(r.exit_code)}: {d.get('error', '')}"
     if r.step == "validate":
         return str(d.get("summary") or "valid")
+    if is_sweep(d):
+        return _sweep_step_line(r.step, d)
     if r.step == "plan":
         v = d.get("verdict") or {}
         target = f" (target {d.get('target')})" if d.get("target") and d.get("target") != d.get("backend") else ""
@@ -498,6 +503,76 @@ def _job_section(d: dict, results: dict | None) -> list[str]:
     return out
 
 
+def is_sweep(d: Any) -> bool:
+    """A sweep's document (``azft plan``, ``submit --wait`` or ``wait`` of a spec with ``sweep:``): its trials."""
+    return isinstance(d, dict) and "sweep" in d and isinstance(d.get("trials"), list)
+
+
+def _sweep_step_line(step: str, d: dict) -> str:
+    trials = d["trials"]
+    if step == "plan":
+        bad = d.get("invalid") or []
+        head = (
+            f"all {len(trials)} trials can run on {d.get('backend')}"
+            if d.get("ok")
+            else f"{len(bad)} of {len(trials)} trials cannot run on {d.get('backend')} (trial {', '.join(map(str, bad))})"
+        )
+        if not d.get("ok") and not bad:
+            head = f"over the sweep's budget on {d.get('backend')}"
+        return f"{head} · sweep {md_code(d.get('sweep'))}"
+    counts = d.get("counts") or {}
+    return f"sweep {md_code(d.get('sweep'))} · " + (", ".join(f"{n} {k}" for k, n in counts.items()) or "no trials")
+
+
+def sweep_values(values: dict | None) -> str:
+    from azft.sweep import values_text
+
+    return values_text(values or {})
+
+
+def _sweep_plan_section(d: dict) -> list[str]:
+    """A sweep's plan: the verdict, one row per trial (values, estimate, verdict), the totals and the budget."""
+    trials = d["trials"]
+    out = ["### Sweep plan", ""]
+    if d.get("ok"):
+        out.append(f"**Verdict:** ✅ all {len(trials)} trials can run on `{d.get('backend')}`")
+    else:
+        out.append(f"**Verdict:** ❌ the sweep cannot be submitted on `{d.get('backend')}` as it is")
+    out += ["", "| trial | job | values | cost | hours | verdict |", "|---|---|---|---|---|---|"]
+    for t in trials:
+        verdict = "✅ can run" if t.get("ok") else "❌ " + "; ".join(t.get("reasons") or [])
+        out.append(
+            f"| {t.get('trial')} | {md_code(t.get('job_name'))} | {md_cell(sweep_values(t.get('values')))} | "
+            f"{md_cell(t.get('cost_usd'))} | {md_cell(t.get('hours'))} | {md_cell(verdict)} |"
+        )
+    out.append("")
+    budget = d.get("budget") or {}
+    out += [f"- ❌ budget: {md_cell(p)}" for p in budget.get("problems") or []]
+    out += [f"- ➡️ instead: {md_cell(c)}" for c in budget.get("changes") or []]
+    if budget.get("problems"):
+        out.append("")
+    totals = {k.replace("_", " "): v for k, v in (d.get("totals") or {}).items() if v is not None}
+    out += _kv_table(f"Sweep {d.get('sweep')} ({d.get('strategy')}) — totals, not a quote", totals)
+    return out
+
+
+def _sweep_trials_section(d: dict) -> list[str]:
+    """How a sweep's trials ended: status, final losses and why a trial stopped or failed."""
+    out = ["### Sweep trials", "", "| trial | job | values | status | eval_loss | train_loss | note |"]
+    out.append("|---|---|---|---|---|---|---|")
+    icons = {"Completed": "✅", "Failed": "❌", "NotSubmitted": "❌", "Canceled": "⚠️"}
+    for t in d["trials"]:
+        m = t.get("metrics") or {}
+        note = t.get("stopped") or ((f"{t['error_code']}: " if t.get("error_code") else "") + (t.get("error") or ""))
+        out.append(
+            f"| {t.get('trial')} | {md_code(t.get('job_name'))} | {md_cell(sweep_values(t.get('values')))} | "
+            f"{icons.get(str(t.get('status')), 'ℹ️')} {md_cell(t.get('status'))} | {md_cell(m.get('eval_loss'))} | "
+            f"{md_cell(m.get('train_loss'))} | {md_cell(note or None)} |"
+        )
+    out.append("")
+    return out
+
+
 def render_summary(spec: str, backend: str | None, steps: list[StepResult], title: str | None = None) -> str:
     """The Markdown summary of one spec's CI run."""
     heading = title or f"azft · {md_code(spec)}" + (f" → `{backend}`" if backend else "")
@@ -511,8 +586,11 @@ def render_summary(spec: str, backend: str | None, steps: list[StepResult], titl
             out += _error_block(r)
     plan = by_step.get("plan")
     if plan and plan.state == "ok" and isinstance(plan.data, dict):
-        out += _plan_section(plan.data)
+        out += _sweep_plan_section(plan.data) if is_sweep(plan.data) else _plan_section(plan.data)
     job = by_step.get("wait") or by_step.get("submit")
+    if job and job.state == "ok" and is_sweep(job.data):
+        out += _sweep_trials_section(job.data)
+        job = None
     results = by_step.get("results")
     res_data = results.data if results and results.state == "ok" and isinstance(results.data, dict) else None
     if job and job.state == "ok" and isinstance(job.data, dict):

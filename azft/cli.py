@@ -247,7 +247,14 @@ def validate(spec_file: str, backend: Optional[str], no_data: bool, output: str)
     model = model_for_spec(spec)
     problems: list[Problem] = []
     warnings: list[str] = []
-    if backend:
+    trials = None
+    if spec.sweep is not None:  # every trial's values, as the sweep would submit them
+        from azft.sweep import trial_problems
+
+        problems, warnings, trials = trial_problems(spec, backend, check_data=not no_data, file=spec_file)
+        if not backend and not no_data:
+            problems += _data_problems(spec, model, spec_file, warnings)
+    elif backend:
         from azft import api
 
         plan = api.plan(spec, backend, check_data=not no_data, render=False)
@@ -266,6 +273,7 @@ def validate(spec_file: str, backend: Optional[str], no_data: bool, output: str)
     summary = (
         f"{spec_file}: valid — {spec.name}: {model.id}, {spec.task}, {spec.method}, "
         f"{spec.hyperparameters.epochs} epoch{'s' if spec.hyperparameters.epochs != 1 else ''}"
+        + (f"; a sweep of {trials} trials" if trials is not None else "")
     )
     if output == "table":  # click.style, not rich: validate is on every editor save and CI step; keep it fast
         click.echo(click.style("✓", fg="green") + f" {summary}")

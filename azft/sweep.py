@@ -235,6 +235,51 @@ def expand(spec: JobSpec, backend: str) -> list[Trial]:
     return trials
 
 
+def trial_problems(
+    spec: JobSpec, backend: Optional[str], *, check_data: bool = True, file: Optional[str] = None
+) -> tuple[list[Problem], list[str], int]:
+    """``azft validate`` of a sweep: every trial's problems (its values as a spec; with a backend, its plan's
+    verdict and the sweep's budget too), each problem once with the trials it holds for; the trials' warnings; the
+    number of trials."""
+    from azft.api import verdict_problems
+
+    if backend:
+        sp = plan_sweep(spec, backend, check_data=check_data)
+        trials, budget = sp.trials, sp.budget
+    else:
+        trials, budget = expand(spec, "local"), None
+    file = file or (str(spec.source) if spec.source else None)
+    found: dict[tuple, tuple[Problem, list[Trial]]] = {}
+    warnings: dict[str, None] = {}
+    for t in trials:
+        mine = list(t.problems)
+        if t.plan is not None:
+            mine += verdict_problems(t.plan, file=file)
+            warnings.update(dict.fromkeys(t.plan.verdict.warnings))
+            if mine and t.plan.verdict.alternatives:
+                mine[-1].hint = "what works instead: " + "; ".join(t.plan.verdict.alternatives)
+        for pr in mine:
+            found.setdefault((pr.message, pr.field, pr.line), (pr, []))[1].append(t)
+    out = []
+    for pr, held in found.values():
+        who = (
+            f"trial {held[0].index} ({values_text(held[0].values)})"
+            if len(held) == 1
+            else f"trials {', '.join(str(t.index) for t in held)}"
+        )
+        out.append(Problem(f"{who}: {pr.message}", file=file, line=pr.line, field=pr.field, hint=pr.hint))
+    for text in (budget or {}).get("problems") or []:
+        out.append(
+            Problem(
+                f"sweep budget: {text}",
+                file=file,
+                line=line_of(spec, "budget"),
+                field="budget",
+            )
+        )
+    return out, list(warnings), len(trials)
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Plan
 # ----------------------------------------------------------------------------------------------------------------
