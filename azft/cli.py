@@ -1151,7 +1151,7 @@ def parse_fault(text: str):
         where = ".".join(str(x) for x in err["loc"]) or "kind"
         raise UsageError(
             f"--fault {text}: {where}: {err['msg']}",
-            hint="kinds: job_error, http_error, drop_connection, slow_response, cancel",
+            hint="kinds: job_error, http_error, drop_connection, slow_response, cancel, diverge",
         ) from None
 
 

@@ -262,7 +262,7 @@ class LocalSpec(_Section):
 class FaultSpec(_Section):
     """A fault the mock backend injects."""
 
-    kind: Literal["job_error", "http_error", "drop_connection", "slow_response", "cancel"]
+    kind: Literal["job_error", "http_error", "drop_connection", "slow_response", "cancel", "diverge"]
     state: JobStateName = Field("Running", description="job_error/cancel: the state at which it happens.")
     error: Literal[
         "quota_exceeded", "unauthorized", "model_not_available_in_region", "out_of_memory", "invalid_data"
@@ -273,6 +273,13 @@ class FaultSpec(_Section):
     times: int = Field(1, ge=1, le=1000, description="How many matching requests are affected.")
     retry_after: Optional[float] = Field(None, ge=0, le=600)
     delay: float = Field(2.0, ge=0, le=600, description="slow_response: seconds added.")
+    step: int = Field(
+        10,
+        ge=1,
+        le=100_000,
+        description="diverge: the step after which the job's training and evaluation loss rise instead of falling "
+        "(the job still completes; rehearses early stopping and loss alerts).",
+    )
 
     @field_validator("route")
     @classmethod

@@ -31,6 +31,8 @@ http_error 429/5xx     ``times`` requests on ``route`` answer ``status`` (with `
 http_error 4xx         the request fails for good (401 unauthorized, 403, 404, 409...)             4
 drop_connection        ``times`` connections are reset; retried like 5xx                           0
 slow_response          ``times`` answers come ``delay`` seconds late                               0
+diverge                the job completes, but its losses rise after ``step`` (early stopping,      0
+                       loss alerts)
 =====================  ==========================================================================  =========
 """
 
@@ -498,13 +500,18 @@ class MockBackend(Backend):
                 )
 
     def _script_outcome(self, em: Any, faults: list, name: str) -> None:
-        for f in faults:
-            f = _fault_dict(f)
+        found = [_fault_dict(f) for f in faults]
+        diverge = next((f.get("step", 10) for f in found if f.get("kind") == "diverge"), None)
+        for f in found:
             if f.get("kind") == "job_error":
                 code, message = JOB_ERROR_CODES[f.get("error", "out_of_memory")]
-                em.script_job(name, "fail", f.get("state", "Running"), code, message)
-            elif f.get("kind") == "cancel":
-                em.script_job(name, "cancel", f.get("state", "Running"))
+                em.script_job(name, "fail", f.get("state", "Running"), code, message, diverge_after=diverge)
+                return
+            if f.get("kind") == "cancel":
+                em.script_job(name, "cancel", f.get("state", "Running"), diverge_after=diverge)
+                return
+        if diverge is not None:
+            em.script_job(name, "complete", diverge_after=diverge)
 
     # -- Backend protocol ---------------------------------------------------------------------------------------
     def destination(self) -> dict[str, Any]:

@@ -111,6 +111,7 @@ def outcomes(emu: Emulator, rec: RecordedRequest, m: re.Match[str]) -> Response:
             body.get("error_code"),
             body.get("message"),
             float(body.get("after", 0.5)),
+            body.get("diverge_after"),
         )
     except (TypeError, ValueError) as e:
         raise HttpError(400, "BadRequest", str(e)) from None

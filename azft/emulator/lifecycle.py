@@ -69,12 +69,15 @@ class Outcome:
     error_code: str | None = None
     message: str | None = None
     after: float = 0.5  # fraction of the state ``at`` that passes before the job fails or is canceled
+    diverge_after: int | None = None  # the losses rise after this step instead of falling
 
     def __post_init__(self) -> None:
         if self.kind not in ("complete", "fail", "cancel"):
             raise ValueError(f"outcome kind must be complete, fail or cancel, not {self.kind!r}")
         if self.at not in LIFECYCLE[:-1]:
             raise ValueError(f"outcome state must be one of {', '.join(LIFECYCLE[:-1])}, not {self.at!r}")
+        if self.diverge_after is not None and (type(self.diverge_after) is not int or self.diverge_after < 1):
+            raise ValueError(f"outcome 'diverge_after' is a step number (1 or more), not {self.diverge_after!r}")
         if not 0.0 <= self.after <= 1.0:
             raise ValueError(f"outcome 'after' is a fraction of the state's duration (0..1), not {self.after!r}")
         if self.kind == "fail":
@@ -180,15 +183,19 @@ class EmulatedJob:
     def metrics(self, now: float) -> dict[str, list[tuple[int, float]]]:
         """A decaying training loss every step and an evaluation loss every tenth step, deterministic per job name
         without its generated suffix and per training settings: the same spec gives the same curves wherever its data
-        files sit, and a sweep's trials (one name, different settings) end at different losses."""
+        files sit, and a sweep's trials (one name, different settings) end at different losses. A job scripted to
+        diverge (``Outcome.diverge_after``) has its losses rise after that step."""
         n = self.steps_done(now)
         rng = random.Random(zlib.crc32((re.sub(r"-[0-9a-f]{10}$", "", self.name) + self.settings()).encode()))
         floor = 0.35 + 0.3 * rng.random()
         tau = max(1.0, self.total_steps / 4)
         loss: list[tuple[int, float]] = []
         eval_loss: list[tuple[int, float]] = []
+        turn = self.outcome.diverge_after
         for step in range(1, n + 1):
-            base = floor + 2.1 * math.exp(-step / tau)
+            base = floor + 2.1 * math.exp(-min(step, turn or step) / tau)
+            if turn is not None and step > turn:  # a diverging run: the loss climbs from where it turned
+                base += 0.15 * (step - turn)
             loss.append((step, round(base + rng.gauss(0.0, 0.03), 5)))
             if step % 10 == 0 or step == self.total_steps:
                 eval_loss.append((step, round(base + 0.08 + rng.gauss(0.0, 0.01), 5)))

@@ -286,12 +286,16 @@ class Emulator(EmulatorClients):
         error_code: str | None = None,
         message: str | None = None,
         after: float = 0.5,
+        diverge_after: int | None = None,
     ) -> Outcome:
-        """Decide how a job ends: ``kind`` fail/cancel/complete at state ``at``.
+        """Decide how a job ends: ``kind`` fail/cancel/complete at state ``at``; ``diverge_after``: its losses rise
+        after that step.
 
         With ``name`` the outcome applies to that job (existing or future); without, to the next job created.
         """
-        outcome = Outcome(kind=kind, at=at, error_code=error_code, message=message, after=after)
+        outcome = Outcome(
+            kind=kind, at=at, error_code=error_code, message=message, after=after, diverge_after=diverge_after
+        )
         with self._lock:
             if name is None:
                 self._pending_outcomes.append(outcome)

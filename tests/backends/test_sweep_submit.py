@@ -171,3 +171,25 @@ def test_median_stopping_rule():
     # a trial compared at its own latest step, against trials that reached it
     early = {"a": good, "b": mid, "c": [(10, 2.0), (20, 1.9)]}
     assert set(median_stops(early, {"c"}, delay_steps=10, min_trials=3)) == {"c"}
+
+
+def test_median_stopping_cancels_a_diverging_trial_while_the_others_complete(run_cli, make_spec):
+    """The median rule seen working on a sweep: of three trials, the one whose loss climbs (the mock's `diverge`
+    fault) is cancelled while `azft wait` watches, with the numbers that decided it; the other two complete."""
+    diverge = [{"kind": "diverge", "step": 5}]
+    spec = _sweep_spec(
+        make_spec,
+        name="early",
+        mock={"seconds_per_state": 2},
+        parameters={"mock.faults": [[], diverge], "hyperparameters.learning_rate": [1e-4, 2e-4]},
+        max_trials=3,
+        early_stopping={"policy": "median", "metric": "eval_loss", "delay_steps": 10, "min_trials": 3},
+    )
+    res, d = _submit(run_cli, spec)
+    assert res.code == 0, res.text
+    waited = run_cli("wait", d["sweep"], "--poll", "0.05", "--output", "json")
+    assert waited.code == 0, waited.text  # a trial stopped early is the rule working, not a failure
+    rows = {t["trial"]: t for t in json.loads(waited.out)["trials"]}
+    assert rows[3]["values"]["mock.faults"] == diverge and rows[3]["status"] == "Canceled"
+    assert "early stopping (median rule)" in rows[3]["stopped"] and "worse than the median" in rows[3]["stopped"]
+    assert rows[1]["status"] == rows[2]["status"] == "Completed" and not rows[1].get("stopped")
