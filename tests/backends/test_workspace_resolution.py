@@ -103,7 +103,9 @@ def test_plan_shows_the_workspace_a_submit_uses_and_where_each_value_came_from(t
 
 def test_spec_only_workspace_every_command_from_a_new_process(tmp_path):
     """No AZURE_* variables, fresh AZFT_HOME: submit, status, logs, cancel and wait all use the spec's workspace."""
-    spec = _write_spec(tmp_path / "proj", mock={"target": "maas", "seconds_per_state": 60})
+    # 20 s per state: the job is still running when `cancel` (the fourth new process) reaches it, and the
+    # CancelRequested state the last `wait` sits through stays short
+    spec = _write_spec(tmp_path / "proj", mock={"target": "maas", "seconds_per_state": 20})
     env = _clean_env(tmp_path / "home")
     sub = _run(env, spec.parent, "submit", "spec.yaml", "--backend", "mock", "--output", "json")
     assert sub.returncode == 0, sub.stderr
