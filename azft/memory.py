@@ -195,12 +195,13 @@ class Setup:
     #: fraction of the tokens that carry a label (reply tokens); 1.0 is the worst case
     scored_fraction: float = 1.0
     gradient_accumulation_steps: int = 1
-    #: frozen base weights in half precision (LoRA/DoRA without DeepSpeed); None: as the recipe does, on CUDA only
+    #: frozen base weights in half precision (LoRA/DoRA without DeepSpeed); None: as the recipe does, whenever it
+    #: trains in half precision (bf16 or fp16 on a GPU, bf16 on a CPU)
     half_base_weights: Optional[bool] = None
 
     @property
     def half_base(self) -> bool:
-        return self.half and (self.device == "cuda" if self.half_base_weights is None else self.half_base_weights)
+        return self.half and (True if self.half_base_weights is None else self.half_base_weights)
 
     @property
     def tokens(self) -> int:
@@ -441,7 +442,7 @@ def _dtypes(s: Setup) -> _Dtypes:
     elif s.method == "qlora":
         res = 4  # k-bit preparation casts embeddings and norms to fp32
     else:
-        res = h if s.half_base else 4  # the recipe loads a frozen base in half precision on CUDA only
+        res = h if s.half_base else 4  # the recipe loads a frozen base in the compute dtype when it trains in half
     c = h if s.autocast else res
     return _Dtypes(c=c, res=res, norm_out=res, adapter=4, mask=1 if s.device == "cuda" else 4)
 
@@ -486,16 +487,14 @@ def _layer_saved(arch: Architecture, s: Setup, first: bool) -> list[tuple[str, s
         for n in ("q_proj", "k_proj", "v_proj"):
             linear(n, x1, t.norm_out, grad_in)
         v_key, v_bytes = "v.out", kv * d * t.c
-    out.append(("q.rot", "rotary q", heads * d * t.c))
-    rep = heads // kv
-    if s.attention == "azft_packed_sdpa" and rep > 1:  # grouped-query: k and v repeated to every query head
-        out.append(("k.rep", "k repeated per head", heads * d * t.c))
-        out.append(("v.rep", "v repeated per head", heads * d * t.c))
+    if s.attention == "azft_packed_sdpa":
+        out.extend(_packed_attention_saved(heads, d, s, t))
     else:
+        out.append(("q.rot", "rotary q", heads * d * t.c))
         out.append(("k.rot", "rotary k", kv * d * t.c))
         out.append((v_key, "v (its projection output)", v_bytes))
-    out.append(("attn.out", "attention output", heads * d * t.c))
-    out.append(("attn.lse", "attention log-sum-exp (fp32)", heads * 4))
+        out.append(("attn.out", "attention output", heads * d * t.c))
+        out.append(("attn.lse", "attention log-sum-exp (fp32)", heads * 4))
     linear("o_proj", "attn.merged", t.c)  # its input (heads merged) is kept only by what the method saves
     # MLP block: residual add → norm → gate/up → SiLU(gate) × up → down
     norm("norm2", "x2")
@@ -511,6 +510,25 @@ def _layer_saved(arch: Architecture, s: Setup, first: bool) -> list[tuple[str, s
     out.append(("act.out", "SiLU(gate)", i * t.c))
     linear("down_proj", "mlp.prod", t.c)  # SiLU(gate) × up, kept only by what the method saves
     return out
+
+
+def _packed_attention_saved(heads: int, d: int, s: Setup, t: _Dtypes) -> list[tuple[str, str, float]]:
+    """The recipe's per-example attention over packed rows (components/finetune/src/ft_attention.py): q, k and v
+    are copied into a layout of one row per example (each group of examples padded to its longest; k and v repeated
+    to every query head under grouped-query attention), in fp32 on CPU (the kernel runs in fp32 there) or the compute
+    dtype on a GPU; the kernel keeps those copies, its output and its log-sum-exp, over the layout's positions. A
+    micro-batch holds at most ``micro_batch`` examples of at most ``seq_len`` tokens, so the layout has at most
+    ``micro_batch × seq_len`` positions: the token count every activation term uses. The rotary q/k and the
+    projection output are not kept (the copies are)."""
+    k = 4 if s.device == "cpu" else t.c
+    where = "fp32" if k == 4 else "compute dtype"
+    return [
+        ("attn.q", f"q in the per-example layout ({where})", heads * d * k),
+        ("attn.k", f"k in the per-example layout ({where})", heads * d * k),
+        ("attn.v", f"v in the per-example layout ({where})", heads * d * k),
+        ("attn.out", f"attention output in the per-example layout ({where})", heads * d * k),
+        ("attn.lse", "attention log-sum-exp (fp32)", heads * 4),
+    ]
 
 
 def _adapter_saved(

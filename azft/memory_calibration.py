@@ -41,7 +41,7 @@ class Case:
     vocab: int = 640
     lora_dropout: float = 0.05
     targets: str = "all-linear"
-    #: fp32, or bf16: the recipe's GPU layout (bf16 base weights, bf16 autocast) run on this machine's CPU
+    #: fp32, or bf16: the recipe's bf16 layout (bf16 base weights, fp32 adapters, bf16 autocast; on a CPU as on a GPU)
     precision: str = "fp32"
 
     @property
@@ -162,7 +162,6 @@ def setup_for_case(case: Case, cuda: bool, attention: str = "azft_packed_sdpa") 
         lora_targets=tuple(case.targets.split(",")),
         device="cuda" if cuda else "cpu",
         scored_fraction=(case.seq - 1) / case.seq,
-        half_base_weights=True if case.precision == "bf16" else None,
     )
 
 
@@ -285,8 +284,7 @@ def measure(case: Case, workdir: Optional[Path] = None) -> Result:
             ]
         )
         precision = "bf16" if cuda else case.precision
-        # bf16 on CPU: the weights as the recipe loads them on a GPU (its only use of the flag here)
-        model, attn = ft_model.load_model(str(source), args, precision, cuda or precision == "bf16")
+        model, attn = ft_model.load_model(str(source), args, precision, cuda)
         model = ft_model.apply_method(model, args)
         measured = _train_and_measure(ft_trainer, ft_data, model, case, root, cuda)
     est = estimate_case(case, cuda, attn)

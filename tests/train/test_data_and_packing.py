@@ -165,9 +165,13 @@ def test_packed_batch_gives_the_same_per_example_loss_as_unpacked_examples(
     assert int(batch["real_tokens"]) == int(pad["attention_mask"].sum())
 
 
-def test_packed_training_step_gives_the_same_gradients_as_padded_batches(recipe, tokenizer, tiny_model, data_dir):
+@pytest.mark.parametrize("group_cost", [0, 10**12], ids=["a-group-per-length", "one-group"])
+def test_packed_training_step_gives_the_same_gradients_as_padded_batches(
+    recipe, tokenizer, tiny_model, data_dir, group_cost, monkeypatch
+):
     """What training uses: the gradients of a packed step (rows end to end, per-example attention) equal a padded
-    step's, so packing changes the speed of the run and not what it learns."""
+    step's, so packing changes the speed of the run and not what it learns — however the attention groups the
+    examples (one kernel call per group of similar lengths)."""
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
@@ -175,6 +179,7 @@ def test_packed_training_step_gives_the_same_gradients_as_padded_batches(recipe,
     import ft_attention
     import ft_trainer
 
+    monkeypatch.setattr(ft_attention, "GROUP_COST", group_cost)
     examples = recipe.data.encode_file(data_dir / "train.jsonl", "chat-completion", tokenizer, 128).examples[:8]
     grads = {}
     for name, attention, batch in (

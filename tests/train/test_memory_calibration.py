@@ -5,8 +5,8 @@ and packed loss train a small Phi-3 for two optimizer steps; the second step's p
 (weights, AdamW state, counted from the tensors) plus the maximum of the running sum of every allocation and free
 the CPU allocator reports to torch.profiler during the step — the CPU counterpart of
 torch.cuda.max_memory_allocated, which the same code reads on a GPU. The cases vary hidden size, layers, sequence
-length, micro-batch, method, checkpointing, grouped-query attention, LoRA dropout and precision (bf16 runs the
-recipe's GPU weight layout under CPU autocast). bench/memory_estimate.py runs the whole grid.
+length, micro-batch, method, checkpointing, grouped-query attention, LoRA dropout and precision (bf16: the recipe's
+bf16 weight layout under CPU autocast, as on a GPU). bench/memory_estimate.py runs the whole grid.
 """
 
 from __future__ import annotations

@@ -3,11 +3,19 @@
 Packed rows carry position ids that restart at 0 for every example. Flash-attention kernels (CUDA) turn those into
 variable-length attention; elsewhere transformers builds a dense block-diagonal mask, and the attention kernel
 then still computes every cross-example block only to mask it out. ``packed_sdpa`` instead lays the examples out
-one per row (gathered at their position-id restarts) and runs one ``scaled_dot_product_attention(is_causal=True)``
-over them: the same result as the block-diagonal mask (the packing test checks it), with no work on cross-example
+one per row (gathered at their position-id restarts) and runs ``scaled_dot_product_attention(is_causal=True)`` over
+them: the same result as the block-diagonal mask (the packing test checks it), with no work on cross-example
 blocks. Only the attention sees that per-example layout; the linear layers, which do most of the arithmetic, keep
-running on the packed tokens without padding. (One kernel call per layer: calling the kernel once per example,
-sliced out of the row, cost more on CPU in per-call overhead and slice gradients than the attention itself.)
+running on the packed tokens without padding.
+
+The examples are sorted by length and split into a few groups, each padded only to its own longest example, one
+kernel call per group: one call over every example padded to the batch's longest computed 2.2× (short chat) to
+2.9× (a long tail of replies) the causal pairs the examples have, and one call per example sliced out of the row
+cost more on CPU in per-call overhead and slice gradients than the attention itself. The groups are chosen to
+minimise the padded pairs plus a fixed cost per call (``GROUP_COST``); the layout is computed once per batch and
+shared by every layer. On CPU the kernel runs in fp32 (q, k and v are converted while they are copied into the
+layout anyway): the CPU flash kernel's bf16 backward pass takes about twice as long as its fp32 one at these
+lengths.
 
 Registered with transformers' ``AttentionInterface`` / ``AttentionMaskInterface`` under ``NAME``; batches that do
 carry a padding mask fall back to the stock SDPA path.
@@ -17,23 +25,56 @@ from __future__ import annotations
 
 NAME = "azft_packed_sdpa"
 
+#: the cost of one more kernel call, in (query, key) pairs: a group of examples gets its own call only when that
+#: saves at least this much padded work
+GROUP_COST = 16384
 
-def _padded_layout(position_ids, n_rows: int, width: int):
-    """Where each packed token goes in a [examples, longest example] layout: flat indices, examples, longest.
+_cache: list = [None, None]  # (position_ids, layout) of the last batch: every layer of a forward shares it
 
-    An example starts wherever a position id is 0 (and at the start of each row); the tokens of an example keep
-    their order, so each example's tokens land at the left of its own padded row.
-    """
+
+def _groups(lengths: list[int]) -> list[int]:
+    """Split examples sorted longest first into consecutive groups; the size of each group, minimising
+    ``sum(examples × longest²) + GROUP_COST × groups`` (the padded causal work, plus the cost of each call)."""
+    n = len(lengths)
+    best = [0.0] + [float("inf")] * n  # best[j]: cost of the first j examples
+    cut = [0] * (n + 1)
+    for j in range(1, n + 1):
+        for i in range(j):
+            c = best[i] + (j - i) * lengths[i] ** 2 + GROUP_COST
+            if c < best[j]:
+                best[j], cut[j] = c, i
+    sizes, j = [], n
+    while j > 0:
+        sizes.append(j - cut[j])
+        j = cut[j]
+    return sizes[::-1]
+
+
+def _layout(position_ids, n_rows: int, width: int):
+    """Where each packed token goes in the grouped per-example layout: (flat index of every token, [(examples,
+    longest)] per group, total positions). An example starts wherever a position id is 0 (and at the start of each
+    row); each example's tokens keep their order at the left of its own padded row."""
     import torch
 
     pos = position_ids.expand(n_rows, -1).reshape(-1)
     starts = pos == 0
     starts[::width] = True  # every row begins an example
     example = torch.cumsum(starts, 0) - 1
-    first = starts.nonzero().flatten()  # the index of each example's first token
+    first = starts.nonzero().flatten()
     offset = torch.arange(pos.numel(), device=pos.device) - first[example]
-    longest = int(offset.max()) + 1
-    return example * longest + offset, int(first.numel()), longest
+    lengths = torch.diff(first, append=first.new_tensor([pos.numel()])).tolist()
+    order = sorted(range(len(lengths)), key=lambda e: -lengths[e])
+    base = [0] * len(lengths)
+    groups, at, k = [], 0, 0
+    for size in _groups([lengths[e] for e in order]):
+        longest = lengths[order[k]]
+        for r, e in enumerate(order[k : k + size]):
+            base[e] = at + r * longest
+        groups.append((size, longest))
+        at += size * longest
+        k += size
+    where = torch.tensor(base, device=pos.device)[example] + offset
+    return where, groups, at
 
 
 def packed_sdpa_attention(
@@ -48,6 +89,8 @@ def packed_sdpa_attention(
     position_ids=None,
     **kwargs,
 ):
+    import contextlib
+
     import torch
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
@@ -68,29 +111,34 @@ def packed_sdpa_attention(
         key = key.repeat_interleave(n_rep, dim=1)
         value = value.repeat_interleave(n_rep, dim=1)
     rows, heads, width, dim = query.shape
-    where, n_examples, longest = _padded_layout(position_ids, rows, width)
+    if _cache[0] is not position_ids:
+        _cache[:] = position_ids, _layout(position_ids, rows, width)
+    where, groups, total = _cache[1]
+    # on CPU the kernel runs in fp32: its bf16 backward pass takes about twice as long at these lengths
+    kdtype = torch.float32 if query.device.type == "cpu" else query.dtype
 
-    def to_examples(t):  # [rows, heads, width, dim] -> [examples, heads, longest, dim], zeros after each example
-        tokens = t.transpose(1, 2).reshape(rows * width, heads, t.shape[-1])
-        padded = tokens.new_zeros(n_examples * longest, heads, t.shape[-1]).index_copy(0, where, tokens)
-        return padded.view(n_examples, longest, heads, -1).transpose(1, 2)
+    def to_examples(t):  # [rows, heads, width, dim] -> one [examples, heads, longest, dim] tensor per group
+        tokens = t.transpose(1, 2).reshape(rows * width, heads, t.shape[-1]).to(kdtype)
+        padded = tokens.new_zeros(total, heads, t.shape[-1])
+        padded[where] = tokens  # index_put keeps only the index for backward (index_copy would keep the tokens)
+        parts = padded.split([n * longest for n, longest in groups])
+        return [p.view(n, longest, heads, -1).transpose(1, 2) for p, (n, longest) in zip(parts, groups)]
 
-    mask, causal = None, True
-    if sliding_window and longest > sliding_window:
-        i = torch.arange(longest, device=query.device)
-        mask = (i[None, :] <= i[:, None]) & (i[:, None] - i[None, :] < sliding_window)
-        causal = False
-    # right padding under a causal mask: no real query ever sees a padding key, and padded queries are dropped below
-    out = torch.nn.functional.scaled_dot_product_attention(
-        to_examples(query),
-        to_examples(key),
-        to_examples(value),
-        attn_mask=mask,
-        dropout_p=dropout,
-        is_causal=causal,
-        scale=scaling,
-    )
-    out = out.transpose(1, 2).reshape(n_examples * longest, heads, -1).index_select(0, where)
+    outs = []
+    exact = torch.autocast(query.device.type, enabled=False) if kdtype != query.dtype else contextlib.nullcontext()
+    with exact:
+        for (n, longest), q, k, v in zip(groups, to_examples(query), to_examples(key), to_examples(value)):
+            mask, causal = None, True
+            if sliding_window and longest > sliding_window:
+                i = torch.arange(longest, device=query.device)
+                mask = (i[None, :] <= i[:, None]) & (i[:, None] - i[None, :] < sliding_window)
+                causal = False
+            # right padding under a causal mask: no real query sees a padding key; padded queries are dropped below
+            o = torch.nn.functional.scaled_dot_product_attention(
+                q, k, v, attn_mask=mask, dropout_p=dropout, is_causal=causal, scale=scaling
+            )
+            outs.append(o.transpose(1, 2).reshape(n * longest, heads, -1))
+    out = (torch.cat(outs) if len(outs) > 1 else outs[0]).index_select(0, where).to(query.dtype)
     return out.view(rows, width, heads, -1), None
 
 

@@ -123,8 +123,10 @@ def load_model(source: str, args: argparse.Namespace, precision: str, cuda: bool
             bnb_4bit_compute_dtype=compute_dtype,
         )
         kwargs["dtype"] = compute_dtype
-    elif args.method in ("lora", "dora") and cuda and args.deepspeed_stage == 0:
-        kwargs["dtype"] = compute_dtype  # frozen base weights in half precision; the adapter trains in fp32
+    elif args.method in ("lora", "dora") and args.deepspeed_stage == 0 and (cuda or precision == "bf16"):
+        # frozen base weights stored in the compute dtype (no per-step casts); the adapter and its optimizer state
+        # stay fp32 (peft keeps adapter weights in fp32)
+        kwargs["dtype"] = compute_dtype
     else:
         kwargs["dtype"] = torch.float32  # full fine-tuning keeps fp32 master weights (autocast does the rest)
     if cuda and importlib.util.find_spec("flash_attn") is not None and precision in ("bf16", "fp16"):
