@@ -23,6 +23,7 @@ Exit codes: 0 done, 2 bad input (message on stderr, prefixed ``azft-finetune: er
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import shutil
@@ -351,6 +352,9 @@ class FinetuneRecipe:
     # ------------------------------------------------------------------------------------------------- train
 
     def train(self) -> None:
+        # what setup built (tokenizer, encoded data, model) lives to the end: the garbage collector need not scan
+        # it again (the Trainer collects garbage before training, a quarter of a second on the bench's data)
+        gc.freeze()
         started = time.monotonic()
         self.train_output = self.trainer.train(resume_from_checkpoint=self.resume_from)
         self.runtime = time.monotonic() - started
