@@ -511,14 +511,13 @@ def is_sweep(d: Any) -> bool:
 def _sweep_step_line(step: str, d: dict) -> str:
     trials = d["trials"]
     if step == "plan":
-        bad = d.get("invalid") or []
-        head = (
-            f"all {len(trials)} trials can run on {d.get('backend')}"
-            if d.get("ok")
-            else f"{len(bad)} of {len(trials)} trials cannot run on {d.get('backend')} (trial {', '.join(map(str, bad))})"
-        )
-        if not d.get("ok") and not bad:
-            head = f"over the sweep's budget on {d.get('backend')}"
+        bad, backend = d.get("invalid") or [], d.get("backend")
+        if d.get("ok"):
+            head = f"all {len(trials)} trials can run on {backend}"
+        elif bad:
+            head = f"{len(bad)} of {len(trials)} trials cannot run on {backend} (trial {', '.join(map(str, bad))})"
+        else:
+            head = f"over the sweep's budget on {backend}"
         return f"{head} · sweep {md_code(d.get('sweep'))}"
     counts = d.get("counts") or {}
     return f"sweep {md_code(d.get('sweep'))} · " + (", ".join(f"{n} {k}" for k, n in counts.items()) or "no trials")

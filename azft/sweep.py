@@ -256,7 +256,7 @@ def trial_problems(
         if t.plan is not None:
             mine += verdict_problems(t.plan, file=file)
             warnings.update(dict.fromkeys(t.plan.verdict.warnings))
-            if mine and t.plan.verdict.alternatives:
+            if not t.plan.ok and t.plan.verdict.alternatives:
                 mine[-1].hint = "what works instead: " + "; ".join(t.plan.verdict.alternatives)
         for pr in mine:
             found.setdefault((pr.message, pr.field, pr.line), (pr, []))[1].append(t)
