@@ -512,23 +512,45 @@ def _layer_saved(arch: Architecture, s: Setup, first: bool) -> list[tuple[str, s
     return out
 
 
+#: components/finetune/src/ft_attention.py's MATMUL_MAX: on CPU in half precision, groups of examples up to this many
+#: tokens run the attention as matmuls around an fp32 softmax
+ATTENTION_MATMUL_MAX = 512
+
+
 def _packed_attention_saved(heads: int, d: int, s: Setup, t: _Dtypes) -> list[tuple[str, str, float]]:
     """The recipe's per-example attention over packed rows (components/finetune/src/ft_attention.py): q, k and v
     are copied into a layout of one row per example (each group of examples padded to its longest; k and v repeated
-    to every query head under grouped-query attention), in fp32 on CPU (the kernel runs in fp32 there) or the compute
-    dtype on a GPU; the kernel keeps those copies, its output and its log-sum-exp, over the layout's positions. A
-    micro-batch holds at most ``micro_batch`` examples of at most ``seq_len`` tokens, so the layout has at most
-    ``micro_batch × seq_len`` positions: the token count every activation term uses. The rotary q/k and the
-    projection output are not kept (the copies are)."""
+    to every query head under grouped-query attention). A micro-batch holds at most ``micro_batch`` examples of at
+    most ``seq_len`` tokens, so the layout has at most ``micro_batch × seq_len`` positions: the token count every
+    activation term uses. The rotary q/k and the projection output are not kept (the copies are).
+
+    * The flash kernel (a GPU; a CPU in fp32; a CPU's groups longer than ``ATTENTION_MATMUL_MAX``) keeps the
+      copies (in fp32 on CPU, where it runs in fp32), its output and its log-sum-exp.
+    * The matmul path (a CPU in half precision, groups up to ``ATTENTION_MATMUL_MAX`` tokens) keeps the scaled q,
+      k and v in half precision and, per (query, key) pair of each example's padded square, the fp32 softmax
+      output and its half-precision copy: at most ``min(seq_len, ATTENTION_MATMUL_MAX)`` pairs per position.
+    """
     k = 4 if s.device == "cpu" else t.c
     where = "fp32" if k == 4 else "compute dtype"
-    return [
+    kernel = [
         ("attn.q", f"q in the per-example layout ({where})", heads * d * k),
         ("attn.k", f"k in the per-example layout ({where})", heads * d * k),
         ("attn.v", f"v in the per-example layout ({where})", heads * d * k),
         ("attn.out", f"attention output in the per-example layout ({where})", heads * d * k),
         ("attn.lse", "attention log-sum-exp (fp32)", heads * 4),
     ]
+    if not (s.device == "cpu" and t.res < 4):
+        return kernel
+    span = min(s.seq_len, ATTENTION_MATMUL_MAX)
+    matmul = [
+        ("attn.q", "scaled q in the per-example layout (compute dtype)", heads * d * t.c),
+        ("attn.k", "k in the per-example layout (compute dtype)", heads * d * t.c),
+        ("attn.v", "v in the per-example layout (compute dtype)", heads * d * t.c),
+        ("attn.p", f"attention probabilities, fp32 and compute dtype, {span} keys per position", heads * span * 6),
+    ]
+    if s.seq_len <= ATTENTION_MATMUL_MAX:
+        return matmul
+    return max(kernel, matmul, key=lambda terms: sum(b for _, _, b in terms))  # either path: the larger
 
 
 def _adapter_saved(

@@ -394,6 +394,11 @@ def validation_loss(model_dir: str, adapter: str, val: Path, max_seq_length: int
 
 TARGETS = {"long-tail": 3.5, "short": 2.5}
 
+#: "equal validation loss": azft's at most 1% above the baseline's, the tolerance tests/train/test_mfu.py holds
+#: bf16 autocast to against fp32. bf16 rounding alone moves a full-size run's validation loss by a few tenths of a
+#: percent either way (docs/mfu.md), so a tighter bound would judge rounding noise, not the recipe.
+LOSS_TOLERANCE = 0.01
+
 
 def parse_args():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -504,10 +509,12 @@ def report(a, model: str, results: dict, ratio: float) -> None:
         print(f"  peak for {label}: {results[side]['peak_basis']}")
     target = TARGETS[a.data]
     verdict_speed = "meets" if ratio >= target else "below"
-    verdict_loss = "no worse" if z["validation_loss"] <= b["validation_loss"] + 1e-3 else "WORSE"
+    gap = z["validation_loss"] / b["validation_loss"] - 1
+    verdict_loss = "equal" if gap <= LOSS_TOLERANCE else "WORSE"
     print(
         f"speed-up: {ratio:.2f}x real tokens/s, median of paired runs ({verdict_speed} the {target:g}x target for "
-        f"the {a.data} mix); validation loss {z['validation_loss'] - b['validation_loss']:+.4f} ({verdict_loss})"
+        f"the {a.data} mix); validation loss {z['validation_loss'] - b['validation_loss']:+.4f} ({gap:+.2%}: "
+        f"{verdict_loss} within {LOSS_TOLERANCE:.0%})"
     )
 
 

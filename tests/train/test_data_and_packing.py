@@ -231,3 +231,48 @@ def test_recipe_packed_loss_scores_only_reply_tokens_and_matches_the_padded_loss
         got = loss_sum.item() / scored
         want = model(**model_inputs(padded)).loss.item()
     assert got == pytest.approx(want, rel=1e-4)
+
+
+@pytest.mark.parametrize("matmul_max", [512, 40, 0], ids=["matmul", "both-paths", "kernel"])
+@pytest.mark.parametrize("window", [None, 24], ids=["causal", "sliding-window"])
+def test_packed_attention_in_bf16_on_cpu_matches_fp32_per_example_attention(recipe, matmul_max, window, monkeypatch):
+    """Under bf16 on a CPU the packed attention runs short groups as matmuls around an fp32 softmax and long ones in
+    the fp32 kernel: its output and the gradients it sends back match each example's own fp32 causal attention to
+    bf16 precision, whichever path each group takes."""
+    import torch
+
+    import ft_attention
+
+    monkeypatch.setattr(ft_attention, "MATMUL_MAX", matmul_max)
+    torch.manual_seed(0)
+    lengths = [[50, 30, 20], [64, 9, 7, 12]]  # two packed rows of four groups' worth of lengths
+    width = max(sum(r) for r in lengths)
+    pos = torch.zeros(len(lengths), width, dtype=torch.long)
+    for r, row in enumerate(lengths):
+        c = 0
+        for n in row + [width - sum(row)]:
+            pos[r, c : c + n] = torch.arange(n)
+            c += n
+    heads, dim = 4, 16
+    q, k, v = (torch.randn(len(lengths), heads, width, dim) for _ in range(3))
+    leaves = [t.bfloat16().requires_grad_() for t in (q, k, v)]
+    ft_attention._cache[:] = [None, None]
+    out, _ = ft_attention.packed_sdpa_attention(None, *leaves, None, sliding_window=window, position_ids=pos)
+    assert out.dtype == torch.bfloat16 and out.shape == (len(lengths), width, heads, dim)
+    grad_out = torch.randn_like(out, dtype=torch.float32)
+    out.float().mul(grad_out).sum().backward()
+
+    for r, row in enumerate(lengths):
+        c = 0
+        for n in row:
+            ref_in = [t[r : r + 1, :, c : c + n].bfloat16().float().requires_grad_() for t in (q, k, v)]
+            i = torch.arange(n)
+            mask = (i[None, :] <= i[:, None]) & ((i[:, None] - i[None, :] < window) if window else True)
+            ref = torch.nn.functional.scaled_dot_product_attention(*ref_in, attn_mask=mask).transpose(1, 2)
+            got = out[r : r + 1, c : c + n].float()
+            assert torch.allclose(got, ref, atol=3e-2, rtol=3e-2), (r, n)
+            ref.mul(grad_out[r : r + 1, c : c + n]).sum().backward()
+            for leaf, want in zip(leaves, ref_in):
+                g = leaf.grad[r : r + 1, :, c : c + n].float()
+                assert torch.allclose(g, want.grad, atol=6e-2, rtol=6e-2), (r, n)
+            c += n
