@@ -442,6 +442,7 @@ class FinetuneRecipe:
     # ------------------------------------------------------------------------------------------------- cleanup
 
     def cleanup(self) -> None:
+        self._leave_process_group()
         if not self.is_main:
             return
         self.tracker.end("FINISHED")
@@ -452,6 +453,16 @@ class FinetuneRecipe:
         print(line, flush=True)
         print(f"model:   {self.out_dir.resolve()}", flush=True)
         print(f"metrics: {Path(self.args.metrics).resolve()} (loss_curve.png, metrics.json, metrics.jsonl)", flush=True)
+
+    def _leave_process_group(self) -> None:
+        """Every rank waits for the others, then tears its process group down before the interpreter exits: a
+        rank that exits with the group alive can abort (SIGABRT, "terminate called without an active exception")
+        while a gloo/DeepSpeed background thread is still joinable, failing a run whose work is all done."""
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            dist.barrier()
+            dist.destroy_process_group()
 
 
 # ----------------------------------------------------------------------------------------------------- main
