@@ -43,3 +43,14 @@ def test_grid_covers_every_axis(results):
     for axis in ("hidden", "layers", "seq", "batch", "method", "checkpointing", "precision", "kv_heads"):
         assert len({getattr(c, axis) for c in cases}) > 1, axis
     assert {c.method for c in cases} >= {"lora", "dora", "full"}
+
+
+def test_estimate_mirrors_the_recipe_attention_layout(recipe):
+    """azft/memory.py cannot import the recipe (no torch in the CLI): its copies of the attention's constants must
+    stay the recipe's, or the estimate counts a layout the recipe no longer builds."""
+    import ft_attention
+
+    from azft import memory
+
+    assert memory.ATTENTION_MATMUL_MAX == ft_attention.MATMUL_MAX
+    assert memory.ATTENTION_LENGTH_MULTIPLE == ft_attention.LENGTH_MULTIPLE
