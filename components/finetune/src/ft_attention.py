@@ -17,9 +17,9 @@ shared by every layer.
 
 On a CPU the kernel depends on the precision. In half precision, groups up to ``MATMUL_MAX`` tokens run as two
 half-precision matmuls around a softmax (``_matmul_attention``): faster than the CPU flash kernel at these lengths,
-for the (query, key) probabilities it keeps for backward. Longer
-groups, and fp32 training, use the flash kernel in fp32 (its bf16 backward pass takes about twice as long as its
-fp32 one at 100-160 tokens). On a GPU the flash kernel runs in the compute dtype.
+for the (query, key) probabilities it keeps for backward. Longer groups, and fp32 training, use the flash kernel in
+fp32 (its bf16 backward pass takes about twice as long as its fp32 one at 100-160 tokens). On a GPU the flash kernel
+runs in the compute dtype.
 
 Registered with transformers' ``AttentionInterface`` / ``AttentionMaskInterface`` under ``NAME``; batches that do
 carry a padding mask fall back to the stock SDPA path.
