@@ -430,13 +430,14 @@ class _Dtypes:
     res: int  # the residual stream between layers
     norm_out: int  # RMSNorm output
     adapter: int  # LoRA weights (fp32 unless DeepSpeed casts them)
+    adapter_in: int  # what an adapter's input is cast to: its weights' dtype, or kept as it comes
     mask: int  # dropout mask bytes per element
 
 
 def _dtypes(s: Setup) -> _Dtypes:
     h = 2 if s.half else 4
     if s.deepspeed:
-        return _Dtypes(c=h, res=h, norm_out=h, adapter=h, mask=1 if s.device == "cuda" else h)
+        return _Dtypes(c=h, res=h, norm_out=h, adapter=h, adapter_in=h, mask=1 if s.device == "cuda" else h)
     if s.method == "full":
         res = 4  # fp32 weights: embeddings and residual adds stay fp32, autocast computes the matmuls in half
     elif s.method == "qlora":
@@ -444,7 +445,10 @@ def _dtypes(s: Setup) -> _Dtypes:
     else:
         res = h if s.half_base else 4  # the recipe loads a frozen base in the compute dtype when it trains in half
     c = h if s.autocast else res
-    return _Dtypes(c=c, res=res, norm_out=res, adapter=4, mask=1 if s.device == "cuda" else 4)
+    # a half-precision base under LoRA/DoRA: the recipe keeps each adapter's input in the compute dtype (autocast
+    # runs the adapter's matmuls there anyway) instead of peft's cast to the adapter's fp32
+    a_in = res if s.method in ("lora", "dora") and res < 4 else 4
+    return _Dtypes(c=c, res=res, norm_out=res, adapter=4, adapter_in=a_in, mask=1 if s.device == "cuda" else a_in)
 
 
 def _layer_saved(arch: Architecture, s: Setup, first: bool) -> list[tuple[str, str, float]]:
@@ -559,11 +563,12 @@ def _packed_attention_saved(heads: int, d: int, s: Setup, t: _Dtypes) -> list[tu
 def _adapter_saved(
     name: str, n_in: int, n_out: int, x_key: str, x_bytes: int, input_grad: bool, s: Setup, t: _Dtypes
 ) -> list[tuple[str, str, float]]:
-    """A LoRA/DoRA adapter: peft casts the input to the adapter dtype, applies dropout, then lora_A (autocast casts
-    again) and lora_B; DoRA's magnitude gradient also keeps the base output and the scaled LoRA output."""
+    """A LoRA/DoRA adapter: peft casts the input to the adapter dtype (unless the recipe keeps it in the compute
+    dtype), applies dropout, then lora_A (autocast casts again) and lora_B; DoRA's magnitude gradient also keeps the
+    base output and the scaled LoRA output."""
     out = []
-    cast = x_bytes != t.adapter
-    a_in = t.adapter
+    a_in = t.adapter_in
+    cast = x_bytes != a_in
     if s.lora_dropout > 0:
         if input_grad:
             out.append((f"{name}.mask", f"{name} dropout mask", n_in * t.mask))
@@ -659,7 +664,7 @@ def _activation_terms(arch: Architecture, s: Setup) -> list[Term]:
         f"+ 2 × {arch.hidden_size} × 4 B activation gradients"
     )
     adapted = [arch.linears()[n][1] for n in _targets(arch, s)] if s.peft else []
-    if adapted and t.adapter != t.c:
+    if adapted and t.adapter_in != t.c:
         # base output + fp32 adapter output is an fp32 sum: its gradient is fp32 too
         work += T * max(adapted) * 4
         wform += f" + {max(adapted)} × 4 B fp32 gradient of the widest adapted module's output"

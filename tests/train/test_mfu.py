@@ -174,6 +174,59 @@ def test_auto_precision_here_and_its_validation_loss_is_within_1_percent_of_fp32
     assert auto["eval_loss"] == pytest.approx(fp32["eval_loss"], rel=0.01)
 
 
+@pytest.mark.parametrize("dropout", [0.0, 0.05])
+def test_adapters_take_their_input_in_the_compute_dtype_and_train_the_same(
+    recipe, tiny_model, data_dir, tmp_path, dropout
+):
+    """Under a half-precision base the recipe skips peft's cast of each adapter input to fp32 (autocast casts it
+    straight back): lora_A sees bf16. Without LoRA dropout the loss and every adapter gradient are bitwise those of
+    peft's default. With dropout, the dropout runs on the bf16 input (same mask; PyTorch rounds its 1/(1 - p) to
+    bf16), and the step is as close to an fp32 step as peft's default is."""
+    import ft_model
+    import torch
+
+    argv = recipe_args(data_dir, tmp_path, model=str(tiny_model), lora_dropout=dropout)
+    args = recipe.train.build_parser().parse_args(argv)
+    ids = torch.randint(3, 500, (2, 48), generator=torch.Generator().manual_seed(0))
+
+    def step(precision: str, cast_input: bool = False):
+        torch.manual_seed(0)
+        model, _ = ft_model.load_model(str(tiny_model), args, precision, cuda=False)
+        model = ft_model.apply_method(model, args)
+        g = torch.Generator().manual_seed(1)
+        for n, p in model.named_parameters():
+            if "lora_B" in n:  # as after some training: while lora_B is zero, lora_A's gradients are zero
+                p.data.copy_(torch.randn(p.shape, generator=g) * 0.02)
+        seen = []
+        lora_a = next(m for n, m in model.named_modules() if n.endswith("qkv_proj.lora_A.default"))
+        lora_a.register_forward_pre_hook(lambda _m, inputs: seen.append(inputs[0].dtype))
+        if cast_input:  # peft's default
+            for m in model.modules():
+                if hasattr(m, "cast_input_dtype_enabled"):
+                    m.cast_input_dtype_enabled = True
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+            loss = model(input_ids=ids, labels=ids).loss
+        loss.backward()
+        grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
+        return seen[0], loss.detach(), grads
+
+    dtype, loss, grads = step("bf16")
+    peft_dtype, peft_loss, peft_grads = step("bf16", cast_input=True)
+    assert (dtype, peft_dtype) == (torch.bfloat16, torch.float32)
+    assert grads.keys() == peft_grads.keys() and len(grads) > 0
+    if not dropout:
+        assert torch.equal(loss, peft_loss)
+        assert all(torch.equal(grads[n], peft_grads[n]) for n in grads)
+        return
+    _, ref_loss, ref_grads = step("fp32")
+
+    def distance(gr):  # the worst relative difference of a parameter's gradient from the fp32 step's
+        return max(float((gr[n] - ref_grads[n]).norm() / ref_grads[n].norm()) for n in gr)
+
+    assert float(loss) == pytest.approx(float(ref_loss), rel=1e-2)
+    assert distance(grads) <= 1.25 * distance(peft_grads), (distance(grads), distance(peft_grads))
+
+
 def test_a_local_runs_mfu_is_within_10_percent_of_a_hand_calculation(runs, recipe, tokenizer, tiny_model, data_dir):
     from transformers import AutoConfig
 

@@ -185,10 +185,32 @@ def apply_method(model, args: argparse.Namespace):
         task_type="CAUSAL_LM",
     )
     try:
-        return get_peft_model(model, config)
+        model = get_peft_model(model, config)
     except ValueError as e:
         names = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if type(m).__name__ == "Linear"})
         raise RecipeError(
             f"--lora_target_modules {targets!r}: {str(e).splitlines()[0][:200]} "
             f"(this model's linear layers: {', '.join(names)})"
         ) from None
+    if args.method in ("lora", "dora") and args.deepspeed_stage == 0 and model.dtype in (torch.bfloat16, torch.float16):
+        _keep_adapter_input_dtype(model)
+    return model
+
+
+def _keep_adapter_input_dtype(model) -> None:
+    """Let the adapters take their input in the compute dtype instead of peft's cast to their own fp32.
+
+    A base stored in half precision without DeepSpeed (which casts the whole model itself, autocast off) means the
+    recipe trains under autocast (``load_model``), which runs the adapter's matmuls in half precision anyway: peft's
+    cast of every adapter input to fp32 (``_cast_input_dtype``), only for autocast to cast it straight back, was two
+    passes over the activations per adapted layer forward and two backward, for bitwise the same result (half to
+    fp32 to half is exact). With LoRA dropout the dropout now runs in half precision: the same mask, its 1/(1 - p)
+    rounded to bf16 (p = 0.05: 1.0547 for 1.0526); a step stays as close to an fp32 step as with peft's cast
+    (tests/train/test_mfu.py). ``cast_input_dtype_enabled`` is the switch peft's own
+    ``peft.helpers.disable_input_dtype_casting`` sets. Measured on the bench's short mix: about 5% more tokens/s
+    (docs/mfu.md)."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    for module in model.modules():
+        if isinstance(module, BaseTunerLayer):
+            module.cast_input_dtype_enabled = False
