@@ -207,8 +207,8 @@ def _keep_adapter_input_dtype(model) -> None:
     fp32 to half is exact). With LoRA dropout the dropout now runs in half precision: the same mask, its 1/(1 - p)
     rounded to bf16 (p = 0.05: 1.0547 for 1.0526); a step stays as close to an fp32 step as with peft's cast
     (tests/train/test_mfu.py). ``cast_input_dtype_enabled`` is the switch peft's own
-    ``peft.helpers.disable_input_dtype_casting`` sets. Measured on the bench's short mix: about 5% more tokens/s
-    (docs/mfu.md)."""
+    ``peft.helpers.disable_input_dtype_casting`` sets. Measured on the bench's short mix: about 5% more tokens/s in
+    paired runs of the recipe alone (docs/mfu.md)."""
     from peft.tuners.tuners_utils import BaseTunerLayer
 
     for module in model.modules():
