@@ -665,7 +665,7 @@ def _activation_terms(arch: Architecture, s: Setup) -> list[Term]:
     )
     adapted = [arch.linears()[n][1] for n in _targets(arch, s)] if s.peft else []
     if adapted and t.adapter_in != t.c:
-        # base output + fp32 adapter output is an fp32 sum: its gradient is fp32 too
+        # adapters fed an fp32 copy of their input (peft's cast): the gradient back through it is fp32 (calibrated)
         work += T * max(adapted) * 4
         wform += f" + {max(adapted)} × 4 B fp32 gradient of the widest adapted module's output"
     wform += ")"
